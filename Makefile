@@ -1,0 +1,35 @@
+# The two commands a new user runs: `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: install demo test check lint typecheck clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## Runs the real daily job on the bundled sample snapshots into a local Maildir (var/outbox).
+demo: install
+	$(BIN)/digest run --config config/digest.toml
+	@echo
+	@echo "Mail delivered to: $(CURDIR)/var/outbox (Maildir; open with 'mutt -f var/outbox' or read var/outbox/new/*)"
+
+## Every check: lint, types, tests.
+test: install lint typecheck
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check digest tests bench
+	$(BIN)/ruff format --check digest tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""Every error digest raises on purpose, in one tree.
+
+Callers catch the branch they can act on; the CLI catches ``DigestError`` and prints its message (never a
+traceback) and picks the exit code. Each error says *where* (the config key, the source name, the recipient)
+and, where there is one, *how to fix it*.
+
+    DigestError
+    ├── ConfigError            bad or missing configuration: names the key and the fix (exit 2)
+    ├── LockedError            another run holds the lock: names the holder (exit 2)
+    ├── ProfileError           an invalid keyword profile: names the subscriber and the keyword
+    ├── SubscriberError        unknown subscriber, bad address
+    ├── SourceError            one listing source failed; the others still run
+    │   ├── FetchError         unreachable, timed out, HTTP error status
+    │   └── ParseError         malformed XML/JSON, empty body, an HTML error page
+    ├── DeliveryError          one message was not accepted
+    │   ├── TransientDeliveryError   4xx, dropped connection, timeout: retried next run
+    │   ├── PermanentDeliveryError   5xx for this recipient: not retried this run
+    │   └── DeliveryAbortedError     AUTH or TLS failure: delivery stops for the whole run
+    └── StoreError             the database is unreadable or from a newer version
+"""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Base of every error digest raises on purpose.
+
+    ``hint`` is the sentence that tells the user how to fix it; ``str()`` includes it.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(DigestError):
+    """The configuration cannot be used. ``key`` is the dotted setting name, when one is at fault."""
+
+    def __init__(self, message: str, *, key: str | None = None, hint: str | None = None) -> None:
+        super().__init__(f"{key}: {message}" if key else message, hint=hint)
+        self.key = key
+
+
+class LockedError(DigestError):
+    """Another ``digest run`` holds the run lock."""
+
+
+class ProfileError(DigestError):
+    """A keyword profile is invalid; names the subscriber and the keyword."""
+
+    def __init__(self, message: str, *, subscriber: str, keyword: str | None = None) -> None:
+        where = f"subscriber {subscriber}" + (f", keyword {keyword!r}" if keyword is not None else "")
+        super().__init__(f"{where}: {message}")
+        self.subscriber = subscriber
+        self.keyword = keyword
+
+
+class SubscriberError(DigestError):
+    """A subscriber is unknown or its address is unusable."""
+
+
+class SourceError(DigestError):
+    """One listing source failed. ``source`` is its configured name."""
+
+    def __init__(self, source: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"source {source!r}: {message}", hint=hint)
+        self.source = source
+        self.reason = message
+
+
+class FetchError(SourceError):
+    """The source's bytes could not be fetched (network, HTTP status, missing file)."""
+
+
+class ParseError(SourceError):
+    """The source's bytes are not a listing of the declared kind."""
+
+
+class DeliveryError(DigestError):
+    """One message was not accepted for ``recipient``."""
+
+    def __init__(self, recipient: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{recipient}: {message}", hint=hint)
+        self.recipient = recipient
+        self.reason = message
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying later: a 4xx reply, a dropped connection, a timeout."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The server refused this recipient for good (5xx)."""
+
+
+class DeliveryAbortedError(DeliveryError):
+    """Nothing more can be delivered this run (authentication or TLS failure); no retry within the run."""
+
+
+class StoreError(DigestError):
+    """The state database cannot be used."""

@@ -1,0 +1,247 @@
+"""The values that flow through a run: frozen dataclasses, no I/O.
+
+Papers come out of ``sources``, are kept by ``store``, picked by ``select`` into ``Match``es, grouped into a
+``Digest`` per subscriber by ``pipeline``, rendered by ``render``; every step adds to a ``RunReport``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Literal
+
+Where = Literal["title", "abstract"]
+
+# Subscriber outcome of one run, as printed in the report.
+SENT = "sent"
+NOTHING_NEW = "nothing-new"
+FAILED = "failed"
+DRY_RUN = "dry-run"
+
+DEFAULT_MAX_PAPERS = 20
+
+_NON_WORD = re.compile(r"[\W_]+")
+_ARXIV_ID = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?![\w.])")
+
+
+def normalise_title(title: str) -> str:
+    """Fold a title to the key that finds the same paper under another spelling.
+
+    Unicode compatibility forms, case, whitespace and punctuation are folded:
+
+    >>> normalise_title("  Test-Time  Scaling: A SURVEY! ")
+    'test time scaling a survey'
+    >>> normalise_title("φ-Decoding")
+    'φ decoding'
+    """
+    folded = unicodedata.normalize("NFKC", title).casefold()
+    return _NON_WORD.sub(" ", folded).strip()
+
+
+def arxiv_id_from(text: str) -> str | None:
+    """The version-less arXiv id in a link, guid or bare id, if there is one.
+
+    >>> arxiv_id_from("http://arxiv.org/abs/2411.04330v2")
+    '2411.04330'
+    >>> arxiv_id_from("oai:arXiv.org:hep-th/9901001v1")
+    'hep-th/9901001'
+    >>> arxiv_id_from("https://example.org/paper") is None
+    True
+    """
+    m = _ARXIV_ID.search(text)
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """One paper as a listing shows it. ``key`` identifies it across listings and runs."""
+
+    title: str
+    abstract: str
+    arxiv_id: str | None = None
+    authors: tuple[str, ...] = ()
+    org: str | None = None
+    author_count: int | None = None
+    published: date | None = None
+    upvotes: int | None = None
+    url: str | None = None
+    source: str = ""
+    # The store's row id once stored; not part of the paper's identity.
+    ref: int | None = field(default=None, compare=False)
+
+    @property
+    def title_key(self) -> str:
+        return normalise_title(self.title)
+
+    @property
+    def key(self) -> str:
+        """The arXiv id without version where known, else ``title:`` and the normalised title."""
+        return self.arxiv_id or f"title:{self.title_key}"
+
+    @property
+    def page_url(self) -> str:
+        """Where the title links: the given page, the arXiv abstract, or an arXiv title search."""
+        if self.url:
+            return self.url
+        if self.arxiv_id:
+            return f"https://arxiv.org/abs/{self.arxiv_id}"
+        from urllib.parse import quote_plus
+
+        return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(self.title)}"
+
+    @property
+    def pdf_url(self) -> str | None:
+        return f"https://arxiv.org/pdf/{self.arxiv_id}" if self.arxiv_id else None
+
+    @property
+    def hf_url(self) -> str | None:
+        return f"https://huggingface.co/papers/{self.arxiv_id}" if self.arxiv_id else None
+
+    @property
+    def byline(self) -> str | None:
+        """Authors, else org, else an author count: the meta line's first part."""
+        if self.authors:
+            shown = ", ".join(self.authors[:3])
+            return shown + (f" and {len(self.authors) - 3} more" if len(self.authors) > 3 else "")
+        if self.org:
+            return self.org
+        if self.author_count:
+            return f"{self.author_count} author{'s' if self.author_count != 1 else ''}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a subscriber wants: keywords (any may match), exclusions (any drops the paper), a cap."""
+
+    keywords: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    max_papers: int = DEFAULT_MAX_PAPERS
+
+    @property
+    def trending(self) -> bool:
+        """No keywords: the subscriber gets the top new papers by upvotes."""
+        return not self.keywords
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    email: str
+    name: str = ""
+    profile: Profile = field(default_factory=Profile)
+    active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One keyword that matched, and where."""
+
+    keyword: str
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    paper: Paper
+    score: int
+    reasons: tuple[Reason, ...] = ()
+
+    @property
+    def matched(self) -> list[str]:
+        return [r.keyword for r in self.reasons]
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One email's content. ``more`` counts matches cut by the cap; they stay candidates."""
+
+    subscriber: Subscriber
+    matches: tuple[Match, ...]
+    day: date
+    more: int = 0
+
+    @property
+    def papers(self) -> tuple[Paper, ...]:
+        return tuple(m.paper for m in self.matches)
+
+    def top_topics(self, limit: int = 3) -> list[str]:
+        """Keywords by how many papers they matched: ``["RAG", "speculative decoding"]``."""
+        counts: dict[str, int] = {}
+        for m in self.matches:
+            for kw in dict.fromkeys(m.matched):
+                counts[kw] = counts.get(kw, 0) + 1
+        order = {kw: i for i, kw in enumerate(self.subscriber.profile.keywords)}
+        ranked = sorted(counts, key=lambda kw: (-counts[kw], order.get(kw, len(order))))
+        return ranked[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    name: str
+    kind: str
+    papers: int = 0
+    new: int = 0
+    error: str | None = None
+    not_modified: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "papers": self.papers,
+            "new": self.new,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberReport:
+    email: str
+    status: str
+    matches: tuple[Match, ...] = ()
+    error: str | None = None
+    message_id: str | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "email": self.email,
+            "status": self.status,
+            "papers": [
+                {"id": m.paper.key, "title": m.paper.title, "score": m.score, "matched": m.matched}
+                for m in self.matches
+            ],
+        }
+        if self.error:
+            out["error"] = self.error
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    started: datetime
+    sources: tuple[SourceReport, ...] = ()
+    subscribers: tuple[SubscriberReport, ...] = ()
+    delivered_to: str = ""
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return all(s.error is None for s in self.sources) and all(
+            s.status != FAILED for s in self.subscribers
+        )
+
+    @property
+    def exit_code(self) -> int:
+        """0 all well; 1 the run finished but something failed and will be retried."""
+        return 0 if self.ok else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sources": [s.to_json() for s in self.sources],
+            "subscribers": [s.to_json() for s in self.subscribers],
+        }

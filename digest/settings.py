@@ -1,0 +1,292 @@
+"""Configuration: a TOML file, overridden by ``DIGEST_*`` environment variables and a ``.env`` file.
+
+Precedence, highest first: environment, ``.env``, the TOML file, the defaults below. Nested settings use
+``__`` in the environment (``DIGEST_SMTP__HOST``). Secrets come only from the environment: a password in the
+TOML file is refused. Relative paths in the file (and in the environment) resolve against the config file's
+folder, so a config works wherever ``digest`` is started from.
+
+``load_settings`` turns every problem into one ``ConfigError`` that names the key and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from datetime import time
+from email.utils import formataddr, parseaddr
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from digest.errors import ConfigError, SubscriberError
+from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
+
+DEFAULT_CONFIG = Path("config/digest.toml")
+SOURCE_KINDS = ("snapshot", "feed", "hf-json")
+
+
+def normalise_email(address: str) -> str:
+    """A subscriber address checked for syntax and normalised (domain lower-cased, IDNA handled).
+
+    >>> normalise_email("Ada@Example.ORG")
+    'Ada@example.org'
+    """
+    try:
+        return validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"{address!r} is not a usable email address: {exc}") from exc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """One ``[[sources]]`` table."""
+
+    kind: Literal["snapshot", "feed", "hf-json"]
+    name: str = Field(min_length=1)
+    path: str | None = None
+    url: str | None = None
+    timeout: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceConfig:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of path (a file or glob) or url")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https:// (got {self.url!r})")
+        return self
+
+
+class SubscriberConfig(_Strict):
+    """One ``[[subscribers]]`` table."""
+
+    email: str
+    name: str = ""
+    keywords: list[str] = []
+    exclude: list[str] = []
+    max_papers: int = Field(default=DEFAULT_MAX_PAPERS, ge=1, le=1000)
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        try:
+            return normalise_email(value)
+        except SubscriberError as exc:
+            raise ValueError(exc.message) from exc
+
+    def to_subscriber(self) -> Subscriber:
+        return Subscriber(
+            self.email, self.name, Profile(tuple(self.keywords), tuple(self.exclude), self.max_papers)
+        )
+
+
+class DeliveryConfig(_Strict):
+    method: Literal["maildir", "smtp"] = "maildir"
+    maildir: Path = Path("var/outbox")
+
+
+class SmtpConfig(_Strict):
+    host: str = "localhost"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @property
+    def effective_port(self) -> int:
+        """The port, defaulting by security: 587 for STARTTLS, 465 for TLS, 25 for none."""
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+class Settings(BaseSettings):
+    """Every setting, with its default. The README's configuration reference mirrors this class."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    database: Path = Path("var/digest.sqlite3")
+    lookback_days: int = Field(default=7, ge=1, le=365)
+    send_at: time = time(7, 0)
+    timezone: str = "UTC"
+    sender: str = "Paper Digest <digest@example.org>"
+    base_url: str | None = None
+    templates_dir: Path | None = None
+    delivery: DeliveryConfig = DeliveryConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    sources: list[SourceConfig] = []
+    subscribers: list[SubscriberConfig] = []
+    # Where this configuration was read from; relative paths were resolved against its folder.
+    config_path: Path | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin'"
+            ) from exc
+        return value
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        name, address = parseaddr(value)
+        try:
+            address = validate_email(address, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"{value!r} is not 'Name <address>' with a usable address: {exc}") from exc
+        return formataddr((name, address))
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("base_url must start with https://")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        emails = [s.email for s in self.subscribers]
+        dupes = sorted({e for e in emails if emails.count(e) > 1})
+        if dupes:
+            raise ValueError(f"subscriber emails must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+    def config_subscribers(self) -> list[Subscriber]:
+        return [s.to_subscriber() for s in self.subscribers]
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    """``("sources", 1, "kind")`` -> ``"sources[1].kind"``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _explain(exc: ValidationError, where: str) -> ConfigError:
+    lines = []
+    first_key = None
+    for err in exc.errors():
+        key = _loc(tuple(p for p in err["loc"] if p not in ("function-after",)))
+        first_key = first_key or key
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting; check its spelling against the README's configuration reference"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
+            msg += f" (got {err['input']!r})"
+        lines.append(f"{key or '(top level)'}: {msg}")
+    return ConfigError(f"invalid configuration in {where}:\n  " + "\n  ".join(lines), key=None)
+
+
+def _resolve(path: Path | None, base: Path) -> Path | None:
+    if path is None:
+        return None
+    path = path.expanduser()
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    """``--config``, else ``DIGEST_CONFIG``, else ``config/digest.toml``."""
+    return Path(explicit or os.environ.get("DIGEST_CONFIG") or DEFAULT_CONFIG)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"no config file at {path}",
+            hint="pass --config FILE, set DIGEST_CONFIG, or copy config/digest.toml from the repository",
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the config file, apply the environment, validate, and resolve relative paths."""
+    path = resolve_config_path(config)
+    data = read_toml(path)
+    unknown = sorted(set(data) - set(Settings.model_fields) | {"config_path"} & set(data))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting in {path}",
+            key=unknown[0],
+            hint="check its spelling against the README's configuration reference",
+        )
+    if isinstance(data.get("smtp"), dict) and "password" in data["smtp"]:
+        raise ConfigError(
+            "passwords are not read from the config file",
+            key="smtp.password",
+            hint="remove it there and set DIGEST_SMTP__PASSWORD in the environment or in .env",
+        )
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, dotenv_settings, InitSettingsSource(settings_cls, data))
+
+    try:
+        loaded = _FromFile()
+    except ValidationError as exc:
+        raise _explain(exc, str(path)) from None
+    base = path.resolve().parent
+    values = loaded.model_dump(exclude={"delivery", "smtp", "sources", "subscribers"})
+    values.update(
+        database=_resolve(loaded.database, base),
+        templates_dir=_resolve(loaded.templates_dir, base),
+        config_path=path.resolve(),
+    )
+    return Settings.model_construct(
+        **values,
+        delivery=loaded.delivery.model_copy(update={"maildir": _resolve(loaded.delivery.maildir, base)}),
+        smtp=loaded.smtp,
+        sources=[
+            s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path else s
+            for s in loaded.sources
+        ],
+        subscribers=loaded.subscribers,
+    )

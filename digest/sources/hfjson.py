@@ -1,0 +1,73 @@
+"""The Hugging Face daily-papers API JSON (the ``hf-json`` source kind).
+
+A list of ``{"paper": {"id", "title", "summary", "authors": [{"name"}], "upvotes", "publishedAt"}, ...}``;
+``id`` is the arXiv id. Entries without a title are skipped; a document of another shape is a ParseError.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+from digest.errors import ParseError
+from digest.models import Paper, arxiv_id_from
+from digest.sources.feed import plain_text
+
+
+def _day(value: Any) -> date | None:
+    """``"2024-11-14T10:00:00.000Z"`` to ``date(2024, 11, 14)``; None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def _paper(item: dict[str, Any], source: str) -> Paper | None:
+    body = item.get("paper", item)
+    if not isinstance(body, dict):
+        return None
+    title = plain_text(str(body.get("title") or item.get("title") or ""), "text/plain")
+    if not title:
+        return None
+    raw_id = str(body.get("id") or "")
+    authors = tuple(
+        a["name"].strip()
+        for a in body.get("authors") or []
+        if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"].strip()
+    )
+    upvotes = body.get("upvotes")
+    return Paper(
+        title=title,
+        abstract=plain_text(str(body.get("summary") or item.get("summary") or ""), "text/plain"),
+        arxiv_id=arxiv_id_from(raw_id) if raw_id else None,
+        authors=authors,
+        published=_day(body.get("publishedAt") or item.get("publishedAt")),
+        upvotes=upvotes if isinstance(upvotes, int) and upvotes >= 0 else None,
+        source=source,
+    )
+
+
+def parse_hf_json(data: bytes, *, source: str) -> list[Paper]:
+    """Papers in a daily-papers JSON document.
+
+    >>> doc = b'[{"paper": {"id": "2411.04330", "title": "Scaling Laws for Precision", "upvotes": 7}}]'
+    >>> [(p.key, p.upvotes) for p in parse_hf_json(doc, source="hf")]
+    [('2411.04330', 7)]
+    """
+    if not data.strip():
+        raise ParseError(source, "the response was empty", hint="check the URL")
+    try:
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        looks_html = data.lstrip()[:1] == b"<"
+        raise ParseError(
+            source, "not JSON (it looks like an HTML page)" if looks_html else f"not valid JSON: {exc}"
+        ) from exc
+    if isinstance(doc, dict) and isinstance(doc.get("papers"), list):
+        doc = doc["papers"]
+    if not isinstance(doc, list):
+        raise ParseError(source, f"expected a JSON list of papers, got {type(doc).__name__}")
+    return [p for p in (_paper(item, source) for item in doc if isinstance(item, dict)) if p]

@@ -1,0 +1,428 @@
+"""The state database: the only module that speaks SQL.
+
+SQLite, one file. What it keeps:
+
+- ``papers``: every paper seen, keyed by arXiv id without version where known, else by normalised title;
+  the same paper from two sources, or twice in one listing, is one row. ``first_seen`` drives the diff.
+- ``subscribers``: profiles added by ``digest subscribe`` or declared in the config (``origin``).
+- ``messages`` and ``sent``: which papers went to whom, when, in which message. A paper is written here only
+  after its message was accepted.
+- ``fetch_state``: ETag / Last-Modified per URL source, saved in the same transaction as its papers.
+
+The schema version is ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes a database from version n to n+1, so
+an old file is upgraded in place on open and a newer one is refused rather than damaged.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from digest.errors import StoreError
+from digest.models import Paper, Profile, Subscriber
+from digest.sources.fetch import Validators
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE papers (
+        pid          INTEGER PRIMARY KEY,
+        arxiv_id     TEXT UNIQUE,
+        title_key    TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        abstract     TEXT NOT NULL,
+        authors      TEXT NOT NULL DEFAULT '[]',
+        org          TEXT,
+        author_count INTEGER,
+        published    TEXT,
+        upvotes      INTEGER,
+        url          TEXT,
+        source       TEXT NOT NULL,
+        first_seen   TEXT NOT NULL,
+        last_seen    TEXT NOT NULL
+    );
+    CREATE INDEX papers_title_key ON papers (title_key);
+    CREATE INDEX papers_first_seen ON papers (first_seen);
+    CREATE TABLE subscribers (
+        email      TEXT PRIMARY KEY,
+        name       TEXT NOT NULL DEFAULT '',
+        keywords   TEXT NOT NULL DEFAULT '[]',
+        exclude    TEXT NOT NULL DEFAULT '[]',
+        max_papers INTEGER NOT NULL,
+        origin     TEXT NOT NULL CHECK (origin IN ('cli', 'config')),
+        in_config  INTEGER NOT NULL DEFAULT 0,
+        active     INTEGER NOT NULL DEFAULT 1,
+        created    TEXT NOT NULL,
+        updated    TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY,
+        email       TEXT NOT NULL,
+        message_id  TEXT NOT NULL UNIQUE,
+        digest_date TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        created     TEXT NOT NULL,
+        sent_at     TEXT
+    );
+    CREATE INDEX messages_email ON messages (email, digest_date);
+    CREATE TABLE sent (
+        email   TEXT NOT NULL,
+        pid     INTEGER NOT NULL REFERENCES papers (pid),
+        message INTEGER NOT NULL REFERENCES messages (id),
+        sent_at TEXT NOT NULL,
+        PRIMARY KEY (email, pid)
+    ) WITHOUT ROWID;
+    CREATE TABLE fetch_state (
+        source        TEXT PRIMARY KEY,
+        url           TEXT NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        fetched_at    TEXT NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """One paper sent to one subscriber."""
+
+    key: str
+    title: str
+    sent_at: str
+    message_id: str
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+class Store:
+    """A connection to the state database. Use ``Store.open(path)``; close it, or use it as a context."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self.conn = conn
+        self.path = path
+
+    # -- opening -------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating it and its folder if needed) and migrate the database at ``path``."""
+        where = str(path)
+        if where != ":memory:":
+            Path(where).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(where, isolation_level=None, timeout=30)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA foreign_keys = ON")
+            if where != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            store = cls(conn, where)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"cannot use the database {where}: {exc}", hint="check the path, or move a damaged file aside"
+            ) from exc
+        return store
+
+    def snapshot(self) -> Store:
+        """An in-memory copy: what a dry run or a preview works on, so the real file is never touched."""
+        copy = sqlite3.connect(":memory:", isolation_level=None)
+        self.conn.backup(copy)
+        copy.row_factory = sqlite3.Row
+        copy.execute("PRAGMA foreign_keys = ON")
+        return Store(copy, ":memory:")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, begun IMMEDIATE so two writers never deadlock half-way."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database {self.path} has schema version {version}, newer than this digest "
+                f"understands ({SCHEMA_VERSION})",
+                hint="upgrade digest",
+            )
+        for step in range(version, SCHEMA_VERSION):
+            with self.transaction() as tx:
+                for statement in MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                tx.execute(f"PRAGMA user_version = {step + 1}")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- papers --------------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        papers: Iterable[Paper],
+        now: datetime,
+        *,
+        source: str | None = None,
+        url: str | None = None,
+        validators: Validators | None = None,
+    ) -> int:
+        """Store papers (folding duplicates into one row each) and, for a URL source, its validators.
+
+        All in one transaction: a failure stores nothing and keeps the old validators. Returns how many
+        papers were new.
+        """
+        new = 0
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            for paper in papers:
+                pid = self._find(tx, paper)
+                if pid is None:
+                    self._insert(tx, paper, stamp)
+                    new += 1
+                else:
+                    self._merge(tx, pid, paper, stamp)
+            if source is not None and url is not None and validators is not None:
+                tx.execute(
+                    "INSERT INTO fetch_state (source, url, etag, last_modified, fetched_at) VALUES (?,?,?,?,?)"
+                    " ON CONFLICT (source) DO UPDATE SET url = excluded.url, etag = excluded.etag,"
+                    " last_modified = excluded.last_modified, fetched_at = excluded.fetched_at",
+                    (source, url, validators.etag, validators.last_modified, stamp),
+                )
+        return new
+
+    @staticmethod
+    def _find(tx: sqlite3.Connection, paper: Paper) -> int | None:
+        """The row that already holds this paper: by arXiv id, else by title among id-less rows (or any)."""
+        if paper.arxiv_id:
+            row = tx.execute("SELECT pid FROM papers WHERE arxiv_id = ?", (paper.arxiv_id,)).fetchone()
+            if row:
+                return int(row[0])
+            row = tx.execute(
+                "SELECT pid FROM papers WHERE title_key = ? AND arxiv_id IS NULL", (paper.title_key,)
+            ).fetchone()
+        else:
+            row = tx.execute(
+                "SELECT pid FROM papers WHERE title_key = ? ORDER BY pid LIMIT 1", (paper.title_key,)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    @staticmethod
+    def _insert(tx: sqlite3.Connection, p: Paper, stamp: str) -> None:
+        tx.execute(
+            "INSERT INTO papers (arxiv_id, title_key, title, abstract, authors, org, author_count, published,"
+            " upvotes, url, source, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                p.arxiv_id,
+                p.title_key,
+                p.title,
+                p.abstract,
+                json.dumps(list(p.authors)),
+                p.org,
+                p.author_count,
+                p.published.isoformat() if p.published else None,
+                p.upvotes,
+                p.url,
+                p.source,
+                stamp,
+                stamp,
+            ),
+        )
+
+    @staticmethod
+    def _merge(tx: sqlite3.Connection, pid: int, p: Paper, stamp: str) -> None:
+        """Fill what the stored row lacks; upvotes only grow; first_seen never changes."""
+        tx.execute(
+            "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?),"
+            " abstract = CASE WHEN length(?) > length(abstract) THEN ? ELSE abstract END,"
+            " authors = CASE WHEN authors = '[]' THEN ? ELSE authors END,"
+            " org = COALESCE(org, ?), author_count = COALESCE(author_count, ?),"
+            " published = COALESCE(published, ?), upvotes = MAX(COALESCE(upvotes, 0), COALESCE(?, 0)),"
+            " url = COALESCE(url, ?), last_seen = ? WHERE pid = ?",
+            (
+                p.arxiv_id,
+                p.abstract,
+                p.abstract,
+                json.dumps(list(p.authors)),
+                p.org,
+                p.author_count,
+                p.published.isoformat() if p.published else None,
+                p.upvotes,
+                p.url,
+                stamp,
+                pid,
+            ),
+        )
+
+    @staticmethod
+    def _paper(row: sqlite3.Row) -> Paper:
+        return Paper(
+            title=row["title"],
+            abstract=row["abstract"],
+            arxiv_id=row["arxiv_id"],
+            authors=tuple(json.loads(row["authors"])),
+            org=row["org"],
+            author_count=row["author_count"],
+            published=date.fromisoformat(row["published"]) if row["published"] else None,
+            upvotes=row["upvotes"],
+            url=row["url"],
+            source=row["source"],
+            ref=row["pid"],
+        )
+
+    def count_papers(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM papers").fetchone()[0])
+
+    def recent_papers(self, since: datetime) -> list[Paper]:
+        """Papers first seen at or after ``since``, oldest first: the pool every subscriber's diff draws on."""
+        rows = self.conn.execute(
+            "SELECT * FROM papers WHERE first_seen >= ? ORDER BY pid", (_iso(since),)
+        ).fetchall()
+        return [self._paper(r) for r in rows]
+
+    def sent_refs(self, email: str, refs: Iterable[int] | None = None) -> set[int]:
+        """Which papers (by store ref) were already sent to ``email``."""
+        rows = self.conn.execute("SELECT pid FROM sent WHERE email = ?", (email,)).fetchall()
+        sent = {int(r[0]) for r in rows}
+        return sent if refs is None else sent & set(refs)
+
+    def validators(self, source: str, url: str) -> Validators | None:
+        row = self.conn.execute(
+            "SELECT etag, last_modified FROM fetch_state WHERE source = ? AND url = ?", (source, url)
+        ).fetchone()
+        return Validators(row["etag"], row["last_modified"]) if row else None
+
+    # -- subscribers ---------------------------------------------------------------------------------
+
+    def sync_config_subscribers(self, subscribers: Iterable[Subscriber], now: datetime) -> None:
+        """Make the config's subscribers the store's ``config`` subscribers.
+
+        A config subscriber's profile comes from the config; one who unsubscribed stays unsubscribed;
+        one removed from the config gets no more mail.
+        """
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            tx.execute("UPDATE subscribers SET in_config = 0")
+            for s in subscribers:
+                tx.execute(
+                    "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, origin, in_config,"
+                    " active, created, updated) VALUES (?,?,?,?,?,'config',1,1,?,?)"
+                    " ON CONFLICT (email) DO UPDATE SET name = excluded.name, keywords = excluded.keywords,"
+                    " exclude = excluded.exclude, max_papers = excluded.max_papers, origin = 'config',"
+                    " in_config = 1, updated = excluded.updated",
+                    (*self._profile_row(s), stamp, stamp),
+                )
+
+    @staticmethod
+    def _profile_row(s: Subscriber) -> tuple[str, str, str, str, int]:
+        p = s.profile
+        return (s.email, s.name, json.dumps(list(p.keywords)), json.dumps(list(p.exclude)), p.max_papers)
+
+    def add_subscriber(self, subscriber: Subscriber, now: datetime) -> bool:
+        """Add or update a subscriber from the command line, (re-)activating them. True if new."""
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            existed = tx.execute("SELECT 1 FROM subscribers WHERE email = ?", (subscriber.email,)).fetchone()
+            tx.execute(
+                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, origin, active, created,"
+                " updated) VALUES (?,?,?,?,?,'cli',1,?,?)"
+                " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN name"
+                " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
+                " max_papers = excluded.max_papers, active = 1, updated = excluded.updated",
+                (*self._profile_row(subscriber), stamp, stamp),
+            )
+        return existed is None
+
+    def unsubscribe(self, email: str, now: datetime) -> bool:
+        """Stop mail to ``email``; the sent history is kept. False if no such subscriber."""
+        with self.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE subscribers SET active = 0, updated = ? WHERE email = ?", (_iso(now), email)
+            )
+        return cur.rowcount > 0
+
+    def subscribers(self, *, include_inactive: bool = False) -> list[Subscriber]:
+        """Subscribers in address order; by default only those who get mail."""
+        rows = self.conn.execute("SELECT * FROM subscribers ORDER BY email").fetchall()
+        out = []
+        for r in rows:
+            active = bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"]))
+            if active or include_inactive:
+                out.append(
+                    Subscriber(
+                        email=r["email"],
+                        name=r["name"],
+                        profile=Profile(
+                            tuple(json.loads(r["keywords"])), tuple(json.loads(r["exclude"])), r["max_papers"]
+                        ),
+                        active=active,
+                    )
+                )
+        return out
+
+    def subscriber(self, email: str) -> Subscriber | None:
+        found = [s for s in self.subscribers(include_inactive=True) if s.email == email]
+        return found[0] if found else None
+
+    # -- deliveries ----------------------------------------------------------------------------------
+
+    def record_sent(
+        self, email: str, message_id: str, day: date, papers: Iterable[Paper], now: datetime
+    ) -> None:
+        """Record an accepted message and the papers it carried, in one transaction."""
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            cur = tx.execute(
+                "INSERT INTO messages (email, message_id, digest_date, status, created, sent_at)"
+                " VALUES (?,?,?,'sent',?,?)",
+                (email, message_id, day.isoformat(), stamp, stamp),
+            )
+            tx.executemany(
+                "INSERT OR IGNORE INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?)",
+                [(email, p.ref, cur.lastrowid, stamp) for p in papers if p.ref is not None],
+            )
+
+    def sent_on(self, email: str, day: date) -> bool:
+        """Whether ``email`` already got the digest for local date ``day``."""
+        row = self.conn.execute(
+            "SELECT 1 FROM messages WHERE email = ? AND digest_date = ? AND status = 'sent' LIMIT 1",
+            (email, day.isoformat()),
+        ).fetchone()
+        return row is not None
+
+    def history(self, email: str) -> list[SentRecord]:
+        """What was sent to ``email``, newest first."""
+        rows = self.conn.execute(
+            "SELECT p.arxiv_id, p.title_key, p.title, s.sent_at, m.message_id FROM sent s"
+            " JOIN papers p ON p.pid = s.pid JOIN messages m ON m.id = s.message"
+            " WHERE s.email = ? ORDER BY s.sent_at DESC, p.pid",
+            (email,),
+        ).fetchall()
+        return [
+            SentRecord(r["arxiv_id"] or f"title:{r['title_key']}", r["title"], r["sent_at"], r["message_id"])
+            for r in rows
+        ]

@@ -1,0 +1,218 @@
+"""Delivery behind one interface: Maildir (the default), SMTP, and memory (the fake that ships).
+
+A transport is a context manager (``with transport: transport.send(msg)``) so that SMTP opens one
+connection for the whole run and closes it at the end. ``send`` returns only when the message was accepted
+(written to the Maildir, answered 250 by the server); otherwise it raises a ``DeliveryError``:
+
+- ``TransientDeliveryError``: 4xx, timeout, dropped connection; the papers stay candidates for next run;
+- ``PermanentDeliveryError``: 5xx for that recipient;
+- ``DeliveryAbortedError``: authentication or TLS failure; nothing else can go out this run.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Protocol
+
+from digest.errors import (
+    DeliveryAbortedError,
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from digest.settings import Settings, SmtpConfig
+
+
+class Transport(Protocol):
+    """Where messages go. ``describe()`` says where, for the run summary."""
+
+    def __enter__(self) -> Transport: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def send(self, message: EmailMessage) -> None: ...
+    def describe(self) -> str: ...
+
+
+def _recipients(message: EmailMessage) -> list[str]:
+    return [addr for _, addr in getaddresses(message.get_all("To", []))]
+
+
+class MemoryTransport:
+    """Keeps messages in a list. For tests, previews and library users; ``refuse`` makes chosen recipients fail."""
+
+    def __init__(self, refuse: dict[str, DeliveryError] | None = None) -> None:
+        self.sent: list[EmailMessage] = []
+        self.refuse = refuse or {}
+
+    def __enter__(self) -> MemoryTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def send(self, message: EmailMessage) -> None:
+        for rcpt in _recipients(message):
+            if rcpt in self.refuse:
+                raise self.refuse[rcpt]
+        self.sent.append(message)
+
+    def describe(self) -> str:
+        return "memory"
+
+
+class MaildirTransport:
+    """Writes each message into a Maildir's ``new/`` (via ``tmp/``, so a reader never sees half a file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._box: mailbox.Maildir | None = None
+
+    def __enter__(self) -> MaildirTransport:
+        try:
+            self._box = mailbox.Maildir(self.path, create=True)
+        except OSError as exc:
+            raise DeliveryAbortedError(str(self.path), f"cannot open the Maildir: {exc.strerror}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._box = None
+
+    def send(self, message: EmailMessage) -> None:
+        if self._box is None:
+            raise RuntimeError("MaildirTransport.send outside 'with'")
+        try:
+            self._box.add(message)
+        except OSError as exc:
+            rcpt = ", ".join(_recipients(message))
+            raise TransientDeliveryError(rcpt, f"cannot write to {self.path}: {exc.strerror}") from exc
+
+    def describe(self) -> str:
+        return f"Maildir {self.path}"
+
+
+class SmtpTransport:
+    """One SMTP connection per run, opened at the first message and reused; reconnects once if dropped.
+
+    ``security``: ``starttls`` (upgrade, certificate verified), ``tls`` (implicit TLS), ``none`` (plain;
+    then no password is ever sent). Every socket operation has ``timeout``.
+    """
+
+    def __init__(self, config: SmtpConfig, sender: str, *, context: ssl.SSLContext | None = None) -> None:
+        self.config = config
+        self.sender = sender
+        self.context = context or ssl.create_default_context()
+        self._conn: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        return f"SMTP {self.config.host}:{self.config.effective_port} ({self.config.security})"
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (smtplib.SMTPException, OSError):
+                self._conn.close()
+            self._conn = None
+
+    def _connect(self, rcpt: str) -> smtplib.SMTP:
+        cfg = self.config
+        where = f"{cfg.host}:{cfg.effective_port}"
+        try:
+            if cfg.security == "tls":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                    cfg.host, cfg.effective_port, timeout=cfg.timeout, context=self.context
+                )
+            else:
+                conn = smtplib.SMTP(cfg.host, cfg.effective_port, timeout=cfg.timeout)
+            conn.ehlo()
+            if cfg.security == "starttls":
+                if not conn.has_extn("starttls"):
+                    conn.close()
+                    raise DeliveryAbortedError(
+                        rcpt,
+                        f"{where} does not offer STARTTLS",
+                        hint='set [smtp] security = "tls" for port 465, or check the host and port',
+                    )
+                conn.starttls(context=self.context)
+                conn.ehlo()
+            if cfg.username:
+                if cfg.security == "none":
+                    conn.close()
+                    raise DeliveryAbortedError(
+                        rcpt,
+                        "refusing to send a password over an unencrypted connection",
+                        hint='set [smtp] security to "starttls" or "tls"',
+                    )
+                password = cfg.password.get_secret_value() if cfg.password else ""
+                conn.login(cfg.username, password)
+        except ssl.SSLError as exc:
+            raise DeliveryAbortedError(
+                rcpt, f"TLS with {where} failed: {exc}", hint="check the server's certificate and host name"
+            ) from exc
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryAbortedError(
+                rcpt,
+                f"{where} refused the login for {cfg.username!r}: {exc.smtp_code} {_text(exc.smtp_error)}",
+                hint="check [smtp] username and DIGEST_SMTP__PASSWORD",
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransientDeliveryError(rcpt, f"cannot connect to {where}: {exc}") from exc
+        return conn
+
+    def send(self, message: EmailMessage) -> None:
+        recipients = _recipients(message)
+        rcpt = ", ".join(recipients)
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = self._connect(rcpt)
+            try:
+                self._conn.send_message(message, from_addr=self.sender, to_addrs=recipients)
+                return
+            except smtplib.SMTPServerDisconnected as exc:
+                self._conn = None
+                if attempt == 2:
+                    raise TransientDeliveryError(rcpt, f"the server closed the connection: {exc}") from exc
+            except smtplib.SMTPRecipientsRefused as exc:
+                code, reply = next(iter(exc.recipients.values()))
+                raise _by_code(rcpt, code, reply) from exc
+            except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                if exc.smtp_code == 421:
+                    self.close()
+                raise _by_code(rcpt, exc.smtp_code, exc.smtp_error) from exc
+            except (TimeoutError, OSError) as exc:
+                self._drop()
+                raise TransientDeliveryError(rcpt, f"connection problem: {exc}") from exc
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+def _by_code(rcpt: str, code: int, reply: bytes | str) -> DeliveryError:
+    """An SMTP reply code to the error kind: 4xx transient, 5xx permanent."""
+    text = f"{code} {_text(reply)}"
+    if 400 <= code < 500:
+        return TransientDeliveryError(rcpt, f"server said {text}", hint="retried on the next run")
+    return PermanentDeliveryError(rcpt, f"server refused: {text}")
+
+
+def make_transport(settings: Settings) -> Transport:
+    """The transport ``[delivery] method`` names."""
+    if settings.delivery.method == "smtp":
+        return SmtpTransport(settings.smtp, settings.sender_address)
+    return MaildirTransport(settings.delivery.maildir)
