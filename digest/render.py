@@ -195,6 +195,8 @@ class Renderer:
             disable_validation=True,
             cssutils_logging_level=logging.CRITICAL,
             strip_important=False,
+            # Keep width/height attributes as written: Outlook sizes tables by them, not by CSS.
+            disable_basic_attributes=["width", "height"],
         )
         return str(inliner.transform(pretty_print=False))
 

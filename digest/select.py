@@ -127,7 +127,13 @@ def compile_keyword(text: str) -> Keyword:
     for i, raw in enumerate(raw_words):
         last_prefix = prefix and i == len(raw_words) - 1
         cased = is_cased(raw)
-        form = (raw if cased else raw.casefold()) if last_prefix else cased_form(raw) if cased else singular(raw.casefold())
+        form = (
+            (raw if cased else raw.casefold())
+            if last_prefix
+            else cased_form(raw)
+            if cased
+            else singular(raw.casefold())
+        )
         words.append(KeywordWord(form, cased, last_prefix))
     return Keyword(text, tuple(words))
 

@@ -125,49 +125,61 @@ class SmtpTransport:
             self._conn = None
 
     def _connect(self, rcpt: str) -> smtplib.SMTP:
+        """A ready connection: TLS verified, logged in. Closed again if any step fails."""
         cfg = self.config
         where = f"{cfg.host}:{cfg.effective_port}"
+        conn: smtplib.SMTP | None = None
         try:
             if cfg.security == "tls":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                conn = smtplib.SMTP_SSL(
                     cfg.host, cfg.effective_port, timeout=cfg.timeout, context=self.context
                 )
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.effective_port, timeout=cfg.timeout)
+            self._setup(conn, rcpt, where)
+            return conn
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, DeliveryError):
+                raise
+            if isinstance(exc, ssl.SSLError):
+                raise DeliveryAbortedError(
+                    rcpt,
+                    f"TLS with {where} failed: {exc}",
+                    hint="check the server's certificate and host name",
+                ) from exc
+            if isinstance(exc, smtplib.SMTPAuthenticationError):
+                raise DeliveryAbortedError(
+                    rcpt,
+                    f"{where} refused the login for {cfg.username!r}: {exc.smtp_code} {_text(exc.smtp_error)}",
+                    hint="check [smtp] username and DIGEST_SMTP__PASSWORD",
+                ) from exc
+            if isinstance(exc, smtplib.SMTPException | OSError):
+                raise TransientDeliveryError(rcpt, f"cannot connect to {where}: {exc}") from exc
+            raise
+
+    def _setup(self, conn: smtplib.SMTP, rcpt: str, where: str) -> None:
+        """EHLO, STARTTLS, AUTH on a fresh connection."""
+        cfg = self.config
+        conn.ehlo()
+        if cfg.security == "starttls":
+            if not conn.has_extn("starttls"):
+                raise DeliveryAbortedError(
+                    rcpt,
+                    f"{where} does not offer STARTTLS",
+                    hint='set [smtp] security = "tls" for port 465, or check the host and port',
+                )
+            conn.starttls(context=self.context)
             conn.ehlo()
-            if cfg.security == "starttls":
-                if not conn.has_extn("starttls"):
-                    conn.close()
-                    raise DeliveryAbortedError(
-                        rcpt,
-                        f"{where} does not offer STARTTLS",
-                        hint='set [smtp] security = "tls" for port 465, or check the host and port',
-                    )
-                conn.starttls(context=self.context)
-                conn.ehlo()
-            if cfg.username:
-                if cfg.security == "none":
-                    conn.close()
-                    raise DeliveryAbortedError(
-                        rcpt,
-                        "refusing to send a password over an unencrypted connection",
-                        hint='set [smtp] security to "starttls" or "tls"',
-                    )
-                password = cfg.password.get_secret_value() if cfg.password else ""
-                conn.login(cfg.username, password)
-        except ssl.SSLError as exc:
-            raise DeliveryAbortedError(
-                rcpt, f"TLS with {where} failed: {exc}", hint="check the server's certificate and host name"
-            ) from exc
-        except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryAbortedError(
-                rcpt,
-                f"{where} refused the login for {cfg.username!r}: {exc.smtp_code} {_text(exc.smtp_error)}",
-                hint="check [smtp] username and DIGEST_SMTP__PASSWORD",
-            ) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise TransientDeliveryError(rcpt, f"cannot connect to {where}: {exc}") from exc
-        return conn
+        if cfg.username:
+            if cfg.security == "none":
+                raise DeliveryAbortedError(
+                    rcpt,
+                    "refusing to send a password over an unencrypted connection",
+                    hint='set [smtp] security to "starttls" or "tls"',
+                )
+            conn.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
 
     def send(self, message: EmailMessage) -> None:
         recipients = _recipients(message)

@@ -1,0 +1,201 @@
+"""Shared test parts, all real: SQLite files in tmp_path, an HTTP server and an SMTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "config" / "samples"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return NOW
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(
+    folder: Path,
+    *,
+    sources: list[dict[str, Any]] | None = None,
+    subscribers: list[dict[str, Any]] | None = None,
+    top: dict[str, Any] | None = None,
+    tables: dict[str, dict[str, Any]] | None = None,
+) -> Path:
+    """A config file in ``folder``; state goes to ``folder/var`` (relative paths, resolved by digest)."""
+    lines = ['database = "var/digest.sqlite3"', 'timezone = "UTC"']
+    for key, value in (top or {}).items():
+        lines.append(f"{key} = {toml_value(value)}")
+    tables = {"delivery": {"method": "maildir", "maildir": "var/outbox"}, **(tables or {})}
+    for name, table in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items())
+    for kind, items in (("sources", sources or []), ("subscribers", subscribers or [])):
+        for item in items:
+            lines.append(f"[[{kind}]]")
+            lines.extend(f"{k} = {toml_value(v)}" for k, v in item.items())
+    path = folder / "digest.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def samples_source(name: str = "samples") -> dict[str, Any]:
+    return {"kind": "snapshot", "name": name, "path": str(SAMPLES / "*.txt")}
+
+
+def read_maildir(path: Path) -> list[EmailMessage]:
+    """Every message delivered into a Maildir, parsed back with the email package."""
+    out = []
+    for f in sorted((path / "new").glob("*")):
+        msg = email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        out.append(msg)
+    return out
+
+
+# -- a real HTTP server ------------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    body: bytes
+    status: int = 200
+    content_type: str = "application/xml"
+    etag: str | None = None
+    last_modified: str | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class HttpServer:
+    base: str
+    routes: dict[str, Route]
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+@pytest.fixture
+def http_server() -> Iterator[HttpServer]:
+    """Serves ``routes`` on 127.0.0.1, honouring If-None-Match / If-Modified-Since with 304."""
+    routes: dict[str, Route] = {}
+    state = HttpServer("", routes)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append((self.path, dict(self.headers)))
+            route = routes.get(self.path)
+            if route is None:
+                self.send_error(404)
+                return
+            if route.delay:
+                time.sleep(route.delay)
+            fresh = (route.etag and self.headers.get("If-None-Match") == route.etag) or (
+                route.last_modified and self.headers.get("If-Modified-Since") == route.last_modified
+            )
+            if fresh:
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(route.status)
+            self.send_header("Content-Type", route.content_type)
+            self.send_header("Content-Length", str(len(route.body)))
+            if route.etag:
+                self.send_header("ETag", route.etag)
+            if route.last_modified:
+                self.send_header("Last-Modified", route.last_modified)
+            self.end_headers()
+            try:
+                self.wfile.write(route.body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- a real SMTP server ------------------------------------------------------------------------------
+
+
+class RecordingHandler:
+    """An aiosmtpd handler that keeps what it accepted, and refuses the recipients it is told to."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], EmailMessage]] = []
+        self.refuse: dict[str, str] = {}  # recipient -> reply, e.g. "550 5.1.1 no such user"
+        self.sessions: set[int] = set()
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.sessions.add(id(session))
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+        return "250 Message accepted"
+
+    def received_by(self, address: str) -> list[EmailMessage]:
+        return [m for _, rcpts, m in self.messages if address in rcpts]
+
+
+@dataclass
+class SmtpServer:
+    host: str
+    port: int
+    handler: RecordingHandler
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    handler = RecordingHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield SmtpServer("127.0.0.1", port, handler)
+    controller.stop()

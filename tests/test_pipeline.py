@@ -1,0 +1,240 @@
+"""#2 points 1, 3, 4, 6, 7: the run end to end on real files, a real HTTP server and a real SMTP server."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, HttpServer, Route, SmtpServer, read_maildir, samples_source, write_config
+
+from digest import pipeline
+from digest.errors import PermanentDeliveryError
+from digest.models import DRY_RUN, FAILED, NOTHING_NEW, SENT, Paper
+from digest.settings import Settings, load_settings
+from digest.store import Store
+from digest.transport import MaildirTransport, MemoryTransport, SmtpTransport, make_transport
+
+ADA = {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3}
+GRACE = {"email": "grace@example.org", "keywords": [], "max_papers": 5}
+
+
+def setup(tmp_path: Path, **kw: object) -> tuple[Settings, Store]:
+    cfg = write_config(tmp_path, **kw)  # type: ignore[arg-type]
+    settings = load_settings(cfg)
+    return settings, Store.open(settings.database)
+
+
+def test_demo_shape_run_into_maildir(tmp_path: Path, now: datetime) -> None:
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE])
+    report = pipeline.run_once(settings, make_transport(settings), store, now)
+    assert [s.to_json() for s in report.sources] == [
+        {"name": "samples", "kind": "snapshot", "papers": 511, "new": 375, "error": None}
+    ]
+    assert [(s.email, s.status, len(s.matches)) for s in report.subscribers] == [
+        ("ada@example.org", SENT, 3),
+        ("grace@example.org", SENT, 5),
+    ]
+    assert report.exit_code == 0
+    messages = read_maildir(tmp_path / "var" / "outbox")
+    assert len(messages) == 2
+    for msg in messages:
+        assert msg.get_content_type() == "multipart/alternative"
+        assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
+    # The trending digest is the top papers by upvotes.
+    grace = next(s for s in report.subscribers if s.email == "grace@example.org")
+    ups = [m.paper.upvotes or 0 for m in grace.matches]
+    assert ups == sorted(ups, reverse=True) and ups[0] == 10
+    store.close()
+
+
+def test_second_run_with_nothing_new_sends_nothing(tmp_path: Path, now: datetime) -> None:
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    transport = MemoryTransport()
+    pipeline.run_once(settings, transport, store, now)
+    second = pipeline.run_once(settings, transport, store, now + timedelta(hours=2))
+    assert len(transport.sent) == 1
+    assert [s.status for s in second.subscribers] == [NOTHING_NEW]
+    assert second.sources[0].new == 0
+
+
+def test_cut_by_the_cap_stays_a_candidate_and_nothing_is_sent_twice(tmp_path: Path, now: datetime) -> None:
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    transport = MemoryTransport()
+    pipeline.ingest(settings, store, now)
+    store.sync_config_subscribers(settings.config_subscribers(), now)
+    total = len(
+        pipeline.PaperIndex(store.recent_papers(now - timedelta(days=7))).select(
+            store.subscribers()[0].profile
+        )
+    )
+    assert total == 9  # "speculative decoding" in the seeds
+    seen: list[str] = []
+    day = now
+    for _ in range(5):
+        report = pipeline.run_once(settings, transport, store, day)
+        seen.extend(m.paper.key for s in report.subscribers for m in s.matches if s.status == SENT)
+        day += timedelta(days=1)
+    assert len(seen) == total == len(set(seen))  # every match exactly once, 3 a day
+    assert len(transport.sent) == 3
+
+
+def test_lookback_window(tmp_path: Path, now: datetime) -> None:
+    settings, store = setup(tmp_path, subscribers=[{"email": "a@example.org", "keywords": ["precision"]}])
+    store.ingest([Paper("Scaling Laws for Precision", "old news")], now - timedelta(days=8))
+    store.ingest([Paper("Precision Matters", "fresh")], now - timedelta(days=6))
+    store.sync_config_subscribers(settings.config_subscribers(), now)
+    (planned,) = pipeline.plan(settings, store, now)
+    assert planned.digest is not None
+    assert [m.paper.title for m in planned.digest.matches] == ["Precision Matters"]
+
+
+def test_keywords_exclude_and_whole_words(tmp_path: Path, now: datetime) -> None:
+    subs = [
+        {"email": "rag@example.org", "keywords": ["RAG"]},
+        {"email": "gan@example.org", "keywords": ["GAN"]},
+        {"email": "ex@example.org", "keywords": ["speculative decoding"], "exclude": ["multi-sample"]},
+    ]
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs)
+    pipeline.ingest(settings, store, now)
+    store.sync_config_subscribers(settings.config_subscribers(), now)
+    plans = {p.subscriber.email: p for p in pipeline.plan(settings, store, now)}
+    rag = plans["rag@example.org"].digest
+    assert rag is not None
+    for m in rag.matches:
+        assert " RAG" in f" {m.paper.title} {m.paper.abstract}".replace("(", " ").replace("-", " ")
+    assert plans["gan@example.org"].digest is None  # "GAN" is inside "organ", never a word here
+    ex = plans["ex@example.org"].digest
+    assert ex is not None
+    assert all("multi-sample" not in (m.paper.title + m.paper.abstract).lower() for m in ex.matches)
+    assert len(ex.matches) == 8
+
+
+def test_failing_source_is_reported_and_the_others_still_run(
+    tmp_path: Path, now: datetime, http_server: HttpServer
+) -> None:
+    http_server.routes["/rss"] = Route((FIXTURES / "arxiv_cs_CL.rss").read_bytes(), etag='"a"')
+    http_server.routes["/broken"] = Route(
+        b"<html><body>502 Bad Gateway</body></html>", content_type="text/html"
+    )
+    srcs = [
+        {"kind": "feed", "name": "broken", "url": http_server.url("/broken")},
+        {"kind": "feed", "name": "arxiv", "url": http_server.url("/rss")},
+        samples_source(),
+    ]
+    settings, store = setup(tmp_path, sources=srcs, subscribers=[ADA])
+    report = pipeline.run_once(settings, MemoryTransport(), store, now)
+    by_name = {s.name: s for s in report.sources}
+    assert by_name["broken"].error is not None and "broken" in by_name["broken"].error
+    assert "HTML page" in by_name["broken"].error
+    assert (by_name["arxiv"].papers, by_name["arxiv"].new, by_name["arxiv"].error) == (3, 3, None)
+    # "Scaling Laws for Precision" and "DySpec" are in the seeds too: arxiv brought them first.
+    assert by_name["samples"].new == 373
+    assert report.subscribers[0].status == SENT
+    assert report.exit_code == 1  # a source failed: it will be retried
+    stored = store.count_papers()
+    # The next run: arxiv is unchanged (304), the broken one still broken; nothing stored is lost.
+    again = pipeline.run_once(settings, MemoryTransport(), store, now + timedelta(days=1))
+    assert {s.name: s.not_modified for s in again.sources}["arxiv"] is True
+    assert store.count_papers() == stored
+
+
+def test_refused_recipient_is_retried_next_run_exactly_once(
+    tmp_path: Path, now: datetime, smtp_server: SmtpServer
+) -> None:
+    smtp_server.handler.refuse["ada@example.org"] = "450 4.2.1 mailbox busy"
+    tables = {
+        "delivery": {"method": "smtp"},
+        "smtp": {"host": smtp_server.host, "port": smtp_server.port, "security": "none", "timeout": 5},
+    }
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE], tables=tables)
+    first = pipeline.run_once(settings, make_transport(settings), store, now)
+    status = {s.email: (s.status, s.error) for s in first.subscribers}
+    assert status["grace@example.org"] == (SENT, None)
+    assert status["ada@example.org"][0] == FAILED
+    assert "450" in (status["ada@example.org"][1] or "")
+    assert first.exit_code == 1
+    assert store.sent_refs("ada@example.org") == set()  # nothing marked sent without acceptance
+    assert len(smtp_server.handler.received_by("grace@example.org")) == 1
+    assert len(smtp_server.handler.sessions) == 1
+
+    del smtp_server.handler.refuse["ada@example.org"]
+    second = pipeline.run_once(settings, make_transport(settings), store, now + timedelta(hours=1))
+    assert {s.email: s.status for s in second.subscribers} == {
+        "ada@example.org": SENT,
+        "grace@example.org": NOTHING_NEW,
+    }
+    (ada_msg,) = smtp_server.handler.received_by("ada@example.org")
+    assert len(smtp_server.handler.received_by("grace@example.org")) == 1
+    assert "speculative decoding" in ada_msg["Subject"]
+
+
+def test_one_smtp_connection_per_run(tmp_path: Path, now: datetime, smtp_server: SmtpServer) -> None:
+    subs = [{"email": f"user{i}@example.org", "keywords": [], "max_papers": 2} for i in range(6)]
+    tables = {
+        "smtp": {"host": smtp_server.host, "port": smtp_server.port, "security": "none", "timeout": 5},
+        "delivery": {"method": "smtp"},
+    }
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs, tables=tables)
+    transport = make_transport(settings)
+    assert isinstance(transport, SmtpTransport)
+    report = pipeline.run_once(settings, transport, store, now)
+    assert [s.status for s in report.subscribers] == [SENT] * 6
+    assert len(smtp_server.handler.messages) == 6
+    assert len(smtp_server.handler.sessions) == 1
+    for mail_from, rcpts, msg in smtp_server.handler.messages:
+        assert mail_from == "digest@example.org"
+        assert rcpts == [msg["To"].addresses[0].addr_spec]
+
+
+def test_permanent_refusal_fails_only_that_subscriber(tmp_path: Path, now: datetime) -> None:
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE])
+    transport = MemoryTransport(
+        refuse={"ada@example.org": PermanentDeliveryError("ada@example.org", "550 no")}
+    )
+    report = pipeline.run_once(settings, transport, store, now)
+    assert {s.email: s.status for s in report.subscribers} == {
+        "ada@example.org": FAILED,
+        "grace@example.org": SENT,
+    }
+
+
+def test_dry_run_changes_nothing(tmp_path: Path, now: datetime) -> None:
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    report = pipeline.run_once(
+        settings, MaildirTransport(tmp_path / "var" / "outbox"), store, now, dry_run=True
+    )
+    assert [s.status for s in report.subscribers] == [DRY_RUN]
+    assert report.subscribers[0].matches
+    assert store.count_papers() == 0
+    assert store.subscribers() == []
+    assert read_maildir(tmp_path / "var" / "outbox") == []
+
+
+def test_invalid_profile_fails_that_subscriber_only(tmp_path: Path, now: datetime) -> None:
+    subs = [{"email": "bad@example.org", "keywords": ["***"]}, ADA]
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs)
+    report = pipeline.run_once(settings, MemoryTransport(), store, now)
+    status = {s.email: s for s in report.subscribers}
+    assert status["bad@example.org"].status == FAILED
+    assert "'***'" in (status["bad@example.org"].error or "")
+    assert status["ada@example.org"].status == SENT
+
+
+def test_preview_has_no_side_effects(tmp_path: Path, now: datetime) -> None:
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    before = Path(settings.database).read_bytes()
+    result = pipeline.preview(settings, store, "ada@example.org", now)
+    assert result.message is not None and result.planned.digest is not None
+    assert len(result.planned.digest.matches) == 3
+    assert store.count_papers() == 0
+    assert Path(settings.database).read_bytes() == before
+
+
+@pytest.mark.parametrize("email", ["nobody@example.org"])
+def test_preview_unknown_subscriber(tmp_path: Path, now: datetime, email: str) -> None:
+    from digest.errors import SubscriberError
+
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    with pytest.raises(SubscriberError, match="no subscriber"):
+        pipeline.preview(settings, store, email, now)

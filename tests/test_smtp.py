@@ -1,0 +1,175 @@
+"""#2 point 6: SMTP delivery with verified TLS and AUTH, against a real aiosmtpd server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import RecordingHandler, free_port, samples_source, write_config
+
+from digest import pipeline
+from digest.errors import DeliveryAbortedError, TransientDeliveryError
+from digest.models import FAILED, SENT
+from digest.settings import load_settings
+from digest.store import Store
+from digest.transport import SmtpTransport
+
+USER, PASSWORD = "digest", "s3cret-from-env"
+
+
+@dataclass
+class TlsServer:
+    port: int
+    handler: RecordingHandler
+    ca: trustme.CA
+    auth_attempts: list[tuple[str, str]]
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return ctx
+
+
+def _start(implicit_tls: bool) -> tuple[Controller, TlsServer]:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_ctx)
+    attempts: list[tuple[str, str]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        assert isinstance(auth_data, LoginPassword)
+        login, password = auth_data.login.decode(), auth_data.password.decode()
+        attempts.append((login, password))
+        # handled=False: let aiosmtpd send the 235/535 reply itself.
+        return AuthResult(success=(login, password) == (USER, PASSWORD), handled=False)
+
+    handler = RecordingHandler()
+    port = free_port()
+    kwargs: dict[str, Any] = {"authenticator": authenticator, "auth_require_tls": True}
+    if implicit_tls:
+        # aiosmtpd only knows about TLS it negotiated via STARTTLS; on an implicit-TLS port it would
+        # otherwise never offer AUTH. The connection is TLS all the same.
+        kwargs.update(ssl_context=server_ctx, auth_require_tls=False)
+    else:
+        kwargs.update(tls_context=server_ctx, require_starttls=True)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    if implicit_tls:
+        # The controller's own readiness probe would speak plain text to a TLS port.
+        controller.ssl_context = server_ctx
+    controller.start()
+    return controller, TlsServer(port, handler, ca, attempts)
+
+
+@pytest.fixture(params=["starttls", "tls"])
+def tls_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, TlsServer]]:
+    controller, server = _start(implicit_tls=request.param == "tls")
+    yield request.param, server
+    controller.stop()
+
+
+@pytest.fixture
+def starttls_server() -> Iterator[TlsServer]:
+    controller, server = _start(implicit_tls=False)
+    yield server
+    controller.stop()
+
+
+def _settings(tmp_path: Path, port: int, security: str, username: str | None = USER) -> Any:
+    smtp: dict[str, Any] = {"host": "127.0.0.1", "port": port, "security": security, "timeout": 5}
+    if username:
+        smtp["username"] = username
+    cfg = write_config(
+        tmp_path,
+        sources=[samples_source()],
+        subscribers=[
+            {"email": "ada@example.org", "keywords": ["RAG"]},
+            {"email": "bob@example.org", "keywords": []},
+        ],
+        tables={"delivery": {"method": "smtp"}, "smtp": smtp},
+    )
+    return load_settings(cfg)
+
+
+def test_verified_tls_and_auth_with_the_password_from_the_environment(
+    tmp_path: Path, now: datetime, tls_server: tuple[str, TlsServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    security, server = tls_server
+    monkeypatch.setenv("DIGEST_SMTP__PASSWORD", PASSWORD)
+    settings = _settings(tmp_path, server.port, security)
+    assert settings.smtp.password.get_secret_value() == PASSWORD
+    transport = SmtpTransport(settings.smtp, settings.sender_address, context=server.client_context())
+    with Store.open(settings.database) as store:
+        report = pipeline.run_once(settings, transport, store, now)
+    assert [s.status for s in report.subscribers] == [SENT, SENT]
+    assert server.auth_attempts == [(USER, PASSWORD)]  # one login: one connection for the run
+    assert len(server.handler.messages) == 2
+    assert len(server.handler.sessions) == 1
+
+
+# The server side logs the deliberately failed handshake as an unraisable exception in its thread.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_untrusted_certificate_aborts_before_any_password_is_sent(
+    tmp_path: Path, now: datetime, starttls_server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SMTP__PASSWORD", PASSWORD)
+    settings = _settings(tmp_path, starttls_server.port, "starttls")
+    transport = SmtpTransport(settings.smtp, settings.sender_address)  # the system's trust store only
+    with Store.open(settings.database) as store:
+        report = pipeline.run_once(settings, transport, store, now)
+        assert store.sent_refs("ada@example.org") == set()
+    assert [s.status for s in report.subscribers] == [FAILED, FAILED]
+    assert all("TLS with 127.0.0.1" in (s.error or "") for s in report.subscribers)
+    assert "CERTIFICATE_VERIFY_FAILED" in (report.subscribers[0].error or "")
+    assert starttls_server.auth_attempts == []
+    assert starttls_server.handler.messages == []
+
+
+def test_wrong_password_aborts_with_a_clear_message(
+    tmp_path: Path, starttls_server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SMTP__PASSWORD", "wrong")
+    settings = _settings(tmp_path, starttls_server.port, "starttls")
+    transport = SmtpTransport(
+        settings.smtp, settings.sender_address, context=starttls_server.client_context()
+    )
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["To"] = "ada@example.org"
+    msg.set_content("x")
+    with pytest.raises(DeliveryAbortedError, match=r"refused the login for 'digest': 535") as info, transport:
+        transport.send(msg)
+    assert "DIGEST_SMTP__PASSWORD" in str(info.value)
+
+
+def test_no_password_over_a_plain_connection(tmp_path: Path, starttls_server: TlsServer) -> None:
+    settings = _settings(tmp_path, starttls_server.port, "none")
+    transport = SmtpTransport(settings.smtp, settings.sender_address)
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["To"] = "ada@example.org"
+    msg.set_content("x")
+    with pytest.raises(DeliveryAbortedError, match="unencrypted"), transport:
+        transport.send(msg)
+    assert starttls_server.auth_attempts == []
+
+
+def test_unreachable_server_is_transient(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, free_port(), "none", username=None)
+    transport = SmtpTransport(settings.smtp, settings.sender_address)
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["To"] = "ada@example.org"
+    msg.set_content("x")
+    with pytest.raises(TransientDeliveryError, match="cannot connect"), transport:
+        transport.send(msg)

@@ -1,0 +1,151 @@
+"""#2 point 2: the SQLite store, on real files: one paper per identity, sent records, schema versions."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from digest.errors import StoreError
+from digest.models import Paper, Profile, Subscriber
+from digest.sources.fetch import Validators
+from digest.store import SCHEMA_VERSION, Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "state" / "digest.sqlite3")
+    yield s
+    s.close()
+
+
+def test_opens_creates_folder_and_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "digest.sqlite3"
+    with Store.open(path) as s:
+        assert s.schema_version == SCHEMA_VERSION
+        assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert path.is_file()
+
+
+def test_a_newer_schema_is_refused_not_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "digest.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this digest understands"):
+        Store.open(path)
+
+
+def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "digest.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot use the database"):
+        Store.open(path)
+
+
+def test_same_paper_twice_in_one_listing_is_one_row(store: Store, now: datetime) -> None:
+    p = Paper("Scaling Laws for Precision", "Abstract.", upvotes=3)
+    assert store.ingest([p, p, Paper("scaling laws for precision!", "Abstract.", upvotes=9)], now) == 1
+    (row,) = store.recent_papers(now - timedelta(days=1))
+    assert row.upvotes == 9  # upvotes only grow
+
+
+def test_same_paper_from_two_sources_is_one_row(store: Store, now: datetime) -> None:
+    from_snapshot = Paper("Scaling Laws for Precision", "Low precision training ...", upvotes=2, source="hf")
+    from_feed = Paper(
+        "Scaling  laws for precision",
+        "Low precision training ...",
+        arxiv_id="2411.04330",
+        authors=("Tanishq Kumar",),
+        published=date(2024, 11, 7),
+        source="arxiv",
+    )
+    assert store.ingest([from_snapshot], now) == 1
+    assert store.ingest([from_feed], now + timedelta(hours=1)) == 0
+    (row,) = store.recent_papers(now - timedelta(days=1))
+    assert row.arxiv_id == "2411.04330"  # the id-less row learned its arXiv id
+    assert row.authors == ("Tanishq Kumar",)
+    assert row.upvotes == 2
+    assert row.key == "2411.04330"
+    # And the other way round: id first, then the title-only listing.
+    assert store.ingest([Paper("Large Language Diffusion Models", "A.", arxiv_id="2502.09992")], now) == 1
+    assert store.ingest([Paper("Large Language Diffusion Models", "A.")], now) == 0
+
+
+def test_arxiv_versions_fold(store: Store, now: datetime) -> None:
+    from digest.models import arxiv_id_from
+
+    ids = [
+        arxiv_id_from(x)
+        for x in ("2411.04330v1", "http://arxiv.org/abs/2411.04330v3", "oai:arXiv.org:2411.04330")
+    ]
+    assert store.ingest([Paper("T", "A", arxiv_id=i) for i in ids], now) == 1
+
+
+def test_first_seen_never_moves(store: Store, now: datetime) -> None:
+    store.ingest([Paper("A paper", "x")], now - timedelta(days=10))
+    store.ingest([Paper("A paper", "x")], now)
+    assert store.recent_papers(now - timedelta(days=7)) == []
+    assert len(store.recent_papers(now - timedelta(days=11))) == 1
+
+
+def test_validators_saved_with_papers_in_one_transaction(store: Store, now: datetime) -> None:
+    store.ingest(
+        [Paper("A", "x")], now, source="arxiv", url="http://x/rss", validators=Validators('"1"', None)
+    )
+    assert store.validators("arxiv", "http://x/rss") == Validators('"1"', None)
+
+    class Boom(Paper):
+        @property
+        def title_key(self) -> str:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.ingest(
+            [Paper("B", "y"), Boom("C", "z")],
+            now,
+            source="arxiv",
+            url="http://x/rss",
+            validators=Validators('"2"', None),
+        )
+    assert store.validators("arxiv", "http://x/rss") == Validators('"1"', None)  # rolled back
+    assert store.count_papers() == 1
+
+
+def test_sent_records_per_subscriber(store: Store, now: datetime) -> None:
+    store.ingest([Paper("A", "x"), Paper("B", "y")], now)
+    a, b = store.recent_papers(now - timedelta(days=1))
+    store.record_sent("ada@example.org", "<m1@example.org>", now.date(), [a], now)
+    assert store.sent_refs("ada@example.org") == {a.ref}
+    assert store.sent_refs("grace@example.org") == set()
+    (rec,) = store.history("ada@example.org")
+    assert (rec.key, rec.title, rec.message_id) == ("title:a", "A", "<m1@example.org>")
+    assert store.sent_on("ada@example.org", now.date())
+    assert not store.sent_on("ada@example.org", now.date() + timedelta(days=1))
+
+
+def test_config_subscribers_sync_and_cli_subscribers(store: Store, now: datetime) -> None:
+    ada = Subscriber("ada@example.org", "Ada", Profile(("RAG",)))
+    store.sync_config_subscribers([ada], now)
+    assert store.add_subscriber(Subscriber("bob@example.org", "", Profile((), (), 5)), now) is True
+    assert [s.email for s in store.subscribers()] == ["ada@example.org", "bob@example.org"]
+    # Unsubscribed stays unsubscribed even though the config still declares Ada.
+    assert store.unsubscribe("ada@example.org", now)
+    store.sync_config_subscribers([ada], now)
+    assert [s.email for s in store.subscribers()] == ["bob@example.org"]
+    # Removed from the config: no more mail.
+    store.add_subscriber(ada, now)  # re-subscribe
+    store.sync_config_subscribers([], now)
+    assert [s.email for s in store.subscribers()] == ["bob@example.org"]
+    assert not store.unsubscribe("nobody@example.org", now)
+
+
+def test_snapshot_is_a_detached_copy(store: Store, now: datetime) -> None:
+    store.ingest([Paper("A", "x")], now)
+    copy = store.snapshot()
+    copy.ingest([Paper("B", "y")], now)
+    assert copy.count_papers() == 2
+    assert store.count_papers() == 1
+    copy.close()
