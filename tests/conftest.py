@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import socket
@@ -131,10 +132,8 @@ def http_server() -> Iterator[HttpServer]:
             if route.last_modified:
                 self.send_header("Last-Modified", route.last_modified)
             self.end_headers()
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(route.body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -116,7 +116,7 @@ def test_validators_saved_with_papers_in_one_transaction(store: Store, now: date
 
 def test_sent_records_per_subscriber(store: Store, now: datetime) -> None:
     store.ingest([Paper("A", "x"), Paper("B", "y")], now)
-    a, b = store.recent_papers(now - timedelta(days=1))
+    a, _b = store.recent_papers(now - timedelta(days=1))
     store.record_sent("ada@example.org", "<m1@example.org>", now.date(), [a], now)
     assert store.sent_refs("ada@example.org") == {a.ref}
     assert store.sent_refs("grace@example.org") == set()
