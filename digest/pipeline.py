@@ -79,7 +79,7 @@ def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = 
     pool = PaperIndex(store.recent_papers(now - timedelta(days=settings.lookback_days)))
     out = []
     for sub in store.subscribers():
-        if only is not None and sub.email != only:
+        if only is not None and sub.email.casefold() != only.casefold():
             continue
         problems = check_profile(sub.profile)
         if problems:

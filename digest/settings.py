@@ -171,7 +171,7 @@ class Settings(BaseSettings):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
-        emails = [s.email for s in self.subscribers]
+        emails = [s.email.casefold() for s in self.subscribers]
         dupes = sorted({e for e in emails if emails.count(e) > 1})
         if dupes:
             raise ValueError(f"subscriber emails must be unique; repeated: {', '.join(dupes)}")

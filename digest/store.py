@@ -49,7 +49,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX papers_title_key ON papers (title_key);
     CREATE INDEX papers_first_seen ON papers (first_seen);
     CREATE TABLE subscribers (
-        email      TEXT PRIMARY KEY,
+        email      TEXT PRIMARY KEY COLLATE NOCASE,
         name       TEXT NOT NULL DEFAULT '',
         keywords   TEXT NOT NULL DEFAULT '[]',
         exclude    TEXT NOT NULL DEFAULT '[]',
@@ -62,7 +62,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE messages (
         id          INTEGER PRIMARY KEY,
-        email       TEXT NOT NULL,
+        email       TEXT NOT NULL COLLATE NOCASE,
         message_id  TEXT NOT NULL UNIQUE,
         digest_date TEXT NOT NULL,
         status      TEXT NOT NULL,
@@ -71,7 +71,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_email ON messages (email, digest_date);
     CREATE TABLE sent (
-        email   TEXT NOT NULL,
+        email   TEXT NOT NULL COLLATE NOCASE,
         pid     INTEGER NOT NULL REFERENCES papers (pid),
         message INTEGER NOT NULL REFERENCES messages (id),
         sent_at TEXT NOT NULL,
@@ -385,7 +385,8 @@ class Store:
         return out
 
     def subscriber(self, email: str) -> Subscriber | None:
-        found = [s for s in self.subscribers(include_inactive=True) if s.email == email]
+        """The subscriber with this address, compared case-insensitively as the database does."""
+        found = [s for s in self.subscribers(include_inactive=True) if s.email.casefold() == email.casefold()]
         return found[0] if found else None
 
     # -- deliveries ----------------------------------------------------------------------------------

@@ -72,22 +72,29 @@ class MaildirTransport:
         self._box: mailbox.Maildir | None = None
 
     def __enter__(self) -> MaildirTransport:
-        try:
-            self._box = mailbox.Maildir(self.path, create=True)
-        except OSError as exc:
-            raise DeliveryAbortedError(str(self.path), f"cannot open the Maildir: {exc.strerror}") from exc
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._box = None
 
-    def send(self, message: EmailMessage) -> None:
+    def _open(self, rcpt: str) -> mailbox.Maildir:
+        """The Maildir, created with its parent folders at the first message."""
         if self._box is None:
-            raise RuntimeError("MaildirTransport.send outside 'with'")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._box = mailbox.Maildir(self.path, create=True)
+            except OSError as exc:
+                raise DeliveryAbortedError(
+                    rcpt, f"cannot open the Maildir {self.path}: {exc.strerror}"
+                ) from exc
+        return self._box
+
+    def send(self, message: EmailMessage) -> None:
+        rcpt = ", ".join(_recipients(message))
+        box = self._open(rcpt)
         try:
-            self._box.add(message)
+            box.add(message)
         except OSError as exc:
-            rcpt = ", ".join(_recipients(message))
             raise TransientDeliveryError(rcpt, f"cannot write to {self.path}: {exc.strerror}") from exc
 
     def describe(self) -> str:

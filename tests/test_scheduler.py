@@ -1,0 +1,46 @@
+"""#2 point 8: `digest schedule` wiring: send_at and timezone, misfire grace, coalescing, the shared lock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from conftest import read_maildir, samples_source, write_config
+
+from digest.runlock import run_lock
+from digest.scheduler import JOB_ID, MISFIRE_GRACE_SECONDS, build_scheduler, daily_job, trigger_for
+from digest.settings import load_settings
+
+ADA = {"email": "ada@example.org", "keywords": ["RAG"]}
+
+
+def test_job_is_daily_at_send_at_in_the_timezone_with_grace_and_coalescing(tmp_path: Path) -> None:
+    cfg = tmp_path / "digest.toml"
+    cfg.write_text('timezone = "Europe/Berlin"\nsend_at = "07:30"\n', encoding="utf-8")
+    settings = load_settings(cfg)
+    scheduler = build_scheduler(settings, lambda: None)
+    job = scheduler.get_job(JOB_ID)
+    assert job.misfire_grace_time == MISFIRE_GRACE_SECONDS >= 3600
+    assert job.coalesce is True
+    assert job.max_instances == 1
+    berlin = ZoneInfo("Europe/Berlin")
+    after = datetime(2025, 11, 22, 8, 0, tzinfo=berlin)
+    fire = trigger_for(settings).get_next_fire_time(None, after)
+    assert fire == datetime(2025, 11, 23, 7, 30, tzinfo=berlin)
+    assert fire.utcoffset().total_seconds() == 3600
+
+
+def test_daily_job_runs_the_pipeline_and_shares_the_run_lock(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    with run_lock(tmp_path / "var" / "digest.sqlite3.lock", datetime.now(UTC)):
+        assert daily_job(str(cfg)) == 2
+    assert not (tmp_path / "var" / "outbox").exists()
+    assert daily_job(str(cfg)) == 0
+    assert len(read_maildir(tmp_path / "var" / "outbox")) == 1
+
+
+def test_daily_job_with_a_broken_config_returns_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "digest.toml"
+    cfg.write_text("lookback_days = 0\n", encoding="utf-8")
+    assert daily_job(str(cfg)) == 2
