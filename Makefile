@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test check lint typecheck clean
+.PHONY: install demo test bench lint typecheck clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy
+
+## Times a real run on the seed listings for synthetic subscribers (prints a table).
+bench: install
+	$(BIN)/python bench/run_seeds.py 100 1000
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
