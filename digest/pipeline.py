@@ -89,12 +89,11 @@ def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = 
         if store.sent_on(sub.email, day):
             out.append(Planned(sub, note=f"already got the digest for {day.isoformat()}"))
             continue
-        matches = pool.select(sub.profile, store.sent_refs(sub.email))
+        matches, total = pool.select(sub.profile, store.sent_refs(sub.email), sub.profile.max_papers)
         if not matches:
             out.append(Planned(sub))
             continue
-        cap = sub.profile.max_papers
-        out.append(Planned(sub, Digest(sub, tuple(matches[:cap]), day, more=max(0, len(matches) - cap))))
+        out.append(Planned(sub, Digest(sub, tuple(matches), day, more=total - len(matches))))
     return out
 
 

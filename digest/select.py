@@ -1,19 +1,24 @@
 """Which papers a subscriber gets, and why: pure, deterministic, shared work done once per run.
 
-A run builds one ``PaperIndex`` over the papers in the lookback window: each paper is tokenised once, and
-each distinct keyword is looked up once (results cached), so the cost grows with papers + distinct keywords
-+ subscribers rather than with their product.
+A run builds one ``PaperIndex`` over the candidate pool: each paper is tokenised once, each distinct keyword
+is looked up once (its hits cached as a score vector), and each subscriber's ranking is a sum of those
+vectors and a top-k. The cost grows with papers + distinct keywords + subscribers, not with their product.
 
-Matching (see the README's "Keyword profiles" for the full table):
+Matching rules (the README's "Keyword profiles" has the table with examples):
 
-- words, not substrings: text and keyword are split into runs of letters and digits; "RAG" never matches
-  "storage"; a phrase matches consecutive words whatever separates them ("test-time scaling");
-- case-insensitive, except a word with a capital after its first letter ("LLM", "MoE"), which matches only
-  that spelling (and its plural "s");
-- a word also matches its regular plural or singular (-s, -es, -ies); a trailing ``*`` matches any
-  continuation of the last word ("quantiz*");
-- score: per matched keyword 2 if in the title, else 1 in the abstract; rank by score, upvotes, title;
-- no keywords: the trending digest, every candidate ranked by upvotes.
+1. Words, not substrings: text and keyword are split into words (runs of Unicode letters and digits); a
+   keyword matches whole words only. "RAG" never matches "storage" or "Ragged".
+2. Phrases match consecutive words, whatever separates them: "test-time scaling" matches "Test-Time
+   Scaling" and "test time scaling", not "test-time compute scaling".
+3. Case-insensitive, except a word with a capital after its first letter ("RAG", "LLM", "MoE", "LoRA"),
+   which matches only that spelling, plus a plural "s" ("LLMs").
+4. A word also matches its regular plural or singular (-s, -es, -ies).
+5. A trailing ``*`` matches any continuation of the last word: "quantiz*".
+6. Exclusions use the same syntax; any exclusion match drops the paper.
+7. Any other character is literal: "C++" needs "++" right after the word "C"; ".NET" needs the dot. Nothing
+   is a regex and no input makes matching slow: it is token comparison, linear in the text.
+8. Score: per matched keyword 2 if in the title, else 1 if in the abstract. Rank: score, upvotes, title.
+9. No keywords: the trending digest, every candidate ranked by upvotes.
 """
 
 from __future__ import annotations
@@ -21,14 +26,19 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Collection, Iterable
+from array import array
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
 
 from digest.models import Match, Paper, Profile, Reason, Where
 
 _WORD = re.compile(r"[^\W_]+")
 TITLE, ABSTRACT = 0, 1
 _FIELD_NAME: tuple[Where, Where] = ("title", "abstract")
+_SCORE = (2, 1)  # title, abstract
 
 
 def is_cased(word: str) -> bool:
@@ -68,20 +78,35 @@ class Token:
     cs: str  # case kept, plural "s" dropped, for case-sensitive words
 
 
-def tokenize(text: str) -> list[Token]:
-    """Words of ``text`` in order, each in the forms matching compares.
-
-    >>> [t.ci for t in tokenize("Test-Time Scaling of LLMs")]
-    ['test', 'time', 'scaling', 'of', 'llm']
-    """
-    return [_token(raw) for raw in _WORD.findall(text)]
-
-
 @functools.lru_cache(maxsize=1 << 17)
 def _token(raw: str) -> Token:
-    """Tokens repeat a lot across abstracts; each distinct spelling is worked out once."""
+    """Words repeat a lot across abstracts; each distinct spelling is worked out once."""
     folded = raw.casefold()
     return Token(raw, folded, singular(folded), cased_form(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A text's words, with where each starts and ends (for literals and highlighting)."""
+
+    text: str
+    tokens: list[Token]
+    starts: array[int]
+    ends: array[int]
+
+
+def tokenize(text: str) -> Field:
+    """Words of ``text`` in order, each in the forms matching compares.
+
+    >>> [t.ci for t in tokenize("Test-Time Scaling of LLMs").tokens]
+    ['test', 'time', 'scaling', 'of', 'llm']
+    """
+    tokens, starts, ends = [], array("I"), array("I")
+    for m in _WORD.finditer(text):
+        tokens.append(_token(m.group()))
+        starts.append(m.start())
+        ends.append(m.end())
+    return Field(text, tokens, starts, ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +123,27 @@ class KeywordWord:
 
 @dataclass(frozen=True, slots=True)
 class Keyword:
-    """A compiled keyword: its words in order, the last maybe a prefix."""
+    """A compiled keyword: its words in order (the last maybe a prefix), and literal text around them."""
 
     text: str
     words: tuple[KeywordWord, ...]
+    lead: str = ""  # literal characters right before the first word: "." of ".NET"
+    trail: str = ""  # literal characters right after the last word: "++" of "C++"
+
+    def match_at(self, f: Field, pos: int) -> bool:
+        """Whether the keyword matches ``f``'s words starting at word ``pos``."""
+        last = pos + len(self.words) - 1
+        if last >= len(f.tokens):
+            return False
+        if not all(w.matches(f.tokens[pos + k]) for k, w in enumerate(self.words)):
+            return False
+        if self.lead and not f.text[f.ends[pos - 1] if pos else 0 : f.starts[pos]].endswith(self.lead):
+            return False
+        if self.trail:
+            after_end = f.starts[last + 1] if last + 1 < len(f.tokens) else len(f.text)
+            if not f.text[f.ends[last] : after_end].startswith(self.trail):
+                return False
+        return True
 
 
 class KeywordError(ValueError):
@@ -115,27 +157,37 @@ def compile_keyword(text: str) -> Keyword:
     [('quantiz', False, True)]
     >>> [w.form for w in compile_keyword("Test-Time Scaling").words]
     ['test', 'time', 'scaling']
+    >>> k = compile_keyword("C++"); (k.words[0].form, k.trail)
+    ('c', '++')
     """
     stripped = text.strip()
     if not stripped:
         raise KeywordError("the keyword is empty")
     prefix = stripped.endswith("*")
-    raw_words = _WORD.findall(stripped.rstrip("*") if prefix else stripped)
-    if not raw_words:
+    body = stripped[:-1] if prefix else stripped
+    found = list(_WORD.finditer(body))
+    if not found:
         raise KeywordError("the keyword has no letters or digits")
     words = []
-    for i, raw in enumerate(raw_words):
-        last_prefix = prefix and i == len(raw_words) - 1
+    for i, m in enumerate(found):
+        raw = m.group()
         cased = is_cased(raw)
-        form = (
-            (raw if cased else raw.casefold())
-            if last_prefix
-            else cased_form(raw)
-            if cased
-            else singular(raw.casefold())
-        )
-        words.append(KeywordWord(form, cased, last_prefix))
-    return Keyword(text, tuple(words))
+        if prefix and i == len(found) - 1:
+            words.append(KeywordWord(raw if cased else raw.casefold(), cased, True))
+        else:
+            words.append(KeywordWord(cased_form(raw) if cased else singular(raw.casefold()), cased))
+    lead = body[: found[0].start()]
+    trail = "" if prefix else body[found[-1].end() :]
+    return Keyword(text, tuple(words), lead, trail)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def compiled(text: str) -> Keyword | None:
+    """``compile_keyword`` once per distinct text; None for a keyword that cannot match."""
+    try:
+        return compile_keyword(text)
+    except KeywordError:
+        return None
 
 
 def check_profile(profile: Profile) -> list[tuple[str, str]]:
@@ -149,29 +201,70 @@ def check_profile(profile: Profile) -> list[tuple[str, str]]:
     return problems
 
 
-class PaperIndex:
-    """The run's candidate pool, tokenised once, with each distinct keyword evaluated once.
+def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:
+    """Character spans of ``text`` that the keywords match, merged and in order: what to highlight.
 
-    ``hits(keyword)`` maps paper position to where it matched best (title beats abstract).
+    >>> match_spans("Speculative decoding, fast speculative  decoding.", ["speculative decoding"])
+    [(0, 20), (27, 48)]
+    """
+    f = tokenize(text)
+    spans = []
+    for text_kw in keywords:
+        kw = compiled(text_kw)
+        if kw is None:
+            continue
+        for pos in range(len(f.tokens)):
+            if kw.match_at(f, pos):
+                spans.append((f.starts[pos] - len(kw.lead), f.ends[pos + len(kw.words) - 1] + len(kw.trail)))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+Vector = npt.NDArray[np.int32]
+
+
+class PaperIndex:
+    """The run's candidate pool, tokenised once; each distinct keyword evaluated once.
+
+    ``select(profile, skip, limit)`` returns the top ``limit`` matches and how many matched in all.
     """
 
     def __init__(self, papers: Iterable[Paper]) -> None:
         self.papers: list[Paper] = list(papers)
-        self._fields: list[tuple[list[Token], list[Token]]] = []
+        n = len(self.papers)
+        self._fields: list[tuple[Field, Field]] = []
         self._ci: dict[str, list[tuple[int, int, int]]] = {}
         self._cs: dict[str, list[tuple[int, int, int]]] = {}
         self._folded: dict[str, list[tuple[int, int, int]]] = {}
         for pi, paper in enumerate(self.papers):
             fields = (tokenize(paper.title), tokenize(paper.abstract))
             self._fields.append(fields)
-            for fi, tokens in enumerate(fields):
-                for pos, tok in enumerate(tokens):
+            for fi, f in enumerate(fields):
+                for pos, tok in enumerate(f.tokens):
                     where = (pi, fi, pos)
                     self._ci.setdefault(tok.ci, []).append(where)
                     self._cs.setdefault(tok.cs, []).append(where)
                     self._folded.setdefault(tok.folded, []).append(where)
         self._vocab = sorted(self._folded)
-        self._cache: dict[str, dict[int, Where]] = {}
+        # Rank of each paper among equals in score: upvotes (desc), then title, then key.
+        order = sorted(
+            range(n),
+            key=lambda i: (-(self.papers[i].upvotes or 0), self.papers[i].title.casefold(), self.papers[i].key),
+        )
+        self._rank = np.empty(n, dtype=np.int64)
+        self._rank[order] = np.arange(n)
+        self._by_ref = {p.ref: i for i, p in enumerate(self.papers) if p.ref is not None}
+        self._hits: dict[str, dict[int, Where]] = {}
+        self._vectors: dict[str, Vector] = {}
+        self._reasons: dict[tuple[str, Where], Reason] = {}
+
+    def __len__(self) -> int:
+        return len(self.papers)
 
     def _starts(self, first: KeywordWord) -> Iterable[tuple[int, int, int]]:
         """Positions where the keyword's first word matches."""
@@ -185,56 +278,88 @@ class PaperIndex:
                 break
             found.extend(self._folded[folded])
         if first.cased:
-            found = [w for w in found if first.matches(self._fields[w[0]][w[1]][w[2]])]
+            found = [w for w in found if first.matches(self._fields[w[0]][w[1]].tokens[w[2]])]
         return found
 
     def hits(self, keyword: Keyword) -> dict[int, Where]:
-        cached = self._cache.get(keyword.text)
+        """Paper position -> where the keyword matched best (title beats abstract). Cached per keyword."""
+        cached = self._hits.get(keyword.text)
         if cached is not None:
             return cached
         best: dict[int, int] = {}
-        rest = keyword.words[1:]
         for pi, fi, pos in self._starts(keyword.words[0]):
-            tokens = self._fields[pi][fi]
-            if pos + len(rest) >= len(tokens):
+            if best.get(pi) == TITLE:
                 continue
-            if all(w.matches(tokens[pos + 1 + k]) for k, w in enumerate(rest)):
+            if keyword.match_at(self._fields[pi][fi], pos):
                 best[pi] = min(best.get(pi, fi), fi)
         result = {pi: _FIELD_NAME[fi] for pi, fi in best.items()}
-        self._cache[keyword.text] = result
+        self._hits[keyword.text] = result
         return result
 
-    def select(self, profile: Profile, skip: Collection[int] = ()) -> list[Match]:
-        """Every matching paper not in ``skip`` (store refs already sent), best first.
+    def vector(self, text: str) -> Vector | None:
+        """The keyword's score per paper (2 title, 1 abstract, 0); None if it cannot match."""
+        vec = self._vectors.get(text)
+        if vec is None:
+            kw = compiled(text)
+            if kw is None:
+                return None
+            vec = np.zeros(len(self.papers), dtype=np.int32)
+            for pi, where in self.hits(kw).items():
+                vec[pi] = _SCORE[0] if where == "title" else _SCORE[1]
+            self._vectors[text] = vec
+        return vec
 
-        Keywords that do not compile are ignored here; ``check_profile`` reports them.
+    def _reason(self, keyword: str, where: Where) -> Reason:
+        key = (keyword, where)
+        reason = self._reasons.get(key)
+        if reason is None:
+            reason = self._reasons[key] = Reason(keyword, where)
+        return reason
+
+    def select(
+        self, profile: Profile, skip: Collection[int] = (), limit: int | None = None
+    ) -> tuple[list[Match], int]:
+        """The best ``limit`` (default: all) matches not in ``skip`` (store refs already sent), and the count
+        of all matches. Keywords that cannot match are ignored here; ``check_profile`` reports them.
         """
-        excluded: set[int] = set()
-        for text in profile.exclude:
-            kw = _compiled(text)
-            if kw:
-                excluded.update(self.hits(kw))
-        reasons: dict[int, list[Reason]] = {}
-        if profile.trending:
-            reasons = {pi: [] for pi in range(len(self.papers))}
-        for text in dict.fromkeys(profile.keywords):
-            kw = _compiled(text)
-            if kw:
-                for pi, where in self.hits(kw).items():
-                    reasons.setdefault(pi, []).append(Reason(text, where))
+        n = len(self.papers)
+        keywords = [kw for kw in dict.fromkeys(profile.keywords) if self.vector(kw) is not None]
+        if profile.keywords:
+            if not keywords:
+                return [], 0
+            score = self._vectors[keywords[0]].copy()
+            for kw in keywords[1:]:
+                score += self._vectors[kw]
+            mask = score > 0
+        else:
+            score = np.zeros(n, dtype=np.int32)
+            mask = np.ones(n, dtype=bool)
+        for ex in profile.exclude:
+            ex_vec = self.vector(ex)
+            if ex_vec is not None:
+                mask &= ex_vec == 0
+        if skip:
+            idx = [self._by_ref[r] for r in skip if r in self._by_ref]
+            mask[idx] = False
+        candidates = np.flatnonzero(mask)
+        total = len(candidates)
+        order_key = self._rank[candidates] - score[candidates].astype(np.int64) * n
+        if limit is not None and limit < total:
+            part = np.argpartition(order_key, limit)[:limit]
+            chosen = candidates[part[np.argsort(order_key[part], kind="stable")]]
+        else:
+            chosen = candidates[np.argsort(order_key, kind="stable")]
         matches = []
-        for pi, why in reasons.items():
-            paper = self.papers[pi]
-            if pi in excluded or (paper.ref is not None and paper.ref in skip):
-                continue
-            score = sum(2 if r.where == "title" else 1 for r in why)
-            matches.append(Match(paper, score, tuple(why)))
-        matches.sort(key=lambda m: (-m.score, -(m.paper.upvotes or 0), m.paper.title.casefold(), m.paper.key))
-        return matches
+        for pi in chosen.tolist():
+            reasons = tuple(
+                self._reason(kw, "title" if self._vectors[kw][pi] == _SCORE[0] else "abstract")
+                for kw in keywords
+                if self._vectors[kw][pi]
+            )
+            matches.append(Match(self.papers[pi], int(score[pi]), reasons))
+        return matches, total
 
 
-def _compiled(text: str) -> Keyword | None:
-    try:
-        return compile_keyword(text)
-    except KeywordError:
-        return None
+def select_all(index: PaperIndex, profiles: Sequence[Profile]) -> list[tuple[list[Match], int]]:
+    """Each profile's capped selection (no history): what the benchmark and previews use."""
+    return [index.select(p, (), p.max_papers) for p in profiles]

@@ -63,10 +63,8 @@ def test_cut_by_the_cap_stays_a_candidate_and_nothing_is_sent_twice(tmp_path: Pa
     transport = MemoryTransport()
     pipeline.ingest(settings, store, now)
     store.sync_config_subscribers(settings.config_subscribers(), now)
-    total = len(
-        pipeline.PaperIndex(store.recent_papers(now - timedelta(days=7))).select(
-            store.subscribers()[0].profile
-        )
+    _, total = pipeline.PaperIndex(store.recent_papers(now - timedelta(days=7))).select(
+        store.subscribers()[0].profile
     )
     assert total == 9  # "speculative decoding" in the seeds
     seen: list[str] = []
