@@ -41,7 +41,10 @@ def seed_papers() -> list[Paper]:
     for f in sorted((REPO / "config" / "samples").glob("*.txt")):
         for p in parse_snapshot(f.read_text(encoding="utf-8"), source="seeds", today=date(2025, 11, 22)):
             seen.setdefault(p.key, p)
-    return [Paper(**{**{s: getattr(p, s) for s in Paper.__slots__}, "ref": i}) for i, p in enumerate(seen.values())]
+    return [
+        Paper(**{**{s: getattr(p, s) for s in Paper.__slots__}, "ref": i})
+        for i, p in enumerate(seen.values())
+    ]
 
 
 def make_profiles(n: int, seed: int = 42) -> list[Profile]:
@@ -58,7 +61,10 @@ def straightforward(papers: list[Paper], profile: Profile) -> list[tuple[int, in
     """The usual script: a regex per keyword per paper, per subscriber."""
     found = []
     for p in papers:
-        if any(re.search(rf"\b{re.escape(x)}\b", p.title + " " + p.abstract, re.IGNORECASE) for x in profile.exclude):
+        if any(
+            re.search(rf"\b{re.escape(x)}\b", p.title + " " + p.abstract, re.IGNORECASE)
+            for x in profile.exclude
+        ):
             continue
         score = 0
         for kw in profile.keywords:
@@ -95,7 +101,9 @@ def main(argv: list[str]) -> None:
     print(f"{len(papers)} papers; vocabulary of {len(VOCABULARY)} keywords; profiles of 1-6 keywords\n")
     loop_sample = make_profiles(200, seed=1)
     loop_per_1000 = 1000 * 1000 * time_loop(papers, loop_sample) / len(loop_sample)
-    print(f"{'N':>8} {'digest s':>9} {'digest ms/1000':>15} {'loop ms/1000':>13} {'speed-up':>9} {'papers sent':>12}")
+    print(
+        f"{'N':>8} {'digest s':>9} {'digest ms/1000':>15} {'loop ms/1000':>13} {'speed-up':>9} {'papers sent':>12}"
+    )
     for n in sizes:
         profiles = make_profiles(n)
         seconds, selected = time_digest(papers, profiles)
@@ -104,7 +112,9 @@ def main(argv: list[str]) -> None:
             f"{n:>8,} {seconds:>9.2f} {per_1000:>15.1f} {loop_per_1000:>13.0f} {loop_per_1000 / per_1000:>8.0f}x "
             f"{selected:>12,}"
         )
-    print("\nloop: timed on 200 subscribers and scaled per 1,000 (the same for every N: it has no shared work)")
+    print(
+        "\nloop: timed on 200 subscribers and scaled per 1,000 (the same for every N: it has no shared work)"
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 
 from digest import sources
-from digest.errors import DeliveryAbortedError, DeliveryError, SourceError, SubscriberError
+from digest.errors import DeliveryAbortedError, DeliveryError, ProfileError, SourceError, SubscriberError
 from digest.models import (
     DRY_RUN,
     FAILED,
@@ -83,7 +83,10 @@ def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = 
             continue
         problems = check_profile(sub.profile)
         if problems:
-            detail = "; ".join(f"keyword {kw!r}: {why}" for kw, why in problems)
+            detail = "; ".join(
+                str(ProfileError(why, subscriber=sub.email, keyword=kw)) for kw, why in problems
+            )
+            log.warning("invalid profile, not sent: %s", detail)
             out.append(Planned(sub, error=f"invalid profile: {detail}"))
             continue
         if store.sent_on(sub.email, day):

@@ -22,6 +22,7 @@ import premailer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from digest.models import Digest, Match
+from digest.select import match_spans
 
 ABSTRACT_LIMIT = 600
 TEXT_WIDTH = 72
@@ -95,6 +96,24 @@ def _wrap(text: str, indent: int = 0) -> str:
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+def marked(text: str, keywords: list[str]) -> list[tuple[str, bool]]:
+    """``text`` as segments, each flagged if a keyword matched it: what the HTML wraps in ``<mark>``.
+
+    >>> marked("Faster Speculative Decoding", ["speculative decoding"])
+    [('Faster ', False), ('Speculative Decoding', True)]
+    """
+    out: list[tuple[str, bool]] = []
+    at = 0
+    for start, end in match_spans(text, keywords):
+        if start > at:
+            out.append((text[at:start], False))
+        out.append((text[start:end], True))
+        at = end
+    if at < len(text):
+        out.append((text[at:], False))
+    return out
 
 
 def _safe_url(url: str | None) -> str | None:
@@ -177,6 +196,8 @@ class Renderer:
             "paper": p,
             "title": one_line(p.title),
             "abstract": abstract,
+            "title_parts": marked(one_line(p.title), m.matched),
+            "abstract_parts": marked(abstract, m.matched),
             "cut": was_cut,
             "url": _safe_url(p.page_url),
             "pdf_url": _safe_url(p.pdf_url),

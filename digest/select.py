@@ -254,7 +254,11 @@ class PaperIndex:
         # Rank of each paper among equals in score: upvotes (desc), then title, then key.
         order = sorted(
             range(n),
-            key=lambda i: (-(self.papers[i].upvotes or 0), self.papers[i].title.casefold(), self.papers[i].key),
+            key=lambda i: (
+                -(self.papers[i].upvotes or 0),
+                self.papers[i].title.casefold(),
+                self.papers[i].key,
+            ),
         )
         self._rank = np.empty(n, dtype=np.int64)
         self._rank[order] = np.arange(n)

@@ -215,7 +215,9 @@ def test_invalid_profile_fails_that_subscriber_only(tmp_path: Path, now: datetim
     report = pipeline.run_once(settings, MemoryTransport(), store, now)
     status = {s.email: s for s in report.subscribers}
     assert status["bad@example.org"].status == FAILED
-    assert "'***'" in (status["bad@example.org"].error or "")
+    assert "subscriber bad@example.org, keyword '***': the keyword has no letters or digits" in (
+        status["bad@example.org"].error or ""
+    )
     assert status["ada@example.org"].status == SENT
 
 
