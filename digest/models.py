@@ -17,7 +17,9 @@ Where = Literal["title", "abstract"]
 # Subscriber outcome of one run, as printed in the report.
 SENT = "sent"
 NOTHING_NEW = "nothing-new"
-FAILED = "failed"
+RETRY_LATER = "retry-later"  # not accepted this run (4xx, timeout, dropped connection); retried next run
+BOUNCED = "bounced"  # marked bouncing after repeated permanent refusals; skipped until re-subscribed
+FAILED = "failed"  # refused permanently this time, or could not be built
 DRY_RUN = "dry-run"
 
 DEFAULT_MAX_PAPERS = 20
@@ -132,6 +134,7 @@ class Subscriber:
     name: str = ""
     profile: Profile = field(default_factory=Profile)
     active: bool = True
+    bouncing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,8 +234,10 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
+        """Nothing failed that a later run must retry (a known bouncing subscriber is not a failure)."""
         return all(s.error is None for s in self.sources) and all(
-            s.status != FAILED for s in self.subscribers
+            s.status not in (FAILED, RETRY_LATER) and not (s.status == BOUNCED and s.error)
+            for s in self.subscribers
         )
 
     @property

@@ -224,8 +224,11 @@ class Renderer:
     def text(self, context: dict[str, Any]) -> str:
         return str(self.env.get_template("digest.txt").render(context))
 
-    def render(self, digest: Digest, now: datetime) -> EmailMessage:
-        """The complete message: headers, a text part and an HTML part (multipart/alternative)."""
+    def render(self, digest: Digest, now: datetime, *, message_id: str | None = None) -> EmailMessage:
+        """The complete message: headers, a text part and an HTML part (multipart/alternative).
+
+        ``message_id`` is given when resending an outbox row, so a resend carries the original's id.
+        """
         context = self.context(digest)
         msg = EmailMessage()
         msg["From"] = self.sender
@@ -233,7 +236,7 @@ class Renderer:
         msg["To"] = Address(display_name=one_line(sub.name), addr_spec=sub.email)
         msg["Subject"] = context["subject"]
         msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = message_id_for(digest, self.domain)
+        msg["Message-ID"] = message_id or message_id_for(digest, self.domain)
         links = self.unsubscribe_links(sub.email)
         msg["List-Unsubscribe"] = ", ".join(f"<{u}>" for u in (links["https"], links["mailto"]) if u)
         if links["https"]:

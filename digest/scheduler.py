@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
@@ -49,9 +49,36 @@ def daily_job(config: str | None) -> int:
     return report.exit_code
 
 
-def trigger_for(settings: Settings) -> CronTrigger:
-    """Every day at ``send_at`` local time in ``timezone``."""
-    return CronTrigger(hour=settings.send_at.hour, minute=settings.send_at.minute, timezone=settings.zone)
+class DailyTrigger(CronTrigger):
+    """A cron trigger that fires at most once per local date.
+
+    On the autumn DST change a wall time like 02:30 happens twice (CEST, then CET) and a plain cron trigger
+    fires twice; on the spring change 02:30 does not exist and it fires at 03:30. This keeps the spring
+    behaviour and drops the second autumn firing, so every local date gets exactly one run.
+    """
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
+        fire = super().get_next_fire_time(previous_fire_time, now)
+        if fire is not None and previous_fire_time is not None:
+            fired_on = _local_date(previous_fire_time, self.timezone)
+            if _local_date(fire, self.timezone) == fired_on:
+                # The repeated autumn hour: look again from the next local midnight. (Asking from a second
+                # later does not help: APScheduler 3 hands back the same fold=1 time forever.)
+                midnight = datetime.combine(fired_on + timedelta(days=1), time(0), tzinfo=self.timezone)
+                fire = super().get_next_fire_time(None, midnight)
+        # APScheduler 3 hands back a wall time that does not exist (2025-03-30 02:30+01:00) as is; going
+        # through UTC names the same instant as a real local time (03:30+02:00) for logs and comparisons.
+        return None if fire is None else fire.astimezone(UTC).astimezone(self.timezone)
+
+
+def _local_date(moment: datetime, zone: tzinfo) -> date:
+    """The calendar date of an instant in ``zone``, via UTC so a nonexistent wall time cannot fool it."""
+    return moment.astimezone(UTC).astimezone(zone).date()
+
+
+def trigger_for(settings: Settings) -> DailyTrigger:
+    """Every day at ``send_at`` local time in ``timezone``, once per local date."""
+    return DailyTrigger(hour=settings.send_at.hour, minute=settings.send_at.minute, timezone=settings.zone)
 
 
 def _log_event(event: JobExecutionEvent) -> None:

@@ -364,6 +364,17 @@ class PaperIndex:
         return matches, total
 
 
+def explain(paper: Paper, profile: Profile) -> Match:
+    """A paper's score and reasons under a profile, without an index (a stored digest being resent)."""
+    reasons = []
+    for text in dict.fromkeys(profile.keywords):
+        if match_spans(paper.title, [text]):
+            reasons.append(Reason(text, "title"))
+        elif match_spans(paper.abstract, [text]):
+            reasons.append(Reason(text, "abstract"))
+    return Match(paper, sum(_SCORE[0] if r.where == "title" else _SCORE[1] for r in reasons), tuple(reasons))
+
+
 def select_all(index: PaperIndex, profiles: Sequence[Profile]) -> list[tuple[list[Match], int]]:
     """Each profile's capped selection (no history): what the benchmark and previews use."""
     return [index.select(p, (), p.max_papers) for p in profiles]

@@ -97,6 +97,12 @@ class SubscriberConfig(_Strict):
 class DeliveryConfig(_Strict):
     method: Literal["maildir", "smtp"] = "maildir"
     maildir: Path = Path("var/outbox")
+    # A transient failure (4xx, timeout, dropped connection) is retried within the run this many times,
+    # waiting retry_backoff seconds, doubled each time, and no more than retry_budget seconds in all per run;
+    # after that the message waits for the next run.
+    retries: int = Field(default=3, ge=0, le=20)
+    retry_backoff: float = Field(default=2.0, ge=0)
+    retry_budget: float = Field(default=120.0, ge=0)
 
 
 class SmtpConfig(_Strict):
@@ -106,6 +112,7 @@ class SmtpConfig(_Strict):
     username: str | None = None
     password: SecretStr | None = None
     timeout: float = Field(default=30.0, gt=0)
+    rate_limit: float | None = Field(default=None, gt=0)  # messages per second, for providers that throttle
 
     @property
     def effective_port(self) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -85,8 +85,37 @@ MIGRATIONS: list[str] = [
         fetched_at    TEXT NOT NULL
     );
     """,
+    # 1 -> 2: the outbox. A message row is written as 'sending' before the send, becomes 'sent' on
+    # acceptance (only then are its papers recorded), 'retry' after a transient failure, 'failed' after a
+    # permanent one, 'expired' when a retry is overtaken by a newer digest. At most one live digest per
+    # subscriber and local date. Consecutive permanent failures mark a subscriber as bouncing.
+    """
+    ALTER TABLE messages ADD COLUMN papers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN last_error TEXT;
+    ALTER TABLE messages ADD COLUMN updated TEXT;
+    CREATE UNIQUE INDEX messages_one_per_day ON messages (email, digest_date)
+        WHERE status IN ('sending', 'sent', 'retry');
+    CREATE INDEX messages_unfinished ON messages (status) WHERE status IN ('sending', 'retry');
+    ALTER TABLE subscribers ADD COLUMN bounces INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscribers ADD COLUMN bouncing_since TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+BOUNCE_LIMIT = 3  # consecutive permanent failures before a subscriber is marked bouncing
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A digest message that was begun but not (yet) accepted."""
+
+    id: int
+    email: str
+    day: date
+    message_id: str
+    refs: tuple[int, ...]
+    status: str
+    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +381,8 @@ class Store:
                 " updated) VALUES (?,?,?,?,?,'cli',1,?,?)"
                 " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN name"
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
-                " max_papers = excluded.max_papers, active = 1, updated = excluded.updated",
+                " max_papers = excluded.max_papers, active = 1, bounces = 0, bouncing_since = NULL,"
+                " updated = excluded.updated",
                 (*self._profile_row(subscriber), stamp, stamp),
             )
         return existed is None
@@ -380,6 +410,7 @@ class Store:
                             tuple(json.loads(r["keywords"])), tuple(json.loads(r["exclude"])), r["max_papers"]
                         ),
                         active=active,
+                        bouncing=r["bouncing_since"] is not None,
                     )
                 )
         return out
@@ -391,21 +422,119 @@ class Store:
 
     # -- deliveries ----------------------------------------------------------------------------------
 
-    def record_sent(
-        self, email: str, message_id: str, day: date, papers: Iterable[Paper], now: datetime
-    ) -> None:
-        """Record an accepted message and the papers it carried, in one transaction."""
+    def begin_message(
+        self, email: str, day: date, message_id: str, papers: Iterable[Paper], now: datetime
+    ) -> int:
+        """Commit the outbox row for a digest before it is sent; returns its id.
+
+        Raises StoreError if ``email`` already has a live digest for ``day`` (another run got there first).
+        """
+        refs = [p.ref for p in papers if p.ref is not None]
+        stamp = _iso(now)
+        try:
+            with self.transaction() as tx:
+                cur = tx.execute(
+                    "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers)"
+                    " VALUES (?,?,?,'sending',?,?,?)",
+                    (email, message_id, day.isoformat(), stamp, stamp, json.dumps(refs)),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"{email} already has a digest for {day.isoformat()}") from exc
+        return int(cur.lastrowid or 0)
+
+    def resume_message(self, row_id: int, now: datetime) -> None:
+        """Mark an unfinished row as in flight again before it is resent."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE messages SET status = 'sending', updated = ? WHERE id = ?", (_iso(now), row_id)
+            )
+
+    def mark_sent(self, row_id: int, now: datetime) -> None:
+        """The server accepted the message: record it and its papers, in one transaction."""
         stamp = _iso(now)
         with self.transaction() as tx:
-            cur = tx.execute(
-                "INSERT INTO messages (email, message_id, digest_date, status, created, sent_at)"
-                " VALUES (?,?,?,'sent',?,?)",
-                (email, message_id, day.isoformat(), stamp, stamp),
+            row = tx.execute("SELECT email, papers FROM messages WHERE id = ?", (row_id,)).fetchone()
+            tx.execute(
+                "UPDATE messages SET status = 'sent', sent_at = ?, updated = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (stamp, stamp, row_id),
             )
             tx.executemany(
                 "INSERT OR IGNORE INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?)",
-                [(email, p.ref, cur.lastrowid, stamp) for p in papers if p.ref is not None],
+                [(row["email"], ref, row_id, stamp) for ref in json.loads(row["papers"])],
             )
+            tx.execute("UPDATE subscribers SET bounces = 0 WHERE email = ?", (row["email"],))
+
+    def mark_retry(self, row_id: int, error: str, now: datetime) -> None:
+        """A transient failure: the row waits for the next run; its papers are not recorded."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE messages SET status = 'retry', last_error = ?, updated = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (error, _iso(now), row_id),
+            )
+
+    def mark_failed(self, row_id: int, error: str, now: datetime) -> bool:
+        """A permanent refusal. Counts toward bouncing; returns True if the subscriber is now bouncing."""
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            row = tx.execute("SELECT email FROM messages WHERE id = ?", (row_id,)).fetchone()
+            tx.execute(
+                "UPDATE messages SET status = 'failed', last_error = ?, updated = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (error, stamp, row_id),
+            )
+            tx.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE email = ?", (row["email"],))
+            tx.execute(
+                "UPDATE subscribers SET bouncing_since = ? WHERE email = ? AND bounces >= ?"
+                " AND bouncing_since IS NULL",
+                (stamp, row["email"], BOUNCE_LIMIT),
+            )
+            bouncing = tx.execute(
+                "SELECT bouncing_since IS NOT NULL FROM subscribers WHERE email = ?", (row["email"],)
+            ).fetchone()
+        return bool(bouncing and bouncing[0])
+
+    def unfinished(self, email: str) -> list[OutboxRow]:
+        """Rows of ``email`` begun but not accepted: left 'sending' by a crash, or 'retry'. Oldest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM messages WHERE email = ? AND status IN ('sending', 'retry') ORDER BY id", (email,)
+        ).fetchall()
+        return [
+            OutboxRow(
+                r["id"],
+                r["email"],
+                date.fromisoformat(r["digest_date"]),
+                r["message_id"],
+                tuple(json.loads(r["papers"])),
+                r["status"],
+                r["attempts"],
+            )
+            for r in rows
+        ]
+
+    def expire_retries(self, before: date, now: datetime) -> int:
+        """Give up 'retry' rows of earlier dates: their papers are still unsent, so today's digest takes them."""
+        with self.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE messages SET status = 'expired', updated = ? WHERE status = 'retry' AND digest_date < ?",
+                (_iso(now), before.isoformat()),
+            )
+        return cur.rowcount
+
+    def papers_by_refs(self, refs: Sequence[int]) -> list[Paper]:
+        """Stored papers in the order of ``refs`` (a digest being resent)."""
+        if not refs:
+            return []
+        marks = ",".join("?" * len(refs))
+        rows = {r["pid"]: r for r in self.conn.execute(f"SELECT * FROM papers WHERE pid IN ({marks})", refs)}
+        return [self._paper(rows[ref]) for ref in refs if ref in rows]
+
+    def record_sent(
+        self, email: str, message_id: str, day: date, papers: Iterable[Paper], now: datetime
+    ) -> None:
+        """Begin and complete a message in one go: for callers that deliver outside the outbox."""
+        self.mark_sent(self.begin_message(email, day, message_id, papers, now), now)
 
     def sent_on(self, email: str, day: date) -> bool:
         """Whether ``email`` already got the digest for local date ``day``."""

@@ -189,28 +189,28 @@ class SmtpTransport:
             conn.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
 
     def send(self, message: EmailMessage) -> None:
+        """One attempt. A 421 or a dropped connection closes it; the next attempt reconnects."""
         recipients = _recipients(message)
         rcpt = ", ".join(recipients)
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = self._connect(rcpt)
-            try:
-                self._conn.send_message(message, from_addr=self.sender, to_addrs=recipients)
-                return
-            except smtplib.SMTPServerDisconnected as exc:
-                self._conn = None
-                if attempt == 2:
-                    raise TransientDeliveryError(rcpt, f"the server closed the connection: {exc}") from exc
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, reply = next(iter(exc.recipients.values()))
-                raise _by_code(rcpt, code, reply) from exc
-            except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-                if exc.smtp_code == 421:
-                    self.close()
-                raise _by_code(rcpt, exc.smtp_code, exc.smtp_error) from exc
-            except (TimeoutError, OSError) as exc:
+        if self._conn is None:
+            self._conn = self._connect(rcpt)
+        try:
+            self._conn.send_message(message, from_addr=self.sender, to_addrs=recipients)
+        except smtplib.SMTPServerDisconnected as exc:
+            self._drop()
+            raise TransientDeliveryError(rcpt, f"the server closed the connection: {exc}") from exc
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = next(iter(exc.recipients.values()))
+            if code == 421:
                 self._drop()
-                raise TransientDeliveryError(rcpt, f"connection problem: {exc}") from exc
+            raise _by_code(rcpt, code, reply) from exc
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:
+                self._drop()
+            raise _by_code(rcpt, exc.smtp_code, exc.smtp_error) from exc
+        except (smtplib.SMTPException, OSError) as exc:  # timeouts and resets: the state is unknown
+            self._drop()
+            raise TransientDeliveryError(rcpt, f"connection problem: {exc!r}") from exc
 
     def _drop(self) -> None:
         if self._conn is not None:

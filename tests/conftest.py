@@ -49,10 +49,17 @@ def write_config(
     tables: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """A config file in ``folder``; state goes to ``folder/var`` (relative paths, resolved by digest)."""
-    lines = ['database = "var/digest.sqlite3"', 'timezone = "UTC"']
-    for key, value in (top or {}).items():
+    lines = []
+    for key, value in {"database": "var/digest.sqlite3", "timezone": "UTC", **(top or {})}.items():
         lines.append(f"{key} = {toml_value(value)}")
-    tables = {"delivery": {"method": "maildir", "maildir": "var/outbox"}, **(tables or {})}
+    tables = dict(tables or {})
+    # Tests retry transient failures quickly; a test that cares sets its own values.
+    tables["delivery"] = {
+        "method": "maildir",
+        "maildir": "var/outbox",
+        "retry_backoff": 0.01,
+        **tables.get("delivery", {}),
+    }
     for name, table in tables.items():
         lines.append(f"[{name}]")
         lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items())

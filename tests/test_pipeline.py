@@ -10,7 +10,7 @@ from conftest import FIXTURES, HttpServer, Route, SmtpServer, read_maildir, samp
 
 from digest import pipeline
 from digest.errors import PermanentDeliveryError
-from digest.models import DRY_RUN, FAILED, NOTHING_NEW, SENT, Paper
+from digest.models import DRY_RUN, FAILED, NOTHING_NEW, RETRY_LATER, SENT, Paper
 from digest.settings import Settings, load_settings
 from digest.store import Store
 from digest.transport import MaildirTransport, MemoryTransport, SmtpTransport, make_transport
@@ -149,7 +149,7 @@ def test_refused_recipient_is_retried_next_run_exactly_once(
     first = pipeline.run_once(settings, make_transport(settings), store, now)
     status = {s.email: (s.status, s.error) for s in first.subscribers}
     assert status["grace@example.org"] == (SENT, None)
-    assert status["ada@example.org"][0] == FAILED
+    assert status["ada@example.org"][0] == RETRY_LATER
     assert "450" in (status["ada@example.org"][1] or "")
     assert first.exit_code == 1
     assert store.sent_refs("ada@example.org") == set()  # nothing marked sent without acceptance

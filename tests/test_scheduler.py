@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from conftest import read_maildir, samples_source, write_config
 
 from digest.runlock import run_lock
@@ -44,3 +45,35 @@ def test_daily_job_with_a_broken_config_returns_2(tmp_path: Path) -> None:
     cfg = tmp_path / "digest.toml"
     cfg.write_text("lookback_days = 0\n", encoding="utf-8")
     assert daily_job(str(cfg)) == 2
+
+
+@pytest.mark.parametrize("start", [date(2025, 3, 27), date(2025, 10, 23)])
+def test_dst_days_give_exactly_one_run_per_local_date(tmp_path: Path, start: date) -> None:
+    cfg = tmp_path / "digest.toml"
+    cfg.write_text('timezone = "Europe/Berlin"\nsend_at = "02:30"\n', encoding="utf-8")
+    trigger = trigger_for(load_settings(cfg))
+    berlin = ZoneInfo("Europe/Berlin")
+    now = datetime(start.year, start.month, start.day, 12, 0, tzinfo=berlin)
+    fires: list[datetime] = []
+    previous = None
+    for _ in range(6):
+        fire = trigger.get_next_fire_time(previous, now)
+        assert fire is not None
+        fires.append(fire)
+        previous = now = fire
+    local_dates = [f.astimezone(berlin).date() for f in fires]
+    assert local_dates == [start + timedelta(days=i) for i in range(1, 7)]  # every date, once
+    for f in fires:
+        local = f.astimezone(berlin)
+        # 02:30 where it exists; on 2025-03-30 it does not, and the run is at 03:30 CEST.
+        assert (local.hour, local.minute) == ((3, 30) if local.date() == date(2025, 3, 30) else (2, 30))
+
+
+def test_a_second_run_on_the_same_local_date_sends_nothing(tmp_path: Path) -> None:
+    """Whatever fires twice (a manual run, a misbehaving clock), the pipeline sends one digest per date."""
+    cfg = write_config(
+        tmp_path, sources=[samples_source()], subscribers=[ADA], top={"timezone": "Europe/Berlin"}
+    )
+    assert daily_job(str(cfg)) == 0
+    assert daily_job(str(cfg)) == 0
+    assert len(read_maildir(tmp_path / "var" / "outbox")) == 1

@@ -17,7 +17,7 @@ from conftest import RecordingHandler, free_port, samples_source, write_config
 
 from digest import pipeline
 from digest.errors import DeliveryAbortedError, TransientDeliveryError
-from digest.models import FAILED, SENT
+from digest.models import FAILED, RETRY_LATER, SENT
 from digest.settings import load_settings
 from digest.store import Store
 from digest.transport import SmtpTransport
@@ -125,8 +125,9 @@ def test_untrusted_certificate_aborts_before_any_password_is_sent(
     with Store.open(settings.database) as store:
         report = pipeline.run_once(settings, transport, store, now)
         assert store.sent_refs("ada@example.org") == set()
-    assert [s.status for s in report.subscribers] == [FAILED, FAILED]
+    assert [s.status for s in report.subscribers] == [FAILED, RETRY_LATER]
     assert all("TLS with 127.0.0.1" in (s.error or "") for s in report.subscribers)
+    assert (report.subscribers[1].error or "").startswith("not attempted")
     assert "CERTIFICATE_VERIFY_FAILED" in (report.subscribers[0].error or "")
     assert starttls_server.auth_attempts == []
     assert starttls_server.handler.messages == []
