@@ -14,6 +14,7 @@ and, where there is one, *how to fix it*.
     │   └── ParseError         malformed XML/JSON, empty body, an HTML error page
     ├── DeliveryError          one message was not accepted
     │   ├── TransientDeliveryError   4xx, dropped connection, timeout: retried next run
+    │   │   └── ServerUnavailableError   no connection or no greeting: the rest waits for the next run
     │   ├── PermanentDeliveryError   5xx for this recipient: not retried this run
     │   └── DeliveryAbortedError     AUTH or TLS failure: delivery stops for the whole run
     └── StoreError             the database is unreadable or from a newer version
@@ -91,6 +92,10 @@ class DeliveryError(DigestError):
 
 class TransientDeliveryError(DeliveryError):
     """Worth retrying later: a 4xx reply, a dropped connection, a timeout."""
+
+
+class ServerUnavailableError(TransientDeliveryError):
+    """The server cannot be reached or does not answer; no point trying the other recipients this run."""
 
 
 class PermanentDeliveryError(DeliveryError):

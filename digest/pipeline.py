@@ -24,6 +24,7 @@ from digest.errors import (
     DeliveryAbortedError,
     PermanentDeliveryError,
     ProfileError,
+    ServerUnavailableError,
     SourceError,
     StoreError,
     SubscriberError,
@@ -117,7 +118,7 @@ def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = 
         has_today = False
         for row in store.unfinished(sub.email):
             matches = tuple(explain(p, sub.profile) for p in store.papers_by_refs(row.refs))
-            out.append(Planned(sub, Digest(sub, matches, row.day), resend=row))
+            out.append(Planned(sub, Digest(sub, matches, row.day, more=row.more), resend=row))
             in_flight.update(row.refs)
             has_today = has_today or row.day == day
         if has_today or store.sent_on(sub.email, day):
@@ -136,9 +137,10 @@ def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = 
 class Courier:
     """Sends through a transport with bounded retries and optional pacing.
 
-    A transient failure is retried up to ``retries`` times, waiting ``backoff`` seconds doubled each time;
-    all waiting in one run is capped by ``budget`` seconds, after which a transient failure is final for
-    this run. ``rate_limit`` (messages per second) spaces the sends.
+    A transient failure is retried up to ``retries`` times, waiting ``backoff`` seconds doubled each time.
+    ``budget`` caps the seconds one run spends on transient failures (the waits and the failed attempts
+    themselves, timeouts included); once spent, a transient failure is final for this run. ``rate_limit``
+    (messages per second) spaces the sends.
     """
 
     def __init__(
@@ -172,10 +174,12 @@ class Courier:
         attempt = 0
         while True:
             self._pace()
+            started = self.clock()
             try:
                 self.transport.send(message)
                 return
             except TransientDeliveryError as exc:
+                self.budget_left -= self.clock() - started
                 delay = self.backoff * (2**attempt)
                 if attempt >= self.retries or delay > self.budget_left:
                     raise
@@ -213,7 +217,8 @@ class _Run:
         self.courier = courier
         self.now = now
         self.dry_run = dry_run
-        self.aborted: str | None = None
+        self.aborted: str | None = None  # AUTH/TLS failure: a configuration problem
+        self.deferred: str | None = None  # the server is unreachable after retries
 
     def deliver(self, item: Planned) -> SubscriberReport:
         email = item.subscriber.email
@@ -225,8 +230,9 @@ class _Run:
         if item.digest is None:
             return SubscriberReport(email, NOTHING_NEW, note=item.note)
         matches = item.digest.matches
-        if self.aborted:
-            return SubscriberReport(email, RETRY_LATER, matches, error=f"not attempted: {self.aborted}")
+        if self.aborted or self.deferred:
+            why = self.aborted or self.deferred
+            return SubscriberReport(email, RETRY_LATER, matches, error=f"not attempted: {why}")
         try:
             message = self.renderer.render(
                 item.digest, self.now, message_id=item.resend.message_id if item.resend else None
@@ -246,7 +252,7 @@ class _Run:
                 self.store.resume_message(row_id, self.now)
             else:
                 row_id = self.store.begin_message(
-                    email, item.digest.day, message_id, item.digest.papers, self.now
+                    email, item.digest.day, message_id, item.digest.papers, self.now, item.digest.more
                 )
         except StoreError as exc:
             return SubscriberReport(email, NOTHING_NEW, note=str(exc))
@@ -259,6 +265,9 @@ class _Run:
             return SubscriberReport(email, FAILED, matches, error=str(exc), message_id=message_id)
         except TransientDeliveryError as exc:
             self.store.mark_retry(row_id, str(exc), self.now)
+            if isinstance(exc, ServerUnavailableError):
+                self.deferred = str(exc)
+                log.error("server unavailable, the remaining messages wait for the next run: %s", exc)
             log.warning("delivery to %s will be retried next run: %s", email, exc)
             return SubscriberReport(email, RETRY_LATER, matches, error=str(exc), message_id=message_id)
         except PermanentDeliveryError as exc:

@@ -9,12 +9,23 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from digest.errors import LockedError
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock, as written into the file; waits a moment for a holder that has just taken it."""
+    for _ in range(20):
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        if text:
+            return text
+        time.sleep(0.01)
+    return "unknown process"
 
 
 @contextmanager
@@ -26,7 +37,7 @@ def run_lock(path: Path, now: datetime) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = Path(path).read_text(encoding="utf-8", errors="replace").strip() or "unknown process"
+            holder = _holder(Path(path))
             raise LockedError(
                 f"another digest run holds the lock {path}: {holder}",
                 hint="wait for it to finish; the lock frees itself when that process ends",

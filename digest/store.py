@@ -91,6 +91,7 @@ MIGRATIONS: list[str] = [
     # subscriber and local date. Consecutive permanent failures mark a subscriber as bouncing.
     """
     ALTER TABLE messages ADD COLUMN papers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE messages ADD COLUMN more INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE messages ADD COLUMN last_error TEXT;
     ALTER TABLE messages ADD COLUMN updated TEXT;
@@ -116,6 +117,7 @@ class OutboxRow:
     refs: tuple[int, ...]
     status: str
     attempts: int
+    more: int = 0  # matches left out by the cap, so a resend says the same "N more" line
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +425,7 @@ class Store:
     # -- deliveries ----------------------------------------------------------------------------------
 
     def begin_message(
-        self, email: str, day: date, message_id: str, papers: Iterable[Paper], now: datetime
+        self, email: str, day: date, message_id: str, papers: Iterable[Paper], now: datetime, more: int = 0
     ) -> int:
         """Commit the outbox row for a digest before it is sent; returns its id.
 
@@ -434,9 +436,9 @@ class Store:
         try:
             with self.transaction() as tx:
                 cur = tx.execute(
-                    "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers)"
-                    " VALUES (?,?,?,'sending',?,?,?)",
-                    (email, message_id, day.isoformat(), stamp, stamp, json.dumps(refs)),
+                    "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
+                    " more) VALUES (?,?,?,'sending',?,?,?,?)",
+                    (email, message_id, day.isoformat(), stamp, stamp, json.dumps(refs), more),
                 )
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"{email} already has a digest for {day.isoformat()}") from exc
@@ -509,6 +511,7 @@ class Store:
                 tuple(json.loads(r["papers"])),
                 r["status"],
                 r["attempts"],
+                r["more"],
             )
             for r in rows
         ]

@@ -5,6 +5,7 @@ connection for the whole run and closes it at the end. ``send`` returns only whe
 (written to the Maildir, answered 250 by the server); otherwise it raises a ``DeliveryError``:
 
 - ``TransientDeliveryError``: 4xx, timeout, dropped connection; the papers stay candidates for next run;
+  ``ServerUnavailableError`` when no connection could be made at all;
 - ``PermanentDeliveryError``: 5xx for that recipient;
 - ``DeliveryAbortedError``: authentication or TLS failure; nothing else can go out this run.
 """
@@ -23,6 +24,7 @@ from digest.errors import (
     DeliveryAbortedError,
     DeliveryError,
     PermanentDeliveryError,
+    ServerUnavailableError,
     TransientDeliveryError,
 )
 from digest.settings import Settings, SmtpConfig
@@ -163,7 +165,9 @@ class SmtpTransport:
                     hint="check [smtp] username and DIGEST_SMTP__PASSWORD",
                 ) from exc
             if isinstance(exc, smtplib.SMTPException | OSError):
-                raise TransientDeliveryError(rcpt, f"cannot connect to {where}: {exc}") from exc
+                raise ServerUnavailableError(
+                    rcpt, f"cannot connect to {where}: {exc!r}", hint="retried on the next run"
+                ) from exc
             raise
 
     def _setup(self, conn: smtplib.SMTP, rcpt: str, where: str) -> None:

@@ -1,0 +1,407 @@
+"""#4: SMTP faults against a real aiosmtpd server on 127.0.0.1 whose handler misbehaves on cue.
+
+Every test counts what each recipient received at the server, not what the client believes it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner
+from conftest import RecordingHandler, free_port, samples_source, write_config
+
+from digest import pipeline
+from digest.cli import main
+from digest.errors import TransientDeliveryError
+from digest.models import BOUNCED, FAILED, NOTHING_NEW, RETRY_LATER, SENT, RunReport
+from digest.pipeline import Courier
+from digest.settings import Settings, load_settings
+from digest.store import BOUNCE_LIMIT, Store
+from digest.transport import MemoryTransport, SmtpTransport
+
+SUBSCRIBERS = [
+    {"email": f"{name}@example.org", "keywords": keywords}
+    for name, keywords in [
+        ("ada", ["RAG"]),
+        ("bob", []),
+        ("cy", ["reasoning"]),
+        ("dee", ["diffusion"]),
+        ("eve", ["agents"]),
+    ]
+]
+
+
+class ScriptedHandler(RecordingHandler):
+    """Replies from a script, then behaves: ``script[(stage, rcpt)]`` is a list of replies, one per attempt.
+
+    ``stage`` is "RCPT" or "DATA". A reply starting with "421" also closes the connection, as a server
+    shutting down does. ``drop_after_data`` holds recipients whose next message is accepted and stored,
+    and then the connection is cut before the 250 reaches the client.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.script: dict[tuple[str, str], list[str]] = {}
+        self.attempts: Counter[tuple[str, str]] = Counter()
+        self.drop_after_data: set[str] = set()
+        self.connections = 0
+
+    def _scripted(self, server: Any, stage: str, rcpt: str) -> str | None:
+        self.attempts[stage, rcpt] += 1
+        replies = self.script.get((stage, rcpt))
+        if not replies:
+            return None
+        reply = replies.pop(0)
+        if reply.startswith("421"):
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return reply
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: Any
+    ) -> Any:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        reply = self._scripted(server, "RCPT", address)
+        if reply:
+            return reply
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        rcpt = envelope.rcpt_tos[0]
+        reply = self._scripted(server, "DATA", rcpt)
+        if reply:
+            return reply
+        accepted = await super().handle_DATA(server, session, envelope)
+        if rcpt in self.drop_after_data:
+            self.drop_after_data.discard(rcpt)
+            server.transport.abort()  # stored, but the client never hears the 250
+        return accepted
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[int, ScriptedHandler]]:
+    handler = ScriptedHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, handler
+    controller.stop()
+
+
+def _settings(tmp_path: Path, port: int, **smtp: Any) -> Settings:
+    cfg = write_config(
+        tmp_path,
+        sources=[samples_source()],
+        subscribers=SUBSCRIBERS,
+        tables={
+            "delivery": {"method": "smtp", "retries": 2, "retry_backoff": 0.01},
+            "smtp": {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 5, **smtp},
+        },
+    )
+    return load_settings(cfg)
+
+
+def _run(settings: Settings, now: datetime) -> RunReport:
+    with Store.open(settings.database) as store:
+        return pipeline.run_once(settings, SmtpTransport(settings.smtp, settings.sender_address), store, now)
+
+
+def _status(report: RunReport) -> dict[str, str]:
+    return {s.email: s.status for s in report.subscribers}
+
+
+def _ids(messages: list[EmailMessage]) -> list[str]:
+    return [str(m["Message-ID"]) for m in messages]
+
+
+def _assert_each_got_one(handler: ScriptedHandler, emails: list[str]) -> None:
+    for address in emails:
+        assert len(handler.received_by(address)) == 1, address
+
+
+EMAILS = [str(s["email"]) for s in SUBSCRIBERS]
+
+
+@pytest.mark.parametrize(
+    ("stage", "code"), [("RCPT", "450 4.2.1 mailbox busy"), ("DATA", "451 4.3.0 try again")]
+)
+def test_a_4xx_is_retried_within_the_run_and_then_sent(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler], stage: str, code: str
+) -> None:
+    port, handler = server
+    handler.script[stage, "ada@example.org"] = [code, code]  # two refusals, then it goes through
+    report = _run(_settings(tmp_path, port), now)
+    assert set(_status(report).values()) == {SENT}
+    assert handler.attempts[stage, "ada@example.org"] == 3
+    _assert_each_got_one(handler, EMAILS)
+    assert report.exit_code == 0
+
+
+def test_a_persistent_4xx_is_left_for_the_next_run_and_resent_once_with_its_message_id(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    port, handler = server
+    settings = _settings(tmp_path, port)
+    handler.script["DATA", "ada@example.org"] = ["451 4.3.0 try again later"] * 10
+    first = _run(settings, now)
+    ada = next(s for s in first.subscribers if s.email == "ada@example.org")
+    assert ada.status == RETRY_LATER
+    assert "451 4.3.0 try again later" in (ada.error or "")
+    assert handler.attempts["DATA", "ada@example.org"] == 3  # 1 + retries, then left for the next run
+    assert first.exit_code == 1
+    assert handler.received_by("ada@example.org") == []
+    _assert_each_got_one(handler, EMAILS[1:])
+
+    handler.script.clear()
+    second = _run(settings, now + timedelta(hours=1))
+    assert _status(second)["ada@example.org"] == SENT
+    assert {s.email for s in second.subscribers if s.status == SENT} == {"ada@example.org"}
+    assert _ids(handler.received_by("ada@example.org")) == [ada.message_id]
+    assert len(handler.received_by("ada@example.org")[0].get_body(("plain",)).get_content()) > 0
+    _assert_each_got_one(handler, EMAILS)
+    assert second.exit_code == 0
+
+    third = _run(settings, now + timedelta(hours=2))
+    assert SENT not in _status(third).values()
+    _assert_each_got_one(handler, EMAILS)
+
+
+def test_a_retry_still_pending_the_next_day_goes_into_that_days_digest(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    port, handler = server
+    settings = _settings(tmp_path, port)
+    handler.script["RCPT", "ada@example.org"] = ["450 4.2.1 mailbox busy"] * 10
+    first = _run(settings, now)
+    day_one = next(s for s in first.subscribers if s.email == "ada@example.org")
+    assert day_one.status == RETRY_LATER
+    handler.script.clear()
+    second = _run(settings, now + timedelta(days=1))
+    got = handler.received_by("ada@example.org")
+    assert len(got) == 1
+    assert _ids(got) != [day_one.message_id]  # a new digest, for the new date
+    text = got[0].get_body(("plain",)).get_content()
+    assert all(" ".join(m.paper.title.split()) in " ".join(text.split()) for m in day_one.matches)
+    assert _status(second)["ada@example.org"] == SENT
+
+
+def test_421_mid_batch_reconnects_and_sends_the_rest(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    port, handler = server
+    handler.script["RCPT", "cy@example.org"] = ["421 4.3.2 service shutting down"]
+    report = _run(_settings(tmp_path, port), now)
+    assert set(_status(report).values()) == {SENT}
+    _assert_each_got_one(handler, EMAILS)
+    assert handler.connections == 2  # the one the 421 closed, and one more for the rest
+
+
+def test_a_connection_dropped_after_data_is_resent_with_the_same_message_id(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    """The one duplicate window: the server stored the message but the client never heard the 250."""
+    port, handler = server
+    handler.drop_after_data.add("cy@example.org")
+    report = _run(_settings(tmp_path, port), now)
+    assert set(_status(report).values()) == {SENT}
+    copies = _ids(handler.received_by("cy@example.org"))
+    assert len(copies) == 2 and len(set(copies)) == 1  # a duplicate a mail client folds by Message-ID
+    _assert_each_got_one(handler, [e for e in EMAILS if e != "cy@example.org"])
+
+
+def test_a_550_fails_that_recipient_only_and_three_in_a_row_mark_it_bouncing(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    port, handler = server
+    settings = _settings(tmp_path, port)
+    handler.refuse["bob@example.org"] = "550 5.1.1 no such user"
+    reports = [_run(settings, now + timedelta(days=day)) for day in range(BOUNCE_LIMIT)]
+    first = reports[0]
+    assert _status(first) == {e: (FAILED if e == "bob@example.org" else SENT) for e in EMAILS}
+    bob = next(s for s in first.subscribers if s.email == "bob@example.org")
+    assert "550 5.1.1 no such user" in (bob.error or "")
+    assert first.exit_code == 1
+    assert handler.attempts["RCPT", "bob@example.org"] == BOUNCE_LIMIT  # never retried within a run
+    assert [_status(r)["bob@example.org"] for r in reports] == [FAILED] * (BOUNCE_LIMIT - 1) + [BOUNCED]
+    for address in EMAILS[:1] + EMAILS[2:]:  # the others: one message per day they had news, no more
+        got = _ids(handler.received_by(address))
+        assert len(got) == len(set(got)) == sum(_status(r)[address] == SENT for r in reports) >= 1
+
+    skipped = _run(settings, now + timedelta(days=BOUNCE_LIMIT))
+    assert _status(skipped)["bob@example.org"] == BOUNCED
+    bob = next(s for s in skipped.subscribers if s.email == "bob@example.org")
+    assert "digest subscribe bob@example.org" in (bob.note or "")
+    assert handler.attempts["RCPT", "bob@example.org"] == BOUNCE_LIMIT  # not even tried
+    assert skipped.exit_code == 0  # known and reported, nothing to retry
+
+    del handler.refuse["bob@example.org"]
+    cfg = str(tmp_path / "digest.toml")
+    result = CliRunner().invoke(main, ["subscribe", "bob@example.org", "--config", cfg])
+    assert result.exit_code == 0, result.output
+    back = _run(settings, now + timedelta(days=BOUNCE_LIMIT + 1))
+    assert _status(back)["bob@example.org"] == SENT
+    got = handler.received_by("bob@example.org")
+    assert len(got) == 1
+    assert len(next(s for s in back.subscribers if s.email == "bob@example.org").matches) > 0
+
+
+def test_a_server_that_never_answers_times_out_and_everything_waits_for_the_next_run(
+    tmp_path: Path, now: datetime
+) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections (the kernel does) and never says a word
+    port = silent.getsockname()[1]
+    try:
+        settings = _settings(tmp_path, port, timeout=0.3)
+        started = time.monotonic()
+        report = _run(settings, now)
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert set(_status(report).values()) == {RETRY_LATER}
+    first = report.subscribers[0]
+    assert "cannot connect to 127.0.0.1" in (first.error or "") and "timed out" in (first.error or "")
+    assert all((s.error or "").startswith("not attempted") for s in report.subscribers[1:])
+    assert report.exit_code == 1
+    assert elapsed < 5  # 3 attempts of 0.3 s and short waits, not a timeout per subscriber
+
+    with Store.open(settings.database) as store:
+        assert all(store.sent_refs(e) == set() for e in EMAILS)
+
+
+def test_after_the_server_comes_back_everyone_gets_their_digest_once(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    port, handler = server
+    settings = _settings(tmp_path, free_port(), timeout=0.5)  # nothing listens there
+    assert set(_status(_run(settings, now)).values()) == {RETRY_LATER}
+    back = _settings(tmp_path, port)
+    report = _run(back, now + timedelta(minutes=30))
+    assert set(_status(report).values()) == {SENT}
+    _assert_each_got_one(handler, EMAILS)
+
+
+# -- the Courier on its own: retries, budget, pacing, with a fake clock ----------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _message(to: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["To"] = to
+    msg.set_content("x")
+    return msg
+
+
+class FlakyTransport(MemoryTransport):
+    """Fails the first ``failures`` sends with a transient error, each taking ``cost`` fake seconds."""
+
+    def __init__(self, clock: FakeClock, failures: int, cost: float = 0.0) -> None:
+        super().__init__()
+        self.clock = clock
+        self.failures = failures
+        self.cost = cost
+        self.calls = 0
+
+    def send(self, message: EmailMessage) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            self.clock.now += self.cost
+            raise TransientDeliveryError("a@example.org", "451 later")
+        super().send(message)
+
+
+def test_courier_backs_off_exponentially_up_to_the_retry_count() -> None:
+    clock = FakeClock()
+    courier = Courier(
+        FlakyTransport(clock, failures=3), retries=3, backoff=2.0, sleep=clock.sleep, clock=clock
+    )
+    courier.send(_message("a@example.org"))
+    assert clock.sleeps == [2.0, 4.0, 8.0]
+    with pytest.raises(TransientDeliveryError):
+        Courier(FlakyTransport(clock, failures=4), retries=3, backoff=0.1, sleep=clock.sleep).send(
+            _message("a@example.org")
+        )
+
+
+def test_courier_budget_counts_waits_and_failed_attempts_and_then_gives_up_at_once() -> None:
+    clock = FakeClock()
+    transport = FlakyTransport(clock, failures=100, cost=10.0)
+    courier = Courier(transport, retries=5, backoff=1.0, budget=25.0, sleep=clock.sleep, clock=clock)
+    with pytest.raises(TransientDeliveryError):
+        courier.send(_message("a@example.org"))
+    # attempt 10 s, wait 1 s, attempt 10 s, wait 2 s, attempt 10 s: 33 s spent, over the 25 s budget.
+    assert transport.calls == 3 and clock.sleeps == [1.0, 2.0]
+    with pytest.raises(TransientDeliveryError):
+        courier.send(_message("b@example.org"))
+    assert transport.calls == 4 and clock.sleeps == [1.0, 2.0]  # budget spent: one attempt, no waiting
+
+
+def test_courier_paces_sends_to_the_rate_limit() -> None:
+    clock = FakeClock()
+    transport = MemoryTransport()
+    courier = Courier(transport, rate_limit=4.0, sleep=clock.sleep, clock=clock)
+    for i in range(5):
+        courier.send(_message(f"s{i}@example.org"))
+    assert len(transport.sent) == 5
+    assert clock.sleeps == [0.25] * 4
+
+
+def test_rate_limit_spaces_real_smtp_sends(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    port, handler = server
+    settings = _settings(tmp_path, port, rate_limit=20.0)
+    times: list[float] = []
+    lock = threading.Lock()
+    original = handler.handle_DATA
+
+    async def timed(server: Any, session: Any, envelope: Any) -> str:
+        with lock:
+            times.append(time.monotonic())
+        return await original(server, session, envelope)
+
+    handler.handle_DATA = timed  # type: ignore[method-assign]
+    report = _run(settings, now)
+    assert set(_status(report).values()) == {SENT}
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(gaps) == len(EMAILS) - 1
+    assert min(gaps) >= 0.04  # 20 per second: 50 ms apart, give or take the clock
+
+
+def test_a_second_run_the_same_day_sends_nothing_and_is_not_a_failure(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    port, _ = server
+    settings = _settings(tmp_path, port)
+    _run(settings, now)
+    again = _run(settings, now + timedelta(hours=1))  # the same local date: already sent
+    assert set(_status(again).values()) == {NOTHING_NEW}
+    assert again.exit_code == 0
