@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,7 +21,17 @@ from rich.table import Table
 
 from digest import __version__, pipeline
 from digest.errors import DigestError, ProfileError
-from digest.models import Profile, RunReport, Subscriber
+from digest.models import (
+    BOUNCED,
+    DRY_RUN,
+    FAILED,
+    NOTHING_NEW,
+    RETRY_LATER,
+    SENT,
+    Profile,
+    RunReport,
+    Subscriber,
+)
 from digest.runlock import run_lock
 from digest.select import check_profile
 from digest.settings import Settings, load_settings, normalise_email
@@ -97,6 +108,14 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
     sys.exit(report.exit_code)
 
 
+SUMMARY_LABELS = [
+    (RETRY_LATER, "to retry next run"),
+    (FAILED, "failed"),
+    (BOUNCED, "bouncing (re-enable with digest subscribe)"),
+    (NOTHING_NEW, "with nothing new"),
+]
+
+
 def print_summary(report: RunReport, console: Console | None = None) -> None:
     """The run as two readable tables and a closing line."""
     console = console or Console(soft_wrap=False)
@@ -112,20 +131,22 @@ def print_summary(report: RunReport, console: Console | None = None) -> None:
         subs.add_column(col, justify="right" if col == "papers" else "left", overflow="fold")
     for r in report.subscribers:
         note = r.error or r.note or (r.matches[0].paper.title if r.matches else "")
-        colour = {"sent": "green", "failed": "red"}.get(r.status, "")
+        colour = {SENT: "green", FAILED: "red", RETRY_LATER: "yellow", BOUNCED: "red"}.get(r.status, "")
         status = f"[{colour}]{r.status}[/{colour}]" if colour else r.status
         subs.add_row(r.email, status, str(len(r.matches)), note)
     console.print(subs)
-    sent = sum(1 for r in report.subscribers if r.status == "sent")
-    failed = sum(1 for r in report.subscribers if r.status == "failed") + sum(
-        1 for s in report.sources if s.error
-    )
-    verb = "would send" if report.dry_run else "sent"
-    console.print(
-        f"{verb} {sent if not report.dry_run else sum(1 for r in report.subscribers if r.status == 'dry-run')}"
-        f" message(s) via {report.delivered_to}; {failed} problem(s)"
-        + ("; failed items are retried on the next run" if failed else "")
-    )
+    counts = Counter(r.status for r in report.subscribers)
+    source_failures = sum(1 for s in report.sources if s.error)
+    if report.dry_run:
+        console.print(f"would send {counts[DRY_RUN]} message(s) via {report.delivered_to}")
+        return
+    parts = [f"sent {counts[SENT]} message(s) via {report.delivered_to}"]
+    parts += [f"{counts[k]} {label}" for k, label in SUMMARY_LABELS if counts[k]]
+    if source_failures:
+        parts.append(f"{source_failures} source(s) failed")
+    if not report.ok:
+        parts.append("the next run retries what failed")
+    console.print("; ".join(parts))
 
 
 @main.command()
@@ -209,9 +230,12 @@ def subscribe(
         kw, why = problems[0]
         raise ProfileError(why, subscriber=address, keyword=kw)
     with Store.open(settings.database) as store:
+        before = store.subscriber(address)
         new = store.add_subscriber(Subscriber(address, name, profile), _now())
     what = ", ".join(keywords) if keywords else "trending papers"
     click.echo(f"{'subscribed' if new else 'updated'} {address}: {what}")
+    if before is not None and before.bouncing:
+        click.echo(f"re-enabled {address}: it was skipped as bouncing after repeated refusals")
     if any(s.email == address for s in settings.subscribers):
         click.echo(f"note: {address} is declared in {settings.config_path}; the config's profile applies")
 
@@ -253,6 +277,7 @@ def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> No
                         "exclude": list(s.profile.exclude),
                         "max_papers": s.profile.max_papers,
                         "active": s.active,
+                        "bouncing": s.bouncing,
                     }
                     for s in subs
                 ],
@@ -272,7 +297,7 @@ def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> No
             ", ".join(p.keywords) or "(trending)",
             ", ".join(p.exclude),
             str(p.max_papers),
-            "yes" if s.active else "no",
+            ("bouncing" if s.bouncing else "yes") if s.active else "no",
         )
     Console().print(table)
 

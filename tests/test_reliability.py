@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import socket
 import threading
 import time
@@ -21,9 +22,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner
 from conftest import RecordingHandler, free_port, samples_source, write_config
+from rich.console import Console
 
 from digest import pipeline
-from digest.cli import main
+from digest.cli import main, print_summary
 from digest.errors import TransientDeliveryError
 from digest.models import BOUNCED, FAILED, NOTHING_NEW, RETRY_LATER, SENT, RunReport
 from digest.pipeline import Courier
@@ -164,6 +166,11 @@ def test_a_persistent_4xx_is_left_for_the_next_run_and_resent_once_with_its_mess
     assert "451 4.3.0 try again later" in (ada.error or "")
     assert handler.attempts["DATA", "ada@example.org"] == 3  # 1 + retries, then left for the next run
     assert first.exit_code == 1
+    console = Console(record=True, width=200)
+    print_summary(first, console)
+    summary = console.export_text()
+    assert "sent 4 message(s) via SMTP 127.0.0.1" in summary
+    assert "1 to retry next run; the next run retries what failed" in summary
     assert handler.received_by("ada@example.org") == []
     _assert_each_got_one(handler, EMAILS[1:])
 
@@ -251,8 +258,11 @@ def test_a_550_fails_that_recipient_only_and_three_in_a_row_mark_it_bouncing(
 
     del handler.refuse["bob@example.org"]
     cfg = str(tmp_path / "digest.toml")
+    listed = CliRunner().invoke(main, ["subscribers", "--json", "--config", cfg])
+    assert {s["email"]: s["bouncing"] for s in json.loads(listed.output)}["bob@example.org"] is True
     result = CliRunner().invoke(main, ["subscribe", "bob@example.org", "--config", cfg])
     assert result.exit_code == 0, result.output
+    assert "re-enabled bob@example.org" in result.output
     back = _run(settings, now + timedelta(days=BOUNCE_LIMIT + 1))
     assert _status(back)["bob@example.org"] == SENT
     got = handler.received_by("bob@example.org")

@@ -26,6 +26,7 @@ def test_opens_creates_folder_and_uses_wal(tmp_path: Path) -> None:
     with Store.open(path) as s:
         assert s.schema_version == SCHEMA_VERSION
         assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL: the ledger survives power loss
     assert path.is_file()
 
 
