@@ -14,7 +14,18 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from types import FrameType
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.events import (
+    EVENT_JOB_ADDED,
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MISSED,
+    EVENT_JOB_MODIFIED,
+    EVENT_JOB_SUBMITTED,
+    JobEvent,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
@@ -90,17 +101,64 @@ def _log_event(event: JobExecutionEvent) -> None:
         log.error("the run due at %s failed: %r", event.scheduled_run_time, event.exception)
 
 
-def build_scheduler(settings: Settings, job: Callable[[], object]) -> BlockingScheduler:
+class CoalescedRunLog:
+    """Logs the runs that coalescing folds away, which APScheduler 3 drops without an event.
+
+    After a suspend or a stall, APScheduler submits only the latest due run; the earlier ones vanish. This
+    listener remembers when the job was next due and, when a later run is submitted, logs every run due in
+    between as missed.
+    """
+
+    def __init__(self, scheduler: BaseScheduler, trigger: DailyTrigger) -> None:
+        self.scheduler = scheduler
+        self.trigger = trigger
+        self.expected: datetime | None = None
+
+    def __call__(self, event: JobEvent) -> None:
+        if event.job_id != JOB_ID:
+            return
+        if event.code in (EVENT_JOB_ADDED, EVENT_JOB_MODIFIED):
+            job = self.scheduler.get_job(JOB_ID)
+            self.expected = job.next_run_time if job is not None else None
+        elif isinstance(event, JobSubmissionEvent) and event.scheduled_run_times:
+            fire = event.scheduled_run_times[-1]
+            due = self.expected
+            while due is not None and due < fire:
+                log.warning("missed the run due at %s (the scheduler was not running); catching up once", due)
+                due = self.trigger.get_next_fire_time(due, due)
+            self.expected = self.trigger.get_next_fire_time(fire, fire)
+
+
+def catch_up_time(trigger: DailyTrigger, now: datetime) -> datetime | None:
+    """Today's run time if it passed less than the grace period ago, else None.
+
+    ``digest schedule`` started at 09:00 with ``send_at = "07:00"`` (a reboot, a restart after an upgrade)
+    runs today's digest at once instead of waiting for tomorrow; a second run the same day sends nothing
+    new, so this is safe.
+    """
+    due = trigger.get_next_fire_time(None, now - timedelta(seconds=MISFIRE_GRACE_SECONDS))
+    return due if due is not None and due <= now else None
+
+
+def build_scheduler(
+    settings: Settings, job: Callable[[], object], now: datetime | None = None
+) -> BlockingScheduler:
     scheduler = BlockingScheduler(timezone=settings.zone)
+    trigger = trigger_for(settings)
+    catch_up = catch_up_time(trigger, now or datetime.now(settings.zone))
+    scheduler.add_listener(_log_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_EXECUTED)
+    scheduler.add_listener(
+        CoalescedRunLog(scheduler, trigger), EVENT_JOB_ADDED | EVENT_JOB_MODIFIED | EVENT_JOB_SUBMITTED
+    )
     scheduler.add_job(
         job,
-        trigger_for(settings),
+        trigger,
         id=JOB_ID,
         misfire_grace_time=MISFIRE_GRACE_SECONDS,
         coalesce=True,
         max_instances=1,
+        **({"next_run_time": catch_up} if catch_up else {}),
     )
-    scheduler.add_listener(_log_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR | EVENT_JOB_EXECUTED)
     return scheduler
 
 
