@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test bench lint typecheck clean
+.PHONY: install demo test bench screenshots lint typecheck clean
 
 install: $(STAMP)
 
@@ -25,8 +25,8 @@ test: install lint typecheck
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check digest tests bench
-	$(BIN)/ruff format --check digest tests bench
+	$(BIN)/ruff check digest tests bench docs
+	$(BIN)/ruff format --check digest tests bench docs
 
 typecheck: install
 	$(BIN)/mypy
@@ -34,6 +34,11 @@ typecheck: install
 ## Times a real run on the seed listings for synthetic subscribers (prints a table).
 bench: install
 	$(BIN)/python bench/run_seeds.py 100 1000
+
+## Renders sample digests in headless Chromium (Debian's package, installed if missing) into docs/screenshots/.
+screenshots: install
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium)
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

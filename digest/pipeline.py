@@ -234,25 +234,27 @@ class _Run:
             why = self.aborted or self.deferred
             return SubscriberReport(email, RETRY_LATER, matches, error=f"not attempted: {why}")
         try:
-            message = self.renderer.render(
+            composed = self.renderer.compose(
                 item.digest, self.now, message_id=item.resend.message_id if item.resend else None
             )
         except Exception as exc:  # one bad digest must not stop the others
             log.exception("rendering the digest for %s failed", email)
             return SubscriberReport(email, FAILED, matches, error=f"render failed: {exc}")
+        digest, message = composed.digest, composed.message  # the papers that fit the size budget
+        matches = digest.matches
         message_id = str(message["Message-ID"])
         if self.dry_run:
             return SubscriberReport(email, DRY_RUN, matches, message_id=message_id)
         resent_note: str | None = None
         if item.resend:
-            resent_note = f"resent after an interrupted run (digest of {item.digest.day.isoformat()})"
+            resent_note = f"resent after an interrupted run (digest of {digest.day.isoformat()})"
         try:
             if item.resend:
                 row_id = item.resend.id
                 self.store.resume_message(row_id, self.now)
             else:
                 row_id = self.store.begin_message(
-                    email, item.digest.day, message_id, item.digest.papers, self.now, item.digest.more
+                    email, digest.day, message_id, digest.papers, self.now, digest.more
                 )
         except StoreError as exc:
             return SubscriberReport(email, NOTHING_NEW, note=str(exc))

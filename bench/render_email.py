@@ -1,0 +1,69 @@
+"""Render + inline time per email: CSS inlined once per run (digest) beside premailer per email.
+
+    .venv/bin/python bench/render_email.py          # 500 digests
+    .venv/bin/python bench/render_email.py 2000
+
+Digests come from the seed papers and profiles of 1-6 keywords (seeded), capped at 20 papers. Prints ms
+per email for: the HTML with the pre-inlined template, the HTML with premailer run on each email (what
+the template would cost without inlining once), and the whole message (text part, HTML, headers, MIME).
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from datetime import UTC, datetime
+
+from select_profiles import VOCABULARY, seed_papers
+
+from digest.models import Digest, Profile, Subscriber
+from digest.render import Renderer, inline_css
+from digest.select import PaperIndex
+
+
+def digests(n: int, seed: int = 11) -> list[Digest]:
+    rng = random.Random(seed)
+    index = PaperIndex(seed_papers())
+    out = []
+    while len(out) < n:
+        profile = Profile(tuple(rng.sample(VOCABULARY, rng.randint(1, 6))), (), 20)
+        matches, total = index.select(profile, (), 20)
+        if matches:
+            sub = Subscriber(f"user{len(out):06d}@example.org", "", profile)
+            out.append(Digest(sub, tuple(matches), datetime(2026, 11, 23).date(), total - len(matches)))
+    return out
+
+
+def per_email(label: str, seconds: float, n: int) -> None:
+    print(f"{label:<44} {seconds / n * 1000:8.2f} ms/email")
+
+
+def main(n: int) -> None:
+    batch = digests(n)
+    renderer = Renderer(sender="Paper Digest <digest@example.org>")
+    contexts = [renderer.context(d) for d in batch]
+    papers = sum(len(d.matches) for d in batch) / n
+    print(f"{n} digests, {papers:.1f} papers each on average")
+
+    t = time.perf_counter()
+    sizes = [len(renderer.html(c)) for c in contexts]
+    per_email("HTML, CSS inlined once (digest)", time.perf_counter() - t, n)
+
+    template = renderer.env.get_template("digest.html")
+    sample = contexts[: max(1, n // 5)]  # premailer is slow; a fifth of the digests is plenty
+    t = time.perf_counter()
+    for c in sample:
+        inline_css(template.render(c))
+    per_email("HTML, premailer per email", time.perf_counter() - t, len(sample))
+
+    now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    t = time.perf_counter()
+    for d in batch:
+        renderer.compose(d, now).message.as_bytes()
+    per_email("whole message (text + HTML + MIME, as bytes)", time.perf_counter() - t, n)
+    print(f"HTML size: median {sorted(sizes)[n // 2] / 1000:.1f} KB, max {max(sizes) / 1000:.1f} KB")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500)

@@ -1,0 +1,104 @@
+"""Renders sample digests and photographs them in headless Chromium: ``make screenshots``.
+
+Two digests (a keyword digest and the trending digest, from the bundled seed captures), each at 390 px
+(a phone) and 1200 px (a desktop), in light and dark colour schemes, into docs/screenshots/. Chromium is
+Debian's ``chromium`` package, started with the flags that keep it off the network.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from digest.models import Digest, Paper, Profile, Subscriber
+from digest.render import Renderer
+from digest.select import PaperIndex
+from digest.sources.snapshot import parse_snapshot
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "docs" / "screenshots"
+DAY = date(2025, 11, 22)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+SIZES = {"phone": (390, 2200), "desktop": (1200, 1700)}
+
+
+def seed_papers() -> list[Paper]:
+    papers: dict[str, Paper] = {}
+    for f in sorted((REPO / "config" / "samples").glob("*.txt")):
+        for p in parse_snapshot(f.read_text(encoding="utf-8"), source=f.name, today=DAY):
+            papers.setdefault(p.key, p)
+    return list(papers.values())
+
+
+def sample_digests() -> dict[str, Digest]:
+    papers = seed_papers()
+    index = PaperIndex(papers)
+    ada = Subscriber("ada@example.org", "Ada", Profile(("speculative decoding", "RAG", "quantiz*"), (), 4))
+    matches, total = index.select(ada.profile, set(), 4)
+    grace = Subscriber("grace@example.org", "Grace", Profile((), (), 3))
+    trending, _ = index.select(grace.profile, set(), 3)
+    return {
+        "keywords": Digest(ada, tuple(matches), DAY, more=total - len(matches)),
+        "trending": Digest(grace, tuple(trending), DAY, more=0),
+    }
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        sys.exit("chromium not found: `make screenshots` installs Debian's chromium package")
+    return found
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    renderer = Renderer(sender="Paper Digest <digest@example.org>", base_url="https://digest.example.org")
+    browser = chromium()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, digest in sample_digests().items():
+            msg = renderer.render(digest, datetime(2025, 11, 22, 7, 0, tzinfo=UTC))
+            body = msg.get_body(("html",))
+            assert body is not None
+            page = Path(tmp) / f"{name}.html"
+            page.write_text(body.get_content(), encoding="utf-8")
+            for size, (width, height) in SIZES.items():
+                for scheme in ("light", "dark"):
+                    target = OUT / f"{name}-{size}-{scheme}.png"
+                    profile = Path(tmp) / f"profile-{name}-{size}-{scheme}"
+                    extra = (
+                        ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]
+                        if scheme == "dark"
+                        else ["--blink-settings=preferredColorScheme=1"]
+                    )
+                    subprocess.run(
+                        [
+                            browser,
+                            *FLAGS,
+                            *extra,
+                            f"--user-data-dir={profile}",
+                            f"--window-size={width},{height}",
+                            f"--screenshot={target}",
+                            page.as_uri(),
+                        ],
+                        check=True,
+                        capture_output=True,
+                        timeout=120,
+                    )
+                    print(f"wrote {target.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

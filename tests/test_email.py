@@ -1,0 +1,298 @@
+"""#5: the email itself: golden files, headers as sent, the size budget, CSS inlined once.
+
+Golden files live in tests/golden/. After an intended change to the templates, regenerate them with
+``DIGEST_UPDATE_GOLDEN=1 make test`` and review the diff like code.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import re
+import smtplib
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from conftest import SmtpServer
+from lxml import html as lxml_html
+
+from digest import pipeline
+from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
+from digest.render import HTML_BUDGET, MESSAGE_POLICY, Renderer, inline_css, preinline_template
+from digest.settings import load_settings
+from digest.sources.snapshot import parse_snapshot
+from digest.store import Store
+from digest.transport import MemoryTransport
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SAMPLES = Path(__file__).resolve().parent.parent / "config" / "samples"
+DAY = date(2025, 11, 22)
+NOW = datetime(2025, 11, 22, 7, 0, tzinfo=UTC)
+SENDER = "Paper Digest <digest@example.org>"
+AS_SENT = MESSAGE_POLICY.clone(linesep="\r\n")  # what smtplib.send_message does with the message's policy
+
+
+def seed_papers() -> list[Paper]:
+    """The bundled Hugging Face captures, parsed as a run would."""
+    out: dict[str, Paper] = {}
+    for f in sorted(SAMPLES.glob("*.txt")):
+        for p in parse_snapshot(f.read_text(encoding="utf-8"), source=f.name, today=DAY):
+            out.setdefault(p.key, p)
+    return list(out.values())
+
+
+def find(papers: list[Paper], words: str) -> Paper:
+    return next(p for p in papers if words.lower() in p.title.lower())
+
+
+def digest_of(sub: Subscriber, matches: list[tuple[Paper, tuple[Reason, ...]]], more: int = 0) -> Digest:
+    return Digest(sub, tuple(Match(p, 2 * len(r), r) for p, r in matches), DAY, more)
+
+
+def scrub(raw: bytes) -> str:
+    """A message as text with what changes between runs made constant: boundaries and the Date."""
+    text = raw.decode("ascii")
+    for i, b in enumerate(dict.fromkeys(re.findall(r'boundary="([^"]+)"', text))):
+        text = text.replace(b, f"BOUNDARY{i}")
+    return re.sub(r"^Date: .*$", "Date: (scrubbed)", text, flags=re.MULTILINE)
+
+
+def check_golden(name: str, msg: EmailMessage) -> None:
+    actual = scrub(msg.as_bytes(policy=AS_SENT)).replace("\r\n", "\n")
+    path = GOLDEN / f"{name}.eml"
+    if os.environ.get("DIGEST_UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual, encoding="ascii")
+    assert path.is_file(), f"no golden file {path}; create it with DIGEST_UPDATE_GOLDEN=1"
+    assert actual == path.read_text(encoding="ascii"), f"{name} differs from {path}"
+
+
+def parses_back(msg: EmailMessage) -> EmailMessage:
+    """Sent bytes parsed again: the same text and HTML, headers decoded to the same values."""
+    back = email.message_from_bytes(msg.as_bytes(policy=AS_SENT), policy=email.policy.default)
+    assert isinstance(back, EmailMessage)
+    for part in ("plain", "html"):
+        a, b = msg.get_body((part,)), back.get_body((part,))
+        assert a is not None and b is not None
+        assert b.get_content().replace("\r\n", "\n") == a.get_content()
+    for header in ("From", "To", "Subject", "Message-ID", "List-Unsubscribe", "List-Id"):
+        assert str(back[header]) == str(msg[header]), header
+    return back
+
+
+HOSTILE_TITLES = [
+    "<script>alert('t')</script>Attention Is All You Need",
+    'A <img src=x onerror="alert(1)"> study of RAG',
+    "{{ 7*7 }} and {% for x in y %}templates{% endfor %} in RAG",
+    "<form action='https://evil.example/steal'><input name=p></form>RAG phishing",
+    "Line\r\nBcc: victim@example.org\r\n\r\nRAG header injection",
+]
+
+
+def hostile_digest() -> Digest:
+    sub = Subscriber("ada@example.org", "Ada\r\nBcc: x@example.org", Profile(("RAG",)))
+    papers = [
+        Paper(
+            title,
+            "Abstract with <b>markup</b> and <a href='javascript:alert(2)'>a link</a> about RAG.",
+            url="javascript:alert(3)" if i == 0 else f"https://example.org/{i}",
+        )
+        for i, title in enumerate(HOSTILE_TITLES)
+    ]
+    return digest_of(sub, [(p, (Reason("RAG", "title"),)) for p in papers])
+
+
+def golden_cases() -> dict[str, tuple[Digest, str | None]]:
+    papers = seed_papers()
+    ada = Subscriber(
+        "ada@example.org", "Ada Lovelace", Profile(("speculative decoding", "RAG"), ("survey",), 10)
+    )
+    normal = digest_of(
+        ada,
+        [
+            (find(papers, "DySpec"), (Reason("speculative decoding", "title"),)),
+            (find(papers, "AlignRAG"), (Reason("RAG", "title"),)),
+            (find(papers, "Inference Scaling for Long-Context"), (Reason("RAG", "abstract"),)),
+        ],
+        more=2,
+    )
+    grace = Subscriber("grace@example.org", "Grace", Profile())
+    top = sorted(papers, key=lambda p: (-(p.upvotes or 0), p.title))[:5]
+    trending = digest_of(grace, [(p, ()) for p in top])
+    one = digest_of(ada, [(find(papers, "DySpec"), (Reason("speculative decoding", "title"),))])
+    big_sub = Subscriber("bob@example.org", "", Profile(("RAG",)))
+    huge = [
+        Paper(
+            f"Paper {i:03d} on RAG at scale",
+            ("Retrieval-augmented generation. " * 320)[:10_000],
+            f"2411.{i:05d}",
+        )
+        for i in range(200)
+    ]
+    big = digest_of(big_sub, [(p, (Reason("RAG", "title"),)) for p in huge])
+    return {
+        "normal": (normal, "https://digest.example.org"),
+        "trending": (trending, None),
+        "one-paper": (one, None),
+        "200-papers": (big, None),
+        "hostile": (hostile_digest(), None),
+    }
+
+
+@pytest.mark.parametrize("name", ["normal", "trending", "one-paper", "200-papers", "hostile"])
+def test_golden_messages(name: str) -> None:
+    digest, base_url = golden_cases()[name]
+    msg = Renderer(sender=SENDER, base_url=base_url).render(digest, NOW)
+    parses_back(msg)
+    html = msg.get_body(("html",)).get_content()
+    assert len(html.encode()) < HTML_BUDGET
+    assert "Unsubscribe" in html and "You get this because" in html  # the footer is always there
+    check_golden(name, msg)
+
+
+def test_200_papers_with_10kb_abstracts_fit_the_budget_and_say_how_many_more() -> None:
+    digest, _ = golden_cases()["200-papers"]
+    composed = Renderer(sender=SENDER).compose(digest, NOW)
+    shown = len(composed.digest.matches)
+    assert 10 <= shown < 200
+    assert composed.digest.more == 200 - shown
+    html = composed.message.get_body(("html",)).get_content()
+    text = composed.message.get_body(("plain",)).get_content()
+    assert len(html.encode()) < HTML_BUDGET
+    assert f"{200 - shown} more papers matched: see them in your next digest" in html
+    assert f"{200 - shown} more papers matched: see them in your next digest" in text
+    assert html.count('class="paper"') == shown
+    # One more paper would not have fitted: the cut is as late as it can be.
+    assert (
+        shown == 200
+        or len(Renderer(sender=SENDER).html(_context_with(digest, shown + 1)).encode()) > HTML_BUDGET
+    )
+
+
+def _context_with(digest: Digest, keep: int) -> dict[str, object]:
+    r = Renderer(sender=SENDER)
+    return r.context(Digest(digest.subscriber, digest.matches[:keep], digest.day, 200 - keep))
+
+
+def test_papers_cut_by_the_size_budget_stay_candidates(tmp_path: Path, now: datetime) -> None:
+    """The ledger records only the papers that were in the email; the next digest brings the rest."""
+    big = "\n".join(
+        f"Paper {i:03d} on retrieval-augmented generation and RAG\n{'Retrieval matters. ' * 40}\n·\nNov 22 {i + 1}"
+        for i in range(120)
+    )
+    (tmp_path / "big.txt").write_text(big, encoding="utf-8")
+    cfg = tmp_path / "digest.toml"
+    cfg.write_text(
+        'database = "state.sqlite3"\n[delivery]\nmethod = "maildir"\nmaildir = "outbox"\n'
+        '[[sources]]\nkind = "snapshot"\nname = "big"\npath = "big.txt"\n'
+        '[[subscribers]]\nemail = "ada@example.org"\nkeywords = ["RAG"]\nmax_papers = 200\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(cfg)
+    transport = MemoryTransport()
+    with Store.open(settings.database) as store:
+        first = pipeline.run_once(settings, transport, store, now)
+        shown = len(first.subscribers[0].matches)
+        assert 0 < shown < 120
+        assert len(store.sent_refs("ada@example.org")) == shown
+        assert len(store.recent_papers(now - timedelta(days=7))) == 120
+        second = pipeline.run_once(settings, transport, store, now + timedelta(days=1))
+        assert len(store.sent_refs("ada@example.org")) == min(120, 2 * shown)
+    again = {m.paper.key for m in first.subscribers[0].matches} & {
+        m.paper.key for m in second.subscribers[0].matches
+    }
+    assert again == set()  # nothing twice
+    assert [str(m["Subject"]).split(" ")[0] for m in transport.sent] == [
+        str(shown),
+        str(min(shown, 120 - shown)),
+    ]
+
+
+def test_headers_are_never_folded_into_encoded_words() -> None:
+    """policy.SMTP folds a long URL at 78 into =?utf-8?q?...?= words; ours keep URLs as written."""
+    sub = Subscriber(
+        "a.rather.long.address.for.folding@research-lab.example.org", "Zoë Ünïcode", Profile(("RAG",))
+    )
+    digest = digest_of(
+        sub, [(Paper("Ünïcödé — φ-Decoding and RAG", "About RAG."), (Reason("RAG", "title"),))]
+    )
+    r = Renderer(
+        sender="Paper Digest <digest@example.org>", base_url="https://digest.example.org/a/long/path"
+    )
+    msg = r.render(digest, NOW)
+    naive = msg.as_bytes(policy=email.policy.SMTP).decode("ascii")  # what a 78-column fold does
+    assert "List-Unsubscribe: =?utf-8?q?=3Chttps=3A//digest" in naive
+    raw = msg.as_bytes(policy=AS_SENT).decode("ascii")
+    headers = raw.split("\r\n\r\n", 1)[0]
+    unfolded = re.sub(r"\r\n[ \t]", " ", headers)
+    line = next(h for h in unfolded.split("\r\n") if h.startswith("List-Unsubscribe:"))
+    assert "=?" not in line
+    assert (
+        "<https://digest.example.org/a/long/path/unsubscribe?email=a.rather.long.address.for.folding%40"
+        in line
+    )
+    assert all(len(h) <= 998 for h in headers.split("\r\n"))
+    # Non-ASCII subject and names are kept: encoded as RFC 2047 requires, decoded to the same words.
+    back = parses_back(msg)
+    assert str(back["Subject"]).startswith("1 new paper on RAG · Nov 22")
+    assert back["To"].addresses[0].display_name == "Zoë Ünïcode"
+    # CR/LF in a name or a title cannot add a header.
+    hostile = r.render(hostile_digest(), NOW)
+    sent = email.message_from_bytes(hostile.as_bytes(policy=AS_SENT), policy=email.policy.default)
+    assert sent["Bcc"] is None
+    assert "\n" not in str(sent["Subject"]) and "\r" not in str(sent["To"])
+
+
+def test_headers_arrive_unfolded_at_a_real_smtp_server(smtp_server: SmtpServer) -> None:
+    sub = Subscriber("a.rather.long.address.for.folding@research-lab.example.org", "", Profile(("RAG",)))
+    digest = digest_of(sub, [(Paper("RAG", "About RAG."), (Reason("RAG", "title"),))])
+    msg = Renderer(sender=SENDER, base_url="https://digest.example.org/a/long/path").render(digest, NOW)
+    with smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5) as conn:
+        conn.send_message(msg)
+    received = smtp_server.handler.received_by(sub.email)[0]
+    assert received["List-Unsubscribe"] == msg["List-Unsubscribe"]
+    assert "=?" not in str(received["List-Unsubscribe"])
+    assert msg.policy is MESSAGE_POLICY
+
+
+def _styles(html: str) -> list[tuple[str, str, str]]:
+    tree = lxml_html.fromstring(html)
+    return [
+        (el.tag, el.get("class", ""), el.get("style", "")) for el in tree.iter() if isinstance(el.tag, str)
+    ]
+
+
+@pytest.mark.parametrize("name", ["normal", "trending", "hostile"])
+def test_css_inlined_once_gives_the_same_styles_as_premailer_per_email(name: str) -> None:
+    digest, base_url = golden_cases()[name]
+    r = Renderer(sender=SENDER, base_url=base_url)
+    assert r._inlined is not None
+    context = r.context(digest)
+    per_email = inline_css(r.env.get_template("digest.html").render(context))
+    assert _styles(r.html(context)) == _styles(per_email)
+
+
+def test_a_template_that_cannot_be_inlined_once_falls_back_to_per_email(tmp_path: Path) -> None:
+    (tmp_path / "digest.txt").write_text("{{ subject }}\n", encoding="utf-8")
+    (tmp_path / "digest.html").write_text(
+        "<html><head><style>p { color: #111111 }</style></head><body>"
+        '<p {% if count %}class="n"{% endif %}>{{ count }} papers</p></body></html>',
+        encoding="utf-8",
+    )
+    assert preinline_template((tmp_path / "digest.html").read_text(encoding="utf-8")) is None
+    r = Renderer(sender=SENDER, templates_dir=tmp_path)
+    assert r._inlined is None
+    digest, _ = golden_cases()["one-paper"]
+    html = r.render(digest, NOW).get_body(("html",)).get_content()
+    assert '<p class="n" style="color:#111">1 papers</p>' in html
+
+
+def test_only_http_links_and_no_markup_from_feeds() -> None:
+    html = Renderer(sender=SENDER).render(hostile_digest(), NOW).get_body(("html",)).get_content()
+    tree = lxml_html.fromstring(html)
+    assert tree.xpath("//script | //img | //form | //input | //b") == []
+    assert all(href.startswith(("https://", "http://", "mailto:")) for href in tree.xpath("//a/@href"))
+    assert "{{ 7*7 }}" in html and "{% for x in y %}" in html  # template syntax shows as written
