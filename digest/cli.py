@@ -135,7 +135,7 @@ def print_summary(report: RunReport, console: Console | None = None) -> None:
         status = f"[{colour}]{r.status}[/{colour}]" if colour else r.status
         subs.add_row(r.email, status, str(len(r.matches)), note)
     console.print(subs)
-    counts = Counter(r.status for r in report.subscribers)
+    counts = Counter(report.status_counts)
     source_failures = sum(1 for s in report.sources if s.error)
     if report.dry_run:
         console.print(f"would send {counts[DRY_RUN]} message(s) via {report.delivered_to}")

@@ -6,6 +6,7 @@ Papers come out of ``sources``, are kept by ``store``, picked by ``select`` into
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ _NON_WORD = re.compile(r"[\W_]+")
 _ARXIV_ID = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?![\w.])")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalise_title(title: str) -> str:
     """Fold a title to the key that finds the same paper under another spelling.
 
@@ -224,21 +226,39 @@ class SubscriberReport:
         return out
 
 
+def is_problem(r: SubscriberReport) -> bool:
+    """Something failed that a later run retries (a subscriber already known to bounce is not news)."""
+    return r.status in (FAILED, RETRY_LATER) or (r.status == BOUNCED and r.error is not None)
+
+
 @dataclass(frozen=True, slots=True)
 class RunReport:
+    """What a run did. ``subscribers`` holds the details of at most a few thousand subscribers (the
+    first ones and every problem); ``counts`` counts them all, so a run of 100,000 stays small."""
+
     started: datetime
     sources: tuple[SourceReport, ...] = ()
     subscribers: tuple[SubscriberReport, ...] = ()
     delivered_to: str = ""
     dry_run: bool = False
+    counts: dict[str, int] | None = None  # status -> subscribers; None: count ``subscribers``
+    problems: int | None = None
+    omitted: int = 0  # subscribers counted but not in ``subscribers``
+
+    @property
+    def status_counts(self) -> dict[str, int]:
+        if self.counts is not None:
+            return self.counts
+        out: dict[str, int] = {}
+        for r in self.subscribers:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
 
     @property
     def ok(self) -> bool:
         """Nothing failed that a later run must retry (a known bouncing subscriber is not a failure)."""
-        return all(s.error is None for s in self.sources) and all(
-            s.status not in (FAILED, RETRY_LATER) and not (s.status == BOUNCED and s.error)
-            for s in self.subscribers
-        )
+        problems = self.problems if self.problems is not None else sum(map(is_problem, self.subscribers))
+        return all(s.error is None for s in self.sources) and problems == 0
 
     @property
     def exit_code(self) -> int:
@@ -248,5 +268,55 @@ class RunReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "sources": [s.to_json() for s in self.sources],
+            "counts": self.status_counts,
             "subscribers": [s.to_json() for s in self.subscribers],
+            "omitted": self.omitted,
         }
+
+
+class Tally:
+    """Builds a RunReport batch by batch: counts every outcome, keeps the details of the first ``limit``
+    subscribers and of up to ``limit`` problems, and drops the rest (they were logged)."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self.counts: dict[str, int] = {}
+        self.kept: list[SubscriberReport] = []
+        self.kept_problems = 0
+        self.problems = 0
+        self.omitted = 0
+
+    def add(self, reports: list[SubscriberReport]) -> None:
+        for r in reports:
+            self.counts[r.status] = self.counts.get(r.status, 0) + 1
+            problem = is_problem(r)
+            self.problems += problem
+            if len(self.kept) < self.limit or (problem and self.kept_problems < self.limit):
+                self.kept.append(r)
+                self.kept_problems += problem
+            else:
+                self.omitted += 1
+
+    def merge(self, other: Tally) -> None:
+        """Another tally's outcomes (a worker's) added to this one."""
+        for status, n in other.counts.items():
+            self.counts[status] = (
+                self.counts.get(status, 0) + n - sum(1 for r in other.kept if r.status == status)
+            )
+        self.problems += other.problems - sum(map(is_problem, other.kept))
+        self.omitted += other.omitted
+        self.add(other.kept)
+
+    def report(
+        self, started: datetime, sources: tuple[SourceReport, ...], delivered_to: str, dry_run: bool
+    ) -> RunReport:
+        return RunReport(
+            started,
+            sources,
+            tuple(self.kept),
+            delivered_to,
+            dry_run,
+            dict(self.counts),
+            self.problems,
+            self.omitted,
+        )

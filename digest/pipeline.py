@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.message import EmailMessage
@@ -26,10 +26,10 @@ from digest.errors import (
     ProfileError,
     ServerUnavailableError,
     SourceError,
-    StoreError,
     SubscriberError,
     TransientDeliveryError,
 )
+from digest.mime import Outgoing
 from digest.models import (
     BOUNCED,
     DRY_RUN,
@@ -42,11 +42,12 @@ from digest.models import (
     SourceReport,
     Subscriber,
     SubscriberReport,
+    Tally,
 )
-from digest.render import Renderer
+from digest.render import Composed, Renderer
 from digest.select import PaperIndex, check_profile, explain
 from digest.settings import Settings
-from digest.store import OutboxRow, Store
+from digest.store import DeliveryState, NewMessage, OutboxRow, Store
 from digest.transport import Transport
 
 log = logging.getLogger("digest")
@@ -91,47 +92,75 @@ class Planned:
     bouncing: bool = False
 
 
+BATCH = 256  # subscribers planned, begun, delivered and recorded together
+
+
+def candidate_pool(settings: Settings, store: Store, now: datetime) -> PaperIndex:
+    """The stored papers of the lookback window, indexed once per run (or once per worker)."""
+    return PaperIndex(store.recent_papers(now - timedelta(days=settings.lookback_days)))
+
+
+def plan_batches(
+    settings: Settings,
+    store: Store,
+    now: datetime,
+    *,
+    pool: PaperIndex | None = None,
+    only: str | None = None,
+    start: str = "",
+    stop: str | None = None,
+    size: int = BATCH,
+) -> Iterator[list[Planned]]:
+    """``plan`` a batch of subscribers at a time (addresses in [start, stop)), each batch's state read in
+    a few queries; memory stays flat however many subscribers there are."""
+    day = digest_day(settings, now)
+    pool = pool or candidate_pool(settings, store, now)
+    min_ref = min((p.ref for p in pool.papers if p.ref is not None), default=0)
+    for subs in store.subscriber_batches(size, start=start, stop=stop):
+        if only is not None:
+            subs = [s for s in subs if s.email.casefold() == only.casefold()]
+        if subs:
+            state = store.delivery_state([s.email for s in subs], day, min_ref)
+            yield [p for sub in subs for p in _plan_one(sub, state, pool, store, day)]
+
+
 def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = None) -> list[Planned]:
     """Per active subscriber: unfinished messages to resend, then today's digest if they have none yet.
 
     Today's candidates are stored papers from the lookback window, never sent to them and not in a message
     being resent, selected and capped by their profile.
     """
-    day = digest_day(settings, now)
-    pool = PaperIndex(store.recent_papers(now - timedelta(days=settings.lookback_days)))
+    return [p for batch in plan_batches(settings, store, now, only=only) for p in batch]
+
+
+def _plan_one(
+    sub: Subscriber, state: DeliveryState, pool: PaperIndex, store: Store, day: date
+) -> list[Planned]:
+    if sub.bouncing:
+        return [Planned(sub, bouncing=True)]
+    problems = check_profile(sub.profile)
+    if problems:
+        detail = "; ".join(str(ProfileError(why, subscriber=sub.email, keyword=kw)) for kw, why in problems)
+        log.warning("invalid profile, not sent: %s", detail)
+        return [Planned(sub, error=f"invalid profile: {detail}")]
     out: list[Planned] = []
-    for sub in store.subscribers():
-        if only is not None and sub.email.casefold() != only.casefold():
-            continue
-        if sub.bouncing:
-            out.append(Planned(sub, bouncing=True))
-            continue
-        problems = check_profile(sub.profile)
-        if problems:
-            detail = "; ".join(
-                str(ProfileError(why, subscriber=sub.email, keyword=kw)) for kw, why in problems
-            )
-            log.warning("invalid profile, not sent: %s", detail)
-            out.append(Planned(sub, error=f"invalid profile: {detail}"))
-            continue
-        in_flight: set[int] = set()
-        has_today = False
-        for row in store.unfinished(sub.email):
-            matches = tuple(explain(p, sub.profile) for p in store.papers_by_refs(row.refs))
-            out.append(Planned(sub, Digest(sub, matches, row.day, more=row.more), resend=row))
-            in_flight.update(row.refs)
-            has_today = has_today or row.day == day
-        if has_today or store.sent_on(sub.email, day):
-            if not has_today:
-                out.append(Planned(sub, note=f"already got the digest for {day.isoformat()}"))
-            continue
-        skip = store.sent_refs(sub.email) | in_flight
-        matches_today, total = pool.select(sub.profile, skip, sub.profile.max_papers)
-        if not matches_today:
-            out.append(Planned(sub))
-            continue
-        out.append(Planned(sub, Digest(sub, tuple(matches_today), day, more=total - len(matches_today))))
-    return out
+    key = sub.email.casefold()
+    in_flight: set[int] = set()
+    has_today = False
+    for row in state.unfinished.get(key, ()):
+        matches = tuple(explain(p, sub.profile) for p in store.papers_by_refs(row.refs))
+        out.append(Planned(sub, Digest(sub, matches, row.day, more=row.more), resend=row))
+        in_flight.update(row.refs)
+        has_today = has_today or row.day == day
+    if has_today or key in state.sent_today:
+        if not has_today:
+            out.append(Planned(sub, note=f"already got the digest for {day.isoformat()}"))
+        return out
+    skip = state.sent_refs.get(key, set()) | in_flight
+    matches_today, total = pool.select(sub.profile, skip, sub.profile.max_papers)
+    if not matches_today:
+        return [*out, Planned(sub)]
+    return [*out, Planned(sub, Digest(sub, tuple(matches_today), day, more=total - len(matches_today)))]
 
 
 class Courier:
@@ -170,7 +199,7 @@ class Courier:
                 self.sleep(wait)
         self._last = self.clock()
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Outgoing) -> None:
         attempt = 0
         while True:
             self._pace()
@@ -206,8 +235,14 @@ def _courier(settings: Settings, transport: Transport, sleep: Callable[[float], 
     )
 
 
-class _Run:
-    """One run's delivery state: what it needs to turn a Planned into a SubscriberReport."""
+class Delivery:
+    """One run's (or one worker's) delivery state: turns batches of Planned into SubscriberReports.
+
+    Per batch: render every digest, commit all their outbox rows in one transaction, send each, then
+    record the accepted ones. Into a Maildir (idempotent: a resend of the same Message-ID adds no copy)
+    the batch is flushed to disk and recorded in one transaction; over SMTP each accepted message is
+    recorded at once, so a crash can resend at most the one message in flight.
+    """
 
     def __init__(
         self, store: Store, renderer: Renderer, courier: Courier, now: datetime, dry_run: bool
@@ -220,7 +255,7 @@ class _Run:
         self.aborted: str | None = None  # AUTH/TLS failure: a configuration problem
         self.deferred: str | None = None  # the server is unreachable after retries
 
-    def deliver(self, item: Planned) -> SubscriberReport:
+    def _without_sending(self, item: Planned) -> SubscriberReport | None:
         email = item.subscriber.email
         if item.error:
             return SubscriberReport(email, FAILED, error=item.error)
@@ -229,37 +264,85 @@ class _Run:
             return SubscriberReport(email, BOUNCED, note=note)
         if item.digest is None:
             return SubscriberReport(email, NOTHING_NEW, note=item.note)
-        matches = item.digest.matches
         if self.aborted or self.deferred:
             why = self.aborted or self.deferred
-            return SubscriberReport(email, RETRY_LATER, matches, error=f"not attempted: {why}")
-        try:
-            composed = self.renderer.compose(
-                item.digest, self.now, message_id=item.resend.message_id if item.resend else None
-            )
-        except Exception as exc:  # one bad digest must not stop the others
-            log.exception("rendering the digest for %s failed", email)
-            return SubscriberReport(email, FAILED, matches, error=f"render failed: {exc}")
-        digest, message = composed.digest, composed.message  # the papers that fit the size budget
-        matches = digest.matches
-        message_id = str(message["Message-ID"])
-        if self.dry_run:
-            return SubscriberReport(email, DRY_RUN, matches, message_id=message_id)
-        resent_note: str | None = None
-        if item.resend:
-            resent_note = f"resent after an interrupted run (digest of {digest.day.isoformat()})"
-        try:
-            if item.resend:
-                row_id = item.resend.id
-                self.store.resume_message(row_id, self.now)
-            else:
-                row_id = self.store.begin_message(
-                    email, digest.day, message_id, digest.papers, self.now, digest.more
+            return SubscriberReport(email, RETRY_LATER, item.digest.matches, error=f"not attempted: {why}")
+        return None
+
+    def deliver(self, item: Planned) -> SubscriberReport:
+        return self.deliver_batch([item])[0]
+
+    def deliver_batch(self, items: list[Planned]) -> list[SubscriberReport]:
+        reports: dict[int, SubscriberReport] = {}
+        ready: list[tuple[int, Planned, Composed]] = []
+        for i, item in enumerate(items):
+            early = self._without_sending(item)
+            if early is not None:
+                reports[i] = early
+                continue
+            assert item.digest is not None
+            try:
+                composed = self.renderer.compose(
+                    item.digest, self.now, message_id=item.resend.message_id if item.resend else None
                 )
-        except StoreError as exc:
-            return SubscriberReport(email, NOTHING_NEW, note=str(exc))
+            except Exception as exc:  # one bad digest must not stop the others
+                log.exception("rendering the digest for %s failed", item.subscriber.email)
+                reports[i] = SubscriberReport(
+                    item.subscriber.email, FAILED, item.digest.matches, error=f"render failed: {exc}"
+                )
+                continue
+            if self.dry_run:
+                reports[i] = SubscriberReport(
+                    item.subscriber.email,
+                    DRY_RUN,
+                    composed.digest.matches,
+                    message_id=composed.outgoing.message_id,
+                )
+                continue
+            ready.append((i, item, composed))
+        fresh = [(i, c) for i, item, c in ready if item.resend is None]
+        new_ids = self.store.begin_messages(
+            [
+                NewMessage(
+                    c.digest.subscriber.email,
+                    c.digest.day,
+                    c.outgoing.message_id,
+                    tuple(p.ref for p in c.digest.papers if p.ref is not None),
+                    c.digest.more,
+                )
+                for _, c in fresh
+            ],
+            self.now,
+            resume=[item.resend.id for _, item, _ in ready if item.resend is not None],
+        )
+        row_ids = dict(zip((i for i, _ in fresh), new_ids, strict=True))
+        accepted: list[int] = []
+        for i, item, composed in ready:
+            row_id = item.resend.id if item.resend else row_ids[i]
+            if row_id is None:
+                day = composed.digest.day.isoformat()
+                reports[i] = SubscriberReport(
+                    item.subscriber.email,
+                    NOTHING_NEW,
+                    note=f"{item.subscriber.email} already has a digest for {day}",
+                )
+                continue
+            reports[i] = self._send(item, composed, row_id, accepted)
+        if accepted:
+            self.courier.transport.flush()
+            self.store.mark_sent_many(accepted, self.now)
+        return [reports[i] for i in range(len(items))]
+
+    def _send(self, item: Planned, composed: Composed, row_id: int, accepted: list[int]) -> SubscriberReport:
+        email = item.subscriber.email
+        digest, outgoing = composed.digest, composed.outgoing  # the papers that fit the size budget
+        matches, message_id = digest.matches, outgoing.message_id
+        if self.aborted or self.deferred:
+            why = f"not attempted: {self.aborted or self.deferred}"
+            self.store.mark_retry(row_id, why, self.now)
+            return SubscriberReport(email, RETRY_LATER, matches, error=why, message_id=message_id)
         try:
-            self.courier.send(message)
+            self.courier.send(outgoing)
         except DeliveryAbortedError as exc:
             self.store.mark_retry(row_id, str(exc), self.now)
             self.aborted = str(exc)
@@ -276,8 +359,14 @@ class _Run:
             bouncing = self.store.mark_failed(row_id, str(exc), self.now)
             log.warning("delivery to %s refused%s: %s", email, " (now bouncing)" if bouncing else "", exc)
             return SubscriberReport(email, BOUNCED if bouncing else FAILED, matches, error=str(exc))
-        self.store.mark_sent(row_id, self.now)
-        return SubscriberReport(email, SENT, matches, message_id=message_id, note=resent_note)
+        if self.courier.transport.idempotent:
+            accepted.append(row_id)  # recorded with the rest of the batch, after one flush to disk
+        else:
+            self.store.mark_sent(row_id, self.now)
+        note = (
+            f"resent after an interrupted run (digest of {digest.day.isoformat()})" if item.resend else None
+        )
+        return SubscriberReport(email, SENT, matches, message_id=message_id, note=note)
 
 
 def run_once(
@@ -288,17 +377,25 @@ def run_once(
     *,
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[int], None] | None = None,
 ) -> RunReport:
-    """The daily job. With ``dry_run``, it works on an in-memory copy of the store and sends nothing."""
+    """The daily job. With ``dry_run``, it works on an in-memory copy of the store and sends nothing.
+
+    ``progress`` is called with the number of subscribers done after each batch.
+    """
     if dry_run:
         store = store.snapshot()
     store.sync_config_subscribers(settings.config_subscribers(), now)
     source_reports = ingest(settings, store, now)
     store.expire_retries(digest_day(settings, now), now)
-    run = _Run(store, _renderer(settings), _courier(settings, transport, sleep), now, dry_run)
+    delivery = Delivery(store, _renderer(settings), _courier(settings, transport, sleep), now, dry_run)
+    tally = Tally()
     with transport:
-        results = [run.deliver(item) for item in plan(settings, store, now)]
-    return RunReport(now, tuple(source_reports), tuple(results), transport.describe(), dry_run)
+        for batch in plan_batches(settings, store, now):
+            tally.add(delivery.deliver_batch(batch))
+            if progress:
+                progress(len(batch))
+    return tally.report(now, tuple(source_reports), transport.describe(), dry_run)
 
 
 @dataclass(frozen=True, slots=True)

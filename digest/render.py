@@ -6,7 +6,6 @@ HTML template is autoescaped, titles and abstracts are plain text, and only http
 
 from __future__ import annotations
 
-import email.policy
 import functools
 import hashlib
 import logging
@@ -14,7 +13,6 @@ import re
 import textwrap
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
@@ -22,8 +20,18 @@ from typing import Any
 from urllib.parse import quote
 
 import premailer
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    ChoiceLoader,
+    DictLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    select_autoescape,
+)
 
+from digest.fragments import VARYING, Body, SplitTemplate
+from digest.mime import Outgoing, address, assemble, encode_words, qp
 from digest.models import Digest, Paper
 from digest.select import match_spans
 
@@ -31,10 +39,6 @@ ABSTRACT_LIMIT = 600
 TITLE_LIMIT = 300
 TEXT_WIDTH = 72
 HTML_BUDGET = 100_000  # bytes of HTML; Gmail clips a message at about 102 KB and hides the rest
-# Headers are folded at 998 (RFC 5322's hard limit), not 78: at 78, the email package turns a long URL
-# in List-Unsubscribe into RFC 2047 encoded-words, which no mail client can use as a link.
-# Bodies are 7-bit clean (quoted-printable where needed) so no relay has to downgrade 8-bit mail.
-MESSAGE_POLICY = email.policy.default.clone(max_line_length=998, cte_type="7bit")
 log = logging.getLogger("digest.render")
 
 
@@ -80,9 +84,18 @@ def cut_title(text: str, limit: int = TITLE_LIMIT) -> str:
     return text[:limit].rsplit(" ", 1)[0] + "…"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
 def one_line(text: str) -> str:
-    """Any whitespace, CR and LF included, folded to single spaces: safe for a header."""
-    return " ".join(text.split())
+    """Any whitespace, CR and LF included, folded to single spaces, control characters dropped.
+
+    Safe for a header, and it keeps feed text from holding the NUL that marks a paper's slot (fragments).
+
+    >>> one_line("A\\r\\nBcc: x\\x00 y")
+    'A Bcc: x y'
+    """
+    return " ".join(_CONTROL.sub("", text).split())
 
 
 def subject_for(digest: Digest) -> str:
@@ -202,7 +215,7 @@ class Composed:
     """A rendered email and the digest it actually shows (fewer papers if the size budget cut some)."""
 
     digest: Digest
-    message: EmailMessage
+    outgoing: Outgoing
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -233,7 +246,7 @@ def _entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
         "pdf_url": _safe_url(p.pdf_url),
         "hf_url": _safe_url(p.hf_url),
         "meta": " · ".join(meta),
-        "matched": list(matched),
+        "matched": matched,
     }
 
 
@@ -251,9 +264,14 @@ class Renderer:
         self.sender = sender
         self.sender_name, self.sender_address = parseaddr(sender)
         self.domain = self.sender_address.rpartition("@")[2] or "localhost"
+        self._from = address(one_line(self.sender_name), self.sender_address)
+        self._list_id = f"{encode_words(one_line(self.sender_name or 'Paper Digest'))} <digest.{self.domain}>"
         self.base_url = base_url
+        self._generated: dict[str, str] = {}  # templates made here: the inlined HTML, the frames
         self.env = Environment(
-            loader=FileSystemLoader(str(templates_dir or default_templates_dir())),
+            loader=ChoiceLoader(
+                [DictLoader(self._generated), FileSystemLoader(str(templates_dir or default_templates_dir()))]
+            ),
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -267,7 +285,15 @@ class Renderer:
         inlined = preinline_template(source)
         if inlined is None:
             log.warning("digest.html cannot be inlined once; inlining CSS per email instead (slower)")
-        self._inlined = self.env.from_string(inlined) if inlined is not None else None
+        self._inlined: Template | None = None
+        self._html: SplitTemplate | None = None
+        if inlined is not None:
+            self._generated["inlined/digest.html"] = inlined
+            self._inlined = self.env.get_template("inlined/digest.html")
+            # Papers are rendered once per run and spliced in (see fragments); an entry's number and score
+            # are outside the paper block, so one render serves every email that shows the paper.
+            self._html = SplitTemplate(self.env, "inlined/digest.html", self._generated, hidden=VARYING)
+        self._text = SplitTemplate(self.env, "digest.txt", self._generated, hidden=VARYING)
 
     def unsubscribe_links(self, email: str) -> dict[str, str | None]:
         """``mailto`` always; ``https`` when base_url is set; ``url`` the one to show a reader."""
@@ -301,36 +327,45 @@ class Renderer:
             "sender_name": self.sender_name or "Paper Digest",
         }
 
+    def html_body(self, context: dict[str, Any]) -> Body:
+        if self._html is not None:
+            return self._html.render(context)
+        html = inline_css(self.env.get_template("digest.html").render(context))
+        return Body(html, qp(html))
+
+    def text_body(self, context: dict[str, Any]) -> Body:
+        return self._text.render(context)
+
     def html(self, context: dict[str, Any]) -> str:
-        if self._inlined is not None:
-            return str(self._inlined.render(context))
-        return inline_css(self.env.get_template("digest.html").render(context))
+        """The HTML part for a context (see ``context``)."""
+        return self.html_body(context).text
 
     def text(self, context: dict[str, Any]) -> str:
-        return str(self.env.get_template("digest.txt").render(context))
+        """The plain-text part for a context."""
+        return self.text_body(context).text
 
-    def fit(self, digest: Digest) -> tuple[Digest, dict[str, Any], str]:
+    def fit(self, digest: Digest) -> tuple[Digest, dict[str, Any], Body]:
         """The digest cut to the papers whose HTML fits ``html_budget``, its context and its HTML.
 
         Papers that do not fit move to ``more`` ("N more papers matched: see them in your next digest")
         and stay candidates; the header and footer are always there.
         """
         context = self.context(digest)
-        html = self.html(context)
-        if len(html.encode()) <= self.html_budget:
+        html = self.html_body(context)
+        if html.size <= self.html_budget:
             return digest, context, html
         fits = 0  # the largest paper count that fits, by bisection: a handful of renders
         low, high = 0, len(digest.matches) - 1
         while low <= high:
             mid = (low + high) // 2
             trial = self._cut(digest, mid)
-            if len(self.html(self.context(trial)).encode()) <= self.html_budget:
+            if self.html_body(self.context(trial)).size <= self.html_budget:
                 fits, low = mid, mid + 1
             else:
                 high = mid - 1
         cut = self._cut(digest, fits)
         context = self.context(cut)
-        return cut, context, self.html(context)
+        return cut, context, self.html_body(context)
 
     @staticmethod
     def _cut(digest: Digest, keep: int) -> Digest:
@@ -343,23 +378,23 @@ class Renderer:
         ``message_id`` is given when resending an outbox row, so a resend carries the original's id.
         """
         digest, context, html = self.fit(digest)
-        msg = EmailMessage(policy=MESSAGE_POLICY)
-        msg["From"] = self.sender
         sub = digest.subscriber
-        msg["To"] = Address(display_name=one_line(sub.name), addr_spec=sub.email)
-        msg["Subject"] = context["subject"]
-        msg["Date"] = format_datetime(now)
-        msg["Message-ID"] = message_id or message_id_for(digest, self.domain)
+        mid = message_id or message_id_for(digest, self.domain)
         links = self.unsubscribe_links(sub.email)
-        msg["List-Unsubscribe"] = ", ".join(f"<{u}>" for u in (links["https"], links["mailto"]) if u)
+        headers = [
+            ("From", self._from),
+            ("To", address(one_line(sub.name), sub.email)),
+            ("Subject", encode_words(context["subject"])),
+            ("Date", format_datetime(now)),
+            ("Message-ID", mid),
+            ("List-Unsubscribe", ", ".join(f"<{u}>" for u in (links["https"], links["mailto"]) if u)),
+        ]
         if links["https"]:
-            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg["List-Id"] = f"{one_line(self.sender_name or 'Paper Digest')} <digest.{self.domain}>"
-        msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(self.text(context))
-        msg.add_alternative(html, subtype="html")
-        return Composed(digest, msg)
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        headers += [("List-Id", self._list_id), ("Auto-Submitted", "auto-generated")]
+        data = assemble(headers, self.text_body(context).encoded, html.encoded, utf8=not sub.email.isascii())
+        return Composed(digest, Outgoing(self.sender_address, (sub.email,), mid, data))
 
     def render(self, digest: Digest, now: datetime, *, message_id: str | None = None) -> EmailMessage:
-        """The message alone (see ``compose``)."""
-        return self.compose(digest, now, message_id=message_id).message
+        """The message parsed back with the email package (see ``compose``): for previews and tests."""
+        return self.compose(digest, now, message_id=message_id).outgoing.message()

@@ -52,7 +52,7 @@ def daily_job(config: str | None) -> int:
     except DigestError as exc:
         log.error("scheduled run could not run: %s", exc)
         return 2
-    sent = sum(1 for s in report.subscribers if s.status == "sent")
+    sent = report.status_counts.get("sent", 0)
     problems = [s.error for s in report.sources if s.error] + [s.error for s in report.subscribers if s.error]
     log.info("scheduled run: %d message(s) sent, %d problem(s)", sent, len(problems))
     for problem in problems:

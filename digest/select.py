@@ -207,15 +207,7 @@ def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:
     >>> match_spans("Speculative decoding, fast speculative  decoding.", ["speculative decoding"])
     [(0, 20), (27, 48)]
     """
-    f = tokenize(text)
-    spans = []
-    for text_kw in keywords:
-        kw = compiled(text_kw)
-        if kw is None:
-            continue
-        for pos in range(len(f.tokens)):
-            if kw.match_at(f, pos):
-                spans.append((f.starts[pos] - len(kw.lead), f.ends[pos + len(kw.words) - 1] + len(kw.trail)))
+    spans = [span for text_kw in keywords for span in _keyword_spans(text, text_kw)]
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
@@ -223,6 +215,25 @@ def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _tokenized(text: str) -> Field:
+    """``tokenize``, cached: a run highlights the same titles and abstracts for many emails."""
+    return tokenize(text)
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _keyword_spans(text: str, text_kw: str) -> tuple[tuple[int, int], ...]:
+    kw = compiled(text_kw)
+    if kw is None:
+        return ()
+    f = _tokenized(text)
+    return tuple(
+        (f.starts[pos] - len(kw.lead), f.ends[pos + len(kw.words) - 1] + len(kw.trail))
+        for pos in range(len(f.tokens))
+        if kw.match_at(f, pos)
+    )
 
 
 Vector = npt.NDArray[np.int32]

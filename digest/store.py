@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 from digest.errors import StoreError
 from digest.models import Paper, Profile, Subscriber
@@ -128,6 +129,55 @@ class SentRecord:
     title: str
     sent_at: str
     message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """An outbox row to begin: who, which digest day, its Message-ID, the papers' refs, the "N more"."""
+
+    email: str
+    day: date
+    message_id: str
+    refs: tuple[int, ...]
+    more: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """What a batch of subscribers already has (see ``Store.delivery_state``); keys are casefolded."""
+
+    unfinished: dict[str, list[OutboxRow]]
+    sent_today: set[str]
+    sent_refs: dict[str, set[int]]
+
+
+def _outbox_row(r: sqlite3.Row) -> OutboxRow:
+    return OutboxRow(
+        r["id"],
+        r["email"],
+        date.fromisoformat(r["digest_date"]),
+        r["message_id"],
+        tuple(json.loads(r["papers"])),
+        r["status"],
+        r["attempts"],
+        r["more"],
+    )
+
+
+def _subscriber(r: sqlite3.Row) -> Subscriber:
+    return Subscriber(
+        email=r["email"],
+        name=r["name"],
+        profile=Profile(tuple(json.loads(r["keywords"])), tuple(json.loads(r["exclude"])), r["max_papers"]),
+        active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
+        bouncing=r["bouncing_since"] is not None,
+    )
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """``items`` in slices short enough for one statement's parameters."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _iso(moment: datetime) -> str:
@@ -399,23 +449,34 @@ class Store:
 
     def subscribers(self, *, include_inactive: bool = False) -> list[Subscriber]:
         """Subscribers in address order; by default only those who get mail."""
-        rows = self.conn.execute("SELECT * FROM subscribers ORDER BY email").fetchall()
-        out = []
-        for r in rows:
-            active = bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"]))
-            if active or include_inactive:
-                out.append(
-                    Subscriber(
-                        email=r["email"],
-                        name=r["name"],
-                        profile=Profile(
-                            tuple(json.loads(r["keywords"])), tuple(json.loads(r["exclude"])), r["max_papers"]
-                        ),
-                        active=active,
-                        bouncing=r["bouncing_since"] is not None,
-                    )
-                )
-        return out
+        return [s for batch in self.subscriber_batches(include_inactive=include_inactive) for s in batch]
+
+    def subscriber_batches(
+        self, size: int = 500, *, include_inactive: bool = False, start: str = "", stop: str | None = None
+    ) -> Iterator[list[Subscriber]]:
+        """Subscribers in address order, ``size`` at a time, with addresses in [start, stop): a run's memory
+        does not grow with the number of subscribers, and workers can each take a range."""
+        last, first = start, True
+        while True:
+            rows = self.conn.execute(
+                "SELECT * FROM subscribers WHERE (email > ? OR (? AND email = ?))"
+                " AND (? IS NULL OR email < ?) ORDER BY email LIMIT ?",
+                (last, first, start, stop, stop, size),
+            ).fetchall()
+            if not rows:
+                return
+            first, last = False, rows[-1]["email"]
+            batch = [_subscriber(r) for r in rows]
+            yield [s for s in batch if s.active or include_inactive]
+
+    def subscriber_bounds(self, every: int) -> list[str]:
+        """Every ``every``-th subscriber address in order: the starts of equal ranges for workers."""
+        rows = self.conn.execute(
+            "SELECT email FROM (SELECT email, row_number() OVER (ORDER BY email) AS n FROM subscribers)"
+            " WHERE (n - 1) % ? = 0 ORDER BY email",
+            (every,),
+        )
+        return [r[0] for r in rows]
 
     def subscriber(self, email: str) -> Subscriber | None:
         """The subscriber with this address, compared case-insensitively as the database does."""
@@ -431,41 +492,70 @@ class Store:
 
         Raises StoreError if ``email`` already has a live digest for ``day`` (another run got there first).
         """
-        refs = [p.ref for p in papers if p.ref is not None]
+        refs = tuple(p.ref for p in papers if p.ref is not None)
+        row_id = self.begin_messages([NewMessage(email, day, message_id, refs, more)], now)[0]
+        if row_id is None:
+            raise StoreError(f"{email} already has a digest for {day.isoformat()}")
+        return row_id
+
+    def begin_messages(
+        self, messages: Sequence[NewMessage], now: datetime, resume: Sequence[int] = ()
+    ) -> list[int | None]:
+        """Commit outbox rows for a batch before any of it is sent, and mark ``resume`` rows in flight again.
+
+        Returns each new row's id, or None where the subscriber already has a live digest for that day
+        (another run got there first): that one must not be sent.
+        """
         stamp = _iso(now)
-        try:
-            with self.transaction() as tx:
+        ids: list[int | None] = []
+        with self.transaction() as tx:
+            for m in messages:
                 cur = tx.execute(
                     "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
-                    " more) VALUES (?,?,?,'sending',?,?,?,?)",
-                    (email, message_id, day.isoformat(), stamp, stamp, json.dumps(refs), more),
+                    " more) VALUES (?,?,?,'sending',?,?,?,?) ON CONFLICT DO NOTHING",
+                    (m.email, m.message_id, m.day.isoformat(), stamp, stamp, json.dumps(m.refs), m.more),
                 )
-        except sqlite3.IntegrityError as exc:
-            raise StoreError(f"{email} already has a digest for {day.isoformat()}") from exc
-        return int(cur.lastrowid or 0)
+                ids.append(int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None)
+            for chunk in _chunks(resume):
+                tx.execute(
+                    f"UPDATE messages SET status = 'sending', updated = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                    (stamp, *chunk),
+                )
+        return ids
 
     def resume_message(self, row_id: int, now: datetime) -> None:
         """Mark an unfinished row as in flight again before it is resent."""
-        with self.transaction() as tx:
-            tx.execute(
-                "UPDATE messages SET status = 'sending', updated = ? WHERE id = ?", (_iso(now), row_id)
-            )
+        self.begin_messages([], now, resume=[row_id])
 
     def mark_sent(self, row_id: int, now: datetime) -> None:
         """The server accepted the message: record it and its papers, in one transaction."""
+        self.mark_sent_many([row_id], now)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
+        """Several accepted messages recorded in one transaction (a batch delivered to a Maildir)."""
+        if not row_ids:
+            return
         stamp = _iso(now)
         with self.transaction() as tx:
-            row = tx.execute("SELECT email, papers FROM messages WHERE id = ?", (row_id,)).fetchone()
-            tx.execute(
-                "UPDATE messages SET status = 'sent', sent_at = ?, updated = ?, attempts = attempts + 1"
-                " WHERE id = ?",
-                (stamp, stamp, row_id),
-            )
-            tx.executemany(
-                "INSERT OR IGNORE INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?)",
-                [(row["email"], ref, row_id, stamp) for ref in json.loads(row["papers"])],
-            )
-            tx.execute("UPDATE subscribers SET bounces = 0 WHERE email = ?", (row["email"],))
+            for chunk in _chunks(row_ids):
+                marks = ",".join("?" * len(chunk))
+                rows = tx.execute(
+                    f"SELECT id, email, papers FROM messages WHERE id IN ({marks})", chunk
+                ).fetchall()
+                tx.execute(
+                    "UPDATE messages SET status = 'sent', sent_at = ?, updated = ?, attempts = attempts + 1"
+                    f" WHERE id IN ({marks})",
+                    (stamp, stamp, *chunk),
+                )
+                tx.executemany(
+                    "INSERT OR IGNORE INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?)",
+                    [(r["email"], ref, r["id"], stamp) for r in rows for ref in json.loads(r["papers"])],
+                )
+                emails = [r["email"] for r in rows]
+                tx.execute(
+                    f"UPDATE subscribers SET bounces = 0 WHERE bounces > 0 AND email IN ({','.join('?' * len(emails))})",
+                    emails,
+                )
 
     def mark_retry(self, row_id: int, error: str, now: datetime) -> None:
         """A transient failure: the row waits for the next run; its papers are not recorded."""
@@ -502,19 +592,7 @@ class Store:
         rows = self.conn.execute(
             "SELECT * FROM messages WHERE email = ? AND status IN ('sending', 'retry') ORDER BY id", (email,)
         ).fetchall()
-        return [
-            OutboxRow(
-                r["id"],
-                r["email"],
-                date.fromisoformat(r["digest_date"]),
-                r["message_id"],
-                tuple(json.loads(r["papers"])),
-                r["status"],
-                r["attempts"],
-                r["more"],
-            )
-            for r in rows
-        ]
+        return [_outbox_row(r) for r in rows]
 
     def expire_retries(self, before: date, now: datetime) -> int:
         """Give up 'retry' rows of earlier dates: their papers are still unsent, so today's digest takes them."""
@@ -546,6 +624,28 @@ class Store:
             (email, day.isoformat()),
         ).fetchone()
         return row is not None
+
+    def delivery_state(self, emails: Sequence[str], day: date, min_ref: int = 0) -> DeliveryState:
+        """For a batch of subscribers at once: unfinished rows, who already got ``day``'s digest, and the
+        refs (at least ``min_ref``: the candidate pool's) already sent to each. Keys are casefolded."""
+        state = DeliveryState({}, set(), {})
+        for chunk in _chunks(emails):
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                f"SELECT * FROM messages WHERE status IN ('sending', 'retry') AND email IN ({marks}) ORDER BY id",
+                chunk,
+            ):
+                state.unfinished.setdefault(r["email"].casefold(), []).append(_outbox_row(r))
+            for r in self.conn.execute(
+                f"SELECT email FROM messages WHERE digest_date = ? AND status = 'sent' AND email IN ({marks})",
+                (day.isoformat(), *chunk),
+            ):
+                state.sent_today.add(r["email"].casefold())
+            for email, pid in self.conn.execute(
+                f"SELECT email, pid FROM sent WHERE pid >= ? AND email IN ({marks})", (min_ref, *chunk)
+            ):
+                state.sent_refs.setdefault(email.casefold(), set()).add(pid)
+        return state
 
     def history(self, email: str) -> list[SentRecord]:
         """What was sent to ``email``, newest first."""

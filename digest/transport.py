@@ -12,11 +12,11 @@ connection for the whole run and closes it at the end. ``send`` returns only whe
 
 from __future__ import annotations
 
-import mailbox
+import hashlib
+import os
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Protocol
 
@@ -27,27 +27,36 @@ from digest.errors import (
     ServerUnavailableError,
     TransientDeliveryError,
 )
+from digest.mime import Outgoing
 from digest.settings import Settings, SmtpConfig
 
 
 class Transport(Protocol):
-    """Where messages go. ``describe()`` says where, for the run summary."""
+    """Where messages go. ``describe()`` says where, for the run summary.
+
+    ``idempotent``: delivering the same Message-ID twice leaves one copy (so a resend after a crash can
+    never duplicate, and the pipeline may record a batch of deliveries in one transaction).
+    """
+
+    idempotent: bool
 
     def __enter__(self) -> Transport: ...
     def __exit__(self, *exc: object) -> None: ...
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: Outgoing) -> None: ...
+    def flush(self) -> None:
+        """Make what ``send`` accepted durable (before the run records it as sent)."""
+
     def describe(self) -> str: ...
-
-
-def _recipients(message: EmailMessage) -> list[str]:
-    return [addr for _, addr in getaddresses(message.get_all("To", []))]
 
 
 class MemoryTransport:
     """Keeps messages in a list. For tests, previews and library users; ``refuse`` makes chosen recipients fail."""
 
+    idempotent = False
+
     def __init__(self, refuse: dict[str, DeliveryError] | None = None) -> None:
         self.sent: list[EmailMessage] = []
+        self.raw: list[Outgoing] = []
         self.refuse = refuse or {}
 
     def __enter__(self) -> MemoryTransport:
@@ -56,48 +65,86 @@ class MemoryTransport:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def send(self, message: EmailMessage) -> None:
-        for rcpt in _recipients(message):
+    def send(self, message: Outgoing) -> None:
+        for rcpt in message.recipients:
             if rcpt in self.refuse:
                 raise self.refuse[rcpt]
-        self.sent.append(message)
+        self.raw.append(message)
+        self.sent.append(message.message())
+
+    def flush(self) -> None:
+        return None
 
     def describe(self) -> str:
         return "memory"
 
 
 class MaildirTransport:
-    """Writes each message into a Maildir's ``new/`` (via ``tmp/``, so a reader never sees half a file)."""
+    """Writes each message into a Maildir's ``new/`` (via ``tmp/``, so a reader never sees half a file).
+
+    The file is named after the Message-ID, so delivering a message again (a resend after a crash) finds
+    it already there, in ``new/`` or, once a mail reader has seen it, in ``cur/``, and adds no copy.
+    Maildir readers accept any unique name; ``mailbox.Maildir`` picks its own, so it cannot do this.
+    """
+
+    idempotent = True
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._box: mailbox.Maildir | None = None
+        self._ready = False
+        self._seen: set[str] | None = None  # base names in cur/, read once, on the first resend check
+        self._dirty = False
 
     def __enter__(self) -> MaildirTransport:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._box = None
+        self._ready = False
+        self._seen = None
 
-    def _open(self, rcpt: str) -> mailbox.Maildir:
+    def _open(self, rcpt: str) -> None:
         """The Maildir, created with its parent folders at the first message."""
-        if self._box is None:
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._box = mailbox.Maildir(self.path, create=True)
-            except OSError as exc:
-                raise DeliveryAbortedError(
-                    rcpt, f"cannot open the Maildir {self.path}: {exc.strerror}"
-                ) from exc
-        return self._box
-
-    def send(self, message: EmailMessage) -> None:
-        rcpt = ", ".join(_recipients(message))
-        box = self._open(rcpt)
+        if self._ready:
+            return
         try:
-            box.add(message)
+            for sub in ("tmp", "new", "cur"):
+                (self.path / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryAbortedError(rcpt, f"cannot open the Maildir {self.path}: {exc.strerror}") from exc
+        self._ready = True
+
+    @staticmethod
+    def file_name(message_id: str) -> str:
+        return hashlib.sha256(message_id.encode()).hexdigest()[:40] + ".digest"
+
+    def _delivered(self, name: str) -> bool:
+        if (self.path / "new" / name).exists():
+            return True
+        if self._seen is None:
+            self._seen = {entry.split(":", 1)[0] for entry in os.listdir(self.path / "cur")}
+        return name in self._seen
+
+    def send(self, message: Outgoing) -> None:
+        rcpt = ", ".join(message.recipients)
+        self._open(rcpt)
+        name = self.file_name(message.message_id)
+        try:
+            if self._delivered(name):
+                return
+            tmp = self.path / "tmp" / f"{name}.{os.getpid()}"
+            with open(tmp, "wb") as f:
+                f.write(message.data)
+            os.replace(tmp, self.path / "new" / name)
+            self._dirty = True
         except OSError as exc:
             raise TransientDeliveryError(rcpt, f"cannot write to {self.path}: {exc.strerror}") from exc
+
+    def flush(self) -> None:
+        """Messages written since the last flush reach the disk: one ``sync`` for a batch, where an
+        ``fsync`` per file would cost ~0.3 ms each (measured here)."""
+        if self._dirty:
+            os.sync()
+            self._dirty = False
 
     def describe(self) -> str:
         return f"Maildir {self.path}"
@@ -110,6 +157,8 @@ class SmtpTransport:
     then no password is ever sent). Every socket operation has ``timeout``.
     """
 
+    idempotent = False
+
     def __init__(self, config: SmtpConfig, sender: str, *, context: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.sender = sender
@@ -121,6 +170,9 @@ class SmtpTransport:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def flush(self) -> None:
+        return None  # a 250 reply means the server has taken responsibility
 
     def describe(self) -> str:
         return f"SMTP {self.config.host}:{self.config.effective_port} ({self.config.security})"
@@ -192,14 +244,14 @@ class SmtpTransport:
                 )
             conn.login(cfg.username, cfg.password.get_secret_value() if cfg.password else "")
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Outgoing) -> None:
         """One attempt. A 421 or a dropped connection closes it; the next attempt reconnects."""
-        recipients = _recipients(message)
+        recipients = list(message.recipients)
         rcpt = ", ".join(recipients)
         if self._conn is None:
             self._conn = self._connect(rcpt)
         try:
-            self._conn.send_message(message, from_addr=self.sender, to_addrs=recipients)
+            self._conn.sendmail(self.sender, recipients, message.wire())
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
             raise TransientDeliveryError(rcpt, f"the server closed the connection: {exc}") from exc

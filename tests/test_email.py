@@ -20,8 +20,9 @@ from conftest import SmtpServer
 from lxml import html as lxml_html
 
 from digest import pipeline
+from digest.mime import qp
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
-from digest.render import HTML_BUDGET, MESSAGE_POLICY, Renderer, inline_css, preinline_template
+from digest.render import HTML_BUDGET, Composed, Renderer, inline_css, preinline_template
 from digest.settings import load_settings
 from digest.sources.snapshot import parse_snapshot
 from digest.store import Store
@@ -32,7 +33,6 @@ SAMPLES = Path(__file__).resolve().parent.parent / "config" / "samples"
 DAY = date(2025, 11, 22)
 NOW = datetime(2025, 11, 22, 7, 0, tzinfo=UTC)
 SENDER = "Paper Digest <digest@example.org>"
-AS_SENT = MESSAGE_POLICY.clone(linesep="\r\n")  # what smtplib.send_message does with the message's policy
 
 
 def seed_papers() -> list[Paper]:
@@ -60,8 +60,8 @@ def scrub(raw: bytes) -> str:
     return re.sub(r"^Date: .*$", "Date: (scrubbed)", text, flags=re.MULTILINE)
 
 
-def check_golden(name: str, msg: EmailMessage) -> None:
-    actual = scrub(msg.as_bytes(policy=AS_SENT)).replace("\r\n", "\n")
+def check_golden(name: str, data: bytes) -> None:
+    actual = scrub(data)
     path = GOLDEN / f"{name}.eml"
     if os.environ.get("DIGEST_UPDATE_GOLDEN"):
         path.parent.mkdir(exist_ok=True)
@@ -70,16 +70,23 @@ def check_golden(name: str, msg: EmailMessage) -> None:
     assert actual == path.read_text(encoding="ascii"), f"{name} differs from {path}"
 
 
-def parses_back(msg: EmailMessage) -> EmailMessage:
-    """Sent bytes parsed again: the same text and HTML, headers decoded to the same values."""
-    back = email.message_from_bytes(msg.as_bytes(policy=AS_SENT), policy=email.policy.default)
+def parses_back(r: Renderer, composed: Composed) -> EmailMessage:
+    """The sent bytes parsed by the email package: the same text and HTML the templates made."""
+    data = composed.outgoing.data
+    assert b"\r" not in data, "lines end in LF (as a Maildir stores them; smtplib sends CRLF)"
+    assert all(len(line) <= 998 for line in data.split(b"\n"))
+    data.decode("ascii")  # 7-bit clean
+    back = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(back, EmailMessage)
-    for part in ("plain", "html"):
-        a, b = msg.get_body((part,)), back.get_body((part,))
-        assert a is not None and b is not None
-        assert b.get_content().replace("\r\n", "\n") == a.get_content()
-    for header in ("From", "To", "Subject", "Message-ID", "List-Unsubscribe", "List-Id"):
-        assert str(back[header]) == str(msg[header]), header
+    assert not back.defects
+    context = r.context(composed.digest)
+    for part, made in (("plain", r.text(context)), ("html", r.html(context))):
+        body = back.get_body((part,))
+        assert body is not None and not body.defects
+        assert body.get_content().replace("\r\n", "\n") == made.replace("\r\n", "\n"), part
+    assert str(back["Subject"]) == context["subject"]
+    assert back["Message-ID"] == composed.outgoing.message_id
+    assert back["To"].addresses[0].addr_spec == composed.digest.subscriber.email
     return back
 
 
@@ -145,12 +152,13 @@ def golden_cases() -> dict[str, tuple[Digest, str | None]]:
 @pytest.mark.parametrize("name", ["normal", "trending", "one-paper", "200-papers", "hostile"])
 def test_golden_messages(name: str) -> None:
     digest, base_url = golden_cases()[name]
-    msg = Renderer(sender=SENDER, base_url=base_url).render(digest, NOW)
-    parses_back(msg)
+    r = Renderer(sender=SENDER, base_url=base_url)
+    composed = r.compose(digest, NOW)
+    msg = parses_back(r, composed)
     html = msg.get_body(("html",)).get_content()
     assert len(html.encode()) < HTML_BUDGET
     assert "Unsubscribe" in html and "You get this because" in html  # the footer is always there
-    check_golden(name, msg)
+    check_golden(name, composed.outgoing.data)
 
 
 def test_200_papers_with_10kb_abstracts_fit_the_budget_and_say_how_many_more() -> None:
@@ -159,8 +167,9 @@ def test_200_papers_with_10kb_abstracts_fit_the_budget_and_say_how_many_more() -
     shown = len(composed.digest.matches)
     assert 10 <= shown < 200
     assert composed.digest.more == 200 - shown
-    html = composed.message.get_body(("html",)).get_content()
-    text = composed.message.get_body(("plain",)).get_content()
+    message = composed.outgoing.message()
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
     assert len(html.encode()) < HTML_BUDGET
     assert f"{200 - shown} more papers matched: see them in your next digest" in html
     assert f"{200 - shown} more papers matched: see them in your next digest" in text
@@ -222,26 +231,27 @@ def test_headers_are_never_folded_into_encoded_words() -> None:
     r = Renderer(
         sender="Paper Digest <digest@example.org>", base_url="https://digest.example.org/a/long/path"
     )
-    msg = r.render(digest, NOW)
+    composed = r.compose(digest, NOW)
+    msg = composed.outgoing.message()
     naive = msg.as_bytes(policy=email.policy.SMTP).decode("ascii")  # what a 78-column fold does
     assert "List-Unsubscribe: =?utf-8?q?=3Chttps=3A//digest" in naive
-    raw = msg.as_bytes(policy=AS_SENT).decode("ascii")
-    headers = raw.split("\r\n\r\n", 1)[0]
-    unfolded = re.sub(r"\r\n[ \t]", " ", headers)
-    line = next(h for h in unfolded.split("\r\n") if h.startswith("List-Unsubscribe:"))
+    raw = composed.outgoing.data.decode("ascii")
+    headers = raw.split("\n\n", 1)[0]
+    unfolded = re.sub(r"\n[ \t]", " ", headers)
+    line = next(h for h in unfolded.split("\n") if h.startswith("List-Unsubscribe:"))
     assert "=?" not in line
     assert (
         "<https://digest.example.org/a/long/path/unsubscribe?email=a.rather.long.address.for.folding%40"
         in line
     )
-    assert all(len(h) <= 998 for h in headers.split("\r\n"))
+    assert all(len(h) <= 998 for h in headers.split("\n"))
     # Non-ASCII subject and names are kept: encoded as RFC 2047 requires, decoded to the same words.
-    back = parses_back(msg)
+    back = parses_back(r, composed)
     assert str(back["Subject"]).startswith("1 new paper on RAG · Nov 22")
     assert back["To"].addresses[0].display_name == "Zoë Ünïcode"
     # CR/LF in a name or a title cannot add a header.
-    hostile = r.render(hostile_digest(), NOW)
-    sent = email.message_from_bytes(hostile.as_bytes(policy=AS_SENT), policy=email.policy.default)
+    hostile = r.compose(hostile_digest(), NOW).outgoing
+    sent = email.message_from_bytes(hostile.data, policy=email.policy.default)
     assert sent["Bcc"] is None
     assert "\n" not in str(sent["Subject"]) and "\r" not in str(sent["To"])
 
@@ -249,13 +259,28 @@ def test_headers_are_never_folded_into_encoded_words() -> None:
 def test_headers_arrive_unfolded_at_a_real_smtp_server(smtp_server: SmtpServer) -> None:
     sub = Subscriber("a.rather.long.address.for.folding@research-lab.example.org", "", Profile(("RAG",)))
     digest = digest_of(sub, [(Paper("RAG", "About RAG."), (Reason("RAG", "title"),))])
-    msg = Renderer(sender=SENDER, base_url="https://digest.example.org/a/long/path").render(digest, NOW)
+    out = (
+        Renderer(sender=SENDER, base_url="https://digest.example.org/a/long/path")
+        .compose(digest, NOW)
+        .outgoing
+    )
     with smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5) as conn:
-        conn.send_message(msg)
+        conn.sendmail(out.sender, list(out.recipients), out.wire())
     received = smtp_server.handler.received_by(sub.email)[0]
-    assert received["List-Unsubscribe"] == msg["List-Unsubscribe"]
+    assert received["List-Unsubscribe"] == out.message()["List-Unsubscribe"]
     assert "=?" not in str(received["List-Unsubscribe"])
-    assert msg.policy is MESSAGE_POLICY
+    assert received["Message-ID"] == out.message_id
+
+
+def test_internationalised_address_is_written_as_utf8_for_smtputf8() -> None:
+    sub = Subscriber("zoë@exämple.org", "Zoë", Profile(("RAG",)))
+    digest = digest_of(sub, [(Paper("RAG", "About RAG."), (Reason("RAG", "title"),))])
+    out = Renderer(sender=SENDER).compose(digest, NOW).outgoing
+    assert out.smtputf8 and out.recipients == ("zoë@exämple.org",)
+    assert "To: =?utf-8?q?Zo=C3=AB?= <zoë@exämple.org>\n".encode() in out.data  # RFC 6532
+    back = out.message()
+    assert back["To"].addresses[0].addr_spec == "zoë@exämple.org"
+    assert back.get_body(("plain",)).get_content().startswith("1 new paper")
 
 
 def _styles(html: str) -> list[tuple[str, str, str]]:
@@ -296,3 +321,47 @@ def test_only_http_links_and_no_markup_from_feeds() -> None:
     assert tree.xpath("//script | //img | //form | //input | //b") == []
     assert all(href.startswith(("https://", "http://", "mailto:")) for href in tree.xpath("//a/@href"))
     assert "{{ 7*7 }}" in html and "{% for x in y %}" in html  # template syntax shows as written
+
+
+@pytest.mark.parametrize("name", ["normal", "trending", "one-paper", "200-papers", "hostile"])
+def test_papers_rendered_once_and_spliced_give_the_same_bytes_as_whole_renders(name: str) -> None:
+    digest, base_url = golden_cases()[name]
+    r = Renderer(sender=SENDER, base_url=base_url)
+    assert r._html is not None and r._html.split and r._text.split
+    context = r.context(r.fit(digest)[0])
+    for split, body in ((r._html, r.html_body(context)), (r._text, r.text_body(context))):
+        whole = split.whole.render(context)
+        assert body.text == whole
+        assert body.encoded == qp(whole)  # the cached encodings joined == encoding the whole part
+    assert all(f.whole_lines for f in r._html._cache.values())  # spliced at line ends: encodings reused
+    again = r.html_body(context)  # from the cache now
+    assert again.text == r._html.whole.render(context)
+
+
+def test_a_paper_block_that_shows_the_number_is_rendered_whole(tmp_path: Path) -> None:
+    (tmp_path / "digest.txt").write_text(
+        "{% for e in entries %}{% block paper scoped %}{{ e.title }}\n{% endblock %}{% endfor %}",
+        encoding="utf-8",
+    )
+    (tmp_path / "digest.html").write_text(
+        "<html><body><ol>{% for e in entries %}{% block paper scoped %}<li>{{ e.number }}. {{ e.title }}</li>\n"
+        "{% endblock %}{% endfor %}</ol></body></html>",
+        encoding="utf-8",
+    )
+    digest, _ = golden_cases()["normal"]
+    r = Renderer(sender=SENDER, templates_dir=tmp_path)
+    html = r.html(r.context(digest))
+    assert "<li>1. " in html and "<li>2. " in html  # right, not a cached "1." for every paper
+    assert r._html is not None and not r._html.split
+
+
+def test_a_template_without_a_paper_block_still_renders(tmp_path: Path) -> None:
+    (tmp_path / "digest.txt").write_text("{% for e in entries %}{{ e.number }} {{ e.title }}\n{% endfor %}")
+    (tmp_path / "digest.html").write_text(
+        "<html><body>{% for e in entries %}<p>{{ e.title }}</p>{% endfor %}</body></html>"
+    )
+    digest, _ = golden_cases()["normal"]
+    r = Renderer(sender=SENDER, templates_dir=tmp_path)
+    assert not r._text.split
+    composed = r.compose(digest, NOW)
+    assert composed.outgoing.message().get_body(("plain",)).get_content().startswith("1 ")

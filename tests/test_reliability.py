@@ -27,6 +27,7 @@ from rich.console import Console
 from digest import pipeline
 from digest.cli import main, print_summary
 from digest.errors import TransientDeliveryError
+from digest.mime import Outgoing
 from digest.models import BOUNCED, FAILED, NOTHING_NEW, RETRY_LATER, SENT, RunReport
 from digest.pipeline import Courier
 from digest.settings import Settings, load_settings
@@ -323,11 +324,8 @@ class FakeClock:
         self.now += seconds
 
 
-def _message(to: str) -> EmailMessage:
-    msg = EmailMessage()
-    msg["To"] = to
-    msg.set_content("x")
-    return msg
+def _message(to: str) -> Outgoing:
+    return Outgoing("digest@example.org", (to,), f"<{to}>", b"Subject: x\r\n\r\nx\r\n")
 
 
 class FlakyTransport(MemoryTransport):
@@ -340,7 +338,7 @@ class FlakyTransport(MemoryTransport):
         self.cost = cost
         self.calls = 0
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: Outgoing) -> None:
         self.calls += 1
         if self.calls <= self.failures:
             self.clock.now += self.cost

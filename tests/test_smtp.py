@@ -17,6 +17,7 @@ from conftest import RecordingHandler, free_port, samples_source, write_config
 
 from digest import pipeline
 from digest.errors import DeliveryAbortedError, TransientDeliveryError
+from digest.mime import Outgoing
 from digest.models import FAILED, RETRY_LATER, SENT
 from digest.settings import load_settings
 from digest.store import Store
@@ -147,7 +148,7 @@ def test_wrong_password_aborts_with_a_clear_message(
     msg["To"] = "ada@example.org"
     msg.set_content("x")
     with pytest.raises(DeliveryAbortedError, match=r"refused the login for 'digest': 535") as info, transport:
-        transport.send(msg)
+        transport.send(Outgoing.of(msg))
     assert "DIGEST_SMTP__PASSWORD" in str(info.value)
 
 
@@ -160,7 +161,7 @@ def test_no_password_over_a_plain_connection(tmp_path: Path, starttls_server: Tl
     msg["To"] = "ada@example.org"
     msg.set_content("x")
     with pytest.raises(DeliveryAbortedError, match="unencrypted"), transport:
-        transport.send(msg)
+        transport.send(Outgoing.of(msg))
     assert starttls_server.auth_attempts == []
 
 
@@ -173,4 +174,4 @@ def test_unreachable_server_is_transient(tmp_path: Path) -> None:
     msg["To"] = "ada@example.org"
     msg.set_content("x")
     with pytest.raises(TransientDeliveryError, match="cannot connect"), transport:
-        transport.send(msg)
+        transport.send(Outgoing.of(msg))
