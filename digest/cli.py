@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from digest import __version__, pipeline
+from digest import __version__, pipeline, runlock
 from digest.errors import DigestError, ProfileError
 from digest.models import (
     BOUNCED,
@@ -31,12 +31,15 @@ from digest.models import (
     Profile,
     RunReport,
     Subscriber,
+    is_problem,
 )
+from digest.progress import run_progress
 from digest.runlock import run_lock
 from digest.select import check_profile
 from digest.settings import Settings, load_settings, normalise_email
 from digest.store import Store
 from digest.transport import make_transport
+from digest.workers import worker_count
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK, EXIT_RETRY, EXIT_CANNOT_RUN = 0, 1, 2
@@ -72,7 +75,7 @@ def handles_errors(func: F) -> F:
 
 
 def lock_path(settings: Settings) -> Any:
-    return settings.database.with_name(settings.database.name + ".lock")
+    return runlock.lock_path(settings.database)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,13 +103,26 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
     settings = load_settings(config)
     now = _now()
     with run_lock(lock_path(settings), now), Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, make_transport(settings), store, now, dry_run=dry_run)
+        total = store.count_subscribers()
+        workers = worker_count(settings.delivery.workers, total, settings.delivery.method)
+        with run_progress(total) as progress:
+            report = pipeline.run_once(
+                settings,
+                make_transport(settings),
+                store,
+                now,
+                dry_run=dry_run,
+                progress=progress,
+                workers=workers,
+            )
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
         print_summary(report)
     sys.exit(report.exit_code)
 
+
+TABLE_ROWS = 50  # a run with more subscribers lists only its problems
 
 SUMMARY_LABELS = [
     (RETRY_LATER, "to retry next run"),
@@ -126,15 +142,23 @@ def print_summary(report: RunReport, console: Console | None = None) -> None:
         status = f"[red]failed: {s.error}[/red]" if s.error else ("not modified" if s.not_modified else "ok")
         sources.add_row(s.name, s.kind, str(s.papers), str(s.new), status)
     console.print(sources)
-    subs = Table(title="Subscribers", title_justify="left")
+    rows = list(report.subscribers)
+    shown_all = len(rows) <= TABLE_ROWS and not report.omitted
+    if not shown_all:  # a large run: only the problems, and not all of those
+        rows = [r for r in rows if is_problem(r)][:TABLE_ROWS]
+    title = (
+        "Subscribers" if shown_all else f"Subscribers with problems (first {TABLE_ROWS}; --json for details)"
+    )
+    subs = Table(title=title, title_justify="left")
     for col in ("subscriber", "status", "papers", "top match / note"):
         subs.add_column(col, justify="right" if col == "papers" else "left", overflow="fold")
-    for r in report.subscribers:
+    for r in rows:
         note = r.error or r.note or (r.matches[0].paper.title if r.matches else "")
         colour = {SENT: "green", FAILED: "red", RETRY_LATER: "yellow", BOUNCED: "red"}.get(r.status, "")
         status = f"[{colour}]{r.status}[/{colour}]" if colour else r.status
         subs.add_row(r.email, status, str(len(r.matches)), note)
-    console.print(subs)
+    if rows:
+        console.print(subs)
     counts = Counter(report.status_counts)
     source_failures = sum(1 for s in report.sources if s.error)
     if report.dry_run:

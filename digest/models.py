@@ -75,6 +75,11 @@ class Paper:
     # The store's row id once stored; not part of the paper's identity.
     ref: int | None = field(default=None, compare=False)
 
+    def __hash__(self) -> int:
+        # Consistent with equality (equal papers have equal ids and titles) and cheap: a run hashes papers
+        # hundreds of thousands of times as cache keys, and the generated hash walks every field.
+        return hash((self.arxiv_id, self.title))
+
     @property
     def title_key(self) -> str:
         return normalise_title(self.title)
@@ -154,8 +159,8 @@ class Match:
     reasons: tuple[Reason, ...] = ()
 
     @property
-    def matched(self) -> list[str]:
-        return [r.keyword for r in self.reasons]
+    def matched(self) -> tuple[str, ...]:
+        return tuple(r.keyword for r in self.reasons)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +220,7 @@ class SubscriberReport:
             "email": self.email,
             "status": self.status,
             "papers": [
-                {"id": m.paper.key, "title": m.paper.title, "score": m.score, "matched": m.matched}
+                {"id": m.paper.key, "title": m.paper.title, "score": m.score, "matched": list(m.matched)}
                 for m in self.matches
             ],
         }
@@ -275,11 +280,12 @@ class RunReport:
 
 
 class Tally:
-    """Builds a RunReport batch by batch: counts every outcome, keeps the details of the first ``limit``
-    subscribers and of up to ``limit`` problems, and drops the rest (they were logged)."""
+    """Builds a RunReport batch by batch: counts every outcome, keeps the details of the first
+    ``keep_first`` subscribers and of up to ``limit`` problems, and drops the rest (they were logged)."""
 
-    def __init__(self, limit: int = 1000) -> None:
+    def __init__(self, limit: int = 1000, keep_first: int | None = None) -> None:
         self.limit = limit
+        self.keep_first = limit if keep_first is None else keep_first
         self.counts: dict[str, int] = {}
         self.kept: list[SubscriberReport] = []
         self.kept_problems = 0
@@ -291,11 +297,15 @@ class Tally:
             self.counts[r.status] = self.counts.get(r.status, 0) + 1
             problem = is_problem(r)
             self.problems += problem
-            if len(self.kept) < self.limit or (problem and self.kept_problems < self.limit):
+            if len(self.kept) < self.keep_first or (problem and self.kept_problems < self.limit):
                 self.kept.append(r)
                 self.kept_problems += problem
             else:
                 self.omitted += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
     def merge(self, other: Tally) -> None:
         """Another tally's outcomes (a worker's) added to this one."""

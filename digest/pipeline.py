@@ -222,9 +222,12 @@ def _renderer(settings: Settings) -> Renderer:
     return Renderer(sender=settings.sender, templates_dir=settings.templates_dir, base_url=settings.base_url)
 
 
-def _courier(settings: Settings, transport: Transport, sleep: Callable[[float], None]) -> Courier:
+def _courier(
+    settings: Settings, transport: Transport, sleep: Callable[[float], None] = time.sleep, share: int = 1
+) -> Courier:
+    """The courier for a transport; with ``share`` workers sending at once, each gets its share of the rate."""
     d = settings.delivery
-    rate = settings.smtp.rate_limit if d.method == "smtp" else None
+    rate = settings.smtp.rate_limit / share if d.method == "smtp" and settings.smtp.rate_limit else None
     return Courier(
         transport,
         retries=d.retries,
@@ -378,16 +381,24 @@ def run_once(
     dry_run: bool = False,
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> RunReport:
     """The daily job. With ``dry_run``, it works on an in-memory copy of the store and sends nothing.
 
-    ``progress`` is called with the number of subscribers done after each batch.
+    ``progress`` is called with the number of subscribers done after each batch. With ``workers`` > 1
+    (and not a dry run), deliveries run in that many processes (see ``workers``), each through its own
+    transport made from ``settings``; ``transport`` then only names where the mail went.
     """
     if dry_run:
         store = store.snapshot()
     store.sync_config_subscribers(settings.config_subscribers(), now)
     source_reports = ingest(settings, store, now)
     store.expire_retries(digest_day(settings, now), now)
+    if workers > 1 and not dry_run:
+        from digest.workers import CHUNK, deliver_in_workers
+
+        tally = deliver_in_workers(settings, store.subscriber_bounds(CHUNK), now, workers, progress)
+        return tally.report(now, tuple(source_reports), transport.describe(), dry_run)
     delivery = Delivery(store, _renderer(settings), _courier(settings, transport, sleep), now, dry_run)
     tally = Tally()
     with transport:

@@ -98,7 +98,7 @@ def one_line(text: str) -> str:
     return " ".join(_CONTROL.sub("", text).split())
 
 
-def subject_for(digest: Digest) -> str:
+def subject_for(digest: Digest, topics: list[str] | None = None) -> str:
     """Plain words: how many papers, the top topics, the date.
 
     e.g. "5 new papers on RAG, speculative decoding · Nov 22" or "Trending: 20 new papers · Nov 22".
@@ -107,8 +107,8 @@ def subject_for(digest: Digest) -> str:
     count = f"{n} new paper{'s' if n != 1 else ''}"
     if digest.subscriber.profile.trending:
         return f"Trending: {count} · {short_date(digest.day)}"
-    topics = ", ".join(one_line(t) for t in digest.top_topics(3))
-    return f"{count} on {topics} · {short_date(digest.day)}"
+    shown = ", ".join(one_line(t) for t in (digest.top_topics(3) if topics is None else topics))
+    return f"{count} on {shown} · {short_date(digest.day)}"
 
 
 def message_id_for(digest: Digest, domain: str) -> str:
@@ -304,7 +304,7 @@ class Renderer:
     def context(self, digest: Digest) -> dict[str, Any]:
         entries = []
         for number, m in enumerate(digest.matches, start=1):
-            entries.append({"number": number, "score": m.score, **_entry(m.paper, tuple(m.matched))})
+            entries.append({"number": number, "score": m.score, **_entry(m.paper, m.matched)})
         profile = digest.subscriber.profile
         topics = digest.top_topics(3)
         n = len(digest.matches)
@@ -322,7 +322,7 @@ class Renderer:
             "more": digest.more,
             "day": digest.day,
             "preheader": preheader,
-            "subject": subject_for(digest),
+            "subject": subject_for(digest, topics),
             "unsubscribe": self.unsubscribe_links(digest.subscriber.email),
             "sender_name": self.sender_name or "Paper Digest",
         }

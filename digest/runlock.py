@@ -2,6 +2,10 @@
 
 ``fcntl.flock`` is released by the kernel when the holder dies (even by ``kill -9``), so a crashed run never
 leaves a stale lock behind; the pid and start time written into the file are only there to name the holder.
+
+A run's worker processes hold a shared lock on a second file (``<lock>.workers``) while they work. A new
+run, once it holds the main lock, waits until it can take that one exclusively: the workers of a run that
+was killed finish the batch in hand (they stop when they see their parent gone) before anything else runs.
 """
 
 from __future__ import annotations
@@ -28,6 +32,45 @@ def _holder(path: Path) -> str:
     return "unknown process"
 
 
+WORKERS_WAIT = 120.0  # seconds a new run waits for an earlier run's workers to finish their batch
+
+
+def workers_path(lock: Path) -> Path:
+    return lock.with_name(lock.name + ".workers")
+
+
+def lock_path(database: Path) -> Path:
+    """The run lock beside the database."""
+    return database.with_name(database.name + ".lock")
+
+
+def _wait_for_workers(path: Path, timeout: float = WORKERS_WAIT) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockedError(
+                        f"worker processes of an earlier run still hold {path}",
+                        hint="they stop after their current batch; if one hangs, end it and run again",
+                    ) from None
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+
+
+def hold_as_worker(lock: Path) -> int:
+    """In a worker: a shared lock on the workers' file for the worker's life; returns the descriptor."""
+    fd = os.open(workers_path(lock), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
 @contextmanager
 def run_lock(path: Path, now: datetime) -> Iterator[None]:
     """Hold the lock at ``path`` for the duration; raise LockedError naming the holder if taken."""
@@ -42,6 +85,7 @@ def run_lock(path: Path, now: datetime) -> Iterator[None]:
                 f"another digest run holds the lock {path}: {holder}",
                 hint="wait for it to finish; the lock frees itself when that process ends",
             ) from None
+        _wait_for_workers(workers_path(Path(path)))
         os.ftruncate(fd, 0)
         os.write(
             fd,

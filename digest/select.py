@@ -192,13 +192,16 @@ def compiled(text: str) -> Keyword | None:
 
 def check_profile(profile: Profile) -> list[tuple[str, str]]:
     """Every (keyword, problem) in a profile; empty when the profile is usable."""
-    problems = []
-    for kw in (*profile.keywords, *profile.exclude):
-        try:
-            compile_keyword(kw)
-        except KeywordError as exc:
-            problems.append((kw, str(exc)))
-    return problems
+    return [(kw, why) for kw in (*profile.keywords, *profile.exclude) if (why := _problem(kw)) is not None]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _problem(keyword: str) -> str | None:
+    try:
+        compile_keyword(keyword)
+    except KeywordError as exc:
+        return str(exc)
+    return None
 
 
 def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:

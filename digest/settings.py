@@ -103,6 +103,9 @@ class DeliveryConfig(_Strict):
     retries: int = Field(default=3, ge=0, le=20)
     retry_backoff: float = Field(default=2.0, ge=0)
     retry_budget: float = Field(default=120.0, ge=0)
+    # Processes that render and deliver in parallel, each with its own SMTP connection. 0: automatic (one
+    # per core into a Maildir, 4 SMTP connections), and 1 for runs under 2,000 subscribers.
+    workers: int = Field(default=0, ge=0, le=64)
 
 
 class SmtpConfig(_Strict):

@@ -439,6 +439,20 @@ class Store:
             )
         return existed is None
 
+    def add_subscribers(self, subscribers: Iterable[Subscriber], now: datetime) -> int:
+        """Add or update many subscribers in one transaction (an import); returns how many rows were given."""
+        stamp = _iso(now)
+        rows = [(*self._profile_row(s), stamp, stamp) for s in subscribers]
+        with self.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, origin, active, created,"
+                " updated) VALUES (?,?,?,?,?,'cli',1,?,?)"
+                " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
+                " max_papers = excluded.max_papers, active = 1, updated = excluded.updated",
+                rows,
+            )
+        return len(rows)
+
     def unsubscribe(self, email: str, now: datetime) -> bool:
         """Stop mail to ``email``; the sent history is kept. False if no such subscriber."""
         with self.transaction() as tx:
@@ -468,6 +482,14 @@ class Store:
             first, last = False, rows[-1]["email"]
             batch = [_subscriber(r) for r in rows]
             yield [s for s in batch if s.active or include_inactive]
+
+    def count_subscribers(self) -> int:
+        """Subscribers who get mail: what sizes a run."""
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM subscribers WHERE active = 1 AND (origin = 'cli' OR in_config = 1)"
+            ).fetchone()[0]
+        )
 
     def subscriber_bounds(self, every: int) -> list[str]:
         """Every ``every``-th subscriber address in order: the starts of equal ranges for workers."""

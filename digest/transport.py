@@ -91,6 +91,7 @@ class MaildirTransport:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._dir = str(self.path)
         self._ready = False
         self._seen: set[str] | None = None  # base names in cur/, read once, on the first resend check
         self._dirty = False
@@ -118,25 +119,31 @@ class MaildirTransport:
         return hashlib.sha256(message_id.encode()).hexdigest()[:40] + ".digest"
 
     def _delivered(self, name: str) -> bool:
-        if (self.path / "new" / name).exists():
+        if os.path.exists(f"{self._dir}/new/{name}"):
             return True
         if self._seen is None:
-            self._seen = {entry.split(":", 1)[0] for entry in os.listdir(self.path / "cur")}
+            self._seen = {entry.split(":", 1)[0] for entry in os.listdir(f"{self._dir}/cur")}
         return name in self._seen
 
     def send(self, message: Outgoing) -> None:
-        rcpt = ", ".join(message.recipients)
-        self._open(rcpt)
+        if not self._ready:
+            self._open(", ".join(message.recipients))
         name = self.file_name(message.message_id)
         try:
             if self._delivered(name):
                 return
-            tmp = self.path / "tmp" / f"{name}.{os.getpid()}"
-            with open(tmp, "wb") as f:
-                f.write(message.data)
-            os.replace(tmp, self.path / "new" / name)
+            tmp = f"{self._dir}/tmp/{name}.{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(message.data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+            os.replace(tmp, f"{self._dir}/new/{name}")
             self._dirty = True
         except OSError as exc:
+            rcpt = ", ".join(message.recipients)
             raise TransientDeliveryError(rcpt, f"cannot write to {self.path}: {exc.strerror}") from exc
 
     def flush(self) -> None:

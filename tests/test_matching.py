@@ -253,4 +253,4 @@ def test_selection_is_deterministic_whatever_the_input_order() -> None:
 
 def test_invalid_keywords_are_ignored_by_select_not_raised() -> None:
     found, _ = _index().select(Profile(("***", "speculative decoding")))
-    assert found and all(m.matched == ["speculative decoding"] for m in found)
+    assert found and all(m.matched == ("speculative decoding",) for m in found)

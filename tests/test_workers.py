@@ -1,0 +1,134 @@
+"""#6: deliveries in worker processes; progress reporting.
+
+Real processes (spawned), a real SQLite file and a real Maildir: every subscriber gets exactly one
+message, the ledger agrees, a second run sends nothing, and a run killed with ``kill -9`` while its workers
+deliver is finished by the next run with no subscriber left out and none served twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import read_maildir, samples_source, write_config
+
+from digest import pipeline, workers
+from digest.models import SENT, Profile, Subscriber
+from digest.progress import LogLines
+from digest.settings import load_settings
+from digest.store import Store
+from digest.transport import make_transport
+
+DIGEST = str(Path(sys.executable).parent / "digest")
+NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+TOPICS = ["RAG", "reasoning", "diffusion", "agents", "LLM", "benchmark", "multimodal", "quantiz*"]
+
+
+def _subscribers(n: int) -> list[Subscriber]:
+    return [
+        Subscriber(
+            f"w{i:05d}@example.org", "", Profile((TOPICS[i % len(TOPICS)], TOPICS[(i * 3 + 1) % len(TOPICS)]))
+        )
+        for i in range(n)
+    ]
+
+
+def _sent_per_subscriber(db: Path) -> Counter[str]:
+    with Store.open(db) as store:
+        rows = store.conn.execute("SELECT email FROM messages WHERE status = 'sent'").fetchall()
+    return Counter(r[0] for r in rows)
+
+
+def test_workers_deliver_each_subscriber_exactly_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "CHUNK", 40)  # 300 subscribers: 8 ranges over 2 processes
+    cfg = write_config(tmp_path, sources=[samples_source()])
+    settings = load_settings(cfg)
+    with Store.open(settings.database) as store:
+        store.add_subscribers(_subscribers(300), NOW)
+        report = pipeline.run_once(settings, make_transport(settings), store, NOW, workers=2)
+        assert report.status_counts == {SENT: 300}
+        assert report.ok and report.subscribers == ()  # workers send back problems only
+        again = pipeline.run_once(settings, make_transport(settings), store, NOW, workers=2)
+        assert SENT not in again.status_counts
+    messages = read_maildir(settings.delivery.maildir)
+    assert sorted(str(m["To"]) for m in messages) == [f"w{i:05d}@example.org" for i in range(300)]
+    assert _sent_per_subscriber(settings.database) == Counter(
+        {f"w{i:05d}@example.org": 1 for i in range(300)}
+    )
+
+
+def test_workers_give_the_same_messages_as_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "CHUNK", 25)
+    bodies = {}
+    for mode in (1, 2):
+        (tmp_path / str(mode)).mkdir()
+        cfg = write_config(tmp_path / str(mode), sources=[samples_source()])
+        settings = load_settings(cfg)
+        with Store.open(settings.database) as store:
+            store.add_subscribers(_subscribers(100), NOW)
+            pipeline.run_once(settings, make_transport(settings), store, NOW, workers=mode)
+        bodies[mode] = {
+            f.name: f.read_bytes().split(b"\n\n", 1)[1] for f in (settings.delivery.maildir / "new").iterdir()
+        }
+    assert bodies[1] == bodies[2] and len(bodies[1]) == 100
+
+
+def test_a_killed_parallel_run_is_finished_by_the_next_run_once(tmp_path: Path) -> None:
+    n = 2600  # three ranges of workers.CHUNK
+    cfg = write_config(tmp_path, sources=[samples_source()], tables={"delivery": {"workers": 2}})
+    settings = load_settings(cfg)
+    with Store.open(settings.database) as store:
+        store.add_subscribers(_subscribers(n), NOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    run = [DIGEST, "run", "--config", str(cfg)]
+    new = settings.delivery.maildir / "new"
+    with subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        deadline = time.monotonic() + 120
+        while not (new.is_dir() and len(os.listdir(new)) >= 300):
+            assert proc.poll() is None, "the run ended before the kill point"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)  # the parent; its workers stop after the batch in hand
+    partial = len(os.listdir(new))
+    assert 300 <= partial < n
+    again = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    messages = read_maildir(settings.delivery.maildir)
+    to = Counter(str(m["To"]) for m in messages)
+    assert len(messages) == n and set(to.values()) == {1}  # everyone once: none left out, none twice
+    assert _sent_per_subscriber(settings.database) == Counter({s.email: 1 for s in _subscribers(n)})
+
+
+def test_worker_count() -> None:
+    assert workers.worker_count(0, 100, "maildir") == 1  # small runs stay in one process
+    assert workers.worker_count(0, 100_000, "maildir") == max(1, os.cpu_count() or 1)
+    assert workers.worker_count(0, 100_000, "smtp") == 4
+    assert workers.worker_count(3, 100_000, "smtp") == 3
+
+
+def test_progress_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    clock = iter([0.0, 1.0, 12.0, 13.0, 25.0, 25.0]).__next__
+    lines = LogLines(1000, every=10, clock=clock)
+    with caplog.at_level(logging.INFO, logger="digest.progress"):
+        lines.advance(100)  # t=1: too soon for a line
+        lines.advance(400)  # t=12
+        lines.advance(100)  # t=13: too soon again
+        lines.advance(400)  # t=25
+        lines.finish()
+    assert [r.getMessage() for r in caplog.records] == [
+        "500/1,000 subscribers (50%), 42/s, about 12 s left",
+        "1,000/1,000 subscribers (100%), 40/s, about 0 s left",
+        "1,000/1,000 subscribers (100%), 40/s in all",
+    ]
