@@ -33,7 +33,7 @@ typecheck: install
 
 ## Times a real run on the seed listings for synthetic subscribers (prints a table).
 bench: install
-	$(BIN)/python bench/run_seeds.py 100 1000
+	cd bench && ../$(BIN)/python run_day.py
 
 ## Renders sample digests in headless Chromium (Debian's package, installed if missing) into docs/screenshots/.
 screenshots: install

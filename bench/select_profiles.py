@@ -12,49 +12,14 @@ digest scripts do it, timed on a sample of subscribers (it is too slow to run 10
 
 from __future__ import annotations
 
-import random
 import re
 import sys
 import time
-from pathlib import Path
+
+from synthetic import VOCABULARY, make_profiles, seed_papers
 
 from digest.models import Paper, Profile
 from digest.select import PaperIndex
-from digest.sources.snapshot import parse_snapshot
-
-REPO = Path(__file__).resolve().parent.parent
-VOCABULARY = [
-    "speculative decoding", "test-time scaling", "RAG", "quantization", "LLM", "Mixture-of-Experts", "agents",
-    "reinforcement learning", "diffusion", "Bayesian inference", "transformer", "reasoning", "benchmark",
-    "KV cache", "distillation", "vision", "tensor", "chain-of-thought", "retrieval", "pruning", "MoE", "ViT",
-    "quantiz*", "sparse attention", "long context", "reward model", "alignment", "math", "code generation",
-    "multimodal", "planning", "graph neural network", "Gaussian process", "variational inference", "LoRA",
-    "in-context learning", "tokenizer", "scaling laws", "inference", "verification",
-]  # fmt: skip
-EXCLUDES = ["survey", "benchmark", "vision", "medical"]
-
-
-def seed_papers() -> list[Paper]:
-    from datetime import date
-
-    seen: dict[str, Paper] = {}
-    for f in sorted((REPO / "config" / "samples").glob("*.txt")):
-        for p in parse_snapshot(f.read_text(encoding="utf-8"), source="seeds", today=date(2025, 11, 22)):
-            seen.setdefault(p.key, p)
-    return [
-        Paper(**{**{s: getattr(p, s) for s in Paper.__slots__}, "ref": i})
-        for i, p in enumerate(seen.values())
-    ]
-
-
-def make_profiles(n: int, seed: int = 42) -> list[Profile]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        keywords = tuple(rng.sample(VOCABULARY, rng.randint(1, 6)))
-        exclude = (rng.choice(EXCLUDES),) if rng.random() < 0.1 else ()
-        out.append(Profile(keywords, exclude, 20))
-    return out
 
 
 def straightforward(papers: list[Paper], profile: Profile) -> list[tuple[int, int, str]]:

@@ -37,7 +37,7 @@ from digest.progress import run_progress
 from digest.runlock import run_lock
 from digest.select import check_profile
 from digest.settings import Settings, load_settings, normalise_email
-from digest.store import Store
+from digest.store import RUN_SYNC, Store
 from digest.transport import make_transport
 from digest.workers import worker_count
 
@@ -102,7 +102,7 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
     """
     settings = load_settings(config)
     now = _now()
-    with run_lock(lock_path(settings), now), Store.open(settings.database) as store:
+    with run_lock(lock_path(settings), now), Store.open(settings.database, sync=RUN_SYNC) as store:
         total = store.count_subscribers()
         workers = worker_count(settings.delivery.workers, total, settings.delivery.method)
         with run_progress(total) as progress:
@@ -164,7 +164,8 @@ def print_summary(report: RunReport, console: Console | None = None) -> None:
     if report.dry_run:
         console.print(f"would send {counts[DRY_RUN]} message(s) via {report.delivered_to}")
         return
-    parts = [f"sent {counts[SENT]} message(s) via {report.delivered_to}"]
+    took = f" in {sum(report.timings.values()):.1f} s" if report.timings else ""
+    parts = [f"sent {counts[SENT]} message(s) via {report.delivered_to}{took}"]
     parts += [f"{counts[k]} {label}" for k, label in SUMMARY_LABELS if counts[k]]
     if source_failures:
         parts.append(f"{source_failures} source(s) failed")

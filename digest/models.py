@@ -249,6 +249,9 @@ class RunReport:
     counts: dict[str, int] | None = None  # status -> subscribers; None: count ``subscribers``
     problems: int | None = None
     omitted: int = 0  # subscribers counted but not in ``subscribers``
+    timings: dict[str, float] | None = (
+        None  # seconds per stage: ingest, deliver (select, render, send, record)
+    )
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -276,6 +279,7 @@ class RunReport:
             "counts": self.status_counts,
             "subscribers": [s.to_json() for s in self.subscribers],
             "omitted": self.omitted,
+            "timings": self.timings or {},
         }
 
 
@@ -318,15 +322,15 @@ class Tally:
         self.add(other.kept)
 
     def report(
-        self, started: datetime, sources: tuple[SourceReport, ...], delivered_to: str, dry_run: bool
+        self,
+        started: datetime,
+        sources: tuple[SourceReport, ...],
+        delivered_to: str,
+        dry_run: bool,
+        timings: dict[str, float] | None = None,
     ) -> RunReport:
+        kept = tuple(self.kept)
+        counts = dict(self.counts)
         return RunReport(
-            started,
-            sources,
-            tuple(self.kept),
-            delivered_to,
-            dry_run,
-            dict(self.counts),
-            self.problems,
-            self.omitted,
+            started, sources, kept, delivered_to, dry_run, counts, self.problems, self.omitted, timings
         )

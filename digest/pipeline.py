@@ -389,24 +389,27 @@ def run_once(
     (and not a dry run), deliveries run in that many processes (see ``workers``), each through its own
     transport made from ``settings``; ``transport`` then only names where the mail went.
     """
+    started = time.perf_counter()
     if dry_run:
         store = store.snapshot()
     store.sync_config_subscribers(settings.config_subscribers(), now)
-    source_reports = ingest(settings, store, now)
+    source_reports = tuple(ingest(settings, store, now))
     store.expire_retries(digest_day(settings, now), now)
+    ingested = time.perf_counter()
     if workers > 1 and not dry_run:
         from digest.workers import CHUNK, deliver_in_workers
 
         tally = deliver_in_workers(settings, store.subscriber_bounds(CHUNK), now, workers, progress)
-        return tally.report(now, tuple(source_reports), transport.describe(), dry_run)
-    delivery = Delivery(store, _renderer(settings), _courier(settings, transport, sleep), now, dry_run)
-    tally = Tally()
-    with transport:
-        for batch in plan_batches(settings, store, now):
-            tally.add(delivery.deliver_batch(batch))
-            if progress:
-                progress(len(batch))
-    return tally.report(now, tuple(source_reports), transport.describe(), dry_run)
+    else:
+        delivery = Delivery(store, _renderer(settings), _courier(settings, transport, sleep), now, dry_run)
+        tally = Tally()
+        with transport:
+            for batch in plan_batches(settings, store, now):
+                tally.add(delivery.deliver_batch(batch))
+                if progress:
+                    progress(len(batch))
+    timings = {"ingest": ingested - started, "deliver": time.perf_counter() - ingested}
+    return tally.report(now, source_reports, transport.describe(), dry_run, timings)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from jinja2 import (
 )
 
 from digest.fragments import VARYING, Body, SplitTemplate
-from digest.mime import Outgoing, address, assemble, encode_words, qp
+from digest.mime import Outgoing, address, assemble, encode_words
 from digest.models import Digest, Paper
 from digest.select import match_spans
 
@@ -218,7 +218,7 @@ class Composed:
     outgoing: Outgoing
 
 
-@functools.lru_cache(maxsize=1 << 14)
+@functools.lru_cache(maxsize=1 << 12)
 def _entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
     """What the templates show of one paper, highlighted for ``matched``.
 
@@ -248,6 +248,11 @@ def _entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
         "meta": " · ".join(meta),
         "matched": matched,
     }
+
+
+def _full_entry(light: dict[str, Any]) -> dict[str, Any]:
+    """A light entry (number, score, paper, matched) with everything the templates show of its paper."""
+    return {**_entry(light["paper"], light["matched"]), "number": light["number"], "score": light["score"]}
 
 
 class Renderer:
@@ -292,8 +297,8 @@ class Renderer:
             self._inlined = self.env.get_template("inlined/digest.html")
             # Papers are rendered once per run and spliced in (see fragments); an entry's number and score
             # are outside the paper block, so one render serves every email that shows the paper.
-            self._html = SplitTemplate(self.env, "inlined/digest.html", self._generated, hidden=VARYING)
-        self._text = SplitTemplate(self.env, "digest.txt", self._generated, hidden=VARYING)
+            self._html = SplitTemplate(self.env, "inlined/digest.html", self._generated, _full_entry, VARYING)
+        self._text = SplitTemplate(self.env, "digest.txt", self._generated, _full_entry, VARYING)
 
     def unsubscribe_links(self, email: str) -> dict[str, str | None]:
         """``mailto`` always; ``https`` when base_url is set; ``url`` the one to show a reader."""
@@ -301,10 +306,15 @@ class Renderer:
         https = f"{self.base_url}/unsubscribe?email={quote(email)}" if self.base_url else None
         return {"mailto": mailto, "https": https, "url": https or mailto}
 
-    def context(self, digest: Digest) -> dict[str, Any]:
-        entries = []
-        for number, m in enumerate(digest.matches, start=1):
-            entries.append({"number": number, "score": m.score, **_entry(m.paper, m.matched)})
+    def context(self, digest: Digest, *, full: bool = True) -> dict[str, Any]:
+        """What the templates see. With ``full=False`` entries carry only their number, score, paper and
+        matched keywords: the frame needs no more, and a paper block already cached needs nothing."""
+        entries = [
+            {"number": number, "score": m.score, "paper": m.paper, "matched": m.matched}
+            for number, m in enumerate(digest.matches, start=1)
+        ]
+        if full:
+            entries = [_full_entry(e) for e in entries]
         profile = digest.subscriber.profile
         topics = digest.top_topics(3)
         n = len(digest.matches)
@@ -327,22 +337,24 @@ class Renderer:
             "sender_name": self.sender_name or "Paper Digest",
         }
 
-    def html_body(self, context: dict[str, Any]) -> Body:
+    def html_body(self, context: dict[str, Any], *, text: bool = False) -> Body:
         if self._html is not None:
-            return self._html.render(context)
-        html = inline_css(self.env.get_template("digest.html").render(context))
-        return Body(html, qp(html))
+            return self._html.render(context, text=text)
+        entries = [_full_entry(e) for e in context["entries"]]
+        return Body.of(
+            inline_css(self.env.get_template("digest.html").render({**context, "entries": entries}))
+        )
 
-    def text_body(self, context: dict[str, Any]) -> Body:
-        return self._text.render(context)
+    def text_body(self, context: dict[str, Any], *, text: bool = False) -> Body:
+        return self._text.render(context, text=text)
 
     def html(self, context: dict[str, Any]) -> str:
         """The HTML part for a context (see ``context``)."""
-        return self.html_body(context).text
+        return str(self.html_body(context, text=True).text)
 
     def text(self, context: dict[str, Any]) -> str:
         """The plain-text part for a context."""
-        return self.text_body(context).text
+        return str(self.text_body(context, text=True).text)
 
     def fit(self, digest: Digest) -> tuple[Digest, dict[str, Any], Body]:
         """The digest cut to the papers whose HTML fits ``html_budget``, its context and its HTML.
@@ -350,7 +362,7 @@ class Renderer:
         Papers that do not fit move to ``more`` ("N more papers matched: see them in your next digest")
         and stay candidates; the header and footer are always there.
         """
-        context = self.context(digest)
+        context = self.context(digest, full=False)
         html = self.html_body(context)
         if html.size <= self.html_budget:
             return digest, context, html
@@ -359,12 +371,12 @@ class Renderer:
         while low <= high:
             mid = (low + high) // 2
             trial = self._cut(digest, mid)
-            if self.html_body(self.context(trial)).size <= self.html_budget:
+            if self.html_body(self.context(trial, full=False)).size <= self.html_budget:
                 fits, low = mid, mid + 1
             else:
                 high = mid - 1
         cut = self._cut(digest, fits)
-        context = self.context(cut)
+        context = self.context(cut, full=False)
         return cut, context, self.html_body(context)
 
     @staticmethod

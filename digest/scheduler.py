@@ -33,7 +33,7 @@ from digest import pipeline
 from digest.errors import DigestError
 from digest.runlock import run_lock
 from digest.settings import Settings, load_settings
-from digest.store import Store
+from digest.store import RUN_SYNC, Store
 from digest.transport import make_transport
 
 log = logging.getLogger("digest.scheduler")
@@ -47,7 +47,7 @@ def daily_job(config: str | None) -> int:
         settings = load_settings(config)
         now = datetime.now(UTC)
         lock = settings.database.with_name(settings.database.name + ".lock")
-        with run_lock(lock, now), Store.open(settings.database) as store:
+        with run_lock(lock, now), Store.open(settings.database, sync=RUN_SYNC) as store:
             report = pipeline.run_once(settings, make_transport(settings), store, now)
     except DigestError as exc:
         log.error("scheduled run could not run: %s", exc)

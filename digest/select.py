@@ -242,6 +242,18 @@ def _keyword_spans(text: str, text_kw: str) -> tuple[tuple[int, int], ...]:
 Vector = npt.NDArray[np.int32]
 
 
+_MAX_WORDS = 1 << 23  # words of one field that are indexed: a garbage abstract cannot overflow a position
+
+
+def _pack(paper: int, field: int, word: int) -> int:
+    """A position as one integer: ``_unpack(_pack(7, 1, 42)) == (7, 1, 42)``."""
+    return paper << 24 | field << 23 | word
+
+
+def _unpack(where: int) -> tuple[int, int, int]:
+    return where >> 24, (where >> 23) & 1, where & 0x7FFFFF
+
+
 class PaperIndex:
     """The run's candidate pool, tokenised once; each distinct keyword evaluated once.
 
@@ -252,18 +264,22 @@ class PaperIndex:
         self.papers: list[Paper] = list(papers)
         n = len(self.papers)
         self._fields: list[tuple[Field, Field]] = []
-        self._ci: dict[str, list[tuple[int, int, int]]] = {}
-        self._cs: dict[str, list[tuple[int, int, int]]] = {}
-        self._folded: dict[str, list[tuple[int, int, int]]] = {}
+        # Postings: word -> positions (paper, field, word) packed into one integer each (_pack), in arrays:
+        # a 5,000-paper day has over a million positions, which as tuples would take ~150 MB per process.
+        self._ci: dict[str, array[int]] = {}
+        self._cs: dict[str, array[int]] = {}
+        self._folded: dict[str, array[int]] = {}
         for pi, paper in enumerate(self.papers):
             fields = (tokenize(paper.title), tokenize(paper.abstract))
             self._fields.append(fields)
             for fi, f in enumerate(fields):
-                for pos, tok in enumerate(f.tokens):
-                    where = (pi, fi, pos)
-                    self._ci.setdefault(tok.ci, []).append(where)
-                    self._cs.setdefault(tok.cs, []).append(where)
-                    self._folded.setdefault(tok.folded, []).append(where)
+                for pos, tok in enumerate(f.tokens[:_MAX_WORDS]):
+                    where = _pack(pi, fi, pos)
+                    for index, word in ((self._ci, tok.ci), (self._cs, tok.cs), (self._folded, tok.folded)):
+                        postings = index.get(word)
+                        if postings is None:
+                            postings = index[word] = array("Q")
+                        postings.append(where)
         self._vocab = sorted(self._folded)
         # Rank of each paper among equals in score: upvotes (desc), then title, then key.
         order = sorted(
@@ -287,14 +303,14 @@ class PaperIndex:
     def _starts(self, first: KeywordWord) -> Iterable[tuple[int, int, int]]:
         """Positions where the keyword's first word matches."""
         if not first.prefix:
-            return (self._cs if first.cased else self._ci).get(first.form, ())
+            return map(_unpack, (self._cs if first.cased else self._ci).get(first.form, ()))
         probe = first.form.casefold()
         lo = bisect.bisect_left(self._vocab, probe)
         found: list[tuple[int, int, int]] = []
         for folded in self._vocab[lo:]:
             if not folded.startswith(probe):
                 break
-            found.extend(self._folded[folded])
+            found.extend(map(_unpack, self._folded[folded]))
         if first.cased:
             found = [w for w in found if first.matches(self._fields[w[0]][w[1]].tokens[w[2]])]
         return found

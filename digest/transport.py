@@ -257,8 +257,18 @@ class SmtpTransport:
         rcpt = ", ".join(recipients)
         if self._conn is None:
             self._conn = self._connect(rcpt)
+        conn = self._conn
         try:
-            self._conn.sendmail(self.sender, recipients, message.wire())
+            if message.smtputf8 and not conn.has_extn("smtputf8"):
+                raise PermanentDeliveryError(
+                    rcpt,
+                    f"{self.describe()} does not offer SMTPUTF8, needed for this internationalised address",
+                )
+            if conn.has_extn("pipelining") and not message.smtputf8:
+                self._send_pipelined(conn, recipients, message)
+            else:
+                options = ["SMTPUTF8"] if message.smtputf8 else []
+                conn.sendmail(self.sender, recipients, message.wire(), mail_options=options)
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
             raise TransientDeliveryError(rcpt, f"the server closed the connection: {exc}") from exc
@@ -274,6 +284,39 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError) as exc:  # timeouts and resets: the state is unknown
             self._drop()
             raise TransientDeliveryError(rcpt, f"connection problem: {exc!r}") from exc
+
+    def _send_pipelined(self, conn: smtplib.SMTP, recipients: list[str], message: Outgoing) -> None:
+        """MAIL, RCPT and DATA in one write, their replies read together (RFC 2920): two round trips per
+        message instead of four. Raises what ``sendmail`` would for the same replies."""
+        data = message.data.replace(b"\n.", b"\n..").replace(b"\n", b"\r\n")  # dot-stuffed (RFC 5321 4.5.2)
+        size = f" SIZE={len(data)}" if conn.has_extn("size") else ""
+        commands = [f"MAIL FROM:{smtplib.quoteaddr(self.sender)}{size}"]
+        commands += [f"RCPT TO:{smtplib.quoteaddr(r)}" for r in recipients]
+        conn.send("".join(c + "\r\n" for c in [*commands, "DATA"]))
+        mail = conn.getreply()
+        refused = {r: answer for r in recipients if (answer := conn.getreply())[0] not in (250, 251)}
+        data_reply = conn.getreply()
+        if mail[0] != 250:
+            self._reset(conn, data_reply)
+            raise smtplib.SMTPSenderRefused(mail[0], mail[1], self.sender)
+        if refused:
+            self._reset(conn, data_reply)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        if data_reply[0] != 354:
+            self._reset(conn, data_reply)
+            raise smtplib.SMTPDataError(*data_reply)
+        conn.send(data + (b"" if data.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+        code, text = conn.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, text)
+
+    @staticmethod
+    def _reset(conn: smtplib.SMTP, data_reply: tuple[int, bytes]) -> None:
+        if data_reply[0] == 354:  # the server waits for a message it must not get: end it empty, drop it
+            conn.send(b".\r\n")
+            conn.getreply()
+        if data_reply[0] != 421:
+            conn.rset()
 
     def _drop(self) -> None:
         if self._conn is not None:

@@ -62,12 +62,12 @@ def _start(settings: Settings, now: datetime, workers: int) -> None:
     global _state
     from digest import pipeline
     from digest.runlock import hold_as_worker, lock_path
-    from digest.store import Store
+    from digest.store import RUN_SYNC, Store
     from digest.transport import make_transport
 
     hold_as_worker(lock_path(settings.database))  # released by the kernel when this process ends
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s[worker]: %(message)s")
-    store = Store.open(settings.database)
+    store = Store.open(settings.database, sync=RUN_SYNC)
     transport = make_transport(settings)
     transport.__enter__()
     courier = pipeline._courier(settings, transport, share=workers)

@@ -54,8 +54,11 @@ class ScriptedHandler(RecordingHandler):
     and then the connection is cut before the 250 reaches the client.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = False) -> None:
         super().__init__()
+        self.pipelining = (
+            pipelining  # offer PIPELINING (RFC 2920): the client then sends MAIL, RCPT, DATA at once
+        )
         self.script: dict[tuple[str, str], list[str]] = {}
         self.attempts: Counter[tuple[str, str]] = Counter()
         self.drop_after_data: set[str] = set()
@@ -76,6 +79,8 @@ class ScriptedHandler(RecordingHandler):
     ) -> Any:
         self.connections += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
@@ -96,9 +101,10 @@ class ScriptedHandler(RecordingHandler):
         return accepted
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[int, ScriptedHandler]]:
-    handler = ScriptedHandler()
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelined"])
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[int, ScriptedHandler]]:
+    """Every scenario twice: with a server that offers PIPELINING and one that does not."""
+    handler = ScriptedHandler(pipelining=request.param)
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()

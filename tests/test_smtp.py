@@ -175,3 +175,46 @@ def test_unreachable_server_is_transient(tmp_path: Path) -> None:
     msg.set_content("x")
     with pytest.raises(TransientDeliveryError, match="cannot connect"), transport:
         transport.send(Outgoing.of(msg))
+
+
+class PipeliningHandler(RecordingHandler):
+    """Offers PIPELINING and counts the messages that came in."""
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: Any
+    ) -> Any:
+        session.host_name = hostname
+        responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+
+def test_pipelined_sends_keep_dot_lines_and_reuse_one_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = PipeliningHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    pipelined: list[str] = []
+    original = SmtpTransport._send_pipelined
+
+    def spy(self: SmtpTransport, conn: Any, recipients: list[str], message: Outgoing) -> None:
+        pipelined.append(message.message_id)
+        original(self, conn, recipients, message)
+
+    monkeypatch.setattr(SmtpTransport, "_send_pipelined", spy)
+    try:
+        settings = _settings(tmp_path, port, "none", username=None)
+        body = "Line one\n.\n..two dots\n.leading dot\nlast\n"
+        with SmtpTransport(settings.smtp, "digest@example.org") as transport:
+            for i in range(3):
+                data = (
+                    f"From: digest@example.org\nTo: r{i}@example.org\nMessage-ID: <m{i}@x>\n\n{body}".encode()
+                )
+                transport.send(Outgoing("digest@example.org", (f"r{i}@example.org",), f"<m{i}@x>", data))
+    finally:
+        controller.stop()
+    assert pipelined == ["<m0@x>", "<m1@x>", "<m2@x>"]
+    assert len(handler.messages) == 3 and len(handler.sessions) == 1
+    for _, _, msg in handler.messages:
+        assert msg.get_content().replace("\r\n", "\n") == body
