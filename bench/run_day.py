@@ -106,13 +106,14 @@ class Result:
         return 1000 * self.seconds / self.n
 
 
-def _config(folder: Path, day_glob: str, smtp_port: int | None = None) -> Path:
+def _config(folder: Path, day_glob: str, smtp_port: int | None = None, workers: int = 0) -> Path:
     lines = [
         f'database = "{folder / "state.sqlite3"}"',
         'timezone = "UTC"',
         "lookback_days = 3",
         "[delivery]",
         f'maildir = "{folder / "mail"}"',
+        f"workers = {workers}",
     ]
     if smtp_port:
         lines += [
@@ -128,11 +129,13 @@ def _config(folder: Path, day_glob: str, smtp_port: int | None = None) -> Path:
     return cfg
 
 
-def run_digest(stage: str, day: str, day_glob: str, n: int, smtp_port: int | None = None) -> Result:
+def run_digest(
+    stage: str, day: str, day_glob: str, n: int, smtp_port: int | None = None, workers: int = 0
+) -> Result:
     """One fresh state with ``n`` subscribers, then one timed ``digest run``."""
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
         folder = Path(tmp)
-        cfg = _config(folder, day_glob, smtp_port)
+        cfg = _config(folder, day_glob, smtp_port, workers)
         with Store.open(folder / "state.sqlite3") as store:
             store.add_subscribers(subscribers(n), NOW)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
@@ -228,6 +231,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--quick", action="store_true", help="1,000 and 10,000 subscribers, a smaller SMTP run")
     ap.add_argument("--sizes", type=int, nargs="*", help="subscriber counts (default 1,000 10,000 100,000)")
     ap.add_argument("--smtp", type=int, help="subscribers for the SMTP run (default 20,000; 0 skips it)")
+    ap.add_argument(
+        "--smtp-workers", type=int, default=0, help="[delivery] workers for the SMTP run (0: auto)"
+    )
     ap.add_argument("--days", nargs="*", choices=["seeds", "big"], default=["seeds", "big"])
     ap.add_argument("--no-baseline", action="store_true", help="skip timing the straightforward pipeline")
     args = ap.parse_args(argv)
@@ -264,7 +270,8 @@ def main(argv: list[str]) -> None:
             sink, port, sink_name = start_sink()
             try:
                 stage = f"digest run → SMTP ({sink_name})"
-                results.append(run_digest(stage, "375 seed papers", days["375 seed papers"], smtp_n, port))
+                seeds = days["375 seed papers"]
+                results.append(run_digest(stage, "375 seed papers", seeds, smtp_n, port, args.smtp_workers))
             finally:
                 sink.terminate()
                 sink.wait()

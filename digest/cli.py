@@ -38,8 +38,6 @@ from digest.runlock import run_lock
 from digest.select import check_profile
 from digest.settings import Settings, load_settings, normalise_email
 from digest.store import RUN_SYNC, Store
-from digest.transport import make_transport
-from digest.workers import worker_count
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK, EXIT_RETRY, EXIT_CANNOT_RUN = 0, 1, 2
@@ -102,19 +100,12 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
     """
     settings = load_settings(config)
     now = _now()
-    with run_lock(lock_path(settings), now), Store.open(settings.database, sync=RUN_SYNC) as store:
-        total = store.count_subscribers()
-        workers = worker_count(settings.delivery.workers, total, settings.delivery.method)
-        with run_progress(total) as progress:
-            report = pipeline.run_once(
-                settings,
-                make_transport(settings),
-                store,
-                now,
-                dry_run=dry_run,
-                progress=progress,
-                workers=workers,
-            )
+    with (
+        run_lock(lock_path(settings), now),
+        Store.open(settings.database, sync=RUN_SYNC) as store,
+        run_progress(store.count_subscribers()) as progress,
+    ):
+        report = pipeline.run_configured(settings, store, now, dry_run=dry_run, progress=progress)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:

@@ -31,10 +31,10 @@ from apscheduler.triggers.cron import CronTrigger
 
 from digest import pipeline
 from digest.errors import DigestError
-from digest.runlock import run_lock
+from digest.progress import run_progress
+from digest.runlock import lock_path, run_lock
 from digest.settings import Settings, load_settings
 from digest.store import RUN_SYNC, Store
-from digest.transport import make_transport
 
 log = logging.getLogger("digest.scheduler")
 MISFIRE_GRACE_SECONDS = 6 * 3600
@@ -46,9 +46,12 @@ def daily_job(config: str | None) -> int:
     try:
         settings = load_settings(config)
         now = datetime.now(UTC)
-        lock = settings.database.with_name(settings.database.name + ".lock")
-        with run_lock(lock, now), Store.open(settings.database, sync=RUN_SYNC) as store:
-            report = pipeline.run_once(settings, make_transport(settings), store, now)
+        with (
+            run_lock(lock_path(settings.database), now),
+            Store.open(settings.database, sync=RUN_SYNC) as store,
+            run_progress(store.count_subscribers()) as progress,
+        ):
+            report = pipeline.run_configured(settings, store, now, progress=progress)
     except DigestError as exc:
         log.error("scheduled run could not run: %s", exc)
         return 2

@@ -1,0 +1,17 @@
+"""The state database (SQLite): see ``database`` for what it keeps."""
+
+from digest.store.database import RUN_SYNC, Store
+from digest.store.outbox import BOUNCE_LIMIT, DeliveryState, NewMessage, OutboxRow, SentRecord
+from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+__all__ = [
+    "BOUNCE_LIMIT",
+    "MIGRATIONS",
+    "RUN_SYNC",
+    "SCHEMA_VERSION",
+    "DeliveryState",
+    "NewMessage",
+    "OutboxRow",
+    "SentRecord",
+    "Store",
+]

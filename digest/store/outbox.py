@@ -1,0 +1,245 @@
+"""Deliveries: the outbox rows a run begins, marks and resends, and what was sent to whom."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from digest.errors import StoreError
+from digest.models import Paper
+from digest.store.base import Connection, _chunks, _iso
+
+BOUNCE_LIMIT = 3  # consecutive permanent failures before a subscriber is marked bouncing
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A digest message that was begun but not (yet) accepted."""
+
+    id: int
+    email: str
+    day: date
+    message_id: str
+    refs: tuple[int, ...]
+    status: str
+    attempts: int
+    more: int = 0  # matches left out by the cap, so a resend says the same "N more" line
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """One paper sent to one subscriber."""
+
+    key: str
+    title: str
+    sent_at: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """An outbox row to begin: who, which digest day, its Message-ID, the papers' refs, the "N more"."""
+
+    email: str
+    day: date
+    message_id: str
+    refs: tuple[int, ...]
+    more: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """What a batch of subscribers already has (see ``Store.delivery_state``); keys are casefolded."""
+
+    unfinished: dict[str, list[OutboxRow]]
+    sent_today: set[str]
+    sent_refs: dict[str, set[int]]
+
+
+def _outbox_row(r: sqlite3.Row) -> OutboxRow:
+    return OutboxRow(
+        r["id"],
+        r["email"],
+        date.fromisoformat(r["digest_date"]),
+        r["message_id"],
+        tuple(json.loads(r["papers"])),
+        r["status"],
+        r["attempts"],
+        r["more"],
+    )
+
+
+class Outbox(Connection):
+    """The delivery half of ``Store``."""
+
+    # -- deliveries ----------------------------------------------------------------------------------
+
+    def begin_message(
+        self, email: str, day: date, message_id: str, papers: Iterable[Paper], now: datetime, more: int = 0
+    ) -> int:
+        """Commit the outbox row for a digest before it is sent; returns its id.
+
+        Raises StoreError if ``email`` already has a live digest for ``day`` (another run got there first).
+        """
+        refs = tuple(p.ref for p in papers if p.ref is not None)
+        row_id = self.begin_messages([NewMessage(email, day, message_id, refs, more)], now)[0]
+        if row_id is None:
+            raise StoreError(f"{email} already has a digest for {day.isoformat()}")
+        return row_id
+
+    def begin_messages(
+        self, messages: Sequence[NewMessage], now: datetime, resume: Sequence[int] = ()
+    ) -> list[int | None]:
+        """Commit outbox rows for a batch before any of it is sent, and mark ``resume`` rows in flight again.
+
+        Returns each new row's id, or None where the subscriber already has a live digest for that day
+        (another run got there first): that one must not be sent.
+        """
+        stamp = _iso(now)
+        ids: list[int | None] = []
+        with self.transaction() as tx:
+            for m in messages:
+                cur = tx.execute(
+                    "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
+                    " more) VALUES (?,?,?,'sending',?,?,?,?) ON CONFLICT DO NOTHING",
+                    (m.email, m.message_id, m.day.isoformat(), stamp, stamp, json.dumps(m.refs), m.more),
+                )
+                ids.append(int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None)
+            for chunk in _chunks(resume):
+                tx.execute(
+                    f"UPDATE messages SET status = 'sending', updated = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                    (stamp, *chunk),
+                )
+        return ids
+
+    def resume_message(self, row_id: int, now: datetime) -> None:
+        """Mark an unfinished row as in flight again before it is resent."""
+        self.begin_messages([], now, resume=[row_id])
+
+    def mark_sent(self, row_id: int, now: datetime) -> None:
+        """The server accepted the message: record it and its papers, in one transaction."""
+        self.mark_sent_many([row_id], now)
+
+    def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
+        """Several accepted messages recorded in one transaction (a batch delivered to a Maildir)."""
+        if not row_ids:
+            return
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            for chunk in _chunks(row_ids):
+                marks = ",".join("?" * len(chunk))
+                rows = tx.execute(
+                    f"SELECT id, email, papers FROM messages WHERE id IN ({marks})", chunk
+                ).fetchall()
+                tx.execute(
+                    "UPDATE messages SET status = 'sent', sent_at = ?, updated = ?, attempts = attempts + 1"
+                    f" WHERE id IN ({marks})",
+                    (stamp, stamp, *chunk),
+                )
+                tx.executemany(
+                    "INSERT OR IGNORE INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?)",
+                    [(r["email"], ref, r["id"], stamp) for r in rows for ref in json.loads(r["papers"])],
+                )
+                emails = [r["email"] for r in rows]
+                tx.execute(
+                    f"UPDATE subscribers SET bounces = 0 WHERE bounces > 0 AND email IN ({','.join('?' * len(emails))})",
+                    emails,
+                )
+
+    def mark_retry(self, row_id: int, error: str, now: datetime) -> None:
+        """A transient failure: the row waits for the next run; its papers are not recorded."""
+        with self.transaction() as tx:
+            tx.execute(
+                "UPDATE messages SET status = 'retry', last_error = ?, updated = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (error, _iso(now), row_id),
+            )
+
+    def mark_failed(self, row_id: int, error: str, now: datetime) -> bool:
+        """A permanent refusal. Counts toward bouncing; returns True if the subscriber is now bouncing."""
+        stamp = _iso(now)
+        with self.transaction() as tx:
+            row = tx.execute("SELECT email FROM messages WHERE id = ?", (row_id,)).fetchone()
+            tx.execute(
+                "UPDATE messages SET status = 'failed', last_error = ?, updated = ?, attempts = attempts + 1"
+                " WHERE id = ?",
+                (error, stamp, row_id),
+            )
+            tx.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE email = ?", (row["email"],))
+            tx.execute(
+                "UPDATE subscribers SET bouncing_since = ? WHERE email = ? AND bounces >= ?"
+                " AND bouncing_since IS NULL",
+                (stamp, row["email"], BOUNCE_LIMIT),
+            )
+            bouncing = tx.execute(
+                "SELECT bouncing_since IS NOT NULL FROM subscribers WHERE email = ?", (row["email"],)
+            ).fetchone()
+        return bool(bouncing and bouncing[0])
+
+    def unfinished(self, email: str) -> list[OutboxRow]:
+        """Rows of ``email`` begun but not accepted: left 'sending' by a crash, or 'retry'. Oldest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM messages WHERE email = ? AND status IN ('sending', 'retry') ORDER BY id", (email,)
+        ).fetchall()
+        return [_outbox_row(r) for r in rows]
+
+    def expire_retries(self, before: date, now: datetime) -> int:
+        """Give up 'retry' rows of earlier dates: their papers are still unsent, so today's digest takes them."""
+        with self.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE messages SET status = 'expired', updated = ? WHERE status = 'retry' AND digest_date < ?",
+                (_iso(now), before.isoformat()),
+            )
+        return cur.rowcount
+
+    def record_sent(
+        self, email: str, message_id: str, day: date, papers: Iterable[Paper], now: datetime
+    ) -> None:
+        """Begin and complete a message in one go: for callers that deliver outside the outbox."""
+        self.mark_sent(self.begin_message(email, day, message_id, papers, now), now)
+
+    def sent_on(self, email: str, day: date) -> bool:
+        """Whether ``email`` already got the digest for local date ``day``."""
+        row = self.conn.execute(
+            "SELECT 1 FROM messages WHERE email = ? AND digest_date = ? AND status = 'sent' LIMIT 1",
+            (email, day.isoformat()),
+        ).fetchone()
+        return row is not None
+
+    def delivery_state(self, emails: Sequence[str], day: date, min_ref: int = 0) -> DeliveryState:
+        """For a batch of subscribers at once: unfinished rows, who already got ``day``'s digest, and the
+        refs (at least ``min_ref``: the candidate pool's) already sent to each. Keys are casefolded."""
+        state = DeliveryState({}, set(), {})
+        for chunk in _chunks(emails):
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                f"SELECT * FROM messages WHERE status IN ('sending', 'retry') AND email IN ({marks}) ORDER BY id",
+                chunk,
+            ):
+                state.unfinished.setdefault(r["email"].casefold(), []).append(_outbox_row(r))
+            for r in self.conn.execute(
+                f"SELECT email FROM messages WHERE digest_date = ? AND status = 'sent' AND email IN ({marks})",
+                (day.isoformat(), *chunk),
+            ):
+                state.sent_today.add(r["email"].casefold())
+            for email, pid in self.conn.execute(
+                f"SELECT email, pid FROM sent WHERE pid >= ? AND email IN ({marks})", (min_ref, *chunk)
+            ):
+                state.sent_refs.setdefault(email.casefold(), set()).add(pid)
+        return state
+
+    def history(self, email: str) -> list[SentRecord]:
+        """What was sent to ``email``, newest first."""
+        rows = self.conn.execute(
+            "SELECT p.arxiv_id, p.title_key, p.title, s.sent_at, m.message_id FROM sent s"
+            " JOIN papers p ON p.pid = s.pid JOIN messages m ON m.id = s.message"
+            " WHERE s.email = ? ORDER BY s.sent_at DESC, p.pid",
+            (email,),
+        ).fetchall()
+        return [
+            SentRecord(r["arxiv_id"] or f"title:{r['title_key']}", r["title"], r["sent_at"], r["message_id"])
+            for r in rows
+        ]

@@ -1,0 +1,80 @@
+"""The schema, as the migrations that build it: ``MIGRATIONS[n]`` takes a database from version n to n+1."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE papers (
+        pid          INTEGER PRIMARY KEY,
+        arxiv_id     TEXT UNIQUE,
+        title_key    TEXT NOT NULL,
+        title        TEXT NOT NULL,
+        abstract     TEXT NOT NULL,
+        authors      TEXT NOT NULL DEFAULT '[]',
+        org          TEXT,
+        author_count INTEGER,
+        published    TEXT,
+        upvotes      INTEGER,
+        url          TEXT,
+        source       TEXT NOT NULL,
+        first_seen   TEXT NOT NULL,
+        last_seen    TEXT NOT NULL
+    );
+    CREATE INDEX papers_title_key ON papers (title_key);
+    CREATE INDEX papers_first_seen ON papers (first_seen);
+    CREATE TABLE subscribers (
+        email      TEXT PRIMARY KEY COLLATE NOCASE,
+        name       TEXT NOT NULL DEFAULT '',
+        keywords   TEXT NOT NULL DEFAULT '[]',
+        exclude    TEXT NOT NULL DEFAULT '[]',
+        max_papers INTEGER NOT NULL,
+        origin     TEXT NOT NULL CHECK (origin IN ('cli', 'config')),
+        in_config  INTEGER NOT NULL DEFAULT 0,
+        active     INTEGER NOT NULL DEFAULT 1,
+        created    TEXT NOT NULL,
+        updated    TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY,
+        email       TEXT NOT NULL COLLATE NOCASE,
+        message_id  TEXT NOT NULL UNIQUE,
+        digest_date TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        created     TEXT NOT NULL,
+        sent_at     TEXT
+    );
+    CREATE INDEX messages_email ON messages (email, digest_date);
+    CREATE TABLE sent (
+        email   TEXT NOT NULL COLLATE NOCASE,
+        pid     INTEGER NOT NULL REFERENCES papers (pid),
+        message INTEGER NOT NULL REFERENCES messages (id),
+        sent_at TEXT NOT NULL,
+        PRIMARY KEY (email, pid)
+    ) WITHOUT ROWID;
+    CREATE TABLE fetch_state (
+        source        TEXT PRIMARY KEY,
+        url           TEXT NOT NULL,
+        etag          TEXT,
+        last_modified TEXT,
+        fetched_at    TEXT NOT NULL
+    );
+    """,
+    # 1 -> 2: the outbox. A message row is written as 'sending' before the send, becomes 'sent' on
+    # acceptance (only then are its papers recorded), 'retry' after a transient failure, 'failed' after a
+    # permanent one, 'expired' when a retry is overtaken by a newer digest. At most one live digest per
+    # subscriber and local date. Consecutive permanent failures mark a subscriber as bouncing.
+    """
+    ALTER TABLE messages ADD COLUMN papers TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE messages ADD COLUMN more INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN last_error TEXT;
+    ALTER TABLE messages ADD COLUMN updated TEXT;
+    CREATE UNIQUE INDEX messages_one_per_day ON messages (email, digest_date)
+        WHERE status IN ('sending', 'sent', 'retry');
+    CREATE INDEX messages_unfinished ON messages (status) WHERE status IN ('sending', 'retry');
+    ALTER TABLE subscribers ADD COLUMN bounces INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscribers ADD COLUMN bouncing_since TEXT;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
