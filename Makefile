@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install demo test bench screenshots lint typecheck clean
+.PHONY: install demo test bench bench-quick screenshots lint typecheck clean
 
 install: $(STAMP)
 
@@ -31,9 +31,20 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## Times a real run on the seed listings for synthetic subscribers (prints a table).
+## Times real runs at 1,000 / 10,000 / 100,000 subscribers, into a Maildir and over SMTP into Postfix's
+## smtp-sink (Debian's postfix package, installed if missing and possible; else aiosmtpd), beside the
+## straightforward pipeline. Prints a table. bench-quick: 1,000 and 10,000 only.
+SINK_INSTALL = test -x /usr/sbin/smtp-sink || (echo "postfix postfix/main_mailer_type select No configuration" \
+	| debconf-set-selections && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	--no-install-recommends postfix) || echo "smtp-sink not installed: the SMTP run uses aiosmtpd"
+
 bench: install
+	-$(SINK_INSTALL)
 	cd bench && ../$(BIN)/python run_day.py
+
+bench-quick: install
+	-$(SINK_INSTALL)
+	cd bench && ../$(BIN)/python run_day.py --quick
 
 ## Renders sample digests in headless Chromium (Debian's package, installed if missing) into docs/screenshots/.
 screenshots: install
