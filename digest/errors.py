@@ -17,7 +17,8 @@ and, where there is one, *how to fix it*.
     │   │   └── ServerUnavailableError   no connection or no greeting: the rest waits for the next run
     │   ├── PermanentDeliveryError   5xx for this recipient: not retried this run
     │   └── DeliveryAbortedError     AUTH or TLS failure: delivery stops for the whole run
-    └── StoreError             the database is unreadable or from a newer version
+    ├── StoreError             the database is unreadable or from a newer version
+    └── WorkerError            a worker process died mid-run (killed, out of memory); the next run goes on
 """
 
 from __future__ import annotations
@@ -108,3 +109,8 @@ class DeliveryAbortedError(DeliveryError):
 
 class StoreError(DigestError):
     """The state database cannot be used."""
+
+
+class WorkerError(DigestError):
+    """A worker process died while delivering. The outbox makes this a crash like any other: what it had
+    begun and not recorded is resent by the next run, with the same Message-IDs."""

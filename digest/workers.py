@@ -19,10 +19,12 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.util import Finalize
 
+from digest.errors import WorkerError
 from digest.models import Tally
 from digest.settings import Settings
 
@@ -132,6 +134,11 @@ def deliver_in_workers(
                     tally.merge(part)
                     if progress:
                         progress(part.total)
+        except BrokenProcessPool as exc:
+            raise WorkerError(
+                "a worker process died during the run (killed, or out of memory); the run stopped",
+                hint="run digest run again: it resends what was begun and sends what was left, once",
+            ) from exc
         except BaseException:
             for future in futures:
                 future.cancel()  # ranges not begun wait for the next run; begun ones finish

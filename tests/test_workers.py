@@ -111,6 +111,46 @@ def test_a_killed_parallel_run_is_finished_by_the_next_run_once(tmp_path: Path) 
     assert _sent_per_subscriber(settings.database) == Counter({s.email: 1 for s in _subscribers(n)})
 
 
+def _workers_of(pid: int) -> list[int]:
+    """The run's worker processes (spawned interpreters), not multiprocessing's resource tracker."""
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            children += [int(c) for c in f.read().split()]
+    out = []
+    for child in children:
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"spawn_main" in f.read():
+                out.append(child)
+    return out
+
+
+def test_a_worker_killed_mid_run_stops_the_run_and_the_next_run_finishes_once(tmp_path: Path) -> None:
+    n = 2600
+    cfg = write_config(tmp_path, sources=[samples_source()], tables={"delivery": {"workers": 2}})
+    settings = load_settings(cfg)
+    with Store.open(settings.database) as store:
+        store.add_subscribers(_subscribers(n), NOW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    run = [DIGEST, "run", "--config", str(cfg)]
+    new = settings.delivery.maildir / "new"
+    with subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
+        deadline = time.monotonic() + 120
+        while not (new.is_dir() and len(os.listdir(new)) >= 300):
+            assert proc.poll() is None, "the run ended before the kill point"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(_workers_of(proc.pid)[0], signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "a worker process died during the run" in stderr and "Traceback" not in stderr
+    again = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    to = Counter(str(m["To"]) for m in read_maildir(settings.delivery.maildir))
+    assert len(to) == n and set(to.values()) == {1}
+    assert _sent_per_subscriber(settings.database) == Counter({s.email: 1 for s in _subscribers(n)})
+
+
 def test_worker_count() -> None:
     assert workers.worker_count(0, 100, "maildir") == 1  # small runs stay in one process
     assert workers.worker_count(0, 100_000, "maildir") == max(1, os.cpu_count() or 1)
