@@ -61,7 +61,7 @@ class Outgoing:
         return cls(sender, recipients, str(message.get("Message-ID", "")), data)
 
 
-@functools.lru_cache(maxsize=1 << 14)  # a run's subjects repeat: the same topics, the same day
+@functools.lru_cache(maxsize=1024)  # subjects repeat within a run (the same topics, the same day)
 def encode_words(text: str) -> str:
     """Header text: ASCII words as written, runs of non-ASCII words as RFC 2047 encoded-words.
 

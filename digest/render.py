@@ -121,7 +121,7 @@ def message_id_for(digest: Digest, domain: str) -> str:
     return f"<digest.{digest.day:%Y%m%d}.{h.hexdigest()[:24]}@{domain}>"
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=4096)
 def _wrap(text: str, indent: int = 0) -> str:
     """Wrapped at 72 for the text part. Cached: the same abstracts are wrapped for many subscribers."""
     pad = " " * indent
