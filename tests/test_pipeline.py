@@ -238,3 +238,22 @@ def test_preview_unknown_subscriber(tmp_path: Path, now: datetime, email: str) -
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     with pytest.raises(SubscriberError, match="no subscriber"):
         pipeline.preview(settings, store, email, now)
+
+
+def test_a_digest_begun_elsewhere_meanwhile_is_not_sent_again(tmp_path: Path, now: datetime) -> None:
+    """Between planning and beginning, another writer (a library user ignoring the run lock) begins Ada's
+    digest for the day: the batch's insert is refused by the database, and nothing is sent to her."""
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    store.sync_config_subscribers(settings.config_subscribers(), now)
+    pipeline.ingest(settings, store, now)
+    (batch,) = pipeline.plan_batches(settings, store, now)
+    assert batch[0].digest is not None
+    from digest.store import NewMessage
+
+    store.begin_messages([NewMessage("ada@example.org", batch[0].digest.day, "<other@x>", ())], now)
+    transport = MemoryTransport()
+    delivery = pipeline.Delivery(store, pipeline._renderer(settings), pipeline.Courier(transport), now, False)
+    (report,) = delivery.deliver_batch(batch)
+    assert report.status == NOTHING_NEW and "already has a digest" in (report.note or "")
+    assert transport.sent == []
+    store.close()

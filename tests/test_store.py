@@ -11,7 +11,7 @@ import pytest
 from digest.errors import StoreError
 from digest.models import Paper, Profile, Subscriber
 from digest.sources.fetch import Validators
-from digest.store import SCHEMA_VERSION, Store
+from digest.store import SCHEMA_VERSION, NewMessage, Store
 
 
 @pytest.fixture
@@ -150,3 +150,50 @@ def test_snapshot_is_a_detached_copy(store: Store, now: datetime) -> None:
     assert copy.count_papers() == 2
     assert store.count_papers() == 1
     copy.close()
+
+
+def test_batched_outbox_rows_and_state_in_few_queries(store: Store, now: datetime) -> None:
+    store.ingest([Paper("A", "x"), Paper("B", "y"), Paper("C", "z")], now)
+    a, b, c = store.recent_papers(now - timedelta(days=1))
+    assert a.ref is not None and b.ref is not None and c.ref is not None
+    day = now.date()
+    ids = store.begin_messages(
+        [
+            NewMessage("ada@example.org", day, "<m1@x>", (a.ref, b.ref)),
+            NewMessage("grace@example.org", day, "<m2@x>", (c.ref,), more=4),
+            NewMessage("ADA@example.org", day, "<m3@x>", (c.ref,)),  # a second live digest for the day
+        ],
+        now,
+    )
+    assert ids[0] and ids[1] and ids[2] is None  # refused, not raised: that one must not be sent
+    store.mark_sent_many([ids[0]], now)
+    state = store.delivery_state(["ada@example.org", "Grace@example.org", "nobody@example.org"], day)
+    assert state.sent_today == {"ada@example.org"}
+    assert state.sent_refs == {"ada@example.org": {a.ref, b.ref}}
+    (row,) = state.unfinished["grace@example.org"]
+    assert (row.message_id, row.refs, row.more, row.status) == ("<m2@x>", (c.ref,), 4, "sending")
+    assert (
+        store.delivery_state(["ada@example.org"], day, min_ref=b.ref + 1).sent_refs == {}
+    )  # outside the pool
+    with pytest.raises(StoreError, match="already has a digest"):
+        store.begin_message("ada@example.org", day, "<m4@x>", [c], now)
+
+
+def test_subscriber_batches_and_bounds_cover_everyone_once(store: Store, now: datetime) -> None:
+    store.add_subscribers(
+        [Subscriber(f"u{i:03d}@example.org", "", Profile(("RAG",))) for i in range(25)], now
+    )
+    store.unsubscribe("u007@example.org", now)
+    batches = list(store.subscriber_batches(10))
+    assert [len(b) for b in batches] == [9, 10, 5]  # u007 is inactive: skipped in its batch
+    bounds = store.subscriber_bounds(10)
+    assert bounds == ["u000@example.org", "u010@example.org", "u020@example.org"]
+    ranges = zip(bounds, [*bounds[1:], None], strict=True)
+    seen = [
+        s.email
+        for start, stop in ranges
+        for b in store.subscriber_batches(4, start=start, stop=stop)
+        for s in b
+    ]
+    assert seen == [f"u{i:03d}@example.org" for i in range(25) if i != 7]
+    assert store.count_subscribers() == 24

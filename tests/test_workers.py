@@ -172,3 +172,20 @@ def test_progress_log_lines(caplog: pytest.LogCaptureFixture) -> None:
         "1,000/1,000 subscribers (100%), 40/s, about 0 s left",
         "1,000/1,000 subscribers (100%), 40/s in all",
     ]
+
+
+def test_tally_counts_everyone_and_keeps_details_bounded() -> None:
+    from digest.models import FAILED, NOTHING_NEW, SubscriberReport, Tally
+
+    part = Tally(limit=2, keep_first=0)  # a worker's: problems only
+    part.add([SubscriberReport(f"s{i}", SENT) for i in range(5)])
+    part.add([SubscriberReport(f"f{i}", FAILED, error="550") for i in range(3)])
+    assert part.counts == {SENT: 5, FAILED: 3} and part.problems == 3
+    assert [r.email for r in part.kept] == ["f0", "f1"] and part.omitted == 6
+    whole = Tally(limit=2)
+    whole.add([SubscriberReport("n0", NOTHING_NEW)])
+    whole.merge(part)
+    assert whole.counts == {NOTHING_NEW: 1, SENT: 5, FAILED: 3} and whole.problems == 3 and whole.total == 9
+    report = whole.report(NOW, (), "memory", False)
+    assert not report.ok and report.status_counts[FAILED] == 3
+    assert report.omitted == 6 and {r.email for r in report.subscribers} == {"n0", "f0", "f1"}
