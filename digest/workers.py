@@ -23,10 +23,15 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.util import Finalize
+from typing import TYPE_CHECKING
 
 from digest.errors import WorkerError
 from digest.models import Tally
 from digest.settings import Settings
+
+if TYPE_CHECKING:
+    from digest.pipeline import Delivery
+    from digest.select import PaperIndex
 
 CHUNK = 1000  # subscribers per task: enough to amortise a task, small enough to balance the workers
 AUTO_MIN = 2 * CHUNK  # with fewer subscribers, starting processes costs more than it saves
@@ -50,16 +55,15 @@ def worker_count(setting: int, subscribers: int, method: str) -> int:
 class _WorkerState:
     settings: Settings
     now: datetime
-    delivery: object
-    store: object
-    pool: object
-    parent: int
+    delivery: Delivery
+    pool: PaperIndex
+    parent: int  # the run's pid: when it changes, the run was killed
 
 
 _state: _WorkerState | None = None
 
 
-def _start(settings: Settings, now: datetime, workers: int) -> None:
+def _start(settings: Settings, now: datetime, workers: int, log_level: int) -> None:
     """In each worker, once: the store, the transport, the pool and the renderer."""
     global _state
     from digest import pipeline
@@ -68,14 +72,14 @@ def _start(settings: Settings, now: datetime, workers: int) -> None:
     from digest.transport import make_transport
 
     hold_as_worker(lock_path(settings.database))  # released by the kernel when this process ends
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s[worker]: %(message)s")
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     store = Store.open(settings.database, sync=RUN_SYNC)
     transport = make_transport(settings)
     transport.__enter__()
     courier = pipeline._courier(settings, transport, share=workers)
     delivery = pipeline.Delivery(store, pipeline._renderer(settings), courier, now, dry_run=False)
     pool = pipeline.candidate_pool(settings, store, now)
-    _state = _WorkerState(settings, now, delivery, store, pool, os.getppid())
+    _state = _WorkerState(settings, now, delivery, pool, os.getppid())
 
     def close() -> None:
         transport.__exit__(None, None, None)
@@ -90,13 +94,12 @@ def _work(start: str, stop: str | None) -> Tally:
 
     assert _state is not None
     delivery = _state.delivery
-    assert isinstance(delivery, pipeline.Delivery)
     tally = Tally(keep_first=0)
     for batch in pipeline.plan_batches(
         _state.settings,
         delivery.store,
         _state.now,
-        pool=_state.pool,  # type: ignore[arg-type]
+        pool=_state.pool,
         start=start,
         stop=stop,
     ):
@@ -123,7 +126,10 @@ def deliver_in_workers(
     tally = Tally()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_start, initargs=(settings, now, workers)
+        max_workers=workers,
+        mp_context=context,
+        initializer=_start,
+        initargs=(settings, now, workers, logging.getLogger().getEffectiveLevel()),
     ) as executor:
         futures: set[Future[Tally]] = {executor.submit(_work, start, stop) for start, stop in ranges}
         try:

@@ -189,3 +189,11 @@ def test_tally_counts_everyone_and_keeps_details_bounded() -> None:
     report = whole.report(NOW, (), "memory", False)
     assert not report.ok and report.status_counts[FAILED] == 3
     assert report.omitted == 6 and {r.email for r in report.subscribers} == {"n0", "f0", "f1"}
+
+
+def test_workers_share_the_rate_limit(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, tables={"delivery": {"method": "smtp"}, "smtp": {"rate_limit": 10}})
+    settings = load_settings(cfg)
+    transport = make_transport(settings)
+    assert pipeline._courier(settings, transport).interval == pytest.approx(0.1)
+    assert pipeline._courier(settings, transport, share=4).interval == pytest.approx(0.4)  # 4 x 2.5/s = 10/s
