@@ -23,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.util import Finalize
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from digest.errors import WorkerError
 from digest.models import Tally
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from digest.select import PaperIndex
 
 CHUNK = 1000  # subscribers per task: enough to amortise a task, small enough to balance the workers
+PROGRESS_EVERY = 0.25  # seconds between progress updates from the workers' counters
 AUTO_MIN = 2 * CHUNK  # with fewer subscribers, starting processes costs more than it saves
 log = logging.getLogger("digest")
 
@@ -58,12 +59,16 @@ class _WorkerState:
     delivery: Delivery
     pool: PaperIndex
     parent: int  # the run's pid: when it changes, the run was killed
+    done: (
+        Any  # shared counters (one slot per worker, no lock): subscribers done, read by the run for progress
+    )
+    slot: int
 
 
 _state: _WorkerState | None = None
 
 
-def _start(settings: Settings, now: datetime, workers: int, log_level: int) -> None:
+def _start(settings: Settings, now: datetime, workers: int, log_level: int, done: Any, slots: Any) -> None:
     """In each worker, once: the store, the transport, the pool and the renderer."""
     global _state
     from digest import pipeline
@@ -79,7 +84,10 @@ def _start(settings: Settings, now: datetime, workers: int, log_level: int) -> N
     courier = pipeline._courier(settings, transport, share=workers)
     delivery = pipeline.Delivery(store, pipeline._renderer(settings), courier, now, dry_run=False)
     pool = pipeline.candidate_pool(settings, store, now)
-    _state = _WorkerState(settings, now, delivery, pool, os.getppid())
+    with slots.get_lock():  # the only lock workers share, taken once at start
+        slot = slots.value
+        slots.value += 1
+    _state = _WorkerState(settings, now, delivery, pool, os.getppid(), done, slot)
 
     def close() -> None:
         transport.__exit__(None, None, None)
@@ -104,6 +112,7 @@ def _work(start: str, stop: str | None) -> Tally:
         stop=stop,
     ):
         tally.add(delivery.deliver_batch(batch))
+        _state.done[_state.slot] += len(batch)
         if os.getppid() != _state.parent:  # the run was killed: stop as a crash would (the outbox recovers)
             os._exit(1)
     return tally
@@ -125,21 +134,25 @@ def deliver_in_workers(
     ranges = list(zip(bounds, [*bounds[1:], None], strict=True))
     tally = Tally()
     context = multiprocessing.get_context("spawn")
+    done_counts = context.RawArray("q", workers)
+    slots = context.Value("i", 0)
+    reported = 0
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_start,
-        initargs=(settings, now, workers, logging.getLogger().getEffectiveLevel()),
+        initargs=(settings, now, workers, logging.getLogger().getEffectiveLevel(), done_counts, slots),
     ) as executor:
         futures: set[Future[Tally]] = {executor.submit(_work, start, stop) for start, stop in ranges}
         try:
             while futures:
-                done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                done, futures = wait(futures, timeout=PROGRESS_EVERY, return_when=FIRST_EXCEPTION)
                 for future in done:
-                    part = future.result()  # a worker's exception is raised here
-                    tally.merge(part)
-                    if progress:
-                        progress(part.total)
+                    tally.merge(future.result())  # a worker's exception is raised here
+                if progress:
+                    total = sum(done_counts)
+                    progress(total - reported)
+                    reported = total
         except BrokenProcessPool as exc:
             raise WorkerError(
                 "a worker process died during the run (killed, or out of memory); the run stopped",

@@ -55,8 +55,12 @@ def test_workers_deliver_each_subscriber_exactly_once(
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
         store.add_subscribers(_subscribers(300), NOW)
-        report = pipeline.run_once(settings, make_transport(settings), store, NOW, workers=2)
+        steps: list[int] = []
+        report = pipeline.run_once(
+            settings, make_transport(settings), store, NOW, workers=2, progress=steps.append
+        )
         assert report.status_counts == {SENT: 300}
+        assert sum(steps) == 300  # the workers' counters, read while they work
         assert report.ok and report.subscribers == ()  # workers send back problems only
         again = pipeline.run_once(settings, make_transport(settings), store, NOW, workers=2)
         assert SENT not in again.status_counts
