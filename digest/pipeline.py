@@ -114,7 +114,8 @@ def plan_batches(
     """``plan`` a batch of subscribers at a time (addresses in [start, stop)), each batch's state read in
     a few queries; memory stays flat however many subscribers there are."""
     day = digest_day(settings, now)
-    pool = pool or candidate_pool(settings, store, now)
+    if pool is None:
+        pool = candidate_pool(settings, store, now)
     min_ref = min((p.ref for p in pool.papers if p.ref is not None), default=0)
     for subs in store.subscriber_batches(size, start=start, stop=stop):
         if only is not None:

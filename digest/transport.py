@@ -310,12 +310,13 @@ class SmtpTransport:
         if code != 250:
             raise smtplib.SMTPDataError(code, text)
 
-    @staticmethod
-    def _reset(conn: smtplib.SMTP, data_reply: tuple[int, bytes]) -> None:
-        if data_reply[0] == 354:  # the server waits for a message it must not get: end it empty, drop it
-            conn.send(b".\r\n")
-            conn.getreply()
-        if data_reply[0] != 421:
+    def _reset(self, conn: smtplib.SMTP, data_reply: tuple[int, bytes]) -> None:
+        """Abandon the transaction after a refused MAIL or RCPT."""
+        if data_reply[0] == 354:
+            # The server took DATA anyway and waits for the message: ending it, even empty, could deliver
+            # it to a recipient it accepted. Closing the connection abandons the transaction instead.
+            self._drop()
+        elif data_reply[0] != 421:
             conn.rset()
 
     def _drop(self) -> None:
