@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socketserver
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import trustme
@@ -16,10 +19,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import RecordingHandler, free_port, samples_source, write_config
 
 from digest import pipeline
-from digest.errors import DeliveryAbortedError, TransientDeliveryError
+from digest.errors import DeliveryAbortedError, PermanentDeliveryError, TransientDeliveryError
 from digest.mime import Outgoing
 from digest.models import FAILED, RETRY_LATER, SENT
-from digest.settings import load_settings
+from digest.settings import SmtpConfig, load_settings
 from digest.store import Store
 from digest.transport import SmtpTransport
 
@@ -218,3 +221,42 @@ def test_pipelined_sends_keep_dot_lines_and_reuse_one_connection(
     assert len(handler.messages) == 3 and len(handler.sessions) == 1
     for _, _, msg in handler.messages:
         assert msg.get_content().replace("\r\n", "\n") == body
+
+
+class CarelessServer(socketserver.StreamRequestHandler):
+    """A server that offers PIPELINING, refuses the recipient, and then accepts DATA all the same: what it
+    receives after its 354 is kept in ``after_data``, so the test sees whether the client ended a message."""
+
+    after_data: ClassVar[list[bytes]] = []
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 careless ESMTP\r\n")
+        if not self.rfile.readline().upper().startswith(b"EHLO"):
+            return
+        self.wfile.write(b"250-careless\r\n250 PIPELINING\r\n")
+        replies = {b"MAIL": b"250 ok\r\n", b"RCPT": b"550 5.1.1 no such user\r\n", b"DATA": b"354 go on\r\n"}
+        for _ in range(3):
+            line = self.rfile.readline()
+            self.wfile.write(replies.get(line[:4].upper(), b"500 what\r\n"))
+        self.after_data.append(self.rfile.read())  # until the client closes the connection
+
+
+def test_a_data_accepted_after_a_refused_recipient_is_abandoned_not_ended() -> None:
+    CarelessServer.after_data.clear()
+    server = socketserver.TCPServer(("127.0.0.1", 0), CarelessServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = SmtpConfig(host="127.0.0.1", port=server.server_address[1], security="none", timeout=5)
+        transport = SmtpTransport(cfg, "digest@example.org")
+        data = b"From: digest@example.org\nTo: gone@example.org\n\nbody\n"
+        with pytest.raises(PermanentDeliveryError, match="550"):
+            transport.send(Outgoing("digest@example.org", ("gone@example.org",), "<m@x>", data))
+        transport.close()
+        deadline = time.monotonic() + 5
+        while not CarelessServer.after_data and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert CarelessServer.after_data == [b""]  # the connection was closed: no message, not even an empty one
