@@ -273,9 +273,6 @@ class Delivery:
             return SubscriberReport(email, RETRY_LATER, item.digest.matches, error=f"not attempted: {why}")
         return None
 
-    def deliver(self, item: Planned) -> SubscriberReport:
-        return self.deliver_batch([item])[0]
-
     def deliver_batch(self, items: list[Planned]) -> list[SubscriberReport]:
         reports: dict[int, SubscriberReport] = {}
         ready: list[tuple[int, Planned, Composed]] = []

@@ -245,12 +245,6 @@ class Store(Outbox):
         ).fetchall()
         return [self._paper(r) for r in rows]
 
-    def sent_refs(self, email: str, refs: Iterable[int] | None = None) -> set[int]:
-        """Which papers (by store ref) were already sent to ``email``."""
-        rows = self.conn.execute("SELECT pid FROM sent WHERE email = ?", (email,)).fetchall()
-        sent = {int(r[0]) for r in rows}
-        return sent if refs is None else sent & set(refs)
-
     def validators(self, source: str, url: str) -> Validators | None:
         row = self.conn.execute(
             "SELECT etag, last_modified FROM fetch_state WHERE source = ? AND url = ?", (source, url)

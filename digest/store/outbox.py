@@ -115,10 +115,6 @@ class Outbox(Connection):
                 )
         return ids
 
-    def resume_message(self, row_id: int, now: datetime) -> None:
-        """Mark an unfinished row as in flight again before it is resent."""
-        self.begin_messages([], now, resume=[row_id])
-
     def mark_sent(self, row_id: int, now: datetime) -> None:
         """The server accepted the message: record it and its papers, in one transaction."""
         self.mark_sent_many([row_id], now)
@@ -179,13 +175,6 @@ class Outbox(Connection):
             ).fetchone()
         return bool(bouncing and bouncing[0])
 
-    def unfinished(self, email: str) -> list[OutboxRow]:
-        """Rows of ``email`` begun but not accepted: left 'sending' by a crash, or 'retry'. Oldest first."""
-        rows = self.conn.execute(
-            "SELECT * FROM messages WHERE email = ? AND status IN ('sending', 'retry') ORDER BY id", (email,)
-        ).fetchall()
-        return [_outbox_row(r) for r in rows]
-
     def expire_retries(self, before: date, now: datetime) -> int:
         """Give up 'retry' rows of earlier dates: their papers are still unsent, so today's digest takes them."""
         with self.transaction() as tx:
@@ -203,11 +192,12 @@ class Outbox(Connection):
 
     def sent_on(self, email: str, day: date) -> bool:
         """Whether ``email`` already got the digest for local date ``day``."""
-        row = self.conn.execute(
-            "SELECT 1 FROM messages WHERE email = ? AND digest_date = ? AND status = 'sent' LIMIT 1",
-            (email, day.isoformat()),
-        ).fetchone()
-        return row is not None
+        return email.casefold() in self.delivery_state([email], day).sent_today
+
+    def sent_refs(self, email: str, refs: Iterable[int] | None = None) -> set[int]:
+        """Which papers (by store ref) were already sent to ``email``."""
+        sent = self.delivery_state([email], date.min).sent_refs.get(email.casefold(), set())
+        return sent if refs is None else sent & set(refs)
 
     def delivery_state(self, emails: Sequence[str], day: date, min_ref: int = 0) -> DeliveryState:
         """For a batch of subscribers at once: unfinished rows, who already got ``day``'s digest, and the
