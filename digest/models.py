@@ -249,9 +249,8 @@ class RunReport:
     counts: dict[str, int] | None = None  # status -> subscribers; None: count ``subscribers``
     problems: int | None = None
     omitted: int = 0  # subscribers counted but not in ``subscribers``
-    timings: dict[str, float] | None = (
-        None  # seconds per stage: ingest, deliver (select, render, send, record)
-    )
+    # Seconds per stage: ingest, deliver (select, render, send, record).
+    timings: dict[str, float] | None = None
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -299,13 +298,17 @@ class Tally:
     def add(self, reports: list[SubscriberReport]) -> None:
         for r in reports:
             self.counts[r.status] = self.counts.get(r.status, 0) + 1
-            problem = is_problem(r)
-            self.problems += problem
-            if len(self.kept) < self.keep_first or (problem and self.kept_problems < self.limit):
-                self.kept.append(r)
-                self.kept_problems += problem
-            else:
-                self.omitted += 1
+            self.problems += is_problem(r)
+            self._keep(r)
+
+    def _keep(self, r: SubscriberReport) -> None:
+        """Keep the details of ``r`` (already counted) if there is room, else count it as omitted."""
+        problem = is_problem(r)
+        if len(self.kept) < self.keep_first or (problem and self.kept_problems < self.limit):
+            self.kept.append(r)
+            self.kept_problems += problem
+        else:
+            self.omitted += 1
 
     @property
     def total(self) -> int:
@@ -314,12 +317,11 @@ class Tally:
     def merge(self, other: Tally) -> None:
         """Another tally's outcomes (a worker's) added to this one."""
         for status, n in other.counts.items():
-            self.counts[status] = (
-                self.counts.get(status, 0) + n - sum(1 for r in other.kept if r.status == status)
-            )
-        self.problems += other.problems - sum(map(is_problem, other.kept))
+            self.counts[status] = self.counts.get(status, 0) + n
+        self.problems += other.problems
         self.omitted += other.omitted
-        self.add(other.kept)
+        for r in other.kept:
+            self._keep(r)
 
     def report(
         self,
