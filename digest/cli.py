@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from digest import __version__, pipeline, runlock
+from digest import __version__, pipeline
 from digest.errors import DigestError, ProfileError
 from digest.models import (
     BOUNCED,
@@ -33,10 +33,9 @@ from digest.models import (
     Subscriber,
     is_problem,
 )
-from digest.progress import run_progress
-from digest.runlock import run_lock
+from digest.runlock import lock_path, run_lock
 from digest.select import check_profile
-from digest.settings import Settings, load_settings, normalise_email
+from digest.settings import load_settings, normalise_email
 from digest.store import RUN_SYNC, Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,10 +71,6 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def lock_path(settings: Settings) -> Any:
-    return runlock.lock_path(settings.database)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="digest")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
@@ -100,12 +95,8 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
     """
     settings = load_settings(config)
     now = _now()
-    with (
-        run_lock(lock_path(settings), now),
-        Store.open(settings.database, sync=RUN_SYNC) as store,
-        run_progress(store.count_subscribers()) as progress,
-    ):
-        report = pipeline.run_configured(settings, store, now, dry_run=dry_run, progress=progress)
+    with run_lock(lock_path(settings.database), now), Store.open(settings.database, sync=RUN_SYNC) as store:
+        report = pipeline.run_configured(settings, store, now, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:

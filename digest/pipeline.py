@@ -410,22 +410,19 @@ def run_once(
     return tally.report(now, source_reports, transport.describe(), dry_run, timings)
 
 
-def run_configured(
-    settings: Settings,
-    store: Store,
-    now: datetime,
-    *,
-    dry_run: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> RunReport:
+def run_configured(settings: Settings, store: Store, now: datetime, *, dry_run: bool = False) -> RunReport:
     """``run_once`` as the CLI and the scheduler run it: the transport and the number of worker processes
-    from the settings (``[delivery] workers``; automatic by default)."""
+    from the settings (``[delivery] workers``; automatic by default), and progress on stderr for long
+    runs (see ``progress``)."""
+    from digest.progress import run_progress
     from digest.transport import make_transport
     from digest.workers import worker_count
 
-    workers = worker_count(settings.delivery.workers, store.count_subscribers(), settings.delivery.method)
+    subscribers = store.count_subscribers()
+    workers = worker_count(settings.delivery.workers, subscribers, settings.delivery.method)
     transport = make_transport(settings)
-    return run_once(settings, transport, store, now, dry_run=dry_run, progress=progress, workers=workers)
+    with run_progress(subscribers) as progress:
+        return run_once(settings, transport, store, now, dry_run=dry_run, progress=progress, workers=workers)
 
 
 @dataclass(frozen=True, slots=True)

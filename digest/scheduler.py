@@ -31,7 +31,6 @@ from apscheduler.triggers.cron import CronTrigger
 
 from digest import pipeline
 from digest.errors import DigestError
-from digest.progress import run_progress
 from digest.runlock import lock_path, run_lock
 from digest.settings import Settings, load_settings
 from digest.store import RUN_SYNC, Store
@@ -49,9 +48,8 @@ def daily_job(config: str | None) -> int:
         with (
             run_lock(lock_path(settings.database), now),
             Store.open(settings.database, sync=RUN_SYNC) as store,
-            run_progress(store.count_subscribers()) as progress,
         ):
-            report = pipeline.run_configured(settings, store, now, progress=progress)
+            report = pipeline.run_configured(settings, store, now)
     except DigestError as exc:
         log.error("scheduled run could not run: %s", exc)
         return 2
