@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import read_maildir, samples_source, write_config
@@ -23,7 +24,7 @@ from conftest import read_maildir, samples_source, write_config
 from digest import pipeline, workers
 from digest.models import SENT, Profile, Subscriber
 from digest.progress import LogLines
-from digest.settings import load_settings
+from digest.settings import Settings, load_settings
 from digest.store import Store
 from digest.transport import make_transport
 
@@ -89,30 +90,48 @@ def test_workers_give_the_same_messages_as_one_process(
     assert bodies[1] == bodies[2] and len(bodies[1]) == 100
 
 
-def test_a_killed_parallel_run_is_finished_by_the_next_run_once(tmp_path: Path) -> None:
-    n = 2600  # three ranges of workers.CHUNK
+def _parallel_run(tmp_path: Path, n: int) -> tuple[Settings, list[str], dict[str, str]]:
+    """A state with ``n`` subscribers and two workers: the settings, the ``digest run`` command, its env."""
     cfg = write_config(tmp_path, sources=[samples_source()], tables={"delivery": {"workers": 2}})
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
         store.add_subscribers(_subscribers(n), NOW)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    run = [DIGEST, "run", "--config", str(cfg)]
-    new = settings.delivery.maildir / "new"
-    with subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        deadline = time.monotonic() + 120
-        while not (new.is_dir() and len(os.listdir(new)) >= 300):
-            assert proc.poll() is None, "the run ended before the kill point"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)  # the parent; its workers stop after the batch in hand
-    partial = len(os.listdir(new))
-    assert 300 <= partial < n
+    return settings, [DIGEST, "run", "--config", str(cfg)], env
+
+
+def _wait_for_files(proc: subprocess.Popen[Any], new: Path, count: int) -> None:
+    """Until the run has written ``count`` messages: the kill point."""
+    deadline = time.monotonic() + 120
+    while not (new.is_dir() and len(os.listdir(new)) >= count):
+        assert proc.poll() is None, "the run ended before the kill point"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def _rerun_leaves_everyone_one_message(
+    settings: Settings, run: list[str], env: dict[str, str], n: int
+) -> None:
     again = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     messages = read_maildir(settings.delivery.maildir)
     to = Counter(str(m["To"]) for m in messages)
-    assert len(messages) == n and set(to.values()) == {1}  # everyone once: none left out, none twice
+    assert len(messages) == n == len(to) and set(to.values()) == {
+        1
+    }  # everyone once: none left out, none twice
     assert _sent_per_subscriber(settings.database) == Counter({s.email: 1 for s in _subscribers(n)})
+
+
+def test_a_killed_parallel_run_is_finished_by_the_next_run_once(tmp_path: Path) -> None:
+    n = 2600  # three ranges of workers.CHUNK
+    settings, run, env = _parallel_run(tmp_path, n)
+    new = settings.delivery.maildir / "new"
+    with subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        _wait_for_files(proc, new, 300)
+        proc.send_signal(signal.SIGKILL)  # the parent; its workers stop after the batch in hand
+    partial = len(os.listdir(new))
+    assert 300 <= partial < n
+    _rerun_leaves_everyone_one_message(settings, run, env, n)
 
 
 def _workers_of(pid: int) -> list[int]:
@@ -131,28 +150,14 @@ def _workers_of(pid: int) -> list[int]:
 
 def test_a_worker_killed_mid_run_stops_the_run_and_the_next_run_finishes_once(tmp_path: Path) -> None:
     n = 2600
-    cfg = write_config(tmp_path, sources=[samples_source()], tables={"delivery": {"workers": 2}})
-    settings = load_settings(cfg)
-    with Store.open(settings.database) as store:
-        store.add_subscribers(_subscribers(n), NOW)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    run = [DIGEST, "run", "--config", str(cfg)]
-    new = settings.delivery.maildir / "new"
+    settings, run, env = _parallel_run(tmp_path, n)
     with subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as proc:
-        deadline = time.monotonic() + 120
-        while not (new.is_dir() and len(os.listdir(new)) >= 300):
-            assert proc.poll() is None, "the run ended before the kill point"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        _wait_for_files(proc, settings.delivery.maildir / "new", 300)
         os.kill(_workers_of(proc.pid)[0], signal.SIGKILL)
         _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "a worker process died during the run" in stderr and "Traceback" not in stderr
-    again = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0, again.stderr
-    to = Counter(str(m["To"]) for m in read_maildir(settings.delivery.maildir))
-    assert len(to) == n and set(to.values()) == {1}
-    assert _sent_per_subscriber(settings.database) == Counter({s.email: 1 for s in _subscribers(n)})
+    _rerun_leaves_everyone_one_message(settings, run, env, n)
 
 
 def test_worker_count() -> None:
