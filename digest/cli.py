@@ -1,7 +1,8 @@
 """The ``digest`` command: thin. It parses, calls the library, prints, and picks the exit code.
 
 Exit status: 0 all well; 1 the run finished but something failed and will be retried; 2 it could not run
-(bad config, another run holds the lock, an unknown subscriber).
+(bad config, another run holds the lock, an unknown subscriber) or met an internal error; 130 interrupted
+(Ctrl-C). Text from feeds and subscribers is printed as plain text: no markup, no control characters.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,63 +21,102 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from digest import __version__, pipeline
+from digest.delivery import Send, Skip, resume_hint
 from digest.errors import DigestError, ProfileError
-from digest.models import (
-    BOUNCED,
-    DRY_RUN,
-    FAILED,
-    NOTHING_NEW,
-    RETRY_LATER,
-    SENT,
-    Profile,
-    RunReport,
-    Subscriber,
-    is_problem,
-)
+from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
+from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_RETRY
+from digest.render import one_line
 from digest.runlock import lock_path, run_lock
 from digest.select import check_profile
-from digest.settings import load_settings, normalise_email
-from digest.store import RUN_SYNC, Store
+from digest.settings import Settings, load_settings, normalise_email
+from digest.store import RUN_SYNC, Store, as_store_error
 
 F = TypeVar("F", bound=Callable[..., Any])
-EXIT_OK, EXIT_RETRY, EXIT_CANNOT_RUN = 0, 1, 2
+REPORT_TO = "please report it, with the output of the same command run with -vv, to digest's maintainers"
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+CONFIG_HELP = "Config file. Default: $DIGEST_CONFIG, else config/digest.toml."
+
+
 def config_option(func: F) -> F:
-    """``--config FILE`` on every command (also ``DIGEST_CONFIG``; default ``config/digest.toml``)."""
+    """``--config FILE`` on every command (also ``DIGEST_CONFIG``; default ``config/digest.toml``).
+
+    It is accepted before the command too (``digest --config F run``); given in both places, the
+    command's wins."""
     return click.option(
-        "--config",
-        "config",
-        type=click.Path(dir_okay=False),
-        default=None,
-        help="Config file. Default: $DIGEST_CONFIG, else config/digest.toml.",
+        "--config", "config", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP
     )(func)
 
 
+def settings_for(config: str | None) -> Settings:
+    """The settings from the command's ``--config``, else the one given before the command."""
+    root = click.get_current_context().find_root()
+    return load_settings(config or root.params.get("config"))
+
+
+def plain(text: object) -> Text:
+    """Untrusted text as a table cell or line: no markup is read from it, control characters go.
+
+    >>> plain("[bold]x[/bold]\x1b[31m").plain
+    '[bold]x[/bold][31m'
+    """
+    return Text(one_line(str(text)))
+
+
 def handles_errors(func: F) -> F:
-    """Print a DigestError as one clear line on stderr and exit 2, instead of a traceback."""
+    """Every way a command can fail, as one clear line on stderr and an exit code, never a traceback
+    (unless -vv): a DigestError exits 2; Ctrl-C 130; anything unexpected 2, as an internal error."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        verbose = click.get_current_context().find_root().params.get("verbose", 0)
         try:
             return func(*args, **kwargs)
         except DigestError as exc:
-            click.echo(f"digest: error: {exc}", err=True)
+            _fail(f"error: {exc}", exc, verbose)
+            sys.exit(EXIT_CANNOT_RUN)
+        except KeyboardInterrupt:
+            click.echo(
+                "digest: interrupted; nothing is lost: the next run sends again what was begun", err=True
+            )
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:
+            found = as_store_error(exc)
+            if found is not None:
+                _fail(f"error: {found}", exc, verbose)
+            else:
+                _fail(f"internal error: {type(exc).__name__}: {exc}; {REPORT_TO}", exc, verbose)
             sys.exit(EXIT_CANNOT_RUN)
 
     return wrapper  # type: ignore[return-value]
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def _fail(message: str, exc: BaseException, verbose: int) -> None:
+    """One message on stderr; control characters (terminal escapes from feed text) dropped."""
+    click.echo(f"digest: {_CONTROL.sub('', message)}", err=True)
+    if verbose >= 2:
+        click.echo("".join(traceback.format_exception(exc)), err=True)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="digest")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug and tracebacks)."
+)
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP)
+def main(verbose: int, config: str | None) -> None:
     """A daily research-paper email digest: listings in, one email per subscriber out, never a paper twice."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
@@ -93,7 +135,7 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
     Exit 0 when all went well, 1 when the run finished but a source or a delivery failed (it is retried
     next run), 2 when it could not run at all.
     """
-    settings = load_settings(config)
+    settings = settings_for(config)
     now = _now()
     with run_lock(lock_path(settings.database), now), Store.open(settings.database, sync=RUN_SYNC) as store:
         report = pipeline.run_configured(settings, store, now, dry_run=dry_run)
@@ -101,29 +143,38 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
         print_summary(report)
-    sys.exit(report.exit_code)
+    sys.exit(pipeline.exit_status(report))
 
 
 TABLE_ROWS = 50  # a run with more subscribers lists only its problems
 
 SUMMARY_LABELS = [
-    (RETRY_LATER, "to retry next run"),
-    (FAILED, "failed"),
-    (BOUNCED, "bouncing (re-enable with digest subscribe)"),
-    (NOTHING_NEW, "with nothing new"),
+    (Status.RETRY_LATER, "to retry next run"),
+    (Status.FAILED, "failed"),
+    (Status.BOUNCED, "bouncing (re-enable with digest resume)"),
+    (Status.NOTHING_NEW, "with nothing new"),
 ]
+
+
+def print_sources(sources: tuple[SourceReport, ...], console: Console) -> None:
+    """The sources table: papers, new ones, and what happened (skipped and cut entries counted)."""
+    table = Table(title="Sources", title_justify="left")
+    for col in ("source", "kind", "papers", "new", "status"):
+        table.add_column(col, justify="right" if col in ("papers", "new") else "left", overflow="fold")
+    for s in sources:
+        if s.error:
+            status = Text("failed: ", style="red") + plain(s.error)
+        else:
+            extra = [f"{n} {what}" for n, what in ((s.skipped, "skipped"), (s.clamped, "cut")) if n]
+            status = Text(s.status.replace("-", " ") + (f" ({', '.join(extra)})" if extra else ""))
+        table.add_row(plain(s.name), s.kind, str(s.papers), str(s.new), status)
+    console.print(table)
 
 
 def print_summary(report: RunReport, console: Console | None = None) -> None:
     """The run as two readable tables and a closing line."""
     console = console or Console(soft_wrap=False)
-    sources = Table(title="Sources", title_justify="left")
-    for col in ("source", "kind", "papers", "new", "status"):
-        sources.add_column(col, justify="right" if col in ("papers", "new") else "left")
-    for s in report.sources:
-        status = f"[red]failed: {s.error}[/red]" if s.error else ("not modified" if s.not_modified else "ok")
-        sources.add_row(s.name, s.kind, str(s.papers), str(s.new), status)
-    console.print(sources)
+    print_sources(report.sources, console)
     rows = list(report.subscribers)
     shown_all = len(rows) <= TABLE_ROWS and not report.omitted
     if not shown_all:  # a large run: only the problems, and not all of those
@@ -134,26 +185,33 @@ def print_summary(report: RunReport, console: Console | None = None) -> None:
     subs = Table(title=title, title_justify="left")
     for col in ("subscriber", "status", "papers", "top match / note"):
         subs.add_column(col, justify="right" if col == "papers" else "left", overflow="fold")
+    colours = {
+        Status.SENT: "green",
+        Status.FAILED: "red",
+        Status.RETRY_LATER: "yellow",
+        Status.BOUNCED: "red",
+    }
     for r in rows:
         note = r.error or r.note or (r.matches[0].paper.title if r.matches else "")
-        colour = {SENT: "green", FAILED: "red", RETRY_LATER: "yellow", BOUNCED: "red"}.get(r.status, "")
-        status = f"[{colour}]{r.status}[/{colour}]" if colour else r.status
-        subs.add_row(r.email, status, str(len(r.matches)), note)
+        status = Text(str(r.status), style=colours.get(r.status, ""))
+        subs.add_row(plain(r.email), status, str(len(r.matches)), plain(note))
     if rows:
         console.print(subs)
     counts = Counter(report.status_counts)
     source_failures = sum(1 for s in report.sources if s.error)
     if report.dry_run:
-        console.print(f"would send {counts[DRY_RUN]} message(s) via {report.delivered_to}")
+        console.print(plain(f"would send {counts[Status.DRY_RUN]} message(s) via {report.delivered_to}"))
         return
     took = f" in {sum(report.timings.values()):.1f} s" if report.timings else ""
-    parts = [f"sent {counts[SENT]} message(s) via {report.delivered_to}{took}"]
+    parts = [f"sent {counts[Status.SENT]} message(s) via {report.delivered_to}{took}"]
     parts += [f"{counts[k]} {label}" for k, label in SUMMARY_LABELS if counts[k]]
     if source_failures:
         parts.append(f"{source_failures} source(s) failed")
-    if not report.ok:
+    if report.internal:
+        parts.append(f"{report.internal} internal error(s): {REPORT_TO}")
+    elif not report.ok:
         parts.append("the next run retries what failed")
-    console.print("; ".join(parts))
+    console.print(plain("; ".join(parts)))
 
 
 @main.command()
@@ -169,17 +227,23 @@ def print_summary(report: RunReport, console: Console | None = None) -> None:
 )
 @handles_errors
 def preview(config: str | None, email: str, fmt: str) -> None:
-    """Show the digest EMAIL would get if the job ran now. Changes nothing: nothing is stored or sent."""
-    settings = load_settings(config)
+    """Show the digest EMAIL would get if the job ran now, from the papers already stored.
+
+    Changes nothing and fetches nothing: the database is opened read-only (never created or upgraded) and no
+    source is read. To refresh the stored papers first, without sending anything: digest ingest.
+    """
+    settings = settings_for(config)
     now = _now()
-    with Store.open(settings.database) as store:
+    with Store.open(settings.database, read_only=True) as store:
         result = pipeline.preview(settings, store, normalise_email(email), now)
     planned = result.planned
+    digest = planned.digest if isinstance(planned, Send) else None
+    error = planned.error if isinstance(planned, Skip) else None
     if fmt == "json":
-        digest = planned.digest
         out = {
             "email": planned.subscriber.email,
-            "error": planned.error,
+            "status": "would-send" if digest else str(planned.status),  # type: ignore[union-attr]
+            "error": error,
             "subject": result.message["Subject"] if result.message else None,
             "papers": [
                 {
@@ -195,10 +259,11 @@ def preview(config: str | None, email: str, fmt: str) -> None:
         }
         click.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return
-    if planned.error:
-        raise DigestError(planned.error)
+    if error:
+        raise DigestError(error)
     if result.message is None:
-        click.echo(f"nothing new for {planned.subscriber.email}")
+        note = planned.note if isinstance(planned, Skip) and planned.note else "nothing new"
+        click.echo(f"{note} for {planned.subscriber.email}")
         return
     part = result.message.get_body(preferencelist=("html",) if fmt == "html" else ("plain",))
     assert part is not None
@@ -228,8 +293,11 @@ def subscribe(
     max_papers: int,
     name: str,
 ) -> None:
-    """Add EMAIL, or replace their profile and re-enable them. No --keyword: the trending digest."""
-    settings = load_settings(config)
+    """Add EMAIL, or replace their profile and re-enable them. No --keyword: the trending digest.
+
+    To re-enable a subscriber without touching their profile: digest resume EMAIL.
+    """
+    settings = settings_for(config)
     address = normalise_email(email)
     profile = Profile(tuple(keywords), tuple(exclude), max_papers)
     problems = check_profile(profile)
@@ -243,6 +311,8 @@ def subscribe(
     click.echo(f"{'subscribed' if new else 'updated'} {address}: {what}")
     if before is not None and before.bouncing:
         click.echo(f"re-enabled {address}: it was skipped as bouncing after repeated refusals")
+    if before is not None and profile != before.profile:
+        click.echo(f"note: this replaced {address}'s profile; {resume_hint(address)} re-enables without that")
     if any(s.email == address for s in settings.subscribers):
         click.echo(f"note: {address} is declared in {settings.config_path}; the config's profile applies")
 
@@ -252,8 +322,8 @@ def subscribe(
 @click.argument("email")
 @handles_errors
 def unsubscribe(config: str | None, email: str) -> None:
-    """Stop sending to EMAIL (their history is kept; `digest subscribe` re-enables)."""
-    settings = load_settings(config)
+    """Stop sending to EMAIL (their history and profile are kept; `digest resume` re-enables)."""
+    settings = settings_for(config)
     address = normalise_email(email)
     with Store.open(settings.database) as store:
         store.sync_config_subscribers(settings.config_subscribers(), _now())
@@ -269,7 +339,7 @@ def unsubscribe(config: str | None, email: str) -> None:
 @handles_errors
 def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> None:
     """List subscribers and their profiles (config-declared and added with `digest subscribe`)."""
-    settings = load_settings(config)
+    settings = settings_for(config)
     with Store.open(settings.database) as store:
         store.sync_config_subscribers(settings.config_subscribers(), _now())
         subs = store.subscribers(include_inactive=include_inactive)
@@ -299,10 +369,10 @@ def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> No
     for s in subs:
         p = s.profile
         table.add_row(
-            s.email,
-            s.name,
-            ", ".join(p.keywords) or "(trending)",
-            ", ".join(p.exclude),
+            plain(s.email),
+            plain(s.name),
+            plain(", ".join(p.keywords) or "(trending)"),
+            plain(", ".join(p.exclude)),
             str(p.max_papers),
             ("bouncing" if s.bouncing else "yes") if s.active else "no",
         )
@@ -319,7 +389,47 @@ def schedule(config: str | None) -> None:
     """
     from digest.scheduler import run_forever
 
-    run_forever(config)
+    run_forever(config or click.get_current_context().find_root().params.get("config"))
+
+
+@main.command()
+@config_option
+@click.argument("email")
+@handles_errors
+def resume(config: str | None, email: str) -> None:
+    """Send to EMAIL again, keeping their profile: after `digest unsubscribe`, or once they were marked
+    bouncing (fix the address problem first). They get what they missed, never a paper twice."""
+    settings = settings_for(config)
+    address = normalise_email(email)
+    with Store.open(settings.database) as store:
+        store.sync_config_subscribers(settings.config_subscribers(), _now())
+        before = store.subscriber(address)
+        if before is None or not store.resume(address, _now()):
+            raise DigestError(f"no subscriber {address}", hint=f"add one with: digest subscribe {address}")
+    was = "bouncing" if before.bouncing else ("unsubscribed" if not before.active else "already active")
+    click.echo(f"resumed {address} (was {was}); their profile is unchanged")
+
+
+@main.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the sources report as JSON.")
+@handles_errors
+def ingest(config: str | None, as_json: bool) -> None:
+    """Read every source into the database and send nothing: refreshes what `digest preview` shows.
+
+    Exit 0 when every source was read, 1 when one failed (the next run or ingest tries it again).
+    """
+    settings = settings_for(config)
+    now = _now()
+    with run_lock(lock_path(settings.database), now), Store.open(settings.database) as store:
+        reports = tuple(pipeline.ingest(settings, store, now))
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in reports], ensure_ascii=False, indent=2))
+    else:
+        print_sources(reports, Console(soft_wrap=False))
+    if any(r.internal for r in reports):
+        sys.exit(EXIT_CANNOT_RUN)
+    sys.exit(EXIT_RETRY if any(r.error for r in reports) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

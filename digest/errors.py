@@ -8,6 +8,7 @@ and, where there is one, *how to fix it*.
     ├── ConfigError            bad or missing configuration: names the key and the fix (exit 2)
     ├── LockedError            another run holds the lock: names the holder (exit 2)
     ├── ProfileError           an invalid keyword profile: names the subscriber and the keyword
+    ├── KeywordError           one keyword that can never match (no subscriber known yet)
     ├── SubscriberError        unknown subscriber, bad address
     ├── SourceError            one listing source failed; the others still run
     │   ├── FetchError         unreachable, timed out, HTTP error status
@@ -15,9 +16,11 @@ and, where there is one, *how to fix it*.
     ├── DeliveryError          one message was not accepted
     │   ├── TransientDeliveryError   4xx, dropped connection, timeout: retried next run
     │   │   └── ServerUnavailableError   no connection or no greeting: the rest waits for the next run
-    │   ├── PermanentDeliveryError   5xx for this recipient: not retried this run
+    │   ├── PermanentDeliveryError   5xx: not retried this run; counts towards bouncing only when
+    │   │                            the recipient was at fault (not when our message was refused)
     │   └── DeliveryAbortedError     AUTH or TLS failure: delivery stops for the whole run
-    ├── StoreError             the database is unreadable or from a newer version
+    ├── StoreError             the database is unusable: damaged, not writable, another app's, newer
+    ├── RenderError            a digest cannot be made into a message (no paper in it, a bad header)
     └── WorkerError            a worker process died mid-run (killed, out of memory); the next run goes on
 """
 
@@ -61,6 +64,10 @@ class ProfileError(DigestError):
         self.keyword = keyword
 
 
+class KeywordError(DigestError):
+    """A keyword that can never match; the message says why."""
+
+
 class SubscriberError(DigestError):
     """A subscriber is unknown or its address is unusable."""
 
@@ -100,7 +107,18 @@ class ServerUnavailableError(TransientDeliveryError):
 
 
 class PermanentDeliveryError(DeliveryError):
-    """The server refused this recipient for good (5xx)."""
+    """The server refused the message for good (5xx).
+
+    ``recipient_at_fault`` is False when the refusal was about our message or our sender (a size or
+    content refusal, a refused MAIL FROM, a missing SMTPUTF8): then it must not count towards marking the
+    subscriber as bouncing.
+    """
+
+    def __init__(
+        self, recipient: str, message: str, *, hint: str | None = None, recipient_at_fault: bool = True
+    ) -> None:
+        super().__init__(recipient, message, hint=hint)
+        self.recipient_at_fault = recipient_at_fault
 
 
 class DeliveryAbortedError(DeliveryError):
@@ -109,6 +127,10 @@ class DeliveryAbortedError(DeliveryError):
 
 class StoreError(DigestError):
     """The state database cannot be used."""
+
+
+class RenderError(DigestError):
+    """A digest cannot be made into a message: it has no paper, or a header cannot be made valid."""
 
 
 class WorkerError(DigestError):

@@ -24,6 +24,10 @@ from email.header import Header
 from email.message import EmailMessage
 from email.utils import formataddr, getaddresses
 
+from email_validator import EmailNotValidError, validate_email
+
+from digest.errors import RenderError
+
 # Parsing policy for reading our bytes back (previews, tests, the memory transport).
 READ_POLICY = email.policy.default
 
@@ -113,6 +117,47 @@ def qp(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8"), istext=True)
 
 
+LINE_MAX = 998  # octets in a header line, without its line end (RFC 5322 2.1.1)
+
+
+def fold(name: str, value: str) -> str:
+    """A header value folded (LF + space) at spaces so that no line of ``Name: value`` passes 998 octets.
+
+    Only a line with no space to fold at is left long; ``assemble`` then refuses the message.
+
+    >>> fold("X", "a " * 600).count(chr(10) + " ")
+    1
+    """
+    lines: list[str] = []
+    line = f"{name}:"
+    for word in value.split(" "):
+        if line != f"{name}:" and len((line + " " + word).encode("utf-8")) > LINE_MAX:
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return "\n".join(lines)[len(name) + 2 :]
+
+
+@functools.lru_cache(maxsize=4096)
+def ascii_address(addr: str) -> str:
+    """The address with an internationalised domain as punycode, so it needs no SMTPUTF8; an address
+    whose local part is not ASCII is returned as it is (only SMTPUTF8 can carry it).
+
+    >>> ascii_address("ada@bücher.example")
+    'ada@xn--bcher-kva.example'
+    >>> ascii_address("zoë@example.org")
+    'zoë@example.org'
+    """
+    if addr.isascii():
+        return addr
+    try:
+        found = validate_email(addr, check_deliverability=False)
+    except EmailNotValidError:
+        return addr
+    return found.ascii_email or addr
+
+
 def assemble(headers: list[tuple[str, str]], text: bytes, html: bytes, *, utf8: bool = False) -> bytes:
     """The message bytes: ``headers`` (already encoded), then the text and HTML alternatives.
 
@@ -122,12 +167,17 @@ def assemble(headers: list[tuple[str, str]], text: bytes, html: bytes, *, utf8: 
     RFC 6532 allows UTF-8 in headers). The boundary is derived from the headers, so the same message
     always gives the same bytes.
     """
-    head = "".join(f"{name}: {value}\n" for name, value in headers)
-    if not (utf8 or head.isascii()):
-        raise ValueError("header values must be encoded to ASCII first")
     for name, value in headers:  # folding (LF + space) is the only line break a value may hold
         if any(c in value.replace("\n ", "") for c in "\r\n"):
-            raise ValueError(f"the {name} header holds a line break")
+            raise RenderError(f"the {name} header holds a line break")
+    head = "".join(f"{name}: {value if chr(10) in value else fold(name, value)}\n" for name, value in headers)
+    if not (utf8 or head.isascii()):
+        raise RenderError("header values must be encoded to ASCII first")
+    too_long = [line for line in head.split("\n") if len(line.encode("utf-8")) > LINE_MAX]
+    if too_long:
+        raise RenderError(
+            f"a header line is longer than {LINE_MAX} octets and cannot be folded: {too_long[0][:60]}…"
+        )
     boundary = "=_digest_" + hashlib.sha256(head.encode()).hexdigest()[:32]
     part = (
         f'--{boundary}\nContent-Type: text/{{}}; charset="utf-8"\n'

@@ -11,19 +11,40 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 Where = Literal["title", "abstract"]
 
-# Subscriber outcome of one run, as printed in the report.
-SENT = "sent"
-NOTHING_NEW = "nothing-new"
-RETRY_LATER = "retry-later"  # not accepted this run (4xx, timeout, dropped connection); retried next run
-BOUNCED = "bounced"  # marked bouncing after repeated permanent refusals; skipped until re-subscribed
-FAILED = "failed"  # refused permanently this time, or could not be built
-DRY_RUN = "dry-run"
+
+class Status(StrEnum):
+    """A subscriber's outcome in one run, as the report prints it."""
+
+    SENT = "sent"
+    NOTHING_NEW = "nothing-new"
+    RETRY_LATER = "retry-later"  # not accepted this run (4xx, timeout, dropped connection); retried next run
+    BOUNCED = "bounced"  # marked bouncing after repeated permanent refusals; skipped until resumed
+    FAILED = "failed"  # refused permanently this time, or could not be built
+    DRY_RUN = "dry-run"
+
+
+class MessageState(StrEnum):
+    """An outbox row's state, as the ``messages.status`` column holds it.
+
+    ``sending`` is committed before the send; ``sent`` on acceptance (only then are its papers recorded);
+    ``retry`` after a transient failure; ``failed`` after a permanent one; ``expired`` when a retry was
+    overtaken by a newer day's digest.
+    """
+
+    SENDING = "sending"
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
 
 DEFAULT_MAX_PAPERS = 20
+SEARCH_TITLE = 200  # characters of a title an arXiv title search link carries
 
 _NON_WORD = re.compile(r"[\W_]+")
 _ARXIV_ID = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?![\w.])")
@@ -56,6 +77,14 @@ def arxiv_id_from(text: str) -> str | None:
     """
     m = _ARXIV_ID.search(text)
     return m.group(1) if m else None
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """What a URL source's server said last time (ETag, Last-Modified), for a conditional GET."""
+
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +127,8 @@ class Paper:
             return f"https://arxiv.org/abs/{self.arxiv_id}"
         from urllib.parse import quote_plus
 
-        return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(self.title)}"
+        # The first words are enough to find a title, and keep the link short whatever the listing says.
+        return f"https://arxiv.org/search/?searchtype=title&query={quote_plus(self.title[:SEARCH_TITLE])}"
 
     @property
     def pdf_url(self) -> str | None:
@@ -189,19 +219,33 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class SourceReport:
+    """One source in a run. ``skipped``: entries left out (revisions, unreadable ones); ``clamped``: papers
+    kept with a field cut or clamped; ``internal``: the failure was a bug in digest, not the source's."""
+
     name: str
     kind: str
     papers: int = 0
     new: int = 0
     error: str | None = None
     not_modified: bool = False
+    skipped: int = 0
+    clamped: int = 0
+    internal: bool = False
+
+    @property
+    def status(self) -> str:
+        """``ok``, ``not-modified`` (a URL source answered 304) or ``failed``."""
+        return "failed" if self.error else ("not-modified" if self.not_modified else "ok")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "kind": self.kind,
+            "status": self.status,
             "papers": self.papers,
             "new": self.new,
+            "skipped": self.skipped,
+            "clamped": self.clamped,
             "error": self.error,
         }
 
@@ -209,7 +253,7 @@ class SourceReport:
 @dataclass(frozen=True, slots=True)
 class SubscriberReport:
     email: str
-    status: str
+    status: Status
     matches: tuple[Match, ...] = ()
     error: str | None = None
     message_id: str | None = None
@@ -218,7 +262,7 @@ class SubscriberReport:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "email": self.email,
-            "status": self.status,
+            "status": str(self.status),
             "papers": [
                 {"id": m.paper.key, "title": m.paper.title, "score": m.score, "matched": list(m.matched)}
                 for m in self.matches
@@ -228,12 +272,16 @@ class SubscriberReport:
             out["error"] = self.error
         if self.note:
             out["note"] = self.note
+        if self.message_id:
+            out["message_id"] = self.message_id
         return out
 
 
 def is_problem(r: SubscriberReport) -> bool:
     """Something failed that a later run retries (a subscriber already known to bounce is not news)."""
-    return r.status in (FAILED, RETRY_LATER) or (r.status == BOUNCED and r.error is not None)
+    return r.status in (Status.FAILED, Status.RETRY_LATER) or (
+        r.status == Status.BOUNCED and r.error is not None
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +299,7 @@ class RunReport:
     omitted: int = 0  # subscribers counted but not in ``subscribers``
     # Seconds per stage: ingest, deliver (select, render, send, record).
     timings: dict[str, float] | None = None
+    internal_errors: int = 0  # bugs met (a source or a digest that failed unexpectedly): exit 2, not 1
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -268,9 +317,9 @@ class RunReport:
         return all(s.error is None for s in self.sources) and problems == 0
 
     @property
-    def exit_code(self) -> int:
-        """0 all well; 1 the run finished but something failed and will be retried."""
-        return 0 if self.ok else 1
+    def internal(self) -> int:
+        """Unexpected failures (bugs) met in the sources and the deliveries."""
+        return self.internal_errors + sum(s.internal for s in self.sources)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -279,60 +328,5 @@ class RunReport:
             "subscribers": [s.to_json() for s in self.subscribers],
             "omitted": self.omitted,
             "timings": self.timings or {},
+            "internal_errors": self.internal,
         }
-
-
-class Tally:
-    """Builds a RunReport batch by batch: counts every outcome, keeps the details of the first
-    ``keep_first`` subscribers and of up to ``limit`` problems, and drops the rest (they were logged)."""
-
-    def __init__(self, limit: int = 1000, keep_first: int | None = None) -> None:
-        self.limit = limit
-        self.keep_first = limit if keep_first is None else keep_first
-        self.counts: dict[str, int] = {}
-        self.kept: list[SubscriberReport] = []
-        self.kept_problems = 0
-        self.problems = 0
-        self.omitted = 0
-
-    def add(self, reports: list[SubscriberReport]) -> None:
-        for r in reports:
-            self.counts[r.status] = self.counts.get(r.status, 0) + 1
-            self.problems += is_problem(r)
-            self._keep(r)
-
-    def _keep(self, r: SubscriberReport) -> None:
-        """Keep the details of ``r`` (already counted) if there is room, else count it as omitted."""
-        problem = is_problem(r)
-        if len(self.kept) < self.keep_first or (problem and self.kept_problems < self.limit):
-            self.kept.append(r)
-            self.kept_problems += problem
-        else:
-            self.omitted += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def merge(self, other: Tally) -> None:
-        """Another tally's outcomes (a worker's) added to this one."""
-        for status, n in other.counts.items():
-            self.counts[status] = self.counts.get(status, 0) + n
-        self.problems += other.problems
-        self.omitted += other.omitted
-        for r in other.kept:
-            self._keep(r)
-
-    def report(
-        self,
-        started: datetime,
-        sources: tuple[SourceReport, ...],
-        delivered_to: str,
-        dry_run: bool,
-        timings: dict[str, float] | None = None,
-    ) -> RunReport:
-        kept = tuple(self.kept)
-        counts = dict(self.counts)
-        return RunReport(
-            started, sources, kept, delivered_to, dry_run, counts, self.problems, self.omitted, timings
-        )

@@ -30,14 +30,17 @@ from jinja2 import (
     select_autoescape,
 )
 
+from digest.errors import RenderError
 from digest.fragments import VARYING, Body, SplitTemplate
-from digest.mime import Outgoing, address, assemble, encode_words
+from digest.mime import Outgoing, address, ascii_address, assemble, encode_words
 from digest.models import Digest, Paper
 from digest.select import match_spans
 
 ABSTRACT_LIMIT = 600
 TITLE_LIMIT = 300
 TEXT_WIDTH = 72
+SUBJECT_MAX = 120  # characters; mail clients show about 60-80, and no keyword may make a header huge
+NAME_MAX = 100  # characters of a subscriber's display name in the To header
 HTML_BUDGET = 100_000  # bytes of HTML; Gmail clips a message at about 102 KB and hides the rest
 log = logging.getLogger("digest.render")
 
@@ -99,7 +102,8 @@ def one_line(text: str) -> str:
 
 
 def subject_for(digest: Digest, topics: list[str] | None = None) -> str:
-    """Plain words: how many papers, the top topics, the date.
+    """Plain words: how many papers, the top topics, the date; the topics cut so that the subject stays
+    within ``SUBJECT_MAX`` characters whatever the keywords are.
 
     e.g. "5 new papers on RAG, speculative decoding · Nov 22" or "Trending: 20 new papers · Nov 22".
     """
@@ -108,7 +112,11 @@ def subject_for(digest: Digest, topics: list[str] | None = None) -> str:
     if digest.subscriber.profile.trending:
         return f"Trending: {count} · {short_date(digest.day)}"
     shown = ", ".join(one_line(t) for t in (digest.top_topics(3) if topics is None else topics))
-    return f"{count} on {shown} · {short_date(digest.day)}"
+    tail = f" · {short_date(digest.day)}"
+    room = SUBJECT_MAX - len(count) - len(" on ") - len(tail)
+    if len(shown) > room:
+        shown = shown[: room - 1].rstrip(" ,") + "…"
+    return f"{count} on {shown}{tail}"
 
 
 def message_id_for(digest: Digest, domain: str) -> str:
@@ -375,7 +383,9 @@ class Renderer:
                 fits, low = mid, mid + 1
             else:
                 high = mid - 1
-        cut = self._cut(digest, fits)
+        # The first paper always goes out, whatever the budget: its shown text is bounded (title cut at
+        # 300 characters, abstract near 600, links of at most 2,000), so it cannot make the email huge.
+        cut = self._cut(digest, max(fits, 1))
         context = self.context(cut, full=False)
         return cut, context, self.html_body(context)
 
@@ -388,14 +398,18 @@ class Renderer:
         """The complete message: headers, a text part and an HTML part (multipart/alternative).
 
         ``message_id`` is given when resending an outbox row, so a resend carries the original's id.
+        A digest without papers is refused (RenderError): nobody is ever sent an empty digest.
         """
+        if not digest.matches:
+            raise RenderError(f"the digest for {digest.subscriber.email} has no paper in it")
         digest, context, html = self.fit(digest)
         sub = digest.subscriber
+        rcpt = ascii_address(sub.email)
         mid = message_id or message_id_for(digest, self.domain)
         links = self.unsubscribe_links(sub.email)
         headers = [
             ("From", self._from),
-            ("To", address(one_line(sub.name), sub.email)),
+            ("To", address(cut_title(sub.name, NAME_MAX), rcpt)),
             ("Subject", encode_words(context["subject"])),
             ("Date", format_datetime(now)),
             ("Message-ID", mid),
@@ -404,8 +418,8 @@ class Renderer:
         if links["https"]:
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         headers += [("List-Id", self._list_id), ("Auto-Submitted", "auto-generated")]
-        data = assemble(headers, self.text_body(context).encoded, html.encoded, utf8=not sub.email.isascii())
-        return Composed(digest, Outgoing(self.sender_address, (sub.email,), mid, data))
+        data = assemble(headers, self.text_body(context).encoded, html.encoded, utf8=not rcpt.isascii())
+        return Composed(digest, Outgoing(self.sender_address, (rcpt,), mid, data))
 
     def render(self, digest: Digest, now: datetime, *, message_id: str | None = None) -> EmailMessage:
         """The message parsed back with the email package (see ``compose``): for previews and tests."""

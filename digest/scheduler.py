@@ -58,7 +58,7 @@ def daily_job(config: str | None) -> int:
     log.info("scheduled run: %d message(s) sent, %d problem(s)", sent, len(problems))
     for problem in problems:
         log.warning("scheduled run: %s", problem)
-    return report.exit_code
+    return pipeline.exit_status(report)
 
 
 class DailyTrigger(CronTrigger):

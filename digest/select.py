@@ -33,9 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from digest.errors import KeywordError
 from digest.models import Match, Paper, Profile, Reason, Where
 
 _WORD = re.compile(r"[^\W_]+")
+KEYWORD_MAX = 100  # characters in one keyword
+PROFILE_MAX = 100  # keywords, and exclusions, in one profile
 TITLE, ABSTRACT = 0, 1
 _FIELD_NAME: tuple[Where, Where] = ("title", "abstract")
 _SCORE = (2, 1)  # title, abstract
@@ -146,10 +149,6 @@ class Keyword:
         return True
 
 
-class KeywordError(ValueError):
-    """A keyword that can never match; the message says why."""
-
-
 def compile_keyword(text: str) -> Keyword:
     """Parse a keyword as written in a profile.
 
@@ -163,6 +162,8 @@ def compile_keyword(text: str) -> Keyword:
     stripped = text.strip()
     if not stripped:
         raise KeywordError("the keyword is empty")
+    if len(stripped) > KEYWORD_MAX:
+        raise KeywordError(f"the keyword is longer than {KEYWORD_MAX} characters; use a shorter phrase")
     prefix = stripped.endswith("*")
     body = stripped[:-1] if prefix else stripped
     found = list(_WORD.finditer(body))
@@ -191,8 +192,20 @@ def compiled(text: str) -> Keyword | None:
 
 
 def check_profile(profile: Profile) -> list[tuple[str, str]]:
-    """Every (keyword, problem) in a profile; empty when the profile is usable."""
-    return [(kw, why) for kw in (*profile.keywords, *profile.exclude) if (why := _problem(kw)) is not None]
+    """Every (keyword, problem) in a profile; empty when the profile is usable.
+
+    >>> check_profile(Profile(("RAG", "+++")))
+    [('+++', 'the keyword has no letters or digits')]
+    """
+    problems = [
+        (kw, why) for kw in (*profile.keywords, *profile.exclude) if (why := _problem(kw)) is not None
+    ]
+    for words, what in ((profile.keywords, "keywords"), (profile.exclude, "exclusions")):
+        if len(words) > PROFILE_MAX:
+            problems.append(
+                (words[PROFILE_MAX], f"more than {PROFILE_MAX} {what}; keep those that matter most")
+            )
+    return problems
 
 
 @functools.lru_cache(maxsize=1 << 16)

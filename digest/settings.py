@@ -10,6 +10,7 @@ folder, so a config works wherever ``digest`` is started from.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from datetime import time
@@ -34,7 +35,7 @@ from digest.errors import ConfigError, SubscriberError
 from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
 
 DEFAULT_CONFIG = Path("config/digest.toml")
-SOURCE_KINDS = ("snapshot", "feed", "hf-json")
+log = logging.getLogger("digest")
 
 
 def normalise_email(address: str) -> str:
@@ -60,7 +61,13 @@ class SourceConfig(_Strict):
     name: str = Field(min_length=1)
     path: str | None = None
     url: str | None = None
+    # Seconds for the whole fetch of a URL source, from connecting to the last byte.
     timeout: float = Field(default=20.0, gt=0)
+    # Bytes a source may bring (a URL's body after decompression, or each file), at most.
+    max_bytes: int = Field(default=50_000_000, ge=1_000)
+    # Request headers whose values come from environment variables, e.g. {Authorization = "HF_AUTH"}:
+    # a token never has to be written into the config file or the URL.
+    headers_from_env: dict[str, str] = {}
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:
@@ -238,6 +245,12 @@ def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start})", hint="save the file as UTF-8"
+        ) from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path} is a folder, not a config file", hint="pass --config FILE") from exc
     except FileNotFoundError as exc:
         raise ConfigError(
             f"no config file at {path}",
@@ -246,13 +259,62 @@ def read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", hint="check the file's permissions for this user"
+        ) from exc
+
+
+def _env_names(model: type[BaseModel], prefix: str) -> set[str]:
+    """Every environment variable name a settings model reads, upper-cased: ``DIGEST_SMTP__HOST``, …"""
+    names = set()
+    for name, info in model.model_fields.items():
+        names.add(f"{prefix}{name}".upper())
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names |= _env_names(kind, f"{prefix}{name}__")
+    return names
+
+
+KNOWN_ENV = (_env_names(Settings, "DIGEST_") - {"DIGEST_CONFIG_PATH"}) | {"DIGEST_CONFIG"}
+
+
+def unknown_env(environ: dict[str, str]) -> list[str]:
+    """``DIGEST_*`` names that no setting reads (a typo such as ``DIGEST_SMTP_HOST``), sorted.
+
+    >>> unknown_env({"DIGEST_SMTP_HOST": "x", "DIGEST_SMTP__HOST": "y", "HOME": "/root"})
+    ['DIGEST_SMTP_HOST']
+    """
+    return sorted(k for k in environ if k.upper().startswith("DIGEST_") and k.upper() not in KNOWN_ENV)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """The ``DIGEST_*`` lines of a ``.env`` file, or a ConfigError saying why it cannot be read."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        return {}
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path.resolve()} is not UTF-8 text (byte {exc.start})", hint="save it as UTF-8"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path.resolve()}: {exc.strerror}", hint="check its permissions, or remove it"
+        ) from exc
+    return {k: v or "" for k, v in dotenv_values(path).items() if k.upper().startswith("DIGEST_")}
 
 
 def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
     """Read the config file, apply the environment, validate, and resolve relative paths."""
     path = resolve_config_path(config)
     data = read_toml(path)
+    dotenv = _read_dotenv(Path(".env"))
+    for name in unknown_env({**dotenv, **os.environ}):
+        log.warning(
+            "%s names no setting and is ignored; see docs/configuration.md for the DIGEST_* names", name
+        )
     unknown = sorted(set(data) - set(Settings.model_fields) | {"config_path"} & set(data))
     if unknown:
         raise ConfigError(
@@ -284,10 +346,21 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
     except ValidationError as exc:
         raise _explain(exc, str(path)) from None
     base = path.resolve().parent
+    templates_dir = _resolve(loaded.templates_dir, base)
+    if templates_dir is not None:
+        missing = [n for n in ("digest.html", "digest.txt") if not (templates_dir / n).is_file()]
+        if missing:
+            raise ConfigError(
+                f"{templates_dir} has no {' or '.join(missing)}"
+                if templates_dir.is_dir()
+                else f"the folder {templates_dir} does not exist",
+                key="templates_dir",
+                hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
+            )
     values = loaded.model_dump(exclude={"delivery", "smtp", "sources", "subscribers"})
     values.update(
         database=_resolve(loaded.database, base),
-        templates_dir=_resolve(loaded.templates_dir, base),
+        templates_dir=templates_dir,
         config_path=path.resolve(),
     )
     return Settings.model_construct(

@@ -4,8 +4,9 @@ Rendering is Python and holds the GIL, so threads would not help; processes do. 
 sources, then splits the subscribers (in address order) into ranges of ``CHUNK`` and hands the ranges to
 ``workers`` processes. Each worker opens its own connection to the state database and its own transport
 (one SMTP connection per worker), builds the candidate pool and the templates once, and runs exactly the
-in-process code (``pipeline.plan_batches`` and ``Delivery``) on each range it is given; it sends back
-counts and the details of problems only. Outbox rows make this as safe as a single process: each batch's
+in-process code (``delivery.deliver_range``) on each range it is given; it sends back counts and the
+details of problems only. The run's retry budget is one number in shared memory that every worker draws on,
+and the rate limit is split among them. Outbox rows make this as safe as a single process: each batch's
 rows are committed before its messages go out, whichever process sends them.
 
 Workers are started with ``spawn`` (a fresh interpreter), not ``fork``: nothing of the parent's open
@@ -17,21 +18,21 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.util import Finalize
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from digest.delivery import RangeContext, RetryBudget, Tally, deliver_range, make_courier
 from digest.errors import WorkerError
-from digest.models import Tally
+from digest.runlock import hold_as_worker, lock_path
 from digest.settings import Settings
-
-if TYPE_CHECKING:
-    from digest.pipeline import Delivery
-    from digest.select import PaperIndex
+from digest.store import RUN_SYNC, Store
+from digest.transport import make_transport
 
 CHUNK = 1000  # subscribers per task: enough to amortise a task, small enough to balance the workers
 PROGRESS_EVERY = 0.25  # seconds between progress updates from the workers' counters
@@ -54,40 +55,44 @@ def worker_count(setting: int, subscribers: int, method: str) -> int:
 
 @dataclass
 class _WorkerState:
-    settings: Settings
-    now: datetime
-    delivery: Delivery
-    pool: PaperIndex
+    context: RangeContext
     parent: int  # the run's pid: when it changes, the run was killed
-    done: (
-        Any  # shared counters (one slot per worker, no lock): subscribers done, read by the run for progress
-    )
+    stop: Any  # set by the run when it is interrupted: workers stop after the batch in hand
+    done: Any  # shared counters (one slot per worker, no lock): subscribers done, read for progress
     slot: int
 
 
 _state: _WorkerState | None = None
 
 
-def _start(settings: Settings, now: datetime, workers: int, log_level: int, done: Any, slots: Any) -> None:
+class Stopped(Exception):
+    """A worker stopped between batches because the run was interrupted (Ctrl-C)."""
+
+
+def _start(
+    settings: Settings,
+    now: datetime,
+    workers: int,
+    log_level: int,
+    done: Any,
+    slots: Any,
+    budget: Any,
+    stop: Any,
+) -> None:
     """In each worker, once: the store, the transport, the pool and the renderer."""
     global _state
-    from digest import pipeline
-    from digest.runlock import hold_as_worker, lock_path
-    from digest.store import RUN_SYNC, Store
-    from digest.transport import make_transport
-
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; workers see it gone
     hold_as_worker(lock_path(settings.database))  # released by the kernel when this process ends
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     store = Store.open(settings.database, sync=RUN_SYNC)
     transport = make_transport(settings)
     transport.__enter__()
-    courier = pipeline._courier(settings, transport, share=workers)
-    delivery = pipeline.Delivery(store, pipeline._renderer(settings), courier, now, dry_run=False)
-    pool = pipeline.candidate_pool(settings, store, now)
-    with slots.get_lock():  # the only lock workers share, taken once at start
+    courier = make_courier(settings, transport, budget=RetryBudget(budget), share=workers)
+    context = RangeContext.build(settings, store, courier, now)
+    with slots.get_lock():  # taken once at start (the budget's lock only on a transient failure)
         slot = slots.value
         slots.value += 1
-    _state = _WorkerState(settings, now, delivery, pool, os.getppid(), done, slot)
+    _state = _WorkerState(context, os.getppid(), stop, done, slot)
 
     def close() -> None:
         transport.__exit__(None, None, None)
@@ -98,24 +103,17 @@ def _start(settings: Settings, now: datetime, workers: int, log_level: int, done
 
 def _work(start: str, stop: str | None) -> Tally:
     """One range of subscribers, planned and delivered in batches; only problems come back in detail."""
-    from digest import pipeline
-
     assert _state is not None
-    delivery = _state.delivery
-    tally = Tally(keep_first=0)
-    for batch in pipeline.plan_batches(
-        _state.settings,
-        delivery.store,
-        _state.now,
-        pool=_state.pool,
-        start=start,
-        stop=stop,
-    ):
-        tally.add(delivery.deliver_batch(batch))
-        _state.done[_state.slot] += len(batch)
-        if os.getppid() != _state.parent:  # the run was killed: stop as a crash would (the outbox recovers)
+    state = _state
+
+    def after_batch(n: int) -> None:
+        state.done[state.slot] += n
+        if os.getppid() != state.parent:  # the run was killed: stop as a crash would (the outbox recovers)
             os._exit(1)
-    return tally
+        if state.stop.value:  # the run was interrupted: what this batch sent is recorded; stop here
+            raise Stopped
+
+    return deliver_range(state.context, start, stop, tally=Tally(keep_first=0), after_batch=after_batch)
 
 
 def deliver_in_workers(
@@ -136,12 +134,23 @@ def deliver_in_workers(
     context = multiprocessing.get_context("spawn")
     done_counts = context.RawArray("q", workers)
     slots = context.Value("i", 0)
+    budget = context.Value("d", settings.delivery.retry_budget)  # seconds, one for the whole run
+    stopping = context.RawValue("b", 0)
     reported = 0
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=context,
         initializer=_start,
-        initargs=(settings, now, workers, logging.getLogger().getEffectiveLevel(), done_counts, slots),
+        initargs=(
+            settings,
+            now,
+            workers,
+            logging.getLogger().getEffectiveLevel(),
+            done_counts,
+            slots,
+            budget,
+            stopping,
+        ),
     ) as executor:
         futures: set[Future[Tally]] = {executor.submit(_work, start, stop) for start, stop in ranges}
         try:
@@ -159,6 +168,7 @@ def deliver_in_workers(
                 hint="run digest run again: it resends what was begun and sends what was left, once",
             ) from exc
         except BaseException:
+            stopping.value = 1
             for future in futures:
                 future.cancel()  # ranges not begun wait for the next run; begun ones finish
             raise

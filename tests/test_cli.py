@@ -36,7 +36,16 @@ def digest(
 
 
 def test_the_commands_are_the_ones_the_issue_names() -> None:
-    assert COMMANDS == ["preview", "run", "schedule", "subscribe", "subscribers", "unsubscribe"]
+    assert COMMANDS == [
+        "ingest",
+        "preview",
+        "resume",
+        "run",
+        "schedule",
+        "subscribe",
+        "subscribers",
+        "unsubscribe",
+    ]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -61,7 +70,16 @@ def test_run_json_report_and_exit_0(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["sources"] == [
-        {"name": "samples", "kind": "snapshot", "papers": 511, "new": 375, "error": None}
+        {
+            "name": "samples",
+            "kind": "snapshot",
+            "status": "ok",
+            "papers": 511,
+            "new": 375,
+            "skipped": 0,
+            "clamped": 0,
+            "error": None,
+        }
     ]
     (sub,) = report["subscribers"]
     assert sub["email"] == "ada@example.org" and sub["status"] == "sent"
@@ -227,8 +245,14 @@ def test_subscribe_refuses_bad_input(tmp_path: Path, args: list[str], expected: 
 
 def test_preview_formats_and_no_side_effects(tmp_path: Path) -> None:
     cfg = str(write_config(tmp_path, sources=[samples_source()], subscribers=[ADA]))
-    digest("subscribers", "--config", cfg)  # creates the database
     db = tmp_path / "var" / "digest.sqlite3"
+    none_yet = digest("preview", "ada@example.org", "--config", cfg)
+    assert (
+        none_yet.returncode == 2 and "no database" in none_yet.stderr and "digest ingest" in none_yet.stderr
+    )
+    assert not db.exists()  # preview never creates a database
+    assert digest("ingest", "--config", cfg).returncode == 0  # stores the papers, sends nothing
+    assert not (tmp_path / "var" / "outbox").exists()
     before = db.read_bytes()
     as_json = json.loads(digest("preview", "ada@example.org", "--format", "json", "--config", cfg).stdout)
     assert len(as_json["papers"]) == 3 and as_json["more"] == 6

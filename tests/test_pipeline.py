@@ -9,8 +9,10 @@ import pytest
 from conftest import FIXTURES, HttpServer, Route, SmtpServer, read_maildir, samples_source, write_config
 
 from digest import pipeline
+from digest.delivery import Courier, Delivery, Send, Skip, make_renderer, plan, plan_batches
 from digest.errors import PermanentDeliveryError
-from digest.models import DRY_RUN, FAILED, NOTHING_NEW, RETRY_LATER, SENT, Paper
+from digest.models import Paper, Status
+from digest.select import PaperIndex
 from digest.settings import Settings, load_settings
 from digest.store import Store
 from digest.transport import MaildirTransport, MemoryTransport, SmtpTransport, make_transport
@@ -29,13 +31,22 @@ def test_demo_shape_run_into_maildir(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE])
     report = pipeline.run_once(settings, make_transport(settings), store, now)
     assert [s.to_json() for s in report.sources] == [
-        {"name": "samples", "kind": "snapshot", "papers": 511, "new": 375, "error": None}
+        {
+            "name": "samples",
+            "kind": "snapshot",
+            "status": "ok",
+            "papers": 511,
+            "new": 375,
+            "skipped": 0,
+            "clamped": 0,
+            "error": None,
+        }
     ]
     assert [(s.email, s.status, len(s.matches)) for s in report.subscribers] == [
-        ("ada@example.org", SENT, 3),
-        ("grace@example.org", SENT, 5),
+        ("ada@example.org", Status.SENT, 3),
+        ("grace@example.org", Status.SENT, 5),
     ]
-    assert report.exit_code == 0
+    assert pipeline.exit_status(report) == 0
     messages = read_maildir(tmp_path / "var" / "outbox")
     assert len(messages) == 2
     for msg in messages:
@@ -54,7 +65,7 @@ def test_second_run_with_nothing_new_sends_nothing(tmp_path: Path, now: datetime
     pipeline.run_once(settings, transport, store, now)
     second = pipeline.run_once(settings, transport, store, now + timedelta(hours=2))
     assert len(transport.sent) == 1
-    assert [s.status for s in second.subscribers] == [NOTHING_NEW]
+    assert [s.status for s in second.subscribers] == [Status.NOTHING_NEW]
     assert second.sources[0].new == 0
 
 
@@ -63,15 +74,13 @@ def test_cut_by_the_cap_stays_a_candidate_and_nothing_is_sent_twice(tmp_path: Pa
     transport = MemoryTransport()
     pipeline.ingest(settings, store, now)
     store.sync_config_subscribers(settings.config_subscribers(), now)
-    _, total = pipeline.PaperIndex(store.recent_papers(now - timedelta(days=7))).select(
-        store.subscribers()[0].profile
-    )
+    _, total = PaperIndex(store.recent_papers(now - timedelta(days=7))).select(store.subscribers()[0].profile)
     assert total == 9  # "speculative decoding" in the seeds
     seen: list[str] = []
     day = now
     for _ in range(5):
         report = pipeline.run_once(settings, transport, store, day)
-        seen.extend(m.paper.key for s in report.subscribers for m in s.matches if s.status == SENT)
+        seen.extend(m.paper.key for s in report.subscribers for m in s.matches if s.status == Status.SENT)
         day += timedelta(days=1)
     assert len(seen) == total == len(set(seen))  # every match exactly once, 3 a day
     assert len(transport.sent) == 3
@@ -82,8 +91,8 @@ def test_lookback_window(tmp_path: Path, now: datetime) -> None:
     store.ingest([Paper("Scaling Laws for Precision", "old news")], now - timedelta(days=8))
     store.ingest([Paper("Precision Matters", "fresh")], now - timedelta(days=6))
     store.sync_config_subscribers(settings.config_subscribers(), now)
-    (planned,) = pipeline.plan(settings, store, now)
-    assert planned.digest is not None
+    (planned,) = plan(settings, store, now)
+    assert isinstance(planned, Send)
     assert [m.paper.title for m in planned.digest.matches] == ["Precision Matters"]
 
 
@@ -96,14 +105,13 @@ def test_keywords_exclude_and_whole_words(tmp_path: Path, now: datetime) -> None
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs)
     pipeline.ingest(settings, store, now)
     store.sync_config_subscribers(settings.config_subscribers(), now)
-    plans = {p.subscriber.email: p for p in pipeline.plan(settings, store, now)}
-    rag = plans["rag@example.org"].digest
-    assert rag is not None
-    for m in rag.matches:
+    plans = {p.subscriber.email: p for p in plan(settings, store, now)}
+    rag = plans["rag@example.org"]
+    assert isinstance(rag, Send)
+    for m in rag.digest.matches:
         assert " RAG" in f" {m.paper.title} {m.paper.abstract}".replace("(", " ").replace("-", " ")
-    assert plans["gan@example.org"].digest is None  # "GAN" is inside "organ", never a word here
-    ex = plans["ex@example.org"].digest
-    assert ex is not None
+    assert isinstance(plans["gan@example.org"], Skip)  # "GAN" is inside "organ", never a word here
+    ex = plans["ex@example.org"].digest  # type: ignore[union-attr]
     assert all("multi-sample" not in (m.paper.title + m.paper.abstract).lower() for m in ex.matches)
     assert len(ex.matches) == 8
 
@@ -128,8 +136,8 @@ def test_failing_source_is_reported_and_the_others_still_run(
     assert (by_name["arxiv"].papers, by_name["arxiv"].new, by_name["arxiv"].error) == (3, 3, None)
     # "Scaling Laws for Precision" and "DySpec" are in the seeds too: arxiv brought them first.
     assert by_name["samples"].new == 373
-    assert report.subscribers[0].status == SENT
-    assert report.exit_code == 1  # a source failed: it will be retried
+    assert report.subscribers[0].status == Status.SENT
+    assert pipeline.exit_status(report) == 1  # a source failed: it will be retried
     stored = store.count_papers()
     # The next run: arxiv is unchanged (304), the broken one still broken; nothing stored is lost.
     again = pipeline.run_once(settings, MemoryTransport(), store, now + timedelta(days=1))
@@ -148,10 +156,10 @@ def test_refused_recipient_is_retried_next_run_exactly_once(
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE], tables=tables)
     first = pipeline.run_once(settings, make_transport(settings), store, now)
     status = {s.email: (s.status, s.error) for s in first.subscribers}
-    assert status["grace@example.org"] == (SENT, None)
-    assert status["ada@example.org"][0] == RETRY_LATER
+    assert status["grace@example.org"] == (Status.SENT, None)
+    assert status["ada@example.org"][0] == Status.RETRY_LATER
     assert "450" in (status["ada@example.org"][1] or "")
-    assert first.exit_code == 1
+    assert pipeline.exit_status(first) == 1
     assert store.sent_refs("ada@example.org") == set()  # nothing marked sent without acceptance
     assert len(smtp_server.handler.received_by("grace@example.org")) == 1
     assert len(smtp_server.handler.sessions) == 1
@@ -159,8 +167,8 @@ def test_refused_recipient_is_retried_next_run_exactly_once(
     del smtp_server.handler.refuse["ada@example.org"]
     second = pipeline.run_once(settings, make_transport(settings), store, now + timedelta(hours=1))
     assert {s.email: s.status for s in second.subscribers} == {
-        "ada@example.org": SENT,
-        "grace@example.org": NOTHING_NEW,
+        "ada@example.org": Status.SENT,
+        "grace@example.org": Status.NOTHING_NEW,
     }
     (ada_msg,) = smtp_server.handler.received_by("ada@example.org")
     assert len(smtp_server.handler.received_by("grace@example.org")) == 1
@@ -177,7 +185,7 @@ def test_one_smtp_connection_per_run(tmp_path: Path, now: datetime, smtp_server:
     transport = make_transport(settings)
     assert isinstance(transport, SmtpTransport)
     report = pipeline.run_once(settings, transport, store, now)
-    assert [s.status for s in report.subscribers] == [SENT] * 6
+    assert [s.status for s in report.subscribers] == [Status.SENT] * 6
     assert len(smtp_server.handler.messages) == 6
     assert len(smtp_server.handler.sessions) == 1
     for mail_from, rcpts, msg in smtp_server.handler.messages:
@@ -192,8 +200,8 @@ def test_permanent_refusal_fails_only_that_subscriber(tmp_path: Path, now: datet
     )
     report = pipeline.run_once(settings, transport, store, now)
     assert {s.email: s.status for s in report.subscribers} == {
-        "ada@example.org": FAILED,
-        "grace@example.org": SENT,
+        "ada@example.org": Status.FAILED,
+        "grace@example.org": Status.SENT,
     }
 
 
@@ -202,7 +210,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, now: datetime) -> None:
     report = pipeline.run_once(
         settings, MaildirTransport(tmp_path / "var" / "outbox"), store, now, dry_run=True
     )
-    assert [s.status for s in report.subscribers] == [DRY_RUN]
+    assert [s.status for s in report.subscribers] == [Status.DRY_RUN]
     assert report.subscribers[0].matches
     assert store.count_papers() == 0
     assert store.subscribers() == []
@@ -214,21 +222,30 @@ def test_invalid_profile_fails_that_subscriber_only(tmp_path: Path, now: datetim
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs)
     report = pipeline.run_once(settings, MemoryTransport(), store, now)
     status = {s.email: s for s in report.subscribers}
-    assert status["bad@example.org"].status == FAILED
+    assert status["bad@example.org"].status == Status.FAILED
     assert "subscriber bad@example.org, keyword '***': the keyword has no letters or digits" in (
         status["bad@example.org"].error or ""
     )
-    assert status["ada@example.org"].status == SENT
+    assert status["ada@example.org"].status == Status.SENT
 
 
 def test_preview_has_no_side_effects(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    pipeline.ingest(settings, store, now)
     before = Path(settings.database).read_bytes()
     result = pipeline.preview(settings, store, "ada@example.org", now)
-    assert result.message is not None and result.planned.digest is not None
+    assert result.message is not None and isinstance(result.planned, Send)
     assert len(result.planned.digest.matches) == 3
-    assert store.count_papers() == 0
+    assert store.history("ada@example.org") == []
     assert Path(settings.database).read_bytes() == before
+
+
+def test_preview_reads_no_source(tmp_path: Path, now: datetime) -> None:
+    """Preview shows what is stored: with nothing ingested yet there is nothing new, whatever the sources."""
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    result = pipeline.preview(settings, store, "ada@example.org", now)
+    assert isinstance(result.planned, Skip) and result.message is None
+    assert store.count_papers() == 0
 
 
 @pytest.mark.parametrize("email", ["nobody@example.org"])
@@ -246,14 +263,14 @@ def test_a_digest_begun_elsewhere_meanwhile_is_not_sent_again(tmp_path: Path, no
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     store.sync_config_subscribers(settings.config_subscribers(), now)
     pipeline.ingest(settings, store, now)
-    (batch,) = pipeline.plan_batches(settings, store, now)
-    assert batch[0].digest is not None
+    (batch,) = plan_batches(settings, store, now)
+    assert isinstance(batch[0], Send)
     from digest.store import NewMessage
 
     store.begin_messages([NewMessage("ada@example.org", batch[0].digest.day, "<other@x>", ())], now)
     transport = MemoryTransport()
-    delivery = pipeline.Delivery(store, pipeline._renderer(settings), pipeline.Courier(transport), now, False)
+    delivery = Delivery(store, make_renderer(settings), Courier(transport), now)
     (report,) = delivery.deliver_batch(batch)
-    assert report.status == NOTHING_NEW and "already has a digest" in (report.note or "")
+    assert report.status == Status.NOTHING_NEW and "already has a digest" in (report.note or "")
     assert transport.sent == []
     store.close()

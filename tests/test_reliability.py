@@ -26,10 +26,10 @@ from rich.console import Console
 
 from digest import pipeline
 from digest.cli import main, print_summary
+from digest.delivery import Courier, RetryBudget
 from digest.errors import TransientDeliveryError
 from digest.mime import Outgoing
-from digest.models import BOUNCED, FAILED, NOTHING_NEW, RETRY_LATER, SENT, RunReport
-from digest.pipeline import Courier
+from digest.models import RunReport, Status
 from digest.settings import Settings, load_settings
 from digest.store import BOUNCE_LIMIT, Store
 from digest.transport import MemoryTransport, SmtpTransport
@@ -155,10 +155,10 @@ def test_a_4xx_is_retried_within_the_run_and_then_sent(
     port, handler = server
     handler.script[stage, "ada@example.org"] = [code, code]  # two refusals, then it goes through
     report = _run(_settings(tmp_path, port), now)
-    assert set(_status(report).values()) == {SENT}
+    assert set(_status(report).values()) == {Status.SENT}
     assert handler.attempts[stage, "ada@example.org"] == 3
     _assert_each_got_one(handler, EMAILS)
-    assert report.exit_code == 0
+    assert pipeline.exit_status(report) == 0
 
 
 def test_a_persistent_4xx_is_left_for_the_next_run_and_resent_once_with_its_message_id(
@@ -169,10 +169,10 @@ def test_a_persistent_4xx_is_left_for_the_next_run_and_resent_once_with_its_mess
     handler.script["DATA", "ada@example.org"] = ["451 4.3.0 try again later"] * 10
     first = _run(settings, now)
     ada = next(s for s in first.subscribers if s.email == "ada@example.org")
-    assert ada.status == RETRY_LATER
+    assert ada.status == Status.RETRY_LATER
     assert "451 4.3.0 try again later" in (ada.error or "")
     assert handler.attempts["DATA", "ada@example.org"] == 3  # 1 + retries, then left for the next run
-    assert first.exit_code == 1
+    assert pipeline.exit_status(first) == 1
     console = Console(record=True, width=200)
     print_summary(first, console)
     summary = console.export_text()
@@ -183,15 +183,15 @@ def test_a_persistent_4xx_is_left_for_the_next_run_and_resent_once_with_its_mess
 
     handler.script.clear()
     second = _run(settings, now + timedelta(hours=1))
-    assert _status(second)["ada@example.org"] == SENT
-    assert {s.email for s in second.subscribers if s.status == SENT} == {"ada@example.org"}
+    assert _status(second)["ada@example.org"] == Status.SENT
+    assert {s.email for s in second.subscribers if s.status == Status.SENT} == {"ada@example.org"}
     assert _ids(handler.received_by("ada@example.org")) == [ada.message_id]
     assert len(handler.received_by("ada@example.org")[0].get_body(("plain",)).get_content()) > 0
     _assert_each_got_one(handler, EMAILS)
-    assert second.exit_code == 0
+    assert pipeline.exit_status(second) == 0
 
     third = _run(settings, now + timedelta(hours=2))
-    assert SENT not in _status(third).values()
+    assert Status.SENT not in _status(third).values()
     _assert_each_got_one(handler, EMAILS)
 
 
@@ -203,7 +203,7 @@ def test_a_retry_still_pending_the_next_day_goes_into_that_days_digest(
     handler.script["RCPT", "ada@example.org"] = ["450 4.2.1 mailbox busy"] * 10
     first = _run(settings, now)
     day_one = next(s for s in first.subscribers if s.email == "ada@example.org")
-    assert day_one.status == RETRY_LATER
+    assert day_one.status == Status.RETRY_LATER
     handler.script.clear()
     second = _run(settings, now + timedelta(days=1))
     got = handler.received_by("ada@example.org")
@@ -211,7 +211,7 @@ def test_a_retry_still_pending_the_next_day_goes_into_that_days_digest(
     assert _ids(got) != [day_one.message_id]  # a new digest, for the new date
     text = got[0].get_body(("plain",)).get_content()
     assert all(" ".join(m.paper.title.split()) in " ".join(text.split()) for m in day_one.matches)
-    assert _status(second)["ada@example.org"] == SENT
+    assert _status(second)["ada@example.org"] == Status.SENT
 
 
 def test_421_mid_batch_reconnects_and_sends_the_rest(
@@ -220,7 +220,7 @@ def test_421_mid_batch_reconnects_and_sends_the_rest(
     port, handler = server
     handler.script["RCPT", "cy@example.org"] = ["421 4.3.2 service shutting down"]
     report = _run(_settings(tmp_path, port), now)
-    assert set(_status(report).values()) == {SENT}
+    assert set(_status(report).values()) == {Status.SENT}
     _assert_each_got_one(handler, EMAILS)
     assert handler.connections == 2  # the one the 421 closed, and one more for the rest
 
@@ -232,7 +232,7 @@ def test_a_connection_dropped_after_data_is_resent_with_the_same_message_id(
     port, handler = server
     handler.drop_after_data.add("cy@example.org")
     report = _run(_settings(tmp_path, port), now)
-    assert set(_status(report).values()) == {SENT}
+    assert set(_status(report).values()) == {Status.SENT}
     copies = _ids(handler.received_by("cy@example.org"))
     assert len(copies) == 2 and len(set(copies)) == 1  # a duplicate a mail client folds by Message-ID
     _assert_each_got_one(handler, [e for e in EMAILS if e != "cy@example.org"])
@@ -246,22 +246,24 @@ def test_a_550_fails_that_recipient_only_and_three_in_a_row_mark_it_bouncing(
     handler.refuse["bob@example.org"] = "550 5.1.1 no such user"
     reports = [_run(settings, now + timedelta(days=day)) for day in range(BOUNCE_LIMIT)]
     first = reports[0]
-    assert _status(first) == {e: (FAILED if e == "bob@example.org" else SENT) for e in EMAILS}
+    assert _status(first) == {e: (Status.FAILED if e == "bob@example.org" else Status.SENT) for e in EMAILS}
     bob = next(s for s in first.subscribers if s.email == "bob@example.org")
     assert "550 5.1.1 no such user" in (bob.error or "")
-    assert first.exit_code == 1
+    assert pipeline.exit_status(first) == 1
     assert handler.attempts["RCPT", "bob@example.org"] == BOUNCE_LIMIT  # never retried within a run
-    assert [_status(r)["bob@example.org"] for r in reports] == [FAILED] * (BOUNCE_LIMIT - 1) + [BOUNCED]
+    assert [_status(r)["bob@example.org"] for r in reports] == [Status.FAILED] * (BOUNCE_LIMIT - 1) + [
+        Status.BOUNCED
+    ]
     for address in EMAILS[:1] + EMAILS[2:]:  # the others: one message per day they had news, no more
         got = _ids(handler.received_by(address))
-        assert len(got) == len(set(got)) == sum(_status(r)[address] == SENT for r in reports) >= 1
+        assert len(got) == len(set(got)) == sum(_status(r)[address] == Status.SENT for r in reports) >= 1
 
     skipped = _run(settings, now + timedelta(days=BOUNCE_LIMIT))
-    assert _status(skipped)["bob@example.org"] == BOUNCED
+    assert _status(skipped)["bob@example.org"] == Status.BOUNCED
     bob = next(s for s in skipped.subscribers if s.email == "bob@example.org")
-    assert "digest subscribe bob@example.org" in (bob.note or "")
+    assert "digest resume bob@example.org" in (bob.note or "")
     assert handler.attempts["RCPT", "bob@example.org"] == BOUNCE_LIMIT  # not even tried
-    assert skipped.exit_code == 0  # known and reported, nothing to retry
+    assert pipeline.exit_status(skipped) == 0  # known and reported, nothing to retry
 
     del handler.refuse["bob@example.org"]
     cfg = str(tmp_path / "digest.toml")
@@ -271,7 +273,7 @@ def test_a_550_fails_that_recipient_only_and_three_in_a_row_mark_it_bouncing(
     assert result.exit_code == 0, result.output
     assert "re-enabled bob@example.org" in result.output
     back = _run(settings, now + timedelta(days=BOUNCE_LIMIT + 1))
-    assert _status(back)["bob@example.org"] == SENT
+    assert _status(back)["bob@example.org"] == Status.SENT
     got = handler.received_by("bob@example.org")
     assert len(got) == 1
     assert len(next(s for s in back.subscribers if s.email == "bob@example.org").matches) > 0
@@ -291,11 +293,11 @@ def test_a_server_that_never_answers_times_out_and_everything_waits_for_the_next
         elapsed = time.monotonic() - started
     finally:
         silent.close()
-    assert set(_status(report).values()) == {RETRY_LATER}
+    assert set(_status(report).values()) == {Status.RETRY_LATER}
     first = report.subscribers[0]
     assert "cannot connect to 127.0.0.1" in (first.error or "") and "timed out" in (first.error or "")
     assert all((s.error or "").startswith("not attempted") for s in report.subscribers[1:])
-    assert report.exit_code == 1
+    assert pipeline.exit_status(report) == 1
     assert elapsed < 5  # 3 attempts of 0.3 s and short waits, not a timeout per subscriber
 
     with Store.open(settings.database) as store:
@@ -307,10 +309,10 @@ def test_after_the_server_comes_back_everyone_gets_their_digest_once(
 ) -> None:
     port, handler = server
     settings = _settings(tmp_path, free_port(), timeout=0.5)  # nothing listens there
-    assert set(_status(_run(settings, now)).values()) == {RETRY_LATER}
+    assert set(_status(_run(settings, now)).values()) == {Status.RETRY_LATER}
     back = _settings(tmp_path, port)
     report = _run(back, now + timedelta(minutes=30))
-    assert set(_status(report).values()) == {SENT}
+    assert set(_status(report).values()) == {Status.SENT}
     _assert_each_got_one(handler, EMAILS)
 
 
@@ -368,7 +370,9 @@ def test_courier_backs_off_exponentially_up_to_the_retry_count() -> None:
 def test_courier_budget_counts_waits_and_failed_attempts_and_then_gives_up_at_once() -> None:
     clock = FakeClock()
     transport = FlakyTransport(clock, failures=100, cost=10.0)
-    courier = Courier(transport, retries=5, backoff=1.0, budget=25.0, sleep=clock.sleep, clock=clock)
+    courier = Courier(
+        transport, retries=5, backoff=1.0, budget=RetryBudget(25.0), sleep=clock.sleep, clock=clock
+    )
     with pytest.raises(TransientDeliveryError):
         courier.send(_message("a@example.org"))
     # attempt 10 s, wait 1 s, attempt 10 s, wait 2 s, attempt 10 s: 33 s spent, over the 25 s budget.
@@ -404,7 +408,7 @@ def test_rate_limit_spaces_real_smtp_sends(
 
     handler.handle_DATA = timed  # type: ignore[method-assign]
     report = _run(settings, now)
-    assert set(_status(report).values()) == {SENT}
+    assert set(_status(report).values()) == {Status.SENT}
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == len(EMAILS) - 1
     assert min(gaps) >= 0.04  # 20 per second: 50 ms apart, give or take the clock
@@ -417,5 +421,5 @@ def test_a_second_run_the_same_day_sends_nothing_and_is_not_a_failure(
     settings = _settings(tmp_path, port)
     _run(settings, now)
     again = _run(settings, now + timedelta(hours=1))  # the same local date: already sent
-    assert set(_status(again).values()) == {NOTHING_NEW}
-    assert again.exit_code == 0
+    assert set(_status(again).values()) == {Status.NOTHING_NEW}
+    assert pipeline.exit_status(again) == 0

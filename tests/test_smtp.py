@@ -21,7 +21,7 @@ from conftest import RecordingHandler, free_port, samples_source, write_config
 from digest import pipeline
 from digest.errors import DeliveryAbortedError, PermanentDeliveryError, TransientDeliveryError
 from digest.mime import Outgoing
-from digest.models import FAILED, RETRY_LATER, SENT
+from digest.models import Status
 from digest.settings import SmtpConfig, load_settings
 from digest.store import Store
 from digest.transport import SmtpTransport
@@ -112,7 +112,7 @@ def test_verified_tls_and_auth_with_the_password_from_the_environment(
     transport = SmtpTransport(settings.smtp, settings.sender_address, context=server.client_context())
     with Store.open(settings.database) as store:
         report = pipeline.run_once(settings, transport, store, now)
-    assert [s.status for s in report.subscribers] == [SENT, SENT]
+    assert [s.status for s in report.subscribers] == [Status.SENT, Status.SENT]
     assert server.auth_attempts == [(USER, PASSWORD)]  # one login: one connection for the run
     assert len(server.handler.messages) == 2
     assert len(server.handler.sessions) == 1
@@ -129,7 +129,7 @@ def test_untrusted_certificate_aborts_before_any_password_is_sent(
     with Store.open(settings.database) as store:
         report = pipeline.run_once(settings, transport, store, now)
         assert store.sent_refs("ada@example.org") == set()
-    assert [s.status for s in report.subscribers] == [FAILED, RETRY_LATER]
+    assert [s.status for s in report.subscribers] == [Status.FAILED, Status.RETRY_LATER]
     assert all("TLS with 127.0.0.1" in (s.error or "") for s in report.subscribers)
     assert (report.subscribers[1].error or "").startswith("not attempted")
     assert "CERTIFICATE_VERIFY_FAILED" in (report.subscribers[0].error or "")

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from digest.errors import StoreError
-from digest.models import Paper, Profile, Subscriber
-from digest.sources.fetch import Validators
+from digest.models import Paper, Profile, Subscriber, Validators
 from digest.store import SCHEMA_VERSION, NewMessage, Store
 
 
@@ -42,7 +41,7 @@ def test_a_newer_schema_is_refused_not_damaged(tmp_path: Path) -> None:
 def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "digest.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="cannot use the database"):
+    with pytest.raises(StoreError, match="is damaged: file is not a database"):
         Store.open(path)
 
 

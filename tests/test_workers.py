@@ -22,7 +22,8 @@ import pytest
 from conftest import read_maildir, samples_source, write_config
 
 from digest import pipeline, workers
-from digest.models import SENT, Profile, Subscriber
+from digest.delivery import RetryBudget, make_courier
+from digest.models import Profile, Status, Subscriber
 from digest.progress import LogLines
 from digest.settings import Settings, load_settings
 from digest.store import Store
@@ -60,11 +61,11 @@ def test_workers_deliver_each_subscriber_exactly_once(
         report = pipeline.run_once(
             settings, make_transport(settings), store, NOW, workers=2, progress=steps.append
         )
-        assert report.status_counts == {SENT: 300}
+        assert report.status_counts == {Status.SENT: 300}
         assert sum(steps) == 300  # the workers' counters, read while they work
         assert report.ok and report.subscribers == ()  # workers send back problems only
         again = pipeline.run_once(settings, make_transport(settings), store, NOW, workers=2)
-        assert SENT not in again.status_counts
+        assert Status.SENT not in again.status_counts
     messages = read_maildir(settings.delivery.maildir)
     assert sorted(str(m["To"]) for m in messages) == [f"w{i:05d}@example.org" for i in range(300)]
     assert _sent_per_subscriber(settings.database) == Counter(
@@ -184,17 +185,24 @@ def test_progress_log_lines(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_tally_counts_everyone_and_keeps_details_bounded() -> None:
-    from digest.models import FAILED, NOTHING_NEW, SubscriberReport, Tally
+    from digest.delivery import Tally
+    from digest.models import SubscriberReport
+
+    FAILED, NOTHING_NEW = Status.FAILED, Status.NOTHING_NEW
 
     part = Tally(limit=2, keep_first=0)  # a worker's: problems only
-    part.add([SubscriberReport(f"s{i}", SENT) for i in range(5)])
+    part.add([SubscriberReport(f"s{i}", Status.SENT) for i in range(5)])
     part.add([SubscriberReport(f"f{i}", FAILED, error="550") for i in range(3)])
-    assert part.counts == {SENT: 5, FAILED: 3} and part.problems == 3
+    assert part.counts == {Status.SENT: 5, FAILED: 3} and part.problems == 3
     assert [r.email for r in part.kept] == ["f0", "f1"] and part.omitted == 6
     whole = Tally(limit=2)
     whole.add([SubscriberReport("n0", NOTHING_NEW)])
     whole.merge(part)
-    assert whole.counts == {NOTHING_NEW: 1, SENT: 5, FAILED: 3} and whole.problems == 3 and whole.total == 9
+    assert (
+        whole.counts == {NOTHING_NEW: 1, Status.SENT: 5, FAILED: 3}
+        and whole.problems == 3
+        and whole.total == 9
+    )
     report = whole.report(NOW, (), "memory", False)
     assert not report.ok and report.status_counts[FAILED] == 3
     assert report.omitted == 6 and {r.email for r in report.subscribers} == {"n0", "f0", "f1"}
@@ -204,5 +212,15 @@ def test_workers_share_the_rate_limit(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, tables={"delivery": {"method": "smtp"}, "smtp": {"rate_limit": 10}})
     settings = load_settings(cfg)
     transport = make_transport(settings)
-    assert pipeline._courier(settings, transport).interval == pytest.approx(0.1)
-    assert pipeline._courier(settings, transport, share=4).interval == pytest.approx(0.4)  # 4 x 2.5/s = 10/s
+    assert make_courier(settings, transport).interval == pytest.approx(0.1)
+    assert make_courier(settings, transport, share=4).interval == pytest.approx(0.4)  # 4 x 2.5/s = 10/s
+
+
+def test_workers_share_one_retry_budget() -> None:
+    """The retry budget is per run: what one worker spends, the others no longer have."""
+    import multiprocessing
+
+    shared = multiprocessing.get_context("spawn").Value("d", 10.0)
+    first, second = RetryBudget(shared), RetryBudget(shared)
+    first.spend(6.0)
+    assert second.allows(3.0) and not first.allows(2.0)  # 10 - 6 - 3 = 1 left for either

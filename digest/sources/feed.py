@@ -93,7 +93,7 @@ def _entry_to_paper(entry: feedparser.FeedParserDict, source: str) -> Paper | No
 
 
 def parse_feed(data: bytes, *, source: str) -> tuple[list[Paper], int]:
-    """Papers in an RSS/Atom document, and how many revision entries were skipped.
+    """Papers in an RSS/Atom document, and how many entries were skipped (revisions, unreadable ones).
 
     Raises ParseError for an empty body, a document that is no feed (an HTML error page), or broken XML.
     """
@@ -114,7 +114,10 @@ def parse_feed(data: bytes, *, source: str) -> tuple[list[Paper], int]:
     papers: list[Paper] = []
     skipped = 0
     for entry in parsed.entries:
-        paper = _entry_to_paper(entry, source)
+        try:
+            paper = _entry_to_paper(entry, source)
+        except (TypeError, ValueError, AttributeError, KeyError):  # one odd entry, not the listing
+            paper = None
         if paper is None:
             skipped += 1
         else:

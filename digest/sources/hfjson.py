@@ -33,9 +33,10 @@ def _paper(item: dict[str, Any], source: str) -> Paper | None:
     if not title:
         return None
     raw_id = str(body.get("id") or "")
+    listed = body.get("authors")
     authors = tuple(
         a["name"].strip()
-        for a in body.get("authors") or []
+        for a in (listed if isinstance(listed, list) else [])
         if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"].strip()
     )
     upvotes = body.get("upvotes")
@@ -45,17 +46,20 @@ def _paper(item: dict[str, Any], source: str) -> Paper | None:
         arxiv_id=arxiv_id_from(raw_id) if raw_id else None,
         authors=authors,
         published=_day(body.get("publishedAt") or item.get("publishedAt")),
-        upvotes=upvotes if isinstance(upvotes, int) and upvotes >= 0 else None,
+        upvotes=upvotes
+        if isinstance(upvotes, int) and not isinstance(upvotes, bool) and upvotes >= 0
+        else None,
         source=source,
     )
 
 
-def parse_hf_json(data: bytes, *, source: str) -> list[Paper]:
-    """Papers in a daily-papers JSON document.
+def parse_hf_json(data: bytes, *, source: str) -> tuple[list[Paper], int]:
+    """Papers in a daily-papers JSON document, and how many entries were skipped (no title, wrong types).
 
-    >>> doc = b'[{"paper": {"id": "2411.04330", "title": "Scaling Laws for Precision", "upvotes": 7}}]'
-    >>> [(p.key, p.upvotes) for p in parse_hf_json(doc, source="hf")]
-    [('2411.04330', 7)]
+    >>> doc = b'[{"paper": {"id": "2411.04330", "title": "Scaling Laws for Precision", "upvotes": 7}}, 5]'
+    >>> papers, skipped = parse_hf_json(doc, source="hf")
+    >>> [(p.key, p.upvotes) for p in papers], skipped
+    ([('2411.04330', 7)], 1)
     """
     if not data.strip():
         raise ParseError(source, "the response was empty", hint="check the URL")
@@ -70,4 +74,12 @@ def parse_hf_json(data: bytes, *, source: str) -> list[Paper]:
         doc = doc["papers"]
     if not isinstance(doc, list):
         raise ParseError(source, f"expected a JSON list of papers, got {type(doc).__name__}")
-    return [p for p in (_paper(item, source) for item in doc if isinstance(item, dict)) if p]
+    papers: list[Paper] = []
+    for item in doc:
+        try:
+            paper = _paper(item, source) if isinstance(item, dict) else None
+        except (TypeError, ValueError, AttributeError, KeyError):  # one odd entry, not the listing
+            paper = None
+        if paper is not None:
+            papers.append(paper)
+    return papers, len(doc) - len(papers)

@@ -35,6 +35,8 @@ _DATE_LINE = re.compile(
 )
 _AUTHORS_LINE = re.compile(r"^•\s*(\d+)\s+authors?$")
 _DOT = "·"
+MIN_ABSTRACT = 100  # characters: an abstract line is a paragraph, not a heading
+LISTING_SHARE = 0.8  # of the entries must read as papers for a text to be taken as a listing
 # Exact lines of page chrome, never papers.
 CHROME = frozenset(
     {
@@ -147,3 +149,13 @@ def looks_like_html(text: str) -> bool:
     """An HTML page (an error page, a login wall) rather than a text capture."""
     head = text.lstrip("\ufeff \t\r\n")[:200].lower()
     return head.startswith(("<!doctype html", "<html", "<?xml", "<head", "<body"))
+
+
+def looks_like_listing(papers: list[Paper]) -> bool:
+    """Whether the entries read as papers: most have an abstract of some length, longer than the title.
+
+    Every real capture passes with all its entries; a README or a changelog read as a listing pairs
+    headings with short lines and fails (about a third to a half of its "entries" pass).
+    """
+    papers_like = sum(1 for p in papers if len(p.abstract) >= MIN_ABSTRACT and len(p.abstract) > len(p.title))
+    return papers_like >= LISTING_SHARE * len(papers)

@@ -1,5 +1,6 @@
 """The state database (SQLite): see ``database`` for what it keeps."""
 
+from digest.store.base import as_store_error
 from digest.store.database import RUN_SYNC, Store
 from digest.store.outbox import BOUNCE_LIMIT, DeliveryState, NewMessage, OutboxRow, SentRecord
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -14,4 +15,5 @@ __all__ = [
     "OutboxRow",
     "SentRecord",
     "Store",
+    "as_store_error",
 ]

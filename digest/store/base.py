@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from digest.errors import StoreError
+
 
 def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
     """``items`` in slices short enough for one statement's parameters."""
@@ -17,6 +19,41 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
+
+
+def store_error(exc: sqlite3.Error, path: str) -> StoreError:
+    """A SQLite failure as a StoreError that says what it means for the operator and what to do.
+
+    >>> store_error(sqlite3.DatabaseError("database disk image is malformed"), "d.sqlite3").message
+    'the database d.sqlite3 is damaged: database disk image is malformed'
+    """
+    text = str(exc)
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return StoreError(
+            f"the database {path} is damaged: {text}",
+            hint=f"stop digest, move the file aside and recover it: sqlite3 {path} .recover | sqlite3 "
+            "recovered.sqlite3; or restore a backup",
+        )
+    if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+        return StoreError(
+            f"cannot write the database {path}: {text}",
+            hint="check that this user may write the file and its folder (and that the disk is not full)",
+        )
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"the database {path} stayed locked by another process: {text}",
+            hint="another digest command holds it too long; try again when it has finished",
+        )
+    return StoreError(f"the database {path} failed: {text}", hint="run again with -vv for details")
+
+
+def as_store_error(exc: BaseException) -> StoreError | None:
+    """A database failure that escaped the store's own wrapping, as a StoreError; None for anything else."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return store_error(exc, "(the state database)")
+    return None
 
 
 class Connection:
@@ -29,10 +66,19 @@ class Connection:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, begun IMMEDIATE so two writers never deadlock half-way."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from exc
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise store_error(exc, self.path) from exc
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from exc

@@ -23,9 +23,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from digest.errors import StoreError
-from digest.models import Paper, Profile, Subscriber
-from digest.sources.fetch import Validators
-from digest.store.base import _iso
+from digest.models import Paper, Profile, Subscriber, Validators
+from digest.store.base import _iso, store_error
 from digest.store.outbox import Outbox
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -53,29 +52,56 @@ class Store(Outbox):
     # -- opening -------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, sync: str = "FULL") -> Store:
+    def open(cls, path: str | Path, *, sync: str = "FULL", read_only: bool = False) -> Store:
         """Open (creating it and its folder if needed) and migrate the database at ``path``.
 
         ``sync`` is SQLite's ``synchronous``: FULL (each commit on disk before it returns) by default;
-        a run's deliveries use NORMAL (see ``RUN_SYNC``).
+        a run's deliveries use NORMAL (see ``RUN_SYNC``). ``read_only`` opens an existing database as it is,
+        never creating, migrating or writing it (a preview).
+
+        A SQLite file that holds another application's tables is refused before anything is written to
+        it, so it is left byte for byte as it was.
         """
         where = str(path)
-        if where != ":memory:":
-            Path(where).parent.mkdir(parents=True, exist_ok=True)
+        memory = where == ":memory:"
+        if read_only and not (memory or Path(where).is_file()):
+            raise StoreError(f"no database at {where} yet", hint="run digest ingest or digest run first")
+        if not (memory or read_only):
+            try:
+                Path(where).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder {Path(where).parent}: {exc.strerror}",
+                    hint="check the database setting and this user's permissions",
+                ) from exc
         try:
-            conn = sqlite3.connect(where, isolation_level=None, timeout=30)
+            target = f"file:{Path(where).resolve()}?mode=ro" if read_only else where
+            conn = sqlite3.connect(target, isolation_level=None, timeout=30, uri=read_only)
             conn.row_factory = sqlite3.Row
+            store = cls(conn, where)
+            store._refuse_foreign()
             conn.execute("PRAGMA foreign_keys = ON")
-            if where != ":memory:":
+            if read_only:
+                store._check_version(upgrade_hint="run digest run (or digest ingest) once to upgrade it")
+                return store
+            if not memory:
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'NORMAL' if sync == 'NORMAL' else 'FULL'}")
-            store = cls(conn, where)
             store._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(
-                f"cannot use the database {where}: {exc}", hint="check the path, or move a damaged file aside"
-            ) from exc
+        except sqlite3.Error as exc:
+            raise store_error(exc, where) from exc
         return store
+
+    def _refuse_foreign(self) -> None:
+        """Refuse a database that has tables of its own and not ours (another application's file)."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and not {"papers", "subscribers", "messages"} <= tables:
+            self.conn.close()
+            raise StoreError(
+                f"{self.path} is not a digest database (it has tables {', '.join(sorted(tables)[:5])}); "
+                "it was left untouched",
+                hint="point the database setting at a new file, or at digest's own database",
+            )
 
     def snapshot(self) -> Store:
         """An in-memory copy: what a dry run or a preview works on, so the real file is never touched."""
@@ -94,14 +120,20 @@ class Store(Outbox):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+    def _check_version(self, upgrade_hint: str | None = None) -> int:
+        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the database {self.path} has schema version {version}, newer than this digest "
                 f"understands ({SCHEMA_VERSION})",
                 hint="upgrade digest",
             )
+        if upgrade_hint and version < SCHEMA_VERSION:
+            raise StoreError(f"the database {self.path} is from an older digest", hint=upgrade_hint)
+        return version
+
+    def _migrate(self) -> None:
+        version = self._check_version()
         for step in range(version, SCHEMA_VERSION):
             with self.transaction() as tx:
                 for statement in MIGRATIONS[step].split(";"):
@@ -356,5 +388,15 @@ class Store(Outbox):
 
     def subscriber(self, email: str) -> Subscriber | None:
         """The subscriber with this address, compared case-insensitively as the database does."""
-        found = [s for s in self.subscribers(include_inactive=True) if s.email.casefold() == email.casefold()]
-        return found[0] if found else None
+        row = self.conn.execute("SELECT * FROM subscribers WHERE email = ?", (email,)).fetchone()
+        return _subscriber(row) if row is not None else None
+
+    def resume(self, email: str, now: datetime) -> bool:
+        """Mail ``email`` again (after an unsubscribe, or bouncing), keeping their profile. False if unknown."""
+        with self.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE subscribers SET active = 1, bounces = 0, bouncing_since = NULL, updated = ?"
+                " WHERE email = ?",
+                (_iso(now), email),
+            )
+        return cur.rowcount > 0

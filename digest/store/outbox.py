@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from digest.errors import StoreError
-from digest.models import Paper
+from digest.models import MessageState, Paper
 from digest.store.base import Connection, _chunks, _iso
 
 BOUNCE_LIMIT = 3  # consecutive permanent failures before a subscriber is marked bouncing
@@ -57,6 +57,7 @@ class DeliveryState:
     unfinished: dict[str, list[OutboxRow]]
     sent_today: set[str]
     sent_refs: dict[str, set[int]]
+    refused_today: dict[str, str]  # the server's last permanent refusal of today's digest
 
 
 def _outbox_row(r: sqlite3.Row) -> OutboxRow:
@@ -104,14 +105,23 @@ class Outbox(Connection):
             for m in messages:
                 cur = tx.execute(
                     "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
-                    " more) VALUES (?,?,?,'sending',?,?,?,?) ON CONFLICT DO NOTHING",
-                    (m.email, m.message_id, m.day.isoformat(), stamp, stamp, json.dumps(m.refs), m.more),
+                    " more) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    (
+                        m.email,
+                        m.message_id,
+                        m.day.isoformat(),
+                        MessageState.SENDING,
+                        stamp,
+                        stamp,
+                        json.dumps(m.refs),
+                        m.more,
+                    ),
                 )
                 ids.append(int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None)
             for chunk in _chunks(resume):
                 tx.execute(
-                    f"UPDATE messages SET status = 'sending', updated = ? WHERE id IN ({','.join('?' * len(chunk))})",
-                    (stamp, *chunk),
+                    f"UPDATE messages SET status = ?, updated = ? WHERE id IN ({','.join('?' * len(chunk))})",
+                    (MessageState.SENDING, stamp, *chunk),
                 )
         return ids
 
@@ -131,9 +141,9 @@ class Outbox(Connection):
                     f"SELECT id, email, papers FROM messages WHERE id IN ({marks})", chunk
                 ).fetchall()
                 tx.execute(
-                    "UPDATE messages SET status = 'sent', sent_at = ?, updated = ?, attempts = attempts + 1"
+                    "UPDATE messages SET status = ?, sent_at = ?, updated = ?, attempts = attempts + 1"
                     f" WHERE id IN ({marks})",
-                    (stamp, stamp, *chunk),
+                    (MessageState.SENT, stamp, stamp, *chunk),
                 )
                 tx.executemany(
                     "INSERT OR IGNORE INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?)",
@@ -149,21 +159,24 @@ class Outbox(Connection):
         """A transient failure: the row waits for the next run; its papers are not recorded."""
         with self.transaction() as tx:
             tx.execute(
-                "UPDATE messages SET status = 'retry', last_error = ?, updated = ?, attempts = attempts + 1"
+                "UPDATE messages SET status = ?, last_error = ?, updated = ?, attempts = attempts + 1"
                 " WHERE id = ?",
-                (error, _iso(now), row_id),
+                (MessageState.RETRY, error, _iso(now), row_id),
             )
 
-    def mark_failed(self, row_id: int, error: str, now: datetime) -> bool:
-        """A permanent refusal. Counts toward bouncing; returns True if the subscriber is now bouncing."""
+    def mark_failed(self, row_id: int, error: str, now: datetime, *, bounce: bool = True) -> bool:
+        """A permanent refusal. With ``bounce`` (the recipient was at fault, not our message) it counts
+        toward bouncing; returns True if the subscriber is now bouncing."""
         stamp = _iso(now)
         with self.transaction() as tx:
             row = tx.execute("SELECT email FROM messages WHERE id = ?", (row_id,)).fetchone()
             tx.execute(
-                "UPDATE messages SET status = 'failed', last_error = ?, updated = ?, attempts = attempts + 1"
+                "UPDATE messages SET status = ?, last_error = ?, updated = ?, attempts = attempts + 1"
                 " WHERE id = ?",
-                (error, stamp, row_id),
+                (MessageState.FAILED, error, stamp, row_id),
             )
+            if not bounce:
+                return False
             tx.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE email = ?", (row["email"],))
             tx.execute(
                 "UPDATE subscribers SET bouncing_since = ? WHERE email = ? AND bounces >= ?"
@@ -179,8 +192,8 @@ class Outbox(Connection):
         """Give up 'retry' rows of earlier dates: their papers are still unsent, so today's digest takes them."""
         with self.transaction() as tx:
             cur = tx.execute(
-                "UPDATE messages SET status = 'expired', updated = ? WHERE status = 'retry' AND digest_date < ?",
-                (_iso(now), before.isoformat()),
+                "UPDATE messages SET status = ?, updated = ? WHERE status = ? AND digest_date < ?",
+                (MessageState.EXPIRED, _iso(now), MessageState.RETRY, before.isoformat()),
             )
         return cur.rowcount
 
@@ -202,19 +215,23 @@ class Outbox(Connection):
     def delivery_state(self, emails: Sequence[str], day: date, min_ref: int = 0) -> DeliveryState:
         """For a batch of subscribers at once: unfinished rows, who already got ``day``'s digest, and the
         refs (at least ``min_ref``: the candidate pool's) already sent to each. Keys are casefolded."""
-        state = DeliveryState({}, set(), {})
+        state = DeliveryState({}, set(), {}, {})
         for chunk in _chunks(emails):
             marks = ",".join("?" * len(chunk))
             for r in self.conn.execute(
-                f"SELECT * FROM messages WHERE status IN ('sending', 'retry') AND email IN ({marks}) ORDER BY id",
-                chunk,
+                f"SELECT * FROM messages WHERE status IN (?, ?) AND email IN ({marks}) ORDER BY id",
+                (MessageState.SENDING, MessageState.RETRY, *chunk),
             ):
                 state.unfinished.setdefault(r["email"].casefold(), []).append(_outbox_row(r))
             for r in self.conn.execute(
-                f"SELECT email FROM messages WHERE digest_date = ? AND status = 'sent' AND email IN ({marks})",
-                (day.isoformat(), *chunk),
+                f"SELECT email, status, last_error FROM messages WHERE digest_date = ? AND status IN (?, ?)"
+                f" AND email IN ({marks}) ORDER BY id",
+                (day.isoformat(), MessageState.SENT, MessageState.FAILED, *chunk),
             ):
-                state.sent_today.add(r["email"].casefold())
+                if r["status"] == MessageState.SENT:
+                    state.sent_today.add(r["email"].casefold())
+                else:
+                    state.refused_today[r["email"].casefold()] = r["last_error"] or "refused"
             for email, pid in self.conn.execute(
                 f"SELECT email, pid FROM sent WHERE pid >= ? AND email IN ({marks})", (min_ref, *chunk)
             ):

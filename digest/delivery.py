@@ -1,0 +1,551 @@
+"""Delivering a run: plan each subscriber's message, send it through the outbox, record it. One loop.
+
+``deliver_range(context, start, stop)`` is the whole of it for the subscribers whose addresses fall in
+[start, stop): the in-process run calls it once for everyone, and each worker process (``workers``) once per
+range it is handed. Per batch of ``BATCH`` subscribers:
+
+1. **plan** (``plan_batches``): their delivery state in a few queries, then per subscriber a ``Skip`` (with
+   the reason) or a ``Send``: an unfinished message to send again, then today's digest if they have none;
+2. **begin**: render every ``Send`` and commit all their outbox rows (``sending``) in one transaction;
+3. **send** each through the ``Courier`` (bounded retries, pacing, a run-wide retry budget);
+4. **record**: a row becomes ``sent`` and its papers are recorded only once the transport accepted it; over
+   SMTP at once, into a Maildir after the batch was made durable (the delivery is idempotent there).
+
+A crash between 2 and 4 leaves rows ``sending``; the next run sends exactly those again, with the same
+Message-ID. That is the one window in which a subscriber can get a message twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+
+from digest.errors import (
+    DeliveryAbortedError,
+    DeliveryError,
+    PermanentDeliveryError,
+    ProfileError,
+    ServerUnavailableError,
+    TransientDeliveryError,
+)
+from digest.mime import Outgoing
+from digest.models import (
+    Digest,
+    RunReport,
+    SourceReport,
+    Status,
+    Subscriber,
+    SubscriberReport,
+    is_problem,
+)
+from digest.render import Composed, Renderer
+from digest.select import PaperIndex, check_profile, explain
+from digest.settings import Settings
+from digest.store import DeliveryState, NewMessage, OutboxRow, Store
+from digest.transport import Transport
+
+BATCH = 256  # subscribers planned, begun, delivered and recorded together
+log = logging.getLogger("digest")
+
+
+def digest_day(settings: Settings, now: datetime) -> date:
+    """The local date a run at ``now`` sends for, in the configured time zone."""
+    return now.astimezone(settings.zone).date()
+
+
+def resume_hint(email: str) -> str:
+    """The command that re-enables a subscriber, keeping their profile."""
+    return f"digest resume {email}"
+
+
+# -- planning ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """No message for this subscriber this run, and why (a report status with its note or error)."""
+
+    subscriber: Subscriber
+    status: Status
+    note: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A message to send: today's digest, or (``resend``) an unfinished one again with its Message-ID."""
+
+    subscriber: Subscriber
+    digest: Digest
+    resend: OutboxRow | None = None
+
+
+Planned = Skip | Send
+
+
+def candidate_pool(settings: Settings, store: Store, now: datetime) -> PaperIndex:
+    """The stored papers of the lookback window, indexed once per run (or once per worker)."""
+    return PaperIndex(store.recent_papers(now - timedelta(days=settings.lookback_days)))
+
+
+def plan_batches(
+    settings: Settings,
+    store: Store,
+    now: datetime,
+    *,
+    pool: PaperIndex | None = None,
+    only: str | None = None,
+    start: str = "",
+    stop: str | None = None,
+    size: int = BATCH,
+) -> Iterator[list[Planned]]:
+    """Plan a batch of subscribers at a time (addresses in [start, stop)), each batch's state read in a
+    few queries; memory stays flat however many subscribers there are."""
+    day = digest_day(settings, now)
+    if pool is None:
+        pool = candidate_pool(settings, store, now)
+    min_ref = min((p.ref for p in pool.papers if p.ref is not None), default=0)
+    for subs in store.subscriber_batches(size, start=start, stop=stop):
+        if only is not None:
+            subs = [s for s in subs if s.email.casefold() == only.casefold()]
+        if subs:
+            state = store.delivery_state([s.email for s in subs], day, min_ref)
+            yield [p for sub in subs for p in plan_one(sub, state, pool, store, day)]
+
+
+def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = None) -> list[Planned]:
+    """Per active subscriber: unfinished messages to resend, then today's digest if they have none yet.
+
+    Today's candidates are stored papers from the lookback window, never sent to them and not in a message
+    being resent, selected and capped by their profile.
+    """
+    return [p for batch in plan_batches(settings, store, now, only=only) for p in batch]
+
+
+def plan_one(
+    sub: Subscriber, state: DeliveryState, pool: PaperIndex, store: Store, day: date
+) -> list[Planned]:
+    """What one subscriber gets this run, given their delivery state."""
+    if sub.bouncing:
+        note = f"skipped: bouncing after repeated refusals; re-enable with: {resume_hint(sub.email)}"
+        return [Skip(sub, Status.BOUNCED, note=note)]
+    problems = check_profile(sub.profile)
+    if problems:
+        detail = "; ".join(str(ProfileError(why, subscriber=sub.email, keyword=kw)) for kw, why in problems)
+        log.warning("invalid profile, not sent: %s", detail)
+        return [Skip(sub, Status.FAILED, error=f"invalid profile: {detail}")]
+    out: list[Planned] = []
+    key = sub.email.casefold()
+    in_flight: set[int] = set()
+    has_today = False
+    for row in state.unfinished.get(key, ()):
+        matches = tuple(explain(p, sub.profile) for p in store.papers_by_refs(row.refs))
+        out.append(Send(sub, Digest(sub, matches, row.day, more=row.more), resend=row))
+        in_flight.update(row.refs)
+        has_today = has_today or row.day == day
+    if has_today:
+        return out
+    if key in state.sent_today:
+        return [*out, Skip(sub, Status.NOTHING_NEW, note=f"already got the digest for {day.isoformat()}")]
+    refused = state.refused_today.get(key)
+    if refused is not None:
+        error = f"refused earlier today ({refused}); the next digest date tries again"
+        return [*out, Skip(sub, Status.FAILED, error=error)]
+    skip = state.sent_refs.get(key, set()) | in_flight
+    matches_today, total = pool.select(sub.profile, skip, sub.profile.max_papers)
+    if not matches_today:
+        return [*out, Skip(sub, Status.NOTHING_NEW)]
+    return [*out, Send(sub, Digest(sub, tuple(matches_today), day, more=total - len(matches_today)))]
+
+
+# -- retry policy ------------------------------------------------------------------------------------
+
+
+class SharedNumber(Protocol):
+    """A number several processes may change: ``multiprocessing.Value("d")`` (with its lock)."""
+
+    value: float
+
+    def get_lock(self) -> Any: ...
+
+
+class _Local:
+    """A ``SharedNumber`` for one process."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def get_lock(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
+class RetryBudget:
+    """Seconds a run may still spend on transient failures, shared by all its worker processes."""
+
+    def __init__(self, seconds: float | SharedNumber) -> None:
+        self.left = _Local(seconds) if isinstance(seconds, int | float) else seconds
+
+    def spend(self, seconds: float) -> None:
+        with self.left.get_lock():
+            self.left.value -= seconds
+
+    def allows(self, seconds: float) -> bool:
+        """Whether waiting ``seconds`` more stays within the budget; if so, they are spent."""
+        with self.left.get_lock():
+            if seconds > self.left.value:
+                return False
+            self.left.value -= seconds
+            return True
+
+
+class Courier:
+    """Sends through a transport with bounded retries and optional pacing.
+
+    A transient failure is retried up to ``retries`` times, waiting ``backoff`` seconds doubled each time.
+    ``budget`` caps the seconds a run spends on transient failures (the waits and the failed attempts
+    themselves, timeouts included), over all its workers; once spent, a transient failure is final for this
+    run. ``rate_limit`` (messages per second) spaces the sends.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        retries: int = 3,
+        backoff: float = 2.0,
+        budget: RetryBudget | None = None,
+        rate_limit: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.transport = transport
+        self.retries = retries
+        self.backoff = backoff
+        self.budget = budget or RetryBudget(120.0)
+        self.interval = 1.0 / rate_limit if rate_limit else 0.0
+        self.sleep = sleep
+        self.clock = clock
+        self._last: float | None = None
+
+    def _pace(self) -> None:
+        if self.interval and self._last is not None:
+            wait = self._last + self.interval - self.clock()
+            if wait > 0:
+                self.sleep(wait)
+        self._last = self.clock()
+
+    def send(self, message: Outgoing) -> None:
+        attempt = 0
+        while True:
+            self._pace()
+            started = self.clock()
+            try:
+                self.transport.send(message)
+                return
+            except TransientDeliveryError as exc:
+                self.budget.spend(self.clock() - started)
+                delay = self.backoff * (2**attempt)
+                if attempt >= self.retries or not self.budget.allows(delay):
+                    raise
+                log.info("transient failure (%s); retry %d in %.1f s", exc, attempt + 1, delay)
+                self.sleep(delay)
+                attempt += 1
+
+
+def make_courier(
+    settings: Settings,
+    transport: Transport,
+    *,
+    budget: RetryBudget | None = None,
+    share: int = 1,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Courier:
+    """The courier the settings describe; with ``share`` workers sending at once, each gets its share of
+    the rate limit, and all draw on one ``budget``."""
+    d = settings.delivery
+    rate = settings.smtp.rate_limit / share if d.method == "smtp" and settings.smtp.rate_limit else None
+    return Courier(
+        transport,
+        retries=d.retries,
+        backoff=d.retry_backoff,
+        budget=budget or RetryBudget(d.retry_budget),
+        rate_limit=rate,
+        sleep=sleep,
+    )
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    return Renderer(sender=settings.sender, templates_dir=settings.templates_dir, base_url=settings.base_url)
+
+
+# -- the report --------------------------------------------------------------------------------------
+
+
+class Tally:
+    """Builds a RunReport batch by batch: counts every outcome, keeps the details of the first
+    ``keep_first`` subscribers and of up to ``limit`` problems, and drops the rest (they were logged)."""
+
+    def __init__(self, limit: int = 1000, keep_first: int | None = None) -> None:
+        self.limit = limit
+        self.keep_first = limit if keep_first is None else keep_first
+        self.counts: dict[str, int] = {}
+        self.kept: list[SubscriberReport] = []
+        self.kept_problems = 0
+        self.problems = 0
+        self.omitted = 0
+        self.internal = 0
+
+    def add(self, reports: list[SubscriberReport]) -> None:
+        for r in reports:
+            self.counts[r.status] = self.counts.get(r.status, 0) + 1
+            self.problems += is_problem(r)
+            self._keep(r)
+
+    def _keep(self, r: SubscriberReport) -> None:
+        """Keep the details of ``r`` (already counted) if there is room, else count it as omitted."""
+        problem = is_problem(r)
+        if len(self.kept) < self.keep_first or (problem and self.kept_problems < self.limit):
+            self.kept.append(r)
+            self.kept_problems += problem
+        else:
+            self.omitted += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def merge(self, other: Tally) -> None:
+        """Another tally's outcomes (a worker's) added to this one."""
+        for status, n in other.counts.items():
+            self.counts[status] = self.counts.get(status, 0) + n
+        self.problems += other.problems
+        self.omitted += other.omitted
+        self.internal += other.internal
+        for r in other.kept:
+            self._keep(r)
+
+    def report(
+        self,
+        started: datetime,
+        sources: tuple[SourceReport, ...],
+        delivered_to: str,
+        dry_run: bool,
+        timings: dict[str, float] | None = None,
+    ) -> RunReport:
+        return RunReport(
+            started,
+            sources,
+            tuple(self.kept),
+            delivered_to,
+            dry_run,
+            dict(self.counts),
+            self.problems,
+            self.omitted,
+            timings,
+            self.internal,
+        )
+
+
+# -- the outbox loop ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    """One run's (or one worker's) delivery state: turns batches of ``Planned`` into reports.
+
+    Per batch: render every digest, commit all their outbox rows in one transaction, send each, then
+    record the accepted ones. Into a Maildir (idempotent: a resend of the same Message-ID adds no copy)
+    the batch is made durable and recorded in one transaction; over SMTP each accepted message is recorded
+    at once, so a crash can resend at most the one message in flight.
+    """
+
+    store: Store
+    renderer: Renderer
+    courier: Courier
+    now: datetime
+    dry_run: bool = False
+    aborted: str | None = None  # AUTH/TLS failure: a configuration problem
+    deferred: str | None = None  # the server is unreachable after retries
+    internal: int = field(default=0)  # digests that failed to render (a bug)
+
+    def _before_sending(self, item: Planned) -> SubscriberReport | None:
+        """The report of a subscriber who gets nothing this run, or None for a message to send."""
+        email = item.subscriber.email
+        if isinstance(item, Skip):
+            return SubscriberReport(email, item.status, error=item.error, note=item.note)
+        if self.aborted or self.deferred:
+            why = self.aborted or self.deferred
+            return SubscriberReport(
+                email, Status.RETRY_LATER, item.digest.matches, error=f"not attempted: {why}"
+            )
+        return None
+
+    def _compose(self, item: Send) -> Composed | SubscriberReport:
+        try:
+            return self.renderer.compose(
+                item.digest, self.now, message_id=item.resend.message_id if item.resend else None
+            )
+        except Exception as exc:  # one bad digest must not stop the others
+            log.exception("internal error: rendering the digest for %s failed", item.subscriber.email)
+            self.internal += 1
+            return SubscriberReport(
+                item.subscriber.email,
+                Status.FAILED,
+                item.digest.matches,
+                error=f"internal error while rendering: {type(exc).__name__}: {exc}",
+            )
+
+    def deliver_batch(self, items: list[Planned]) -> list[SubscriberReport]:
+        reports: dict[int, SubscriberReport] = {}
+        ready: list[tuple[int, Send, Composed]] = []
+        for i, item in enumerate(items):
+            early = self._before_sending(item)
+            if early is not None:
+                reports[i] = early
+                continue
+            assert isinstance(item, Send)
+            composed = self._compose(item)
+            if isinstance(composed, SubscriberReport):
+                reports[i] = composed
+            elif self.dry_run:
+                reports[i] = SubscriberReport(
+                    item.subscriber.email,
+                    Status.DRY_RUN,
+                    composed.digest.matches,
+                    message_id=composed.outgoing.message_id,
+                )
+            else:
+                ready.append((i, item, composed))
+        row_ids = self._begin(ready)
+        accepted: dict[int, int] = {}  # report index -> row id, recorded after the batch is durable
+        for i, item, composed in ready:
+            row_id = row_ids[i]
+            if row_id is None:
+                day = composed.digest.day.isoformat()
+                email = item.subscriber.email
+                reports[i] = SubscriberReport(
+                    email, Status.NOTHING_NEW, note=f"{email} already has a digest for {day}"
+                )
+                continue
+            reports[i] = self._send(item, composed, row_id)
+            if reports[i].status == Status.SENT and self.courier.transport.idempotent:
+                accepted[i] = row_id
+        if accepted:
+            self._record_batch(accepted, reports)
+        return [reports[i] for i in range(len(items))]
+
+    def _record_batch(self, accepted: dict[int, int], reports: dict[int, SubscriberReport]) -> None:
+        """Make a batch delivered to an idempotent transport durable, then record it; if it cannot be made
+        durable, its rows wait for the next run (which finds the files already there and adds no copy)."""
+        try:
+            self.courier.transport.flush()
+        except DeliveryError as exc:
+            log.error("%s; the batch is sent again by the next run", exc)
+            for i, row_id in accepted.items():
+                self.store.mark_retry(row_id, str(exc), self.now)
+                reports[i] = replace(reports[i], status=Status.RETRY_LATER, error=str(exc))
+            return
+        self.store.mark_sent_many(list(accepted.values()), self.now)
+
+    def _begin(self, ready: list[tuple[int, Send, Composed]]) -> dict[int, int | None]:
+        """Commit the outbox rows of a batch (new ones begun, resends marked in flight again)."""
+        fresh = [(i, c) for i, item, c in ready if item.resend is None]
+        new_ids = self.store.begin_messages(
+            [
+                NewMessage(
+                    c.digest.subscriber.email,
+                    c.digest.day,
+                    c.outgoing.message_id,
+                    tuple(p.ref for p in c.digest.papers if p.ref is not None),
+                    c.digest.more,
+                )
+                for _, c in fresh
+            ],
+            self.now,
+            resume=[item.resend.id for _, item, _ in ready if item.resend is not None],
+        )
+        row_ids: dict[int, int | None] = dict(zip((i for i, _ in fresh), new_ids, strict=True))
+        row_ids.update((i, item.resend.id) for i, item, _ in ready if item.resend is not None)
+        return row_ids
+
+    def _send(self, item: Send, composed: Composed, row_id: int) -> SubscriberReport:
+        email = item.subscriber.email
+        digest, outgoing = composed.digest, composed.outgoing  # the papers that fit the size budget
+        matches, message_id = digest.matches, outgoing.message_id
+        if self.aborted or self.deferred:
+            why = f"not attempted: {self.aborted or self.deferred}"
+            self.store.mark_retry(row_id, why, self.now)
+            return SubscriberReport(email, Status.RETRY_LATER, matches, error=why, message_id=message_id)
+        try:
+            self.courier.send(outgoing)
+        except DeliveryAbortedError as exc:
+            self.store.mark_retry(row_id, str(exc), self.now)
+            self.aborted = str(exc)
+            log.error("delivery aborted: %s", exc)
+            return SubscriberReport(email, Status.FAILED, matches, error=str(exc), message_id=message_id)
+        except TransientDeliveryError as exc:
+            self.store.mark_retry(row_id, str(exc), self.now)
+            if isinstance(exc, ServerUnavailableError):
+                self.deferred = str(exc)
+                log.error("server unavailable, the remaining messages wait for the next run: %s", exc)
+            log.warning("delivery to %s will be retried next run: %s", email, exc)
+            return SubscriberReport(email, Status.RETRY_LATER, matches, error=str(exc), message_id=message_id)
+        except PermanentDeliveryError as exc:
+            bouncing = self.store.mark_failed(row_id, str(exc), self.now, bounce=exc.recipient_at_fault)
+            if not exc.recipient_at_fault:
+                log.error("the server refused our message to %s (not counted as a bounce): %s", email, exc)
+            else:
+                log.warning("delivery to %s refused%s: %s", email, " (now bouncing)" if bouncing else "", exc)
+            return SubscriberReport(
+                email, Status.BOUNCED if bouncing else Status.FAILED, matches, error=str(exc)
+            )
+        if not self.courier.transport.idempotent:  # else recorded with the batch, once it is durable
+            self.store.mark_sent(row_id, self.now)
+        note = (
+            f"resent after an interrupted run (digest of {digest.day.isoformat()})" if item.resend else None
+        )
+        return SubscriberReport(email, Status.SENT, matches, message_id=message_id, note=note)
+
+
+@dataclass
+class RangeContext:
+    """What delivering a range needs, built once per run (or once per worker process)."""
+
+    settings: Settings
+    delivery: Delivery
+    pool: PaperIndex
+
+    @classmethod
+    def build(
+        cls, settings: Settings, store: Store, courier: Courier, now: datetime, *, dry_run: bool = False
+    ) -> RangeContext:
+        delivery = Delivery(store, make_renderer(settings), courier, now, dry_run)
+        return cls(settings, delivery, candidate_pool(settings, store, now))
+
+
+def deliver_range(
+    context: RangeContext,
+    start: str = "",
+    stop: str | None = None,
+    *,
+    tally: Tally | None = None,
+    after_batch: Callable[[int], None] | None = None,
+) -> Tally:
+    """Plan and deliver the subscribers in [start, stop), a batch at a time; the outcomes in ``tally``.
+
+    ``after_batch`` is called with the batch's size after each batch (progress; a worker's liveness check).
+    """
+    tally = tally if tally is not None else Tally()
+    d = context.delivery
+    for batch in plan_batches(context.settings, d.store, d.now, pool=context.pool, start=start, stop=stop):
+        tally.add(d.deliver_batch(batch))
+        tally.internal += d.internal
+        d.internal = 0
+        if after_batch:
+            after_batch(len(batch))
+    return tally
