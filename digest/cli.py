@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from digest import __version__, pipeline
+from digest import __version__, logs, pipeline
 from digest.delivery import Send, Skip, resume_hint
 from digest.errors import DigestError, ProfileError
 from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
@@ -118,10 +118,7 @@ def _fail(message: str, exc: BaseException, verbose: int) -> None:
 @click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP)
 def main(verbose: int, config: str | None) -> None:
     """A daily research-paper email digest: listings in, one email per subscriber out, never a paper twice."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logs.configure(logging.WARNING - 10 * min(verbose, 2))
 
 
 @main.command()

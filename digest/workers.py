@@ -27,6 +27,7 @@ from datetime import datetime
 from multiprocessing.util import Finalize
 from typing import Any
 
+from digest import logs
 from digest.delivery import RangeContext, RetryBudget, Tally, deliver_range, make_courier
 from digest.errors import WorkerError
 from digest.runlock import hold_as_worker, lock_path
@@ -83,7 +84,7 @@ def _start(
     global _state
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; workers see it gone
     hold_as_worker(lock_path(settings.database))  # released by the kernel when this process ends
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    logs.configure(log_level, worker=True)
     store = Store.open(settings.database, sync=RUN_SYNC)
     transport = make_transport(settings)
     transport.__enter__()

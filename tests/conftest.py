@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email
 import email.policy
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -205,3 +207,165 @@ def smtp_server() -> Iterator[SmtpServer]:
     controller.start()
     yield SmtpServer("127.0.0.1", port, handler)
     controller.stop()
+
+
+class ScriptedHandler(RecordingHandler):
+    """Replies from a script, then behaves: ``script[(stage, rcpt)]`` is a list of replies, one per attempt.
+
+    ``stage`` is "RCPT" or "DATA". A reply starting with "421" also closes the connection, as a server
+    shutting down does. ``drop_after_data`` holds recipients whose next message is accepted and stored,
+    and then the connection is cut before the 250 reaches the client.
+    """
+
+    def __init__(self, pipelining: bool = False) -> None:
+        super().__init__()
+        self.pipelining = (
+            pipelining  # offer PIPELINING (RFC 2920): the client then sends MAIL, RCPT, DATA at once
+        )
+        self.script: dict[tuple[str, str], list[str]] = {}
+        self.attempts: Counter[tuple[str, str]] = Counter()
+        self.drop_after_data: set[str] = set()
+        self.connections = 0
+
+    def _scripted(self, server: Any, stage: str, rcpt: str) -> str | None:
+        self.attempts[stage, rcpt] += 1
+        replies = self.script.get((stage, rcpt))
+        if not replies:
+            return None
+        reply = replies.pop(0)
+        if reply.startswith("421"):
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return reply
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: Any
+    ) -> Any:
+        self.connections += 1
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        reply = self._scripted(server, "RCPT", address)
+        if reply:
+            return reply
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        rcpt = envelope.rcpt_tos[0]
+        reply = self._scripted(server, "DATA", rcpt)
+        if reply:
+            return reply
+        accepted = await super().handle_DATA(server, session, envelope)
+        if rcpt in self.drop_after_data:
+            self.drop_after_data.discard(rcpt)
+            server.transport.abort()  # stored, but the client never hears the 250
+        return accepted
+
+
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelined"])
+def server(request: pytest.FixtureRequest) -> Iterator[tuple[int, ScriptedHandler]]:
+    """Every scenario twice: with a server that offers PIPELINING and one that does not."""
+    handler = ScriptedHandler(pipelining=request.param)
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield port, handler
+    controller.stop()
+
+
+# -- a hostile HTTP server ---------------------------------------------------------------------------
+
+
+@dataclass
+class HostileServer:
+    """Serves misbehaving answers on 127.0.0.1: ``/trickle`` (a byte every 0.1 s), ``/endless`` (64 KB
+    chunks without end), ``/loop`` (redirects to itself), ``/bomb`` (gzip that inflates to ``bomb_size``),
+    ``/auth`` (``body`` only with ``Authorization: token``, else 401). Every loop stops after 60 s, or as
+    soon as the client goes away."""
+
+    base: str
+    body: bytes = b""
+    token: str = ""
+    bomb_size: int = 200_000_000
+    bombs: dict[int, bytes] = field(default_factory=dict)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def bomb(self) -> bytes:
+        """The gzip body of ``/bomb``, made once (call it before measuring memory)."""
+        import gzip
+
+        if self.bomb_size not in self.bombs:
+            self.bombs[self.bomb_size] = gzip.compress(b"\0" * self.bomb_size, compresslevel=9)
+        return self.bombs[self.bomb_size]
+
+
+@pytest.fixture
+def hostile_server() -> Iterator[HostileServer]:
+    state = HostileServer("")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _trickle(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.1)
+
+        def _endless(self) -> None:
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"%x\r\n%s\r\n" % (65536, b"y" * 65536)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                self.wfile.write(chunk)
+
+        def _bomb(self) -> None:
+            body = state.bomb()
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                if self.path == "/trickle":
+                    self._trickle()
+                elif self.path == "/endless":
+                    self._endless()
+                elif self.path == "/bomb":
+                    self._bomb()
+                elif self.path == "/loop":
+                    self.send_response(302)
+                    self.send_header("Location", "/loop")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif self.path.startswith("/auth") and self.headers.get("Authorization") == state.token:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(state.body)))
+                    self.end_headers()
+                    self.wfile.write(state.body)
+                else:
+                    self.send_error(401 if self.path.startswith("/auth") else 404)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()

@@ -5,23 +5,19 @@ Every test counts what each recipient received at the server, not what the clien
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import socket
 import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from click.testing import CliRunner
-from conftest import RecordingHandler, free_port, samples_source, write_config
+from conftest import ScriptedHandler, free_port, samples_source, write_config
 from rich.console import Console
 
 from digest import pipeline
@@ -44,72 +40,6 @@ SUBSCRIBERS = [
         ("eve", ["agents"]),
     ]
 ]
-
-
-class ScriptedHandler(RecordingHandler):
-    """Replies from a script, then behaves: ``script[(stage, rcpt)]`` is a list of replies, one per attempt.
-
-    ``stage`` is "RCPT" or "DATA". A reply starting with "421" also closes the connection, as a server
-    shutting down does. ``drop_after_data`` holds recipients whose next message is accepted and stored,
-    and then the connection is cut before the 250 reaches the client.
-    """
-
-    def __init__(self, pipelining: bool = False) -> None:
-        super().__init__()
-        self.pipelining = (
-            pipelining  # offer PIPELINING (RFC 2920): the client then sends MAIL, RCPT, DATA at once
-        )
-        self.script: dict[tuple[str, str], list[str]] = {}
-        self.attempts: Counter[tuple[str, str]] = Counter()
-        self.drop_after_data: set[str] = set()
-        self.connections = 0
-
-    def _scripted(self, server: Any, stage: str, rcpt: str) -> str | None:
-        self.attempts[stage, rcpt] += 1
-        replies = self.script.get((stage, rcpt))
-        if not replies:
-            return None
-        reply = replies.pop(0)
-        if reply.startswith("421"):
-            asyncio.get_running_loop().call_soon(server.transport.close)
-        return reply
-
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: Any
-    ) -> Any:
-        self.connections += 1
-        session.host_name = hostname
-        if self.pipelining:
-            responses.insert(len(responses) - 1, "250-PIPELINING")
-        return responses
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        reply = self._scripted(server, "RCPT", address)
-        if reply:
-            return reply
-        return await super().handle_RCPT(server, session, envelope, address, options)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        rcpt = envelope.rcpt_tos[0]
-        reply = self._scripted(server, "DATA", rcpt)
-        if reply:
-            return reply
-        accepted = await super().handle_DATA(server, session, envelope)
-        if rcpt in self.drop_after_data:
-            self.drop_after_data.discard(rcpt)
-            server.transport.abort()  # stored, but the client never hears the 250
-        return accepted
-
-
-@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelined"])
-def server(request: pytest.FixtureRequest) -> Iterator[tuple[int, ScriptedHandler]]:
-    """Every scenario twice: with a server that offers PIPELINING and one that does not."""
-    handler = ScriptedHandler(pipelining=request.param)
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield port, handler
-    controller.stop()
 
 
 def _settings(tmp_path: Path, port: int, **smtp: Any) -> Settings:

@@ -25,14 +25,19 @@ def _day(value: Any) -> date | None:
         return None
 
 
+def _text(value: Any) -> str:
+    """A JSON string field; anything else (a number, an object) counts as missing."""
+    return value if isinstance(value, str) else ""
+
+
 def _paper(item: dict[str, Any], source: str) -> Paper | None:
     body = item.get("paper", item)
     if not isinstance(body, dict):
         return None
-    title = plain_text(str(body.get("title") or item.get("title") or ""), "text/plain")
+    title = plain_text(_text(body.get("title")) or _text(item.get("title")), "text/plain")
     if not title:
         return None
-    raw_id = str(body.get("id") or "")
+    raw_id = _text(body.get("id"))
     listed = body.get("authors")
     authors = tuple(
         a["name"].strip()
@@ -42,7 +47,7 @@ def _paper(item: dict[str, Any], source: str) -> Paper | None:
     upvotes = body.get("upvotes")
     return Paper(
         title=title,
-        abstract=plain_text(str(body.get("summary") or item.get("summary") or ""), "text/plain"),
+        abstract=plain_text(_text(body.get("summary")) or _text(item.get("summary")), "text/plain"),
         arxiv_id=arxiv_id_from(raw_id) if raw_id else None,
         authors=authors,
         published=_day(body.get("publishedAt") or item.get("publishedAt")),

@@ -1,0 +1,33 @@
+"""Log lines on stderr, the same for the command and its worker processes, with secrets taken out.
+
+Libraries log the URLs they fetch (httpx: ``HTTP Request: GET https://user:password@…``); every line goes
+through ``redact_text`` so no password or token from a source URL ever reaches a terminal or a log file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from digest.sources.fetch import redact_text
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_FORMAT = "%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
+
+
+class RedactingFormatter(logging.Formatter):
+    """A formatter whose lines have every URL's credentials replaced by ``***``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+def configure(level: int, *, worker: bool = False) -> None:
+    """Log at ``level`` and above on stderr, redacted. Replaces handlers set up earlier in this process."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(WORKER_FORMAT if worker else FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
