@@ -50,15 +50,16 @@ def config_option(func: F) -> F:
 
     It is accepted before the command too (``digest --config F run``); given in both places, the
     command's wins."""
-    return click.option(
-        "--config", "config", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP
-    )(func)
+    # A plain string: digest reads the file itself, so that every problem with it is one of its messages.
+    return click.option("--config", "config", type=str, default=None, help=CONFIG_HELP)(func)
 
 
 def settings_for(config: str | None) -> Settings:
     """The settings from the command's ``--config``, else the one given before the command."""
-    root = click.get_current_context().find_root()
-    return load_settings(config or root.params.get("config"))
+    context = click.get_current_context()
+    settings = load_settings(config or context.find_root().params.get("config"))
+    context.meta["digest.database"] = str(settings.database)  # names the file in a database error
+    return settings
 
 
 def plain(text: object) -> Text:
@@ -90,7 +91,7 @@ def handles_errors(func: F) -> F:
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:
-            found = as_store_error(exc)
+            found = as_store_error(exc, click.get_current_context().meta.get("digest.database"))
             if found is not None:
                 _fail(f"error: {found}", exc, verbose)
             else:
@@ -115,7 +116,7 @@ def _fail(message: str, exc: BaseException, verbose: int) -> None:
 @click.option(
     "-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug and tracebacks)."
 )
-@click.option("--config", "config", type=click.Path(dir_okay=False), default=None, help=CONFIG_HELP)
+@click.option("--config", "config", type=str, default=None, help=CONFIG_HELP)
 def main(verbose: int, config: str | None) -> None:
     """A daily research-paper email digest: listings in, one email per subscriber out, never a paper twice."""
     logs.configure(logging.WARNING - 10 * min(verbose, 2))

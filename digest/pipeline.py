@@ -34,7 +34,7 @@ from digest.delivery import (
 from digest.errors import SourceError, StoreError, SubscriberError
 from digest.models import RunReport, SourceReport
 from digest.settings import Settings
-from digest.store import Store
+from digest.store import Store, as_store_error
 from digest.transport import Transport, make_transport
 from digest.workers import CHUNK, deliver_in_workers, worker_count
 
@@ -80,6 +80,9 @@ def ingest(settings: Settings, store: Store, now: datetime) -> list[SourceReport
         except StoreError:
             raise
         except Exception as exc:  # a bug or an unforeseen input must not stop the other sources
+            failed = as_store_error(exc, str(store.path))
+            if failed is not None:  # the database, not the source: nothing else can go on either
+                raise failed from exc
             log.exception("internal error reading source %s", cfg.name)
             error = f"internal error: {type(exc).__name__}: {exc} (please report it with digest -vv's output)"
             reports.append(SourceReport(cfg.name, cfg.kind, error=error, internal=True))

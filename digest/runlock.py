@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from digest.errors import LockedError
+from digest.errors import LockedError, StoreError
 
 
 def _holder(path: Path) -> str:
@@ -74,8 +74,14 @@ def hold_as_worker(lock: Path) -> int:
 @contextmanager
 def run_lock(path: Path, now: datetime) -> Iterator[None]:
     """Hold the lock at ``path`` for the duration; raise LockedError naming the holder if taken."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the run lock {path}: {exc.strerror}",
+            hint="check that this user may write the database's folder (the database setting)",
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -219,3 +219,29 @@ def test_two_runs_started_together_never_both_send(
     assert f"pid {winner.pid} " in loser_err  # names the holder
     received = _received(handler)
     assert received and all(len(messages) == 1 for messages in received.values())
+
+
+def test_ctrl_c_stops_cleanly_with_130_and_the_rerun_delivers_everything_once(
+    tmp_path: Path, slow_server: tuple[int, SlowHandler]
+) -> None:
+    """#12 class 7: SIGINT mid-run is an exit of its own (130), with a sentence instead of a traceback; what
+    was begun is sent again by the next run, so nothing is lost."""
+    port, handler = slow_server
+    cfg = _config(tmp_path, port)
+    expected = _expected(cfg)
+    proc = _start(cfg)
+    _wait_until(lambda: len(handler.messages) >= len(expected) // 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted; nothing is lost" in err and "Traceback" not in err
+    assert len(handler.messages) < len(expected)
+
+    final = _start(cfg)
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    received = _received(handler)
+    assert set(received) == set(expected)
+    for address, messages in received.items():
+        assert len({str(m["Message-ID"]) for m in messages}) == 1, address
+    assert sum(len(m) for m in received.values()) - len(received) <= 1  # at most the message in flight

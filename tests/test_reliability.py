@@ -199,14 +199,57 @@ def test_a_550_fails_that_recipient_only_and_three_in_a_row_mark_it_bouncing(
     cfg = str(tmp_path / "digest.toml")
     listed = CliRunner().invoke(main, ["subscribers", "--json", "--config", cfg])
     assert {s["email"]: s["bouncing"] for s in json.loads(listed.output)}["bob@example.org"] is True
-    result = CliRunner().invoke(main, ["subscribe", "bob@example.org", "--config", cfg])
+    result = CliRunner().invoke(main, ["resume", "bob@example.org", "--config", cfg])
     assert result.exit_code == 0, result.output
-    assert "re-enabled bob@example.org" in result.output
+    assert "resumed bob@example.org (was bouncing); their profile is unchanged" in result.output
     back = _run(settings, now + timedelta(days=BOUNCE_LIMIT + 1))
     assert _status(back)["bob@example.org"] == Status.SENT
     got = handler.received_by("bob@example.org")
     assert len(got) == 1
     assert len(next(s for s in back.subscribers if s.email == "bob@example.org").matches) > 0
+
+
+@pytest.mark.parametrize(
+    ("stage", "reply"),
+    [
+        ("DATA", "552 5.3.4 Message size exceeds fixed limit"),
+        ("DATA", "554 5.6.0 Message header line too long"),
+        ("DATA", "554 Transaction failed"),  # no enhanced code after DATA: not blamed on the address
+        ("RCPT", "552 5.3.4 Message too big for this recipient"),
+    ],
+)
+def test_a_refusal_of_our_own_message_never_counts_towards_bouncing(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler], stage: str, reply: str
+) -> None:
+    """#12 class 3: a server that refuses the message itself (its size, a header) says nothing about the
+    address; however often it happens, the subscriber is not marked bouncing."""
+    port, handler = server
+    settings = _settings(tmp_path, port)
+    handler.script[stage, "bob@example.org"] = [reply] * (BOUNCE_LIMIT + 2)
+    reports = [_run(settings, now + timedelta(days=day)) for day in range(BOUNCE_LIMIT + 1)]
+    for report in reports:
+        bob = next(s for s in report.subscribers if s.email == "bob@example.org")
+        assert bob.status == Status.FAILED and "our message, not the address" in (bob.error or "")
+    with Store.open(settings.database) as store:
+        assert not store.subscriber("bob@example.org").bouncing  # type: ignore[union-attr]
+
+
+def test_a_subscriber_refused_earlier_today_is_reported_as_failed_not_nothing_new(
+    tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
+) -> None:
+    """#12 class 10: a second run the same day does not hammer the address again, and says why."""
+    port, handler = server
+    settings = _settings(tmp_path, port)
+    handler.refuse["bob@example.org"] = "550 5.1.1 no such user"
+    _run(settings, now)
+    again = _run(settings, now + timedelta(hours=1))
+    bob = next(s for s in again.subscribers if s.email == "bob@example.org")
+    assert bob.status == Status.FAILED
+    assert "refused earlier today" in (bob.error or "") and "550 5.1.1 no such user" in (bob.error or "")
+    assert handler.attempts["RCPT", "bob@example.org"] == 1
+    del handler.refuse["bob@example.org"]
+    tomorrow = _run(settings, now + timedelta(days=1))
+    assert _status(tomorrow)["bob@example.org"] == Status.SENT
 
 
 def test_a_server_that_never_answers_times_out_and_everything_waits_for_the_next_run(

@@ -47,12 +47,13 @@ def store_error(exc: sqlite3.Error, path: str) -> StoreError:
     return StoreError(f"the database {path} failed: {text}", hint="run again with -vv for details")
 
 
-def as_store_error(exc: BaseException) -> StoreError | None:
-    """A database failure that escaped the store's own wrapping, as a StoreError; None for anything else."""
+def as_store_error(exc: BaseException, path: str | None = None) -> StoreError | None:
+    """A database failure that escaped the store's own wrapping (a read), as a StoreError naming ``path``;
+    None for anything else."""
     if isinstance(exc, StoreError):
         return exc
     if isinstance(exc, sqlite3.Error):
-        return store_error(exc, "(the state database)")
+        return store_error(exc, path or "(the state database)")
     return None
 
 
