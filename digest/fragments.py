@@ -15,12 +15,11 @@ never wrong.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import Environment, Template, TemplateError
+from jinja2 import Environment, Template, TemplateError, nodes
 
 from digest.mime import qp
 
@@ -101,27 +100,49 @@ def join_encoded(pieces: list[str | _Fragment]) -> bytes:
     return b"".join(out)
 
 
-_PAPER_BLOCK = re.compile(
-    r"\{%(-?)\s*block\s+paper(?:\s+scoped)?\s*(-?)%\}(.*?)\{%(-?)\s*endblock(?:\s+paper)?\s*(-?)%\}",
-    re.DOTALL,
-)
+def _swap(node: nodes.Node, target: nodes.Node, new: nodes.Node) -> bool:
+    """Replace ``target`` by ``new`` wherever it sits below ``node``; True if it was found."""
+    for field, value in node.iter_fields():
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                if item is target:
+                    value[i] = new
+                    return True
+                if isinstance(item, nodes.Node) and _swap(item, target, new):
+                    return True
+        elif isinstance(value, nodes.Node):
+            if value is target:
+                setattr(node, field, new)
+                return True
+            if _swap(value, target, new):
+                return True
+    return False
 
 
-def frame_source(source: str) -> str | None:
-    """The template with its ``paper`` block replaced by a slot marker; None if it has no such block.
+def frame_template(env: Environment, name: str) -> Template | None:
+    r"""The template ``name`` with its ``paper`` block replaced by a slot marker; None without such a block
+    (or with blocks inside it).
 
-    The block's tags become ``if`` tags, so trim_blocks and lstrip_blocks treat the whitespace around
-    them as before.
+    Found through Jinja's own parser, so any spelling of the tags (``{%- block paper scoped -%}``, a
+    comment inside, the block name repeated at ``endblock``) is the same block. The whitespace around the
+    block is what the lexer made of it for the whole template, so the frame with each slot filled by the
+    block's own render is exactly the whole render.
 
-    >>> frame_source("<ul>{% for e in entries %}{% block paper scoped %}<li>{{ e }}</li>{% endblock %}{% endfor %}</ul>")
-    '<ul>{% for e in entries %}{% if true %}\\x00{% endif %}{% endfor %}</ul>'
+    >>> from jinja2 import DictLoader
+    >>> t = "<ul>{% for e in entries %}{% block paper scoped %}<li>{{ e }}</li>{% endblock %}{% endfor %}</ul>"
+    >>> env = Environment(loader=DictLoader({"t": t}))
+    >>> frame_template(env, "t").render(entries=[1, 2])
+    '<ul>\x00\x00</ul>'
     """
-    found = list(_PAPER_BLOCK.finditer(source))
-    if len(found) != 1 or "{% block" in found[0].group(3) or "{%- block" in found[0].group(3):
+    assert env.loader is not None
+    source, filename, _ = env.loader.get_source(env, name)
+    tree = env.parse(source, name, filename)
+    found = [b for b in tree.find_all(nodes.Block) if b.name == "paper"]
+    if len(found) != 1 or any(True for _ in found[0].find_all(nodes.Block)):
         return None
-    m = found[0]
-    slot = f"{{%{m.group(1)} if true {m.group(2)}%}}" + SLOT + f"{{%{m.group(4)} endif {m.group(5)}%}}"
-    return source[: m.start()] + slot + source[m.end() :]
+    _swap(tree, found[0], nodes.Output([nodes.TemplateData(SLOT)]))
+    code = env.compile(tree, name, filename)
+    return env.template_class.from_code(env, code, env.make_globals(None))
 
 
 class SplitTemplate:
@@ -130,15 +151,13 @@ class SplitTemplate:
     The frame is rendered with light entries (``number``, ``score``, ``paper``, ``matched``); ``expand``
     makes the full entry a paper block shows, only when that block is not cached yet. The block sees
     ``e`` without the ``hidden`` fields: those vary per email (a paper's number and score), so a block
-    that shows one of them is refused (rendered whole) rather than cached wrongly. ``generated`` is where
-    the environment's loader finds templates made here (the frame, named ``frame/<name>``).
+    that shows one of them is refused (rendered whole) rather than cached wrongly.
     """
 
     def __init__(
         self,
         env: Environment,
         name: str,
-        generated: dict[str, str],
         expand: Callable[[dict[str, Any]], dict[str, Any]],
         hidden: tuple[str, ...] = (),
     ) -> None:
@@ -147,18 +166,19 @@ class SplitTemplate:
         self.hidden = hidden
         self._keyed = tuple(k for k in VARYING if k not in hidden)
         self._block = self.whole.blocks.get("paper")
-        self._frame: Template | None = None
-        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
-        frame = frame_source(source)
-        if self._block is not None and frame is not None:
-            generated[f"frame/{name}"] = frame
-            self._frame = env.get_template(f"frame/{name}")
+        self._frame = frame_template(env, name) if self._block is not None else None
         self._cache: dict[Any, _Fragment] = {}  # blocks used in this generation
         self._older: dict[Any, _Fragment] = {}  # the previous generation: moved up when used again
 
     @property
     def split(self) -> bool:
+        """Whether emails are made as frame + cached paper blocks (else the template is rendered whole)."""
         return self._frame is not None
+
+    @property
+    def line_aligned(self) -> bool:
+        """Whether every cached block ends a line, so that its encoding is reused as it is."""
+        return all(f.loose is None for f in (*self._cache.values(), *self._older.values()))
 
     def _fragment(self, entry: dict[str, Any]) -> _Fragment:
         key = (entry["paper"], entry["matched"], *(entry[k] for k in self._keyed))

@@ -26,7 +26,6 @@ from jinja2 import (
     Environment,
     FileSystemLoader,
     StrictUndefined,
-    Template,
     select_autoescape,
 )
 
@@ -280,7 +279,7 @@ class Renderer:
         self._from = address(one_line(self.sender_name), self.sender_address)
         self._list_id = f"{encode_words(one_line(self.sender_name or 'Paper Digest'))} <digest.{self.domain}>"
         self.base_url = base_url
-        self._generated: dict[str, str] = {}  # templates made here: the inlined HTML, the frames
+        self._generated: dict[str, str] = {}  # templates made here: the HTML with its CSS inlined
         self.env = Environment(
             loader=ChoiceLoader(
                 [DictLoader(self._generated), FileSystemLoader(str(templates_dir or default_templates_dir()))]
@@ -298,15 +297,15 @@ class Renderer:
         inlined = preinline_template(source)
         if inlined is None:
             log.warning("digest.html cannot be inlined once; inlining CSS per email instead (slower)")
-        self._inlined: Template | None = None
-        self._html: SplitTemplate | None = None
+        # The parts' templates, rendered as frame + cached paper blocks where they allow it (see fragments);
+        # html_template is None when the CSS cannot be inlined once (then premailer runs per email).
+        self.html_template: SplitTemplate | None = None
         if inlined is not None:
             self._generated["inlined/digest.html"] = inlined
-            self._inlined = self.env.get_template("inlined/digest.html")
             # Papers are rendered once per run and spliced in (see fragments); an entry's number and score
             # are outside the paper block, so one render serves every email that shows the paper.
-            self._html = SplitTemplate(self.env, "inlined/digest.html", self._generated, _full_entry, VARYING)
-        self._text = SplitTemplate(self.env, "digest.txt", self._generated, _full_entry, VARYING)
+            self.html_template = SplitTemplate(self.env, "inlined/digest.html", _full_entry, VARYING)
+        self.text_template = SplitTemplate(self.env, "digest.txt", _full_entry, VARYING)
 
     def unsubscribe_links(self, email: str) -> dict[str, str | None]:
         """``mailto`` always; ``https`` when base_url is set; ``url`` the one to show a reader."""
@@ -345,16 +344,21 @@ class Renderer:
             "sender_name": self.sender_name or "Paper Digest",
         }
 
+    @property
+    def inlines_once(self) -> bool:
+        """Whether the template's CSS was inlined once for the run (else premailer runs per email)."""
+        return self.html_template is not None
+
     def html_body(self, context: dict[str, Any], *, text: bool = False) -> Body:
-        if self._html is not None:
-            return self._html.render(context, text=text)
+        if self.html_template is not None:
+            return self.html_template.render(context, text=text)
         entries = [_full_entry(e) for e in context["entries"]]
         return Body.of(
             inline_css(self.env.get_template("digest.html").render({**context, "entries": entries}))
         )
 
     def text_body(self, context: dict[str, Any], *, text: bool = False) -> Body:
-        return self._text.render(context, text=text)
+        return self.text_template.render(context, text=text)
 
     def html(self, context: dict[str, Any]) -> str:
         """The HTML part for a context (see ``context``)."""

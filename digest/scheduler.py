@@ -61,7 +61,7 @@ def daily_job(config: str | None) -> int:
     return pipeline.exit_status(report)
 
 
-class DailyTrigger(CronTrigger):
+class DailyTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
     """A cron trigger that fires at most once per local date.
 
     On the autumn DST change a wall time like 02:30 happens twice (CEST, then CET) and a plain cron trigger

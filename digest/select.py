@@ -27,7 +27,7 @@ import bisect
 import functools
 import re
 from array import array
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -416,8 +416,3 @@ def explain(paper: Paper, profile: Profile) -> Match:
         elif match_spans(paper.abstract, [text]):
             reasons.append(Reason(text, "abstract"))
     return Match(paper, sum(_SCORE[0] if r.where == "title" else _SCORE[1] for r in reasons), tuple(reasons))
-
-
-def select_all(index: PaperIndex, profiles: Sequence[Profile]) -> list[tuple[list[Match], int]]:
-    """Each profile's capped selection (no history): what the benchmark and previews use."""
-    return [index.select(p, (), p.max_papers) for p in profiles]

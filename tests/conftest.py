@@ -74,6 +74,18 @@ def write_config(
     return path
 
 
+def sent_refs(store: Any, email: str) -> set[int]:
+    """The refs of the papers recorded as sent to ``email`` (through the store's delivery state)."""
+    from datetime import date
+
+    return set(store.delivery_state([email], date.min).sent_refs.get(email.casefold(), set()))
+
+
+def count_papers(store: Any) -> int:
+    """How many papers the store holds."""
+    return len(store.recent_papers(datetime(1970, 1, 1, tzinfo=UTC)))
+
+
 def samples_source(name: str = "samples") -> dict[str, Any]:
     return {"kind": "snapshot", "name": name, "path": str(SAMPLES / "*.txt")}
 
@@ -185,7 +197,7 @@ class RecordingHandler:
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
             self.sessions.add(id(session))
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
         return "250 Message accepted"
 
     def received_by(self, address: str) -> list[EmailMessage]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import RecordingHandler, free_port, samples_source, write_config
+from conftest import RecordingHandler, free_port, samples_source, sent_refs, write_config
 
 from digest import pipeline
 from digest.settings import load_settings
@@ -165,7 +165,7 @@ def test_kill_9_at_several_points_then_a_rerun_delivers_everything_exactly_once(
     ]
     for where, condition in points:
         proc = _start(cfg)
-        _wait_until(lambda p=proc, c=condition: c(p), proc)  # type: ignore[misc]
+        _wait_until(lambda p=proc, c=condition: c(p), proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL, where
@@ -196,7 +196,7 @@ def test_kill_9_at_several_points_then_a_rerun_delivers_everything_exactly_once(
         for address, messages in received.items():
             assert statuses[str(messages[0]["Message-ID"])] == "sent", address
             numbered = re.findall(r"^\d+\. ", expected[address], flags=re.MULTILINE)
-            assert len(store.sent_refs(address)) == len(numbered) > 0, address
+            assert len(sent_refs(store, address)) == len(numbered) > 0, address
 
     again = _start(cfg)
     again.communicate(timeout=120)

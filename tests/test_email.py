@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import SmtpServer
+from conftest import SmtpServer, sent_refs
 from lxml import html as lxml_html
 
 from digest import pipeline
@@ -206,10 +206,10 @@ def test_papers_cut_by_the_size_budget_stay_candidates(tmp_path: Path, now: date
         first = pipeline.run_once(settings, transport, store, now)
         shown = len(first.subscribers[0].matches)
         assert 0 < shown < 120
-        assert len(store.sent_refs("ada@example.org")) == shown
+        assert len(sent_refs(store, "ada@example.org")) == shown
         assert len(store.recent_papers(now - timedelta(days=7))) == 120
         second = pipeline.run_once(settings, transport, store, now + timedelta(days=1))
-        assert len(store.sent_refs("ada@example.org")) == min(120, 2 * shown)
+        assert len(sent_refs(store, "ada@example.org")) == min(120, 2 * shown)
     again = {m.paper.key for m in first.subscribers[0].matches} & {
         m.paper.key for m in second.subscribers[0].matches
     }
@@ -294,7 +294,7 @@ def _styles(html: str) -> list[tuple[str, str, str]]:
 def test_css_inlined_once_gives_the_same_styles_as_premailer_per_email(name: str) -> None:
     digest, base_url = golden_cases()[name]
     r = Renderer(sender=SENDER, base_url=base_url)
-    assert r._inlined is not None
+    assert r.inlines_once
     context = r.context(digest)
     per_email = inline_css(r.env.get_template("digest.html").render(context))
     assert _styles(r.html(context)) == _styles(per_email)
@@ -309,7 +309,7 @@ def test_a_template_that_cannot_be_inlined_once_falls_back_to_per_email(tmp_path
     )
     assert preinline_template((tmp_path / "digest.html").read_text(encoding="utf-8")) is None
     r = Renderer(sender=SENDER, templates_dir=tmp_path)
-    assert r._inlined is None
+    assert not r.inlines_once
     digest, _ = golden_cases()["one-paper"]
     html = r.render(digest, NOW).get_body(("html",)).get_content()
     assert '<p class="n" style="color:#111">1 papers</p>' in html
@@ -327,15 +327,15 @@ def test_only_http_links_and_no_markup_from_feeds() -> None:
 def test_papers_rendered_once_and_spliced_give_the_same_bytes_as_whole_renders(name: str) -> None:
     digest, base_url = golden_cases()[name]
     r = Renderer(sender=SENDER, base_url=base_url)
-    assert r._html is not None and r._html.split and r._text.split
+    assert r.html_template is not None and r.html_template.split and r.text_template.split
     shown = r.fit(digest)[0]
     light, full = r.context(shown, full=False), r.context(shown)
     for _ in range(2):  # first the blocks are rendered, then they come from the cache
-        for split, body in ((r._html, r.html_body(light)), (r._text, r.text_body(light))):
+        for split, body in ((r.html_template, r.html_body(light)), (r.text_template, r.text_body(light))):
             whole = split.whole.render(full)
             assert body.encoded == qp(whole)  # the cached encodings joined == encoding the whole part
             assert body.size == len(whole.encode())
-    assert all(f.loose is None for f in r._html._cache.values())  # spliced at line ends: encodings reused
+    assert r.html_template.line_aligned  # spliced at line ends: encodings reused
 
 
 def test_a_paper_block_that_shows_the_number_is_rendered_whole(tmp_path: Path) -> None:
@@ -352,7 +352,7 @@ def test_a_paper_block_that_shows_the_number_is_rendered_whole(tmp_path: Path) -
     r = Renderer(sender=SENDER, templates_dir=tmp_path)
     html = r.compose(digest, NOW).outgoing.message().get_body(("html",)).get_content()
     assert "<li>1. " in html and "<li>2. " in html  # right, not a cached "1." for every paper
-    assert r._html is not None and not r._html.split
+    assert r.html_template is not None and not r.html_template.split
 
 
 def test_a_template_without_a_paper_block_still_renders(tmp_path: Path) -> None:
@@ -362,6 +362,6 @@ def test_a_template_without_a_paper_block_still_renders(tmp_path: Path) -> None:
     )
     digest, _ = golden_cases()["normal"]
     r = Renderer(sender=SENDER, templates_dir=tmp_path)
-    assert not r._text.split
+    assert not r.text_template.split
     composed = r.compose(digest, NOW)
     assert composed.outgoing.message().get_body(("plain",)).get_content().startswith("1 ")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, HostileServer, read_maildir, samples_source, write_config
+from conftest import REPO, HostileServer, count_papers, read_maildir, samples_source, write_config
 
 from digest import pipeline
 from digest.errors import FetchError, RenderError
@@ -217,7 +217,7 @@ def test_a_file_that_is_not_a_listing_is_refused_not_mailed(tmp_path: Path, name
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
         report = pipeline.run_once(settings, make_transport(settings), store, NOW)
-        assert store.count_papers() == 0
+        assert count_papers(store) == 0
     (source,) = report.sources
     assert source.error is not None and "not a Daily Papers listing" in source.error and name in source.error
     assert [s.status for s in report.subscribers] == [Status.NOTHING_NEW]

@@ -16,7 +16,7 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from conftest import RecordingHandler, free_port, samples_source, write_config
+from conftest import RecordingHandler, free_port, samples_source, sent_refs, write_config
 
 from digest import pipeline
 from digest.errors import DeliveryAbortedError, PermanentDeliveryError, TransientDeliveryError
@@ -128,7 +128,7 @@ def test_untrusted_certificate_aborts_before_any_password_is_sent(
     transport = SmtpTransport(settings.smtp, settings.sender_address)  # the system's trust store only
     with Store.open(settings.database) as store:
         report = pipeline.run_once(settings, transport, store, now)
-        assert store.sent_refs("ada@example.org") == set()
+        assert sent_refs(store, "ada@example.org") == set()
     assert [s.status for s in report.subscribers] == [Status.FAILED, Status.RETRY_LATER]
     assert all("TLS with 127.0.0.1" in (s.error or "") for s in report.subscribers)
     assert (report.subscribers[1].error or "").startswith("not attempted")
@@ -191,21 +191,11 @@ class PipeliningHandler(RecordingHandler):
         return responses
 
 
-def test_pipelined_sends_keep_dot_lines_and_reuse_one_connection(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_pipelined_sends_keep_dot_lines_and_reuse_one_connection(tmp_path: Path) -> None:
     handler = PipeliningHandler()
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
-    pipelined: list[str] = []
-    original = SmtpTransport._send_pipelined
-
-    def spy(self: SmtpTransport, conn: Any, recipients: list[str], message: Outgoing) -> None:
-        pipelined.append(message.message_id)
-        original(self, conn, recipients, message)
-
-    monkeypatch.setattr(SmtpTransport, "_send_pipelined", spy)
     try:
         settings = _settings(tmp_path, port, "none", username=None)
         body = "Line one\n.\n..two dots\n.leading dot\nlast\n"
@@ -217,10 +207,60 @@ def test_pipelined_sends_keep_dot_lines_and_reuse_one_connection(
                 transport.send(Outgoing("digest@example.org", (f"r{i}@example.org",), f"<m{i}@x>", data))
     finally:
         controller.stop()
-    assert pipelined == ["<m0@x>", "<m1@x>", "<m2@x>"]
     assert len(handler.messages) == 3 and len(handler.sessions) == 1
     for _, _, msg in handler.messages:
         assert msg.get_content().replace("\r\n", "\n") == body
+
+
+class WitnessServer(socketserver.BaseRequestHandler):
+    """Records what arrives in the first read after each transaction starts: with PIPELINING the client
+    sends MAIL, RCPT and DATA in one write, without it only MAIL (it waits for the reply)."""
+
+    offer_pipelining: ClassVar[bool] = True
+    first_reads: ClassVar[list[bytes]] = []
+
+    def handle(self) -> None:
+        sock = self.request
+        sock.sendall(b"220 witness ESMTP\r\n")
+        sock.recv(4096)  # EHLO
+        sock.sendall(b"250-witness\r\n250 PIPELINING\r\n" if self.offer_pipelining else b"250 witness\r\n")
+        pending = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk or chunk.upper().startswith(b"QUIT"):
+                sock.sendall(b"221 bye\r\n")
+                return
+            self.first_reads.append(chunk)
+            pending = chunk
+            for reply in (b"250 ok\r\n", b"250 ok\r\n", b"354 go on\r\n"):  # MAIL, RCPT, DATA
+                while pending.count(b"\r\n") < 1:
+                    pending += sock.recv(65536)
+                pending = pending.partition(b"\r\n")[2]
+                sock.sendall(reply)
+            while b"\r\n.\r\n" not in pending:
+                pending += sock.recv(65536)
+            sock.sendall(b"250 queued\r\n")
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_mail_rcpt_and_data_go_in_one_write_only_when_pipelining_is_offered(offered: bool) -> None:
+    WitnessServer.offer_pipelining = offered
+    WitnessServer.first_reads = []
+    server = socketserver.TCPServer(("127.0.0.1", 0), WitnessServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cfg = SmtpConfig(host="127.0.0.1", port=server.server_address[1], security="none", timeout=5)
+        with SmtpTransport(cfg, "digest@example.org") as transport:
+            for i in range(2):
+                data = f"From: digest@example.org\nTo: r{i}@example.org\n\nbody\n".encode()
+                transport.send(Outgoing("digest@example.org", (f"r{i}@example.org",), f"<m{i}@x>", data))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(WitnessServer.first_reads) == 2
+    for first in (read.upper() for read in WitnessServer.first_reads):
+        assert first.startswith(b"MAIL FROM:")
+        assert (b"RCPT TO:" in first and first.rstrip().endswith(b"DATA")) == offered
 
 
 class CarelessServer(socketserver.StreamRequestHandler):

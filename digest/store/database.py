@@ -141,10 +141,6 @@ class Store(Outbox):
                         tx.execute(statement)
                 tx.execute(f"PRAGMA user_version = {step + 1}")
 
-    @property
-    def schema_version(self) -> int:
-        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
-
     # -- papers --------------------------------------------------------------------------------------
 
     def ingest(
@@ -258,9 +254,6 @@ class Store(Outbox):
             source=row["source"],
             ref=row["pid"],
         )
-
-    def count_papers(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM papers").fetchone()[0])
 
     def papers_by_refs(self, refs: Sequence[int]) -> list[Paper]:
         """Stored papers in the order of ``refs`` (a digest being resent)."""

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from digest.errors import StoreError
-from digest.models import MessageState, Paper
+from digest.models import MessageState
 from digest.store.base import Connection, _chunks, _iso
 
 BOUNCE_LIMIT = 3  # consecutive permanent failures before a subscriber is marked bouncing
@@ -27,16 +26,6 @@ class OutboxRow:
     status: str
     attempts: int
     more: int = 0  # matches left out by the cap, so a resend says the same "N more" line
-
-
-@dataclass(frozen=True, slots=True)
-class SentRecord:
-    """One paper sent to one subscriber."""
-
-    key: str
-    title: str
-    sent_at: str
-    message_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,19 +66,6 @@ class Outbox(Connection):
     """The delivery half of ``Store``."""
 
     # -- deliveries ----------------------------------------------------------------------------------
-
-    def begin_message(
-        self, email: str, day: date, message_id: str, papers: Iterable[Paper], now: datetime, more: int = 0
-    ) -> int:
-        """Commit the outbox row for a digest before it is sent; returns its id.
-
-        Raises StoreError if ``email`` already has a live digest for ``day`` (another run got there first).
-        """
-        refs = tuple(p.ref for p in papers if p.ref is not None)
-        row_id = self.begin_messages([NewMessage(email, day, message_id, refs, more)], now)[0]
-        if row_id is None:
-            raise StoreError(f"{email} already has a digest for {day.isoformat()}")
-        return row_id
 
     def begin_messages(
         self, messages: Sequence[NewMessage], now: datetime, resume: Sequence[int] = ()
@@ -197,21 +173,6 @@ class Outbox(Connection):
             )
         return cur.rowcount
 
-    def record_sent(
-        self, email: str, message_id: str, day: date, papers: Iterable[Paper], now: datetime
-    ) -> None:
-        """Begin and complete a message in one go: for callers that deliver outside the outbox."""
-        self.mark_sent(self.begin_message(email, day, message_id, papers, now), now)
-
-    def sent_on(self, email: str, day: date) -> bool:
-        """Whether ``email`` already got the digest for local date ``day``."""
-        return email.casefold() in self.delivery_state([email], day).sent_today
-
-    def sent_refs(self, email: str, refs: Iterable[int] | None = None) -> set[int]:
-        """Which papers (by store ref) were already sent to ``email``."""
-        sent = self.delivery_state([email], date.min).sent_refs.get(email.casefold(), set())
-        return sent if refs is None else sent & set(refs)
-
     def delivery_state(self, emails: Sequence[str], day: date, min_ref: int = 0) -> DeliveryState:
         """For a batch of subscribers at once: unfinished rows, who already got ``day``'s digest, and the
         refs (at least ``min_ref``: the candidate pool's) already sent to each. Keys are casefolded."""
@@ -237,16 +198,3 @@ class Outbox(Connection):
             ):
                 state.sent_refs.setdefault(email.casefold(), set()).add(pid)
         return state
-
-    def history(self, email: str) -> list[SentRecord]:
-        """What was sent to ``email``, newest first."""
-        rows = self.conn.execute(
-            "SELECT p.arxiv_id, p.title_key, p.title, s.sent_at, m.message_id FROM sent s"
-            " JOIN papers p ON p.pid = s.pid JOIN messages m ON m.id = s.message"
-            " WHERE s.email = ? ORDER BY s.sent_at DESC, p.pid",
-            (email,),
-        ).fetchall()
-        return [
-            SentRecord(r["arxiv_id"] or f"title:{r['title_key']}", r["title"], r["sent_at"], r["message_id"])
-            for r in rows
-        ]
