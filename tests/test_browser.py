@@ -8,8 +8,8 @@ script from the feed ran, and the colours in light and dark mode.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 from html import escape, unescape
