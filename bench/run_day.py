@@ -178,14 +178,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_sink() -> tuple[subprocess.Popen[bytes], int, str]:
+def start_sink(pipelining: bool = True) -> tuple[subprocess.Popen[bytes], int, str]:
+    """An SMTP sink on 127.0.0.1: Postfix's smtp-sink (``-p``: without PIPELINING), else aiosmtpd's Sink."""
     port = _free_port()
     sink = shutil.which("smtp-sink") or (
         "/usr/sbin/smtp-sink" if Path("/usr/sbin/smtp-sink").exists() else None
     )
     if sink:
         user = ["-u", "postfix"] if os.geteuid() == 0 else []
-        proc = subprocess.Popen([sink, *user, f"127.0.0.1:{port}", "1024"])
+        flags = [] if pipelining else ["-p"]
+        proc = subprocess.Popen([sink, *user, *flags, f"127.0.0.1:{port}", "1024"])
         name = "Postfix smtp-sink"
     else:
         cmd = [

@@ -82,7 +82,8 @@ class MemoryTransport:
 SYNC_THREADS = 16
 
 
-def _fsync(path: str) -> None:
+def fsync_path(path: str) -> None:
+    """``fsync`` a file or a folder by its path: its data (or its entries) on disk before this returns."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -174,8 +175,8 @@ class MaildirTransport:
         try:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="maildir-fsync")
-            list(self._pool.map(_fsync, written))
-            _fsync(f"{self._dir}/new")
+            list(self._pool.map(fsync_path, written))
+            fsync_path(f"{self._dir}/new")
         except OSError as exc:
             raise TransientDeliveryError(
                 "(a batch)", f"cannot flush {self.path} to disk: {exc.strerror}"

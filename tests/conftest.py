@@ -86,6 +86,19 @@ def count_papers(store: Any) -> int:
     return len(store.recent_papers(datetime(1970, 1, 1, tzinfo=UTC)))
 
 
+# What the run reports for the bundled samples (five captures, 511 entries, 375 distinct papers).
+SAMPLES_REPORT = {
+    "name": "samples",
+    "kind": "snapshot",
+    "status": "ok",
+    "papers": 511,
+    "new": 375,
+    "skipped": 0,
+    "clamped": 0,
+    "error": None,
+}
+
+
 def samples_source(name: str = "samples") -> dict[str, Any]:
     return {"kind": "snapshot", "name": name, "path": str(SAMPLES / "*.txt")}
 
@@ -101,6 +114,19 @@ def read_maildir(path: Path) -> list[EmailMessage]:
 
 
 # -- a real HTTP server ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served on 127.0.0.1 from a thread for the duration; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @dataclass
@@ -159,14 +185,9 @@ def http_server() -> Iterator[HttpServer]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as base:
+        state.base = base
+        yield state
 
 
 def free_port() -> int:
@@ -373,11 +394,6 @@ def hostile_server() -> Iterator[HostileServer]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as base:
+        state.base = base
+        yield state

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO, HttpServer, Route, read_maildir, samples_source, write_config
+from conftest import REPO, SAMPLES_REPORT, HttpServer, Route, read_maildir, samples_source, write_config
 
 from digest.cli import main
 from digest.runlock import run_lock
@@ -98,18 +98,7 @@ def test_run_json_report_and_exit_0(tmp_path: Path) -> None:
     result = digest("run", "--config", str(cfg), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["sources"] == [
-        {
-            "name": "samples",
-            "kind": "snapshot",
-            "status": "ok",
-            "papers": 511,
-            "new": 375,
-            "skipped": 0,
-            "clamped": 0,
-            "error": None,
-        }
-    ]
+    assert report["sources"] == [SAMPLES_REPORT]
     (sub,) = report["subscribers"]
     assert sub["email"] == "ada@example.org" and sub["status"] == "sent"
     assert len(sub["papers"]) == 3

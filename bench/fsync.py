@@ -1,0 +1,103 @@
+"""How a Maildir batch is made durable (#13 point 4): what each way costs per message.
+
+    .venv/bin/python bench/fsync.py [--batches 20] [--size 57000]
+
+Writes batches of 256 messages (the run's batch) of ``--size`` bytes each into a fresh Maildir, the way
+``MaildirTransport`` does (tmp/, then a rename into new/), and makes each batch durable:
+
+- ``os.sync()``: one call per batch, but it flushes every file system of the machine (what digest did
+  before #13; a side effect on the host);
+- ``fsync`` of each file, one after another, then of ``new/``;
+- ``fsync`` of each file from 16 threads, then of ``new/`` (what digest does now: the file system folds
+  concurrent syncs into shared journal commits).
+
+Prints milliseconds per batch and per message for each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from digest.transport import SYNC_THREADS, fsync_path
+
+BATCH = 256
+
+
+def write_batch(folder: str, batch: int, data: bytes) -> list[str]:
+    names = []
+    for i in range(BATCH):
+        name = f"{batch:05d}-{i:03d}.digest"
+        tmp = f"{folder}/tmp/{name}"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, f"{folder}/new/{name}")
+        names.append(f"{folder}/new/{name}")
+    return names
+
+
+def machine_sync(folder: str, files: list[str]) -> None:
+    os.sync()
+
+
+def serial_fsync(folder: str, files: list[str]) -> None:
+    for f in files:
+        fsync_path(f)
+    fsync_path(f"{folder}/new")
+
+
+POOL = ThreadPoolExecutor(SYNC_THREADS)
+
+
+def threaded_fsync(folder: str, files: list[str]) -> None:
+    list(POOL.map(fsync_path, files))
+    fsync_path(f"{folder}/new")
+
+
+def measure(flush: Callable[[str, list[str]], None], batches: int, data: bytes) -> tuple[float, float]:
+    """(ms flushing per batch, ms writing per batch), on a fresh Maildir."""
+    root = tempfile.mkdtemp(prefix="digest-fsync-", dir=os.environ.get("BENCH_DIR"))
+    try:
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(f"{root}/{sub}")
+        os.sync()
+        flushing = writing = 0.0
+        for b in range(batches):
+            started = time.perf_counter()
+            files = write_batch(root, b, data)
+            written = time.perf_counter()
+            flush(root, files)
+            writing += written - started
+            flushing += time.perf_counter() - written
+        return 1000 * flushing / batches, 1000 * writing / batches
+    finally:
+        shutil.rmtree(root)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--size", type=int, default=57_000, help="bytes per message (a digest is ~57 KB)")
+    args = parser.parse_args()
+    data = (b"x" * 75 + b"\n") * (args.size // 76)
+    print(f"{args.batches} batches of {BATCH} messages of {len(data):,} bytes\n")
+    print("| way | flush ms per batch | flush ms per message | write ms per batch |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, flush in (
+        ("os.sync() once per batch (before #13)", machine_sync),
+        ("fsync each file in turn, then the folder", serial_fsync),
+        ("fsync each file from 16 threads, then the folder (digest)", threaded_fsync),
+    ):
+        flushing, writing = measure(flush, args.batches, data)
+        print(f"| {name} | {flushing:.1f} | {flushing / BATCH:.3f} | {writing:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
