@@ -33,7 +33,8 @@ typecheck: install
 
 ## Times real runs at 1,000 / 10,000 / 100,000 subscribers, into a Maildir and over SMTP into Postfix's
 ## smtp-sink (Debian's postfix package, installed if missing and possible; else aiosmtpd), beside the
-## straightforward pipeline. Prints a table. bench-quick: 1,000 and 10,000 only.
+## straightforward pipeline; then how a Maildir batch is made durable, and SMTP PIPELINING behind added
+## latency. Prints tables. bench-quick: 1,000 and 10,000 only.
 SINK_INSTALL = test -x /usr/sbin/smtp-sink || (echo "postfix postfix/main_mailer_type select No configuration" \
 	| debconf-set-selections && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	--no-install-recommends postfix) || echo "smtp-sink not installed: the SMTP run uses aiosmtpd"
@@ -41,6 +42,8 @@ SINK_INSTALL = test -x /usr/sbin/smtp-sink || (echo "postfix postfix/main_mailer
 bench: install
 	-$(SINK_INSTALL)
 	cd bench && ../$(BIN)/python run_day.py
+	cd bench && ../$(BIN)/python fsync.py
+	cd bench && (test -x /usr/sbin/smtp-sink && ../$(BIN)/python pipelining.py || echo "pipelining.py needs smtp-sink")
 
 bench-quick: install
 	-$(SINK_INSTALL)

@@ -17,7 +17,7 @@ import os
 import re
 import smtplib
 import ssl
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -106,7 +106,7 @@ class MaildirTransport:
         self._dir = str(self.path)
         self._ready = False
         self._seen: set[str] | None = None  # base names in cur/, read once, on the first resend check
-        self._written: list[str] = []  # files delivered since the last flush, to make durable
+        self._syncing: list[Future[None]] = []  # fsyncs begun since the last flush
         self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> MaildirTransport:
@@ -157,7 +157,9 @@ class MaildirTransport:
             finally:
                 os.close(fd)
             os.replace(tmp, f"{self._dir}/new/{name}")
-            self._written.append(f"{self._dir}/new/{name}")
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="maildir-fsync")
+            self._syncing.append(self._pool.submit(fsync_path, f"{self._dir}/new/{name}"))
         except OSError as exc:
             rcpt = ", ".join(message.recipients)
             raise TransientDeliveryError(rcpt, f"cannot write to {self.path}: {exc.strerror}") from exc
@@ -166,16 +168,16 @@ class MaildirTransport:
         """Messages written since the last flush reach the disk: each file's ``fsync``, then the folder's
         (its new names). Only this Maildir's files are flushed, never the rest of the machine's disks.
 
-        The files are synced from a few threads at once: the file system folds concurrent syncs into
-        shared journal commits, so a batch of 256 costs little more than one sync (see bench/fsync.py).
+        Each file's ``fsync`` starts in a background thread as soon as it is written, so the syncs overlap
+        the writing of the rest of the batch, and the file system folds concurrent syncs into shared journal
+        commits; ``flush`` waits for them (see bench/fsync.py for what each way costs).
         """
-        if not self._written:
+        if not self._syncing:
             return
-        written, self._written = self._written, []
+        syncing, self._syncing = self._syncing, []
         try:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="maildir-fsync")
-            list(self._pool.map(fsync_path, written))
+            for done in syncing:
+                done.result()
             fsync_path(f"{self._dir}/new")
         except OSError as exc:
             raise TransientDeliveryError(
