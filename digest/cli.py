@@ -27,7 +27,7 @@ from digest import __version__, logs, pipeline
 from digest.delivery import Send, Skip, resume_hint
 from digest.errors import DigestError, ProfileError
 from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
-from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, EXIT_RETRY
+from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
 from digest.render import one_line
 from digest.runlock import lock_path, run_lock
 from digest.select import check_profile
@@ -240,7 +240,7 @@ def preview(config: str | None, email: str, fmt: str) -> None:
     if fmt == "json":
         out = {
             "email": planned.subscriber.email,
-            "status": "would-send" if digest else str(planned.status),  # type: ignore[union-attr]
+            "status": str(planned.status) if isinstance(planned, Skip) else "would-send",
             "error": error,
             "subject": result.message["Subject"] if result.message else None,
             "papers": [
@@ -425,9 +425,7 @@ def ingest(config: str | None, as_json: bool) -> None:
         click.echo(json.dumps([r.to_json() for r in reports], ensure_ascii=False, indent=2))
     else:
         print_sources(reports, Console(soft_wrap=False))
-    if any(r.internal for r in reports):
-        sys.exit(EXIT_CANNOT_RUN)
-    sys.exit(EXIT_RETRY if any(r.error for r in reports) else 0)
+    sys.exit(pipeline.exit_status(RunReport(now, reports)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -128,7 +128,7 @@ def fold(name: str, value: str) -> str:
     >>> fold("X", "a " * 600).count(chr(10) + " ")
     1
     """
-    if len(name) + 2 + len(value) <= LINE_MAX // 4 or len(f"{name}: {value}".encode()) <= LINE_MAX:
+    if len(f"{name}: {value}".encode()) <= LINE_MAX:
         return value  # the usual case: short enough as it is
     lines: list[str] = []
     line = f"{name}:"
@@ -175,14 +175,10 @@ def assemble(headers: list[tuple[str, str]], text: bytes, html: bytes, *, utf8: 
     head = "".join(f"{name}: {value if chr(10) in value else fold(name, value)}\n" for name, value in headers)
     if not (utf8 or head.isascii()):
         raise RenderError("header values must be encoded to ASCII first")
-    too_long = (
-        [line for line in head.split("\n") if len(line.encode("utf-8")) > LINE_MAX]
-        if len(head) > LINE_MAX // 4
-        else []
-    )
-    if too_long:
+    longest = max(head.encode("utf-8").split(b"\n"), key=len)
+    if len(longest) > LINE_MAX:
         raise RenderError(
-            f"a header line is longer than {LINE_MAX} octets and cannot be folded: {too_long[0][:60]}…"
+            f"a header line is longer than {LINE_MAX} octets and cannot be folded: {longest[:60]!r}…"
         )
     boundary = "=_digest_" + hashlib.sha256(head.encode()).hexdigest()[:32]
     part = (
