@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -304,6 +304,7 @@ class Tally:
         for r in reports:
             self.counts[r.status] = self.counts.get(r.status, 0) + 1
             self.problems += is_problem(r)
+            self.internal += r.internal
             self._keep(r)
 
     def _keep(self, r: SubscriberReport) -> None:
@@ -371,7 +372,6 @@ class Delivery:
     dry_run: bool = False
     aborted: str | None = None  # AUTH/TLS failure: a configuration problem
     deferred: str | None = None  # the server is unreachable after retries
-    internal: int = field(default=0)  # digests that failed to render (a bug)
 
     def _before_sending(self, item: Planned) -> SubscriberReport | None:
         """The report of a subscriber who gets nothing this run, or None for a message to send."""
@@ -392,12 +392,12 @@ class Delivery:
             )
         except Exception as exc:  # one bad digest must not stop the others
             log.exception("internal error: rendering the digest for %s failed", item.subscriber.email)
-            self.internal += 1
             return SubscriberReport(
                 item.subscriber.email,
                 Status.FAILED,
                 item.digest.matches,
                 error=f"internal error while rendering: {type(exc).__name__}: {exc}",
+                internal=True,
             )
 
     def deliver_batch(self, items: list[Planned]) -> list[SubscriberReport]:
@@ -544,8 +544,6 @@ def deliver_range(
     d = context.delivery
     for batch in plan_batches(context.settings, d.store, d.now, pool=context.pool, start=start, stop=stop):
         tally.add(d.deliver_batch(batch))
-        tally.internal += d.internal
-        d.internal = 0
         if after_batch:
             after_batch(len(batch))
     return tally

@@ -258,6 +258,7 @@ class SubscriberReport:
     error: str | None = None
     message_id: str | None = None
     note: str | None = None
+    internal: bool = False  # the failure was a bug in digest (exit 2), not the server's or the profile's
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
