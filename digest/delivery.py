@@ -47,6 +47,7 @@ from digest.render import Composed, Renderer
 from digest.select import PaperIndex, check_profile, explain
 from digest.settings import Settings
 from digest.store import DeliveryState, NewMessage, OutboxRow, Store
+from digest.tokens import Signer
 from digest.transport import Transport
 
 BATCH = 256  # subscribers planned, begun, delivered and recorded together
@@ -280,7 +281,14 @@ def make_courier(
 
 
 def make_renderer(settings: Settings) -> Renderer:
-    return Renderer(sender=settings.sender, templates_dir=settings.templates_dir, base_url=settings.base_url)
+    """The renderer the settings describe; with ``base_url``, unsubscribe links are signed (see tokens)."""
+    signer = Signer(settings.signing_keys()) if settings.base_url else None
+    return Renderer(
+        sender=settings.sender,
+        templates_dir=settings.templates_dir,
+        base_url=settings.base_url,
+        signer=signer,
+    )
 
 
 # -- the report --------------------------------------------------------------------------------------

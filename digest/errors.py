@@ -21,6 +21,7 @@ and, where there is one, *how to fix it*.
     │   └── DeliveryAbortedError     AUTH or TLS failure: delivery stops for the whole run
     ├── StoreError             the database is unusable: damaged, not writable, another app's, newer
     ├── RenderError            a digest cannot be made into a message (no paper in it, a bad header)
+    ├── TokenError             a link's token is forged, altered, or for another purpose: refused, nothing done
     └── WorkerError            a worker process died mid-run (killed, out of memory); the next run goes on
 """
 
@@ -131,6 +132,10 @@ class StoreError(DigestError):
 
 class RenderError(DigestError):
     """A digest cannot be made into a message: it has no paper, or a header cannot be made valid."""
+
+
+class TokenError(DigestError):
+    """A signed token did not verify: forged, altered, or made for another purpose. Nothing is done."""
 
 
 class WorkerError(DigestError):

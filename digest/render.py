@@ -29,11 +29,12 @@ from jinja2 import (
     select_autoescape,
 )
 
-from digest.errors import RenderError
+from digest.errors import ConfigError, RenderError
 from digest.fragments import VARYING, Body, SplitTemplate
 from digest.mime import Outgoing, address, ascii_address, assemble, encode_words
 from digest.models import Digest, Paper
 from digest.select import match_spans
+from digest.tokens import Purpose, Signer
 
 ABSTRACT_LIMIT = 600
 TITLE_LIMIT = 300
@@ -271,6 +272,7 @@ class Renderer:
         sender: str,
         templates_dir: Path | None = None,
         base_url: str | None = None,
+        signer: Signer | None = None,
         html_budget: int = HTML_BUDGET,
     ) -> None:
         self.sender = sender
@@ -278,7 +280,14 @@ class Renderer:
         self.domain = self.sender_address.rpartition("@")[2] or "localhost"
         self._from = address(one_line(self.sender_name), self.sender_address)
         self._list_id = f"{encode_words(one_line(self.sender_name or 'Paper Digest'))} <digest.{self.domain}>"
+        if base_url and signer is None:
+            raise ConfigError(
+                "base_url is set, so unsubscribe links must be signed, but no signing key was given",
+                key="base_url",
+                hint="set DIGEST_SECRET_KEY (32 random characters or more), or remove base_url",
+            )
         self.base_url = base_url
+        self.signer = signer
         self._generated: dict[str, str] = {}  # templates made here: the HTML with its CSS inlined
         self.env = Environment(
             loader=ChoiceLoader(
@@ -308,9 +317,13 @@ class Renderer:
         self.text_template = SplitTemplate(self.env, "digest.txt", _full_entry, VARYING)
 
     def unsubscribe_links(self, email: str) -> dict[str, str | None]:
-        """``mailto`` always; ``https`` when base_url is set; ``url`` the one to show a reader."""
+        """``mailto`` always; ``https`` (``{base_url}/u/TOKEN``, the one-click page ``digest serve``
+        answers) when base_url is set; ``url`` the one to show a reader. The token is signed for this
+        subscriber and this purpose only (see tokens)."""
         mailto = f"mailto:{self.sender_address}?subject={quote('unsubscribe ' + email)}"
-        https = f"{self.base_url}/unsubscribe?email={quote(email)}" if self.base_url else None
+        https = None
+        if self.base_url and self.signer:
+            https = f"{self.base_url}/u/{self.signer.make(Purpose.UNSUBSCRIBE, email)}"
         return {"mailto": mailto, "https": https, "url": https or mailto}
 
     def context(self, digest: Digest, *, full: bool = True) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSett
 
 from digest.errors import ConfigError, SubscriberError
 from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
+from digest.tokens import check_keys
 
 DEFAULT_CONFIG = Path("config/digest.toml")
 log = logging.getLogger("digest")
@@ -146,6 +147,10 @@ class Settings(BaseSettings):
     timezone: str = "UTC"
     sender: str = "Paper Digest <digest@example.org>"
     base_url: str | None = None
+    # Signs every link that acts for a reader; only from the environment (DIGEST_SECRET_KEY). Old keys
+    # (DIGEST_OLD_SECRET_KEYS, comma-separated) still verify, for rotation.
+    secret_key: SecretStr | None = None
+    old_secret_keys: SecretStr | None = None
     templates_dir: Path | None = None
     delivery: DeliveryConfig = DeliveryConfig()
     smtp: SmtpConfig = SmtpConfig()
@@ -178,8 +183,11 @@ class Settings(BaseSettings):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("https://"):
-            raise ValueError("base_url must start with https://")
+        local = ("http://localhost", "http://127.0.0.1")
+        if value is not None and not (value.startswith("https://") or value.startswith(local)):
+            raise ValueError(
+                "base_url must start with https:// (http://localhost or http://127.0.0.1 for a local trial)"
+            )
         return value.rstrip("/") if value else value
 
     @model_validator(mode="after")
@@ -201,6 +209,12 @@ class Settings(BaseSettings):
     @property
     def sender_address(self) -> str:
         return parseaddr(self.sender)[1]
+
+    def signing_keys(self) -> list[str]:
+        """The keys that sign and verify readers' links, the signing key last; ConfigError if missing or weak."""
+        old = self.old_secret_keys.get_secret_value().split(",") if self.old_secret_keys else []
+        current = self.secret_key.get_secret_value() if self.secret_key else None
+        return check_keys(current, [k.strip() for k in old if k.strip()])
 
     def config_subscribers(self) -> list[Subscriber]:
         return [s.to_subscriber() for s in self.subscribers]
@@ -321,6 +335,13 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
             f"unknown setting in {path}",
             key=unknown[0],
             hint="check its spelling against the README's configuration reference",
+        )
+    secrets = sorted({"secret_key", "old_secret_keys"} & set(data))
+    if secrets:
+        raise ConfigError(
+            "secret keys are not read from the config file",
+            key=secrets[0],
+            hint=f"remove it there and set DIGEST_{secrets[0].upper()} in the environment or in .env",
         )
     if isinstance(data.get("smtp"), dict) and "password" in data["smtp"]:
         raise ConfigError(

@@ -18,6 +18,7 @@ from digest.models import Digest, Paper, Profile, Subscriber
 from digest.render import Renderer
 from digest.select import PaperIndex
 from digest.sources.snapshot import parse_snapshot
+from digest.tokens import Signer
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docs" / "screenshots"
@@ -65,7 +66,11 @@ def chromium() -> str:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    renderer = Renderer(sender="Paper Digest <digest@example.org>", base_url="https://digest.example.org")
+    renderer = Renderer(
+        sender="Paper Digest <digest@example.org>",
+        base_url="https://digest.example.org",
+        signer=Signer(["screenshots-only-signing-key-0123456789abc"]),
+    )
     browser = chromium()
     with tempfile.TemporaryDirectory() as tmp:
         for name, digest in sample_digests().items():

@@ -25,6 +25,9 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "config" / "samples"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+# A fixed signing key for tests (a real one comes from DIGEST_SECRET_KEY): tokens, and so golden files, are
+# the same on every run.
+TEST_SECRET_KEY = "test-key-for-digest-tests-only-0123456789"
 
 
 @pytest.fixture

@@ -13,11 +13,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = [
     {"errors"},
     {"models"},
-    {"settings", "select", "mime", "fragments", "render"},
+    {"tokens", "settings", "select", "mime", "fragments", "render"},
     {"sources", "store", "transport", "runlock", "progress", "logs"},
     {"delivery"},
     {"workers"},
     {"pipeline"},
+    {"web"},
     {"cli", "scheduler"},
 ]
 

@@ -16,7 +16,7 @@ from html import escape, unescape
 from pathlib import Path
 
 import pytest
-from test_email import NOW, SENDER, golden_cases, hostile_digest
+from test_email import NOW, SENDER, SIGNER, golden_cases, hostile_digest
 
 from digest.render import Renderer
 
@@ -89,7 +89,7 @@ def look(tmp_path: Path, mail: str, width: int, dark: bool = False) -> dict[str,
 
 def html_of(name: str) -> str:
     digest, base_url = golden_cases()[name]
-    body = Renderer(sender=SENDER, base_url=base_url).render(digest, NOW).get_body(("html",))
+    body = Renderer(sender=SENDER, base_url=base_url, signer=SIGNER).render(digest, NOW).get_body(("html",))
     assert body is not None
     return str(body.get_content())
 

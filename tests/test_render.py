@@ -6,8 +6,13 @@ import email
 import email.policy
 from datetime import date, datetime
 
+import pytest
+from conftest import TEST_SECRET_KEY
+
+from digest.errors import ConfigError
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
 from digest.render import Renderer, cut_abstract, subject_for
+from digest.tokens import Purpose, Signer
 
 ADA = Subscriber("ada@example.org", "Ada Lovelace", Profile(("speculative decoding", "RAG")))
 
@@ -42,10 +47,12 @@ def test_message_id_is_deterministic_and_unsubscribe_https_with_base_url() -> No
     d = make_digest(paper())
     assert render(d)["Message-ID"] == render(d)["Message-ID"]
     assert render(d)["Message-ID"] != render(make_digest(paper("Other")))["Message-ID"]
-    msg = render(d, base_url="https://digest.example.org")
-    assert msg["List-Unsubscribe"].startswith(
-        "<https://digest.example.org/unsubscribe?email=ada%40example.org>, <mailto:"
-    )
+    signer = Signer([TEST_SECRET_KEY])
+    msg = render(d, base_url="https://digest.example.org", signer=signer)
+    token = signer.make(Purpose.UNSUBSCRIBE, "ada@example.org")
+    assert msg["List-Unsubscribe"].startswith(f"<https://digest.example.org/u/{token}>, <mailto:")
+    with pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
+        render(d, base_url="https://digest.example.org")  # links that act for a reader are never unsigned
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 

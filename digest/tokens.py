@@ -1,0 +1,75 @@
+"""Signed tokens for every link that acts for a reader: one subscriber, one purpose, unguessable.
+
+A token is the subscriber's address signed with HMAC (itsdangerous) under a salt that names its purpose, so
+an unsubscribe token cannot be used to manage a profile, and no token can be made or altered without the
+secret key. Keys rotate: ``DIGEST_SECRET_KEY`` signs, and every key in ``DIGEST_OLD_SECRET_KEYS`` still
+verifies, so links in mail sent before a rotation keep working until the old key is dropped.
+
+Unsubscribe links carry no timestamp: a mail read months later must still unsubscribe, and a message's
+bytes stay the same when it is sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from digest.errors import ConfigError, TokenError
+
+MIN_KEY_LENGTH = 32  # characters; e.g. python3 -c "import secrets; print(secrets.token_urlsafe(32))"
+
+
+class Purpose(StrEnum):
+    """What a token lets its bearer do, for one subscriber."""
+
+    UNSUBSCRIBE = "unsubscribe"
+
+
+def check_keys(current: str | None, old: Sequence[str] = ()) -> list[str]:
+    """The keys, oldest first and the signing key last, or a ConfigError saying how to make a good one.
+
+    >>> check_keys("k" * 32, ["o" * 32])[-1] == "k" * 32
+    True
+    """
+    fix = 'set it to a random string of 32 characters or more: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+    if not current:
+        raise ConfigError(
+            "DIGEST_SECRET_KEY is not set; links that act for a reader are signed with it", hint=fix
+        )
+    for name, key in (("DIGEST_SECRET_KEY", current), *(("DIGEST_OLD_SECRET_KEYS", k) for k in old)):
+        if len(key) < MIN_KEY_LENGTH or len(set(key)) < 8:
+            raise ConfigError(
+                f"{name} is too weak (fewer than {MIN_KEY_LENGTH} characters, or repetitive)", hint=fix
+            )
+    return [*old, current]
+
+
+class Signer:
+    """Makes and reads tokens with the given keys (oldest first, the signing key last)."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = list(keys)
+
+    def _serializer(self, purpose: Purpose) -> URLSafeSerializer:
+        return URLSafeSerializer(self.keys, salt=f"digest.{purpose}")
+
+    def make(self, purpose: Purpose, email: str) -> str:
+        """A token for ``email`` and ``purpose`` (the same inputs give the same token, untimed).
+
+        >>> s = Signer(["a-long-enough-secret-key-for-the-doctest"])
+        >>> s.read(Purpose.UNSUBSCRIBE, s.make(Purpose.UNSUBSCRIBE, "Ada@example.org"))
+        'ada@example.org'
+        """
+        return str(self._serializer(purpose).dumps(email.casefold()))
+
+    def read(self, purpose: Purpose, token: str) -> str:
+        """The (casefolded) address a token was made for; TokenError if forged, altered or of another purpose."""
+        try:
+            value = self._serializer(purpose).loads(token)
+        except BadSignature as exc:
+            raise TokenError("this link is not valid") from exc
+        if not isinstance(value, str):
+            raise TokenError("this link is not valid")
+        return value
