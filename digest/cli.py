@@ -392,6 +392,34 @@ def schedule(config: str | None) -> None:
 
 @main.command()
 @config_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on."
+)
+@handles_errors
+def serve(config: str | None, host: str, port: int) -> None:
+    """Serve the reader's web app: the one-click unsubscribe page every digest links to ({base_url}/u/...).
+
+    Needs DIGEST_SECRET_KEY (the key that signs the links). Put it behind a reverse proxy for https; it is
+    safe to run beside `digest run` on the same database. Stops on Ctrl-C or SIGTERM.
+    """
+    import uvicorn
+
+    from digest.web import create_app
+
+    settings = settings_for(config)
+    app = create_app(settings)
+    if not settings.base_url:
+        click.echo("note: base_url is not set, so the emails link to no page of this app", err=True)
+    click.echo(
+        f"digest serve: http://{host}:{port} (for {settings.base_url or 'no base_url'}); Ctrl-C stops",
+        err=True,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+
+
+@main.command()
+@config_option
 @click.argument("email")
 @handles_errors
 def resume(config: str | None, email: str) -> None:

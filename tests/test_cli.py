@@ -42,6 +42,7 @@ def test_the_commands_are_the_ones_the_issue_names() -> None:
         "resume",
         "run",
         "schedule",
+        "serve",
         "subscribe",
         "subscribers",
         "unsubscribe",

@@ -1,0 +1,189 @@
+"""#14 (first part): signed unsubscribe links answered by a real `digest serve` on 127.0.0.1.
+
+A digest's List-Unsubscribe URL is followed as a mail scanner does (GET: nothing changes) and as a mailbox
+provider does (RFC 8058 POST, no cookies: unsubscribed at once); forged, altered, other-key and
+other-purpose tokens are refused and change nothing; old keys still verify after a rotation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
+
+from digest import pipeline
+from digest.settings import load_settings
+from digest.store import Store
+from digest.tokens import Purpose, Signer
+from digest.transport import make_transport
+
+DIGEST = str(Path(sys.executable).parent / "digest")
+ADA = {"email": "ada@example.org", "keywords": ["speculative decoding"], "max_papers": 3}
+GRACE = {"email": "grace@example.org", "keywords": ["reasoning"], "max_papers": 3}
+OTHER_KEY = "another-key-that-is-long-enough-0123456789"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    return {**base, "DIGEST_SECRET_KEY": TEST_SECRET_KEY, **extra}
+
+
+@contextmanager
+def serving(cfg: Path, port: int, env: dict[str, str]) -> Iterator[str]:
+    """A real `digest serve` process on 127.0.0.1:port for the duration."""
+    proc = subprocess.Popen(
+        [DIGEST, "serve", "--port", str(port), "--config", str(cfg)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "digest serve did not start"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def _setup(tmp_path: Path) -> tuple[Path, int]:
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        top={"base_url": f"http://127.0.0.1:{port}"},
+        sources=[samples_source()],
+        subscribers=[ADA, GRACE],
+    )
+    return cfg, port
+
+
+def _unsubscribe_url(message: Any) -> str:
+    header = str(message["List-Unsubscribe"])
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    found = re.search(r"<(http[^>]+)>", header)
+    assert found
+    return found.group(1)
+
+
+def _active(cfg: Path) -> dict[str, bool]:
+    out = subprocess.run(
+        [DIGEST, "subscribers", "--all", "--json", "--config", str(cfg)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    return {s["email"]: s["active"] for s in json.loads(out.stdout)}
+
+
+def test_one_click_unsubscribe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, port = _setup(tmp_path)
+    run = subprocess.run([DIGEST, "run", "--config", str(cfg)], env=_env(), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    messages = {str(m["To"]): m for m in read_maildir(tmp_path / "var" / "outbox")}
+    url = _unsubscribe_url(messages["ada@example.org"])
+    assert url.startswith(f"http://127.0.0.1:{port}/u/")
+    html = messages["ada@example.org"].get_body(("html",)).get_content()
+    assert f'href="{url}"' in html  # the footer links to the same page
+
+    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+        page = client.get(url)  # what a mail scanner or a preview does
+        assert page.status_code == 200 and "<button" in page.text and "Unsubscribe" in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'none'; style-src 'nonce-")
+        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+        assert "server" not in page.headers
+        client.head(url)
+        assert _active(cfg) == {"ada@example.org": True, "grace@example.org": True}  # GET never acts
+
+        done = httpx.post(url, data={"List-Unsubscribe": "One-Click"})  # as Gmail sends it: no cookies
+        assert done.status_code == 200 and "You are unsubscribed" in done.text
+        assert httpx.post(url, data={"List-Unsubscribe": "One-Click"}).status_code == 200  # idempotent
+    assert _active(cfg) == {"ada@example.org": False, "grace@example.org": True}
+
+    monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
+    settings = load_settings(cfg)
+    with Store.open(settings.database) as store:
+        later = pipeline.run_once(
+            settings, make_transport(settings), store, datetime.now(UTC) + timedelta(days=1)
+        )
+    assert "ada@example.org" not in {s.email for s in later.subscribers}
+    received = [str(m["To"]) for m in read_maildir(tmp_path / "var" / "outbox")]
+    assert received.count("ada@example.org") == 1
+
+
+def test_forged_altered_and_foreign_tokens_are_refused_and_change_nothing(tmp_path: Path) -> None:
+    cfg, port = _setup(tmp_path)
+    subprocess.run([DIGEST, "subscribers", "--config", str(cfg)], env=_env(), capture_output=True, check=True)
+    good = Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, "ada@example.org")
+    signature = good.partition(".")[2]
+    forged = [
+        good[:-1] + ("A" if good[-1] != "A" else "B"),  # altered signature
+        Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, "grace@example.org").split(".")[0]
+        + "."
+        + signature,
+        Signer([OTHER_KEY]).make(Purpose.UNSUBSCRIBE, "ada@example.org"),  # someone else's key
+        "ImFkYUBleGFtcGxlLm9yZyI",  # the payload without a signature
+        "x" * 5000,
+        "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    ]
+    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+        for token in forged:
+            for method in ("GET", "POST"):
+                answer = client.request(method, f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+                assert answer.status_code in (400, 404), (token[:40], method, answer.status_code)
+                assert "<script>" not in answer.text
+        wrong_body = client.post(f"/u/{good}", data={"something": "else"})
+        assert wrong_body.status_code == 400
+    assert _active(cfg) == {"ada@example.org": True, "grace@example.org": True}
+
+
+def test_old_keys_still_verify_after_a_rotation_and_weak_keys_are_refused(tmp_path: Path) -> None:
+    cfg, port = _setup(tmp_path)
+    subprocess.run([DIGEST, "subscribers", "--config", str(cfg)], env=_env(), capture_output=True, check=True)
+    old_token = Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, "ada@example.org")
+    rotated = _env(DIGEST_SECRET_KEY=OTHER_KEY, DIGEST_OLD_SECRET_KEYS=TEST_SECRET_KEY)
+    with serving(cfg, port, rotated) as base:
+        assert httpx.get(f"{base}/u/{old_token}").status_code == 200
+        assert httpx.post(f"{base}/u/{old_token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert _active(cfg)["ada@example.org"] is False
+
+    for env in (
+        _env(DIGEST_SECRET_KEY=""),
+        _env(DIGEST_SECRET_KEY="short"),
+        _env(DIGEST_SECRET_KEY="a" * 40),
+    ):
+        refused = subprocess.run(
+            [DIGEST, "serve", "--port", str(free_port()), "--config", str(cfg)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode == 2 and "DIGEST_SECRET_KEY" in refused.stderr, refused.stderr
+    unsigned = subprocess.run(
+        [DIGEST, "run", "--config", str(cfg)], env=_env(DIGEST_SECRET_KEY=""), capture_output=True, text=True
+    )
+    assert (
+        unsigned.returncode == 2 and "DIGEST_SECRET_KEY is not set" in unsigned.stderr
+    )  # never unsigned links
