@@ -30,8 +30,11 @@ class Purpose(StrEnum):
 def check_keys(current: str | None, old: Sequence[str] = ()) -> list[str]:
     """The keys, oldest first and the signing key last, or a ConfigError saying how to make a good one.
 
-    >>> check_keys("k" * 32, ["o" * 32])[-1] == "k" * 32
-    True
+    >>> check_keys("new-0123456789abcdefghijklmnopqrstuv", ["old-0123456789abcdefghijklmnopqrstuv"])[-1][:4]
+    'new-'
+    >>> check_keys("k" * 40)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    digest.errors.ConfigError: DIGEST_SECRET_KEY is too weak (fewer than 32 characters, or repetitive) (...)
     """
     fix = 'set it to a random string of 32 characters or more: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
     if not current:
