@@ -15,7 +15,7 @@ LAYERS = [
     {"models"},
     {"tokens", "settings", "select", "mime", "fragments", "render"},
     {"sources", "store", "transport", "runlock", "progress", "logs"},
-    {"delivery"},
+    {"delivery", "subscriptions"},
     {"workers"},
     {"pipeline"},
     {"web"},

@@ -187,3 +187,141 @@ def test_old_keys_still_verify_after_a_rotation_and_weak_keys_are_refused(tmp_pa
     assert (
         unsigned.returncode == 2 and "DIGEST_SECRET_KEY is not set" in unsigned.stderr
     )  # never unsigned links
+
+
+# -- subscribing on the web: double opt-in, CSRF, rate limits, no enumeration -------------------------
+
+
+def _signup_setup(tmp_path: Path, subscribers: list[dict[str, Any]] | None = None) -> tuple[Path, int]:
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        top={"base_url": f"http://127.0.0.1:{port}"},
+        sources=[samples_source()],
+        subscribers=subscribers or [],
+    )
+    return cfg, port
+
+
+def _csrf(client: httpx.Client) -> str:
+    page = client.get("/")
+    assert page.status_code == 200 and 'name="csrf"' in page.text
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found
+    return found.group(1)
+
+
+def _mails_to(tmp_path: Path, address: str) -> list[Any]:
+    outbox = tmp_path / "var" / "outbox"
+    return [m for m in read_maildir(outbox) if address in str(m["To"])] if (outbox / "new").is_dir() else []
+
+
+def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path) -> None:
+    cfg, port = _signup_setup(tmp_path)
+    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+        token = _csrf(client)
+        sent = client.post(
+            "/", data={"csrf": token, "email": "zoe@example.org", "keywords": "speculative decoding\nRAG"}
+        )
+        assert sent.status_code == 200 and "Check your inbox" in sent.text
+        (mail,) = _mails_to(tmp_path, "zoe@example.org")
+        assert str(mail["Subject"]) == "Confirm your paper digest subscription"
+        link = re.search(r"(http://127\.0\.0\.1:\d+/c/\S+)", mail.get_body(("plain",)).get_content())
+        assert link
+        assert _active(cfg) == {}  # nothing is stored before the confirmation
+        shown = client.get(link.group(1))
+        assert (
+            shown.status_code == 200 and "Confirm" in shown.text and "speculative decoding, RAG" in shown.text
+        )
+        assert _active(cfg) == {}  # a scanner's GET confirms nothing
+        done = client.post(link.group(1))
+        assert done.status_code == 200 and "You are subscribed" in done.text
+    assert _active(cfg) == {"zoe@example.org": True}
+    run = subprocess.run(
+        [DIGEST, "run", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
+    )
+    report = json.loads(run.stdout)
+    (zoe,) = report["subscribers"]
+    assert zoe["status"] == "sent"
+    assert {k for p in zoe["papers"] for k in p["matched"]} <= {"speculative decoding", "RAG"}
+    digest_mail = [m for m in _mails_to(tmp_path, "zoe@example.org") if "Confirm" not in str(m["Subject"])]
+    assert len(digest_mail) == 1
+    subject = str(digest_mail[0]["Subject"])
+    assert "speculative decoding" in subject or "RAG" in subject
+
+
+def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: Path) -> None:
+    cfg, port = _signup_setup(tmp_path, subscribers=[ADA])
+    subprocess.run([DIGEST, "subscribers", "--config", str(cfg)], env=_env(), capture_output=True, check=True)
+    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+        no_token = httpx.post(f"{base}/", data={"email": "x@example.org", "keywords": "RAG"})
+        assert no_token.status_code == 403
+        token = _csrf(client)
+        wrong = client.post("/", data={"csrf": token + "x", "email": "x@example.org", "keywords": "RAG"})
+        assert wrong.status_code == 403 and _mails_to(tmp_path, "x@example.org") == []
+
+        bad = client.post("/", data={"csrf": token, "email": "x@example.org", "keywords": "RAG, ***"})
+        assert bad.status_code == 400
+        assert (
+            "subscriber x@example.org, keyword &#39;***&#39;: the keyword has no letters or digits"
+            in bad.text
+        )
+        assert "RAG, ***" in bad.text  # the form keeps what was typed
+
+        hostile = "<script>alert(1)</script>"
+        posted = client.post(
+            "/",
+            data={
+                "csrf": token,
+                "email": "mallory@example.org",
+                "keywords": f"RAG, {hostile}",
+                "name": hostile,
+            },
+        )
+        assert posted.status_code == 200 and "<script>" not in posted.text
+        (mail,) = _mails_to(tmp_path, "mallory@example.org")
+        html = mail.get_body(("html",)).get_content()
+        assert "<script>" not in html and "&lt;script&gt;" in html
+        link = re.search(r"(http://127\.0\.0\.1:\d+/c/\S+)", mail.get_body(("plain",)).get_content())
+        assert link and "<script>" not in client.get(link.group(1)).text
+
+        # Known and unknown addresses get the same answer; only the owner's inbox tells them apart.
+        known = client.post("/", data={"csrf": token, "email": "ada@example.org", "keywords": "RAG"})
+        unknown = client.post("/", data={"csrf": token, "email": "newbie@example.org", "keywords": "RAG"})
+        assert known.status_code == unknown.status_code == 200
+
+        def same(text: str, address: str) -> str:
+            return re.sub(r'nonce="[^"]+"', 'nonce="N"', text.replace(address, "X"))
+
+        assert same(known.text, "ada@example.org") == same(unknown.text, "newbie@example.org")
+
+        # One address: 3 confirmation emails an hour at most, and the same answer after that.
+        for _ in range(4):
+            again = client.post("/", data={"csrf": token, "email": "target@example.org", "keywords": "RAG"})
+            assert again.status_code == 200 and "Check your inbox" in again.text
+        assert len(_mails_to(tmp_path, "target@example.org")) == 3
+
+        # One client: 20 requests an hour (8 counted above; the two refused for CSRF are not), then 429.
+        codes = [
+            client.post(
+                "/", data={"csrf": token, "email": f"n{i}@example.org", "keywords": "RAG"}
+            ).status_code
+            for i in range(14)
+        ]
+        assert codes.count(200) == 12 and set(codes[12:]) == {429}
+    assert _active(cfg) == {"ada@example.org": True}  # nobody was subscribed without confirming
+
+
+def test_a_confirmation_link_expires() -> None:
+    from digest.errors import TokenError
+    from digest.subscriptions import Request, read_confirmation
+
+    signer = Signer([TEST_SECRET_KEY])
+    asked = Request.from_form({"email": "zoe@example.org", "keywords": "RAG"})
+    token = signer.make_timed(Purpose.CONFIRM, asked.token_data())
+    assert read_confirmation(signer, token).email == "zoe@example.org"
+    time.sleep(1.1)
+    with pytest.raises(TokenError, match="expired"):
+        read_confirmation(signer, token, max_age=0)
+    with pytest.raises(TokenError, match="not valid"):
+        read_confirmation(signer, Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, "zoe@example.org"))

@@ -1,6 +1,11 @@
 """The reader's web app: routes stay thin, the library does the work, every acting link is signed.
 
-Today it answers the unsubscribe link of every digest (RFC 8058):
+Subscribing (``/``): a form with CSRF protection (a random token in a SameSite=Strict cookie and in the
+form); the request is checked like ``digest subscribe`` and mailed as a confirmation link (double opt-in,
+see ``subscriptions``); the answer is the same whether the address is known or not; one address may ask 3
+times an hour and one client 20 times. ``/c/{token}`` shows a button, and its POST creates the subscriber.
+
+The unsubscribe link of every digest (RFC 8058):
 
 - ``GET /u/{token}`` shows one button and changes nothing (mail scanners fetch links);
 - ``POST /u/{token}`` with ``List-Unsubscribe=One-Click`` (what Gmail and Yahoo send, without cookies, and
@@ -26,13 +31,18 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.errors import TokenError
+from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError
+from digest.mime import Outgoing
 from digest.render import default_templates_dir
 from digest.settings import Settings
 from digest.store import Store
+from digest.subscriptions import RateLimit, confirm_link, confirmation_message, read_confirmation
+from digest.subscriptions import Request as SignupRequest
 from digest.tokens import Purpose, Signer
+from digest.transport import make_transport
 
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
+CSRF_COOKIE = "digest_csrf"
 
 
 def security_headers(nonce: str) -> dict[str, str]:
@@ -85,15 +95,21 @@ class Pages:
         )
         self.sender_name = sender_name
 
-    def page(self, request: Request, status: int, title: str, *lines: str, **extra: Any) -> HTMLResponse:
-        html = self.env.get_template("page.html").render(
+    def page(
+        self,
+        request: Request,
+        status: int,
+        title: str,
+        *lines: str,
+        template: str = "page.html",
+        **extra: Any,
+    ) -> HTMLResponse:
+        html = self.env.get_template(template).render(
             title=title,
             lines=lines,
             nonce=request.scope["state"]["nonce"],
             sender_name=self.sender_name,
-            action=extra.get("action"),
-            button=extra.get("button"),
-            footnote=extra.get("footnote"),
+            **extra,
         )
         return HTMLResponse(html, status_code=status)
 
@@ -128,6 +144,7 @@ def create_app(settings: Settings) -> Starlette:
                 f"{email} will get no more digest emails.",
                 action=request.url.path,
                 button="Unsubscribe",
+                one_click=True,
                 footnote="Changed your mind? Just close this page.",
             )
         form = await request.form()
@@ -136,11 +153,103 @@ def create_app(settings: Settings) -> Starlette:
         await run_in_threadpool(unsubscribe_now, email)
         return pages.page(request, 200, "You are unsubscribed", f"{email} will get no more digest emails.")
 
+    secure_cookie = (settings.base_url or "").startswith("https://")
+    per_address = RateLimit(3, 3600)
+    per_client = RateLimit(20, 3600)
+
+    def form_page(
+        request: Request, status: int, csrf: str, form: dict[str, str], error: str = ""
+    ) -> Response:
+        response = pages.page(
+            request,
+            status,
+            "Get new papers on your topics, every morning",
+            "One email a day with the new research papers that match your topics, never the same paper twice.",
+            template="subscribe.html",
+            csrf=csrf,
+            form=form,
+            error=error,
+        )
+        response.set_cookie(
+            CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=secure_cookie, path="/"
+        )
+        return response
+
+    async def subscribe(request: Request) -> Response:
+        if request.method == "GET":
+            return form_page(request, 200, secrets.token_urlsafe(24), {})
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not cookie or not secrets.compare_digest(cookie, form.get("csrf", "")):
+            return pages.page(request, 403, "This form has expired", "Reload the page and send it again.")
+        client = request.client.host if request.client else "unknown"
+        if not per_client.allow(client):
+            return pages.page(request, 429, "Too many requests", "Please try again in an hour.")
+        try:
+            asked = SignupRequest.from_form(form)
+        except (ProfileError, SubscriberError) as exc:
+            return form_page(request, 400, cookie, form, error=exc.message)
+        if per_address.allow(asked.email.casefold()):
+            link = confirm_link(signer, settings.base_url or str(request.base_url).rstrip("/"), asked)
+            message = confirmation_message(settings, asked, link, datetime.now(UTC))
+            try:
+                await run_in_threadpool(send_confirmation, message)
+            except DeliveryError:
+                return pages.page(request, 503, "We could not send the email", "Please try again later.")
+        # The same answer whether the address is new, known, or has asked too often: no enumeration.
+        return pages.page(
+            request,
+            200,
+            "Check your inbox",
+            f"We sent a confirmation link to {asked.email}. Follow it within 48 hours to start your digest.",
+            footnote="Nothing arrives? Look in the spam folder, or send the form again in a while.",
+        )
+
+    def send_confirmation(message: Outgoing) -> None:
+        with make_transport(settings) as transport:
+            transport.send(message)
+            transport.flush()
+
+    def add_now(asked: SignupRequest) -> None:
+        with Store.open(settings.database) as store:
+            store.add_subscriber(asked.subscriber(), datetime.now(UTC))
+
+    async def confirm(request: Request) -> Response:
+        try:
+            asked = read_confirmation(signer, request.path_params["token"])
+        except TokenError as exc:
+            return pages.page(
+                request,
+                400,
+                f"This link {exc.message.removeprefix('this link ')}",
+                "Subscribe again from the form.",
+            )
+        what = ", ".join(asked.profile.keywords) or "the trending papers"
+        if request.method == "GET":  # never acts: scanners and previews fetch links
+            return pages.page(
+                request,
+                200,
+                "Confirm your subscription",
+                f"{asked.email} will get a daily digest on: {what}.",
+                action=request.url.path,
+                button="Confirm",
+            )
+        await run_in_threadpool(add_now, asked)
+        return pages.page(
+            request,
+            200,
+            "You are subscribed",
+            f"{asked.email} gets a daily digest on: {what}.",
+            footnote="Every digest has a link to unsubscribe in one click.",
+        )
+
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
     app = Starlette(
         routes=[
+            Route("/", subscribe, methods=["GET", "POST"]),
+            Route("/c/{token}", confirm, methods=["GET", "POST"]),
             Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
             Route("/healthz", health, methods=["GET"]),
         ]

@@ -1,0 +1,160 @@
+"""Subscribing from the web, with double opt-in: the library half of the web app's sign-up (routes stay thin).
+
+A request (address, keywords, exclusions, name, or the trending digest) is checked with the same rules and
+messages as ``digest subscribe``, then packed into a timed, signed confirmation token and mailed to the
+address; nothing is stored. Following the link (a POST from the page it opens) creates or updates the
+subscriber. So nobody can subscribe a stranger, and an address that is already subscribed gets the same
+answer as any other (no enumeration): only its owner learns anything, by mail.
+
+``RateLimit`` bounds how often one address and one client may ask, so the form cannot be used to mail-bomb
+anyone with confirmations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime, parseaddr
+from html import escape
+from typing import Any
+
+from digest.errors import ProfileError, SubscriberError, TokenError
+from digest.mime import Outgoing, address, ascii_address, assemble, encode_words, qp
+from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
+from digest.select import check_profile
+from digest.settings import Settings, normalise_email
+from digest.tokens import Purpose, Signer
+
+CONFIRM_MAX_AGE = 48 * 3600  # seconds a confirmation link stays valid
+
+
+def split_words(text: str) -> tuple[str, ...]:
+    """Keywords as typed in a form: one per line or separated by commas, blanks dropped.
+
+    >>> split_words("RAG, speculative decoding\\n  quantiz*\\n\\n")
+    ('RAG', 'speculative decoding', 'quantiz*')
+    """
+    return tuple(w.strip() for w in re.split(r"[,\n]", text) if w.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a reader asked for on the sign-up form, checked."""
+
+    email: str
+    name: str
+    profile: Profile
+
+    @classmethod
+    def from_form(cls, form: dict[str, str]) -> Request:
+        """The form's fields checked as ``digest subscribe`` checks its arguments; SubscriberError or
+        ProfileError (with the CLI's messages) otherwise."""
+        email = normalise_email(form.get("email", ""))
+        trending = form.get("trending") == "yes"
+        keywords = () if trending else split_words(form.get("keywords", ""))
+        profile = Profile(keywords, split_words(form.get("exclude", "")), DEFAULT_MAX_PAPERS)
+        if not trending and not keywords:
+            raise ProfileError("give at least one keyword, or choose the trending digest", subscriber=email)
+        problems = check_profile(profile)
+        if problems:
+            keyword, why = problems[0]
+            raise ProfileError(why, subscriber=email, keyword=keyword)
+        name = " ".join(form.get("name", "").split())[:100]
+        return cls(email, name, profile)
+
+    def token_data(self) -> dict[str, Any]:
+        p = self.profile
+        return {
+            "email": self.email,
+            "name": self.name,
+            "keywords": list(p.keywords),
+            "exclude": list(p.exclude),
+        }
+
+    @classmethod
+    def from_token_data(cls, data: dict[str, Any]) -> Request:
+        keywords = tuple(str(k) for k in data.get("keywords", []))
+        exclude = tuple(str(k) for k in data.get("exclude", []))
+        return cls(
+            str(data["email"]), str(data.get("name", "")), Profile(keywords, exclude, DEFAULT_MAX_PAPERS)
+        )
+
+    def subscriber(self) -> Subscriber:
+        return Subscriber(self.email, self.name, self.profile)
+
+
+def confirmation_message(settings: Settings, request: Request, link: str, now: datetime) -> Outgoing:
+    """The email that asks the address's owner to confirm: a short text and HTML part, no tracking."""
+    name, sender = parseaddr(settings.sender)
+    what = ", ".join(request.profile.keywords) if request.profile.keywords else "the trending papers"
+    text = (
+        f"Someone (we hope you) asked to get a daily digest of new research papers on: {what}.\n\n"
+        f"To confirm, open this link within 48 hours and press the button:\n\n  {link}\n\n"
+        "If it was not you, ignore this email: nothing happens without the confirmation.\n"
+    )
+    html = (
+        '<!DOCTYPE html><html><body style="font-family:sans-serif;line-height:1.5;color:#18181b">'
+        f"<p>Someone (we hope you) asked to get a daily digest of new research papers on: {escape(what)}.</p>"
+        f'<p><a href="{escape(link)}">Confirm the subscription</a> (within 48 hours).</p>'
+        "<p>If it was not you, ignore this email: nothing happens without the confirmation.</p>"
+        "</body></html>\n"
+    )
+    rcpt = ascii_address(request.email)
+    domain = sender.rpartition("@")[2] or "localhost"
+    mid = f"<confirm.{hashlib.sha256(f'{rcpt}{now.isoformat()}'.encode()).hexdigest()[:24]}@{domain}>"
+    headers = [
+        ("From", address(name, sender)),
+        ("To", rcpt),
+        ("Subject", encode_words("Confirm your paper digest subscription")),
+        ("Date", format_datetime(now)),
+        ("Message-ID", mid),
+        ("Auto-Submitted", "auto-generated"),
+    ]
+    data = assemble(headers, qp(text), qp(html), utf8=not rcpt.isascii())
+    return Outgoing(sender, (rcpt,), mid, data)
+
+
+def confirm_link(signer: Signer, base_url: str, request: Request) -> str:
+    return f"{base_url}/c/{signer.make_timed(Purpose.CONFIRM, request.token_data())}"
+
+
+def read_confirmation(signer: Signer, token: str, max_age: int = CONFIRM_MAX_AGE) -> Request:
+    """The request a confirmation token carries; TokenError if forged, altered or expired."""
+    data = signer.read_timed(Purpose.CONFIRM, token, max_age)
+    try:
+        return Request.from_token_data(data)
+    except (KeyError, TypeError, ValueError, SubscriberError) as exc:  # signed by us, so only a bug gets here
+        raise TokenError("this link is not valid") from exc
+
+
+class RateLimit:
+    """At most ``limit`` events per key within ``window`` seconds (a sliding window, in this process).
+
+    >>> t = [0.0]
+    >>> r = RateLimit(2, 60, clock=lambda: t[0])
+    >>> r.allow("a"), r.allow("a"), r.allow("a"), r.allow("b")
+    (True, True, False, True)
+    >>> t[0] = 61; r.allow("a")
+    True
+    """
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self.seen: dict[str, deque[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        times = self.seen.setdefault(key, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) >= self.limit:
+            return False
+        times.append(now)
+        if len(self.seen) > 100_000:  # keys that went quiet are dropped, so memory stays bounded
+            self.seen = {k: v for k, v in self.seen.items() if v and v[-1] > now - self.window}
+        return True
