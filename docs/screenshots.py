@@ -1,7 +1,9 @@
-"""Renders sample digests and photographs them in headless Chromium: ``make screenshots``.
+"""Renders sample digests and the web app's pages and photographs them in headless Chromium:
+``make screenshots``.
 
 Two digests (a keyword digest and the trending digest, from the bundled seed captures), each at 390 px
-(a phone) and 1200 px (a desktop), in light and dark colour schemes, into docs/screenshots/. Chromium is
+(a phone) and 1200 px (a desktop), in light and dark colour schemes; and the pages a real ``digest serve``
+on 127.0.0.1 shows (sign-up, confirm, unsubscribe) at both widths; into docs/screenshots/. Chromium is
 Debian's ``chromium`` package, started with the flags that keep it off the network.
 """
 
@@ -64,6 +66,75 @@ def chromium() -> str:
     return found
 
 
+def shoot(browser: str, url: str, target: Path, width: int, height: int, scheme: str, profile: Path) -> None:
+    extra = (
+        ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]
+        if scheme == "dark"
+        else ["--blink-settings=preferredColorScheme=1"]
+    )
+    subprocess.run(
+        [
+            browser,
+            *FLAGS,
+            *extra,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--screenshot={target}",
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    print(f"wrote {target.relative_to(REPO)}")
+
+
+def web_pages(browser: str, tmp: Path) -> None:
+    """The sign-up, confirm and unsubscribe pages of a real ``digest serve`` on 127.0.0.1."""
+    import os
+    import socket
+    import time
+
+    from digest.subscriptions import Request, confirm_link
+    from digest.tokens import Purpose
+
+    key = "screenshots-only-signing-key-0123456789abc"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    cfg = tmp / "web.toml"
+    cfg.write_text(f'database = "web.sqlite3"\nbase_url = "{base}"\n', encoding="utf-8")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}, "DIGEST_SECRET_KEY": key}
+    digest_cmd = str(Path(sys.executable).parent / "digest")
+    subprocess.run(
+        [digest_cmd, "subscribers", "--config", str(cfg)], env=env, check=True, capture_output=True
+    )
+    server = subprocess.Popen([digest_cmd, "serve", "--port", str(port), "--config", str(cfg)], env=env)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        signer = Signer([key])
+        asked = Request.from_form({"email": "ada@example.org", "keywords": "speculative decoding, RAG"})
+        pages = {
+            "web-subscribe": f"{base}/",
+            "web-confirm": confirm_link(signer, base, asked),
+            "web-unsubscribe": f"{base}/u/{signer.make(Purpose.UNSUBSCRIBE, 'ada@example.org')}",
+        }
+        for name, url in pages.items():
+            for size, width, height in (("phone", 390, 900), ("desktop", 1200, 800)):
+                shoot(
+                    browser, url, OUT / f"{name}-{size}.png", width, height, "light", tmp / f"p-{name}-{size}"
+                )
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     renderer = Renderer(
@@ -83,26 +154,8 @@ def main() -> None:
                 for scheme in ("light", "dark"):
                     target = OUT / f"{name}-{size}-{scheme}.png"
                     profile = Path(tmp) / f"profile-{name}-{size}-{scheme}"
-                    extra = (
-                        ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]
-                        if scheme == "dark"
-                        else ["--blink-settings=preferredColorScheme=1"]
-                    )
-                    subprocess.run(
-                        [
-                            browser,
-                            *FLAGS,
-                            *extra,
-                            f"--user-data-dir={profile}",
-                            f"--window-size={width},{height}",
-                            f"--screenshot={target}",
-                            page.as_uri(),
-                        ],
-                        check=True,
-                        capture_output=True,
-                        timeout=120,
-                    )
-                    print(f"wrote {target.relative_to(REPO)}")
+                    shoot(browser, page.as_uri(), target, width, height, scheme, profile)
+        web_pages(browser, Path(tmp))
 
 
 if __name__ == "__main__":

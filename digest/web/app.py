@@ -233,6 +233,7 @@ def create_app(settings: Settings) -> Starlette:
                 f"{asked.email} will get a daily digest on: {what}.",
                 action=request.url.path,
                 button="Confirm",
+                positive=True,
             )
         await run_in_threadpool(add_now, asked)
         return pages.page(
