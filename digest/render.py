@@ -326,6 +326,12 @@ class Renderer:
             https = f"{self.base_url}/u/{self.signer.make(Purpose.UNSUBSCRIBE, email)}"
         return {"mailto": mailto, "https": https, "url": https or mailto}
 
+    def manage_url(self, email: str) -> str | None:
+        """``{base_url}/m/TOKEN``, the reader's page to change their topics, when base_url is set."""
+        if self.base_url and self.signer:
+            return f"{self.base_url}/m/{self.signer.make(Purpose.MANAGE, email)}"
+        return None
+
     def context(self, digest: Digest, *, full: bool = True) -> dict[str, Any]:
         """What the templates see. With ``full=False`` entries carry only their number, score, paper and
         matched keywords: the frame needs no more, and a paper block already cached needs nothing."""
@@ -354,6 +360,7 @@ class Renderer:
             "preheader": preheader,
             "subject": subject_for(digest, topics),
             "unsubscribe": self.unsubscribe_links(digest.subscriber.email),
+            "manage_url": self.manage_url(digest.subscriber.email),
             "sender_name": self.sender_name or "Paper Digest",
         }
 

@@ -23,11 +23,13 @@ from email.utils import format_datetime, parseaddr
 from html import escape
 from typing import Any
 
+from digest.delivery import digest_day
 from digest.errors import ProfileError, SubscriberError, TokenError
 from digest.mime import Outgoing, address, ascii_address, assemble, encode_words, qp
-from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
-from digest.select import check_profile
+from digest.models import DEFAULT_MAX_PAPERS, Digest, Profile, Subscriber
+from digest.select import PaperIndex, check_profile
 from digest.settings import Settings, normalise_email
+from digest.store import Store
 from digest.tokens import Purpose, Signer
 
 CONFIRM_MAX_AGE = 48 * 3600  # seconds a confirmation link stays valid
@@ -55,17 +57,8 @@ class Request:
         """The form's fields checked as ``digest subscribe`` checks its arguments; SubscriberError or
         ProfileError (with the CLI's messages) otherwise."""
         email = normalise_email(form.get("email", ""))
-        trending = form.get("trending") == "yes"
-        keywords = () if trending else split_words(form.get("keywords", ""))
-        profile = Profile(keywords, split_words(form.get("exclude", "")), DEFAULT_MAX_PAPERS)
-        if not trending and not keywords:
-            raise ProfileError("give at least one keyword, or choose the trending digest", subscriber=email)
-        problems = check_profile(profile)
-        if problems:
-            keyword, why = problems[0]
-            raise ProfileError(why, subscriber=email, keyword=keyword)
         name = " ".join(form.get("name", "").split())[:100]
-        return cls(email, name, profile)
+        return cls(email, name, profile_from_form(form, email))
 
     def token_data(self) -> dict[str, Any]:
         p = self.profile
@@ -86,6 +79,49 @@ class Request:
 
     def subscriber(self) -> Subscriber:
         return Subscriber(self.email, self.name, self.profile)
+
+
+MAX_PAPERS_CHOICES = range(1, 101)
+
+
+def profile_from_form(form: dict[str, str], email: str) -> Profile:
+    """The profile a sign-up or manage form describes, checked like ``digest subscribe``'s arguments
+    (ProfileError with the same messages): keywords, or ``trending=yes``; exclusions; papers per email.
+
+    >>> profile_from_form({"keywords": "RAG, agents", "exclude": "survey", "max_papers": "5"}, "a@b.org")
+    Profile(keywords=('RAG', 'agents'), exclude=('survey',), max_papers=5)
+    """
+    trending = form.get("trending") == "yes"
+    keywords = () if trending else split_words(form.get("keywords", ""))
+    try:
+        max_papers = int(form.get("max_papers") or DEFAULT_MAX_PAPERS)
+    except ValueError:
+        max_papers = 0
+    if max_papers not in MAX_PAPERS_CHOICES:
+        raise ProfileError("papers per email must be a number from 1 to 100", subscriber=email)
+    if not trending and not keywords:
+        raise ProfileError("give at least one keyword, or choose the trending digest", subscriber=email)
+    profile = Profile(keywords, split_words(form.get("exclude", "")), max_papers)
+    problems = check_profile(profile)
+    if problems:
+        keyword, why = problems[0]
+        raise ProfileError(why, subscriber=email, keyword=keyword)
+    return profile
+
+
+def preview_digest(
+    settings: Settings, store: Store, subscriber: Subscriber, now: datetime, pool: PaperIndex
+) -> Digest | None:
+    """The digest ``subscriber`` (with a profile perhaps not saved yet) would get now from the stored papers
+    in ``pool``, leaving out what they were already sent; None when nothing matches."""
+    day = digest_day(settings, now)
+    min_ref = min((p.ref for p in pool.papers if p.ref is not None), default=0)
+    state = store.delivery_state([subscriber.email], day, min_ref)
+    skip = state.sent_refs.get(subscriber.email.casefold(), set())
+    matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers)
+    if not matches:
+        return None
+    return Digest(subscriber, tuple(matches), day, more=total - len(matches))
 
 
 def confirmation_message(settings: Settings, request: Request, link: str, now: datetime) -> Outgoing:

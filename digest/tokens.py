@@ -27,6 +27,7 @@ class Purpose(StrEnum):
     """What a token lets its bearer do, for one subscriber."""
 
     UNSUBSCRIBE = "unsubscribe"
+    MANAGE = "manage"  # the reader's own profile page: edit, pause, preview
     CONFIRM = "confirm"  # a subscription asked for on the web: timed, carries the profile asked for
 
 

@@ -325,3 +325,73 @@ def test_a_confirmation_link_expires() -> None:
         read_confirmation(signer, token, max_age=0)
     with pytest.raises(TokenError, match="not valid"):
         read_confirmation(signer, Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, "zoe@example.org"))
+
+
+# -- managing a profile: the link in every digest, a preview, CSRF on saving -----------------------------
+
+
+def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
+    cfg, port = _signup_setup(tmp_path, subscribers=[GRACE])
+    subscribe = [DIGEST, "subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "3"]
+    assert subprocess.run([*subscribe, "--config", str(cfg)], env=_env(), capture_output=True).returncode == 0
+    run = subprocess.run([DIGEST, "run", "--config", str(cfg)], env=_env(), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    ada = next(m for m in read_maildir(tmp_path / "var" / "outbox") if str(m["To"]) == "ada@example.org")
+    found = re.search(r'href="(http://127\.0\.0\.1:\d+/m/[^"]+)"', ada.get_body(("html",)).get_content())
+    assert found, "every digest links to the reader's manage page"
+    url = found.group(1)
+    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+        page = client.get(url)
+        assert page.status_code == 200 and "speculative decoding" in page.text
+        assert "script-src 'nonce-" in page.headers["content-security-policy"]
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token
+        # Ada already got today's speculative-decoding papers: the preview leaves them out.
+        asked = {
+            "csrf": token.group(1),
+            "keywords": "diffusion\nvideo",
+            "exclude": "survey",
+            "max_papers": "4",
+        }
+        preview = client.post(f"{url}/preview", data=asked)
+        assert preview.status_code == 200 and "<mark>" in preview.text and "matched: " in preview.text
+        assert preview.text.count("<li>") == 4 and "diffusion" in preview.text.lower()
+        bad = client.post(f"{url}/preview", data={**asked, "keywords": "<b>***</b>, ***"})
+        assert "the keyword has no letters or digits" in bad.text and "<b>" not in bad.text
+        assert _active(cfg)["ada@example.org"] is True
+        listed = subprocess.run(
+            [DIGEST, "subscribers", "--json", "--config", str(cfg)],
+            env=_env(),
+            capture_output=True,
+            text=True,
+        )
+        stored = {s["email"]: s for s in json.loads(listed.stdout)}
+        assert stored["ada@example.org"]["keywords"] == ["speculative decoding"]  # a preview saves nothing
+
+        forged = httpx.post(url, data={**asked, "action": "save"})  # no cookie: no CSRF token
+        assert forged.status_code == 403
+        saved = client.post(url, data={**asked, "action": "save", "paused": "yes"})
+        assert saved.status_code == 200 and "Saved." in saved.text
+    listed = subprocess.run(
+        [DIGEST, "subscribers", "--all", "--json", "--config", str(cfg)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    ada_now = next(s for s in json.loads(listed.stdout) if s["email"] == "ada@example.org")
+    assert ada_now["keywords"] == ["diffusion", "video"] and ada_now["exclude"] == ["survey"]
+    assert ada_now["max_papers"] == 4 and ada_now["active"] is False  # paused
+
+    grace = next(m for m in read_maildir(tmp_path / "var" / "outbox") if str(m["To"]) == "grace@example.org")
+    grace_url = re.search(
+        r'href="(http://127\.0\.0\.1:\d+/m/[^"]+)"', grace.get_body(("html",)).get_content()
+    )
+    assert grace_url
+    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+        page = client.get(grace_url.group(1))
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token
+        refused = client.post(
+            grace_url.group(1), data={"csrf": token.group(1), "keywords": "RAG", "action": "save"}
+        )
+        assert refused.status_code == 400 and "operator&#39;s configuration" in refused.text

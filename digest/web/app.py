@@ -1,5 +1,10 @@
 """The reader's web app: routes stay thin, the library does the work, every acting link is signed.
 
+Managing (``/m/{token}``, linked from every digest): the reader's topics, exclusions, papers per email,
+trending or not, paused or not, with a preview of the digest those settings give on the papers stored now
+("matched" reasons and highlights), updated as they type by a small script (and by a Preview button
+without it). Saving needs the form's CSRF token.
+
 Subscribing (``/``): a form with CSRF protection (a random token in a SameSite=Strict cookie and in the
 form); the request is checked like ``digest subscribe`` and mailed as a confirmation link (double opt-in,
 see ``subscriptions``); the answer is the same whether the address is known or not; one address may ask 3
@@ -20,7 +25,10 @@ allowed, no framing, no referrer (a token must never leak to another site), no c
 from __future__ import annotations
 
 import secrets
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from html import escape
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -31,12 +39,22 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digest.delivery import candidate_pool
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError
 from digest.mime import Outgoing
-from digest.render import default_templates_dir
+from digest.models import Subscriber
+from digest.render import cut_title, default_templates_dir, marked
+from digest.select import PaperIndex
 from digest.settings import Settings
 from digest.store import Store
-from digest.subscriptions import RateLimit, confirm_link, confirmation_message, read_confirmation
+from digest.subscriptions import (
+    RateLimit,
+    confirm_link,
+    confirmation_message,
+    preview_digest,
+    profile_from_form,
+    read_confirmation,
+)
 from digest.subscriptions import Request as SignupRequest
 from digest.tokens import Purpose, Signer
 from digest.transport import make_transport
@@ -53,8 +71,8 @@ def security_headers(nonce: str) -> dict[str, str]:
     """
     return {
         "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; form-action 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'"
+            f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
         ),
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",
@@ -244,6 +262,107 @@ def create_app(settings: Settings) -> Starlette:
             footnote="Every digest has a link to unsubscribe in one click.",
         )
 
+    pool_cache: dict[str, Any] = {}
+    declared = {s.email.casefold() for s in settings.subscribers}  # their profile comes from the config
+
+    def current_pool(store: Store, now: datetime) -> PaperIndex:
+        """The stored papers of the lookback window, indexed at most once a minute per process."""
+        if pool_cache.get("until", 0.0) < time.monotonic():
+            pool_cache.update(pool=candidate_pool(settings, store, now), until=time.monotonic() + 60)
+        pool: PaperIndex = pool_cache["pool"]
+        return pool
+
+    def preview_html(subscriber: Subscriber) -> str:
+        now = datetime.now(UTC)
+        with Store.open(settings.database) as store:
+            digest = preview_digest(settings, store, subscriber, now, current_pool(store, now))
+        entries = [
+            {"title_parts": marked(cut_title(m.paper.title), list(m.matched)), "matched": m.matched}
+            for m in (digest.matches if digest else ())
+        ]
+        return pages.env.get_template("preview.html").render(
+            entries=entries, more=digest.more if digest else 0
+        )
+
+    def load_subscriber(email: str) -> Subscriber | None:
+        with Store.open(settings.database) as store:
+            return store.subscriber(email)
+
+    def save_profile(subscriber: Subscriber, paused: bool) -> None:
+        now = datetime.now(UTC)
+        with Store.open(settings.database) as store:
+            store.add_subscriber(subscriber, now)
+            if paused:
+                store.unsubscribe(subscriber.email, now)
+
+    def profile_form(subscriber: Subscriber) -> dict[str, str]:
+        p = subscriber.profile
+        return {
+            "keywords": "\n".join(p.keywords),
+            "exclude": ", ".join(p.exclude),
+            "max_papers": str(p.max_papers),
+            "trending": "yes" if p.trending else "",
+            "paused": "" if subscriber.active else "yes",
+        }
+
+    async def manage(request: Request) -> Response:
+        try:
+            email = signer.read(Purpose.MANAGE, request.path_params["token"])
+        except TokenError:
+            return invalid(request)
+        subscriber = await run_in_threadpool(load_subscriber, email)
+        if subscriber is None:
+            return pages.page(
+                request,
+                404,
+                "No subscription here",
+                f"{email} is not subscribed.",
+                footnote="Subscribe again from the form.",
+            )
+        action = request.url.path.removesuffix("/preview")
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        form = profile_form(subscriber)
+        error, saved = "", False
+        if request.method == "POST":
+            form = {k: str(v) for k, v in (await request.form()).items()}
+            if not secrets.compare_digest(request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")):
+                return pages.page(request, 403, "This form has expired", "Reload the page and send it again.")
+            try:
+                profile = profile_from_form(form, email)
+            except ProfileError as exc:
+                if request.url.path.endswith("/preview"):
+                    return HTMLResponse(
+                        f'<section id="preview"><p class="error">{escape(exc.message)}</p></section>'
+                    )
+                error, profile = exc.message, subscriber.profile
+            candidate = replace(subscriber, profile=profile)
+            if request.url.path.endswith("/preview"):
+                return HTMLResponse(await run_in_threadpool(preview_html, candidate))
+            if not error and form.get("action") == "save":
+                if email in declared:
+                    error = "your digest is set up in the operator's configuration: reply to a digest to change it"
+                else:
+                    await run_in_threadpool(save_profile, candidate, form.get("paused") == "yes")
+                    saved = True
+            subscriber = candidate
+        response = pages.page(
+            request,
+            400 if error else 200,
+            "Your paper digest",
+            f"For {email}. Changes apply from the next digest.",
+            template="manage.html",
+            action=action,
+            csrf=csrf,
+            form=form,
+            error=error,
+            saved=saved,
+            preview=await run_in_threadpool(preview_html, subscriber),
+        )
+        response.set_cookie(
+            CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=secure_cookie, path="/"
+        )
+        return response
+
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -252,6 +371,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/", subscribe, methods=["GET", "POST"]),
             Route("/c/{token}", confirm, methods=["GET", "POST"]),
             Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
+            Route("/m/{token}", manage, methods=["GET", "POST"]),
+            Route("/m/{token}/preview", manage, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
         ]
     )

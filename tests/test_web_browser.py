@@ -1,0 +1,95 @@
+"""#14: the manage page in a real browser (Debian's chromium, driven by Selenium through chromium-driver)
+against a real `digest serve`: the preview follows what the reader types, without a reload, under the CSP.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import TEST_SECRET_KEY, free_port, samples_source, write_config
+from test_web import _env, serving
+
+from digest.tokens import Purpose, Signer
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+DIGEST = str(Path(sys.executable).parent / "digest")
+# Under CI the browser and its driver are part of the set-up (.ci/run installs them): there, missing fails.
+if (CHROMIUM is None or CHROMEDRIVER is None) and os.environ.get("CI") == "true":
+    raise RuntimeError(
+        "chromium or chromium-driver is not installed; .ci/run installs both (Debian's packages)"
+    )
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not installed"
+)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager: never look for drivers on the network
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_preview_follows_typing_and_saving_works(tmp_path: Path, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
+    for command in (["subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "5"], ["ingest"]):
+        assert (
+            subprocess.run(
+                [DIGEST, *command, "--config", str(cfg)], env=_env(), capture_output=True
+            ).returncode
+            == 0
+        )
+    url = f"http://127.0.0.1:{port}/m/{Signer([TEST_SECRET_KEY]).make(Purpose.MANAGE, 'ada@example.org')}"
+    with serving(cfg, port, _env()):
+        browser.set_window_size(390, 1000)
+        browser.get(url)
+        preview = browser.find_element(By.ID, "preview").text
+        assert "Speculative Decoding" in preview and "5 papers" in preview
+        assert (
+            browser.execute_script("return document.documentElement.scrollWidth") <= 390
+        )  # no sideways scroll
+
+        keywords = browser.find_element(By.ID, "keywords")
+        keywords.clear()
+        keywords.send_keys("diffusion")
+        WebDriverWait(browser, 10).until(
+            lambda d: (
+                "matched: diffusion" in d.find_element(By.ID, "preview").text
+                and "Speculative Decoding" not in d.find_element(By.ID, "preview").text
+            )
+        )
+        assert browser.current_url == url  # updated in place, not by a reload
+        blocked = [
+            e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]
+        ]
+        assert blocked == []
+
+        browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()
+        WebDriverWait(browser, 10).until(lambda d: "Saved." in d.page_source)
+    listed = subprocess.run(
+        [DIGEST, "subscribers", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
+    )
+    assert '"diffusion"' in listed.stdout
