@@ -104,12 +104,17 @@ def web_pages(browser: str, tmp: Path) -> None:
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     cfg = tmp / "web.toml"
-    cfg.write_text(f'database = "web.sqlite3"\nbase_url = "{base}"\n', encoding="utf-8")
+    samples = REPO / "config" / "samples" / "*.txt"
+    cfg.write_text(
+        f'database = "web.sqlite3"\nbase_url = "{base}"\n'
+        f'[[sources]]\nkind = "snapshot"\nname = "samples"\npath = "{samples}"\n',
+        encoding="utf-8",
+    )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}, "DIGEST_SECRET_KEY": key}
     digest_cmd = str(Path(sys.executable).parent / "digest")
-    subprocess.run(
-        [digest_cmd, "subscribers", "--config", str(cfg)], env=env, check=True, capture_output=True
-    )
+    ada = ["subscribe", "ada@example.org", "-k", "speculative decoding", "-k", "RAG", "--max", "5"]
+    for command in (ada, ["ingest"]):
+        subprocess.run([digest_cmd, *command, "--config", str(cfg)], env=env, check=True, capture_output=True)
     server = subprocess.Popen([digest_cmd, "serve", "--port", str(port), "--config", str(cfg)], env=env)
     try:
         for _ in range(200):
@@ -124,9 +129,10 @@ def web_pages(browser: str, tmp: Path) -> None:
             "web-subscribe": f"{base}/",
             "web-confirm": confirm_link(signer, base, asked),
             "web-unsubscribe": f"{base}/u/{signer.make(Purpose.UNSUBSCRIBE, 'ada@example.org')}",
+            "web-manage": f"{base}/m/{signer.make(Purpose.MANAGE, 'ada@example.org')}",
         }
         for name, url in pages.items():
-            for size, width, height in (("phone", 390, 900), ("desktop", 1200, 800)):
+            for size, width, height in (("phone", 390, 1400), ("desktop", 1200, 1100)):
                 shoot(
                     browser, url, OUT / f"{name}-{size}.png", width, height, "light", tmp / f"p-{name}-{size}"
                 )
