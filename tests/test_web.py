@@ -395,3 +395,40 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
             grace_url.group(1), data={"csrf": token.group(1), "keywords": "RAG", "action": "save"}
         )
         assert refused.status_code == 400 and "operator&#39;s configuration" in refused.text
+
+
+def test_download_my_data_and_delete_me(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, port = _signup_setup(tmp_path)
+    subscribe = [DIGEST, "subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "3"]
+    assert subprocess.run([*subscribe, "--config", str(cfg)], env=_env(), capture_output=True).returncode == 0
+    assert (
+        subprocess.run([DIGEST, "run", "--config", str(cfg)], env=_env(), capture_output=True).returncode == 0
+    )
+    (sent,) = read_maildir(tmp_path / "var" / "outbox")
+    url = f"http://127.0.0.1:{port}/m/{Signer([TEST_SECRET_KEY]).make(Purpose.MANAGE, 'ada@example.org')}"
+    with serving(cfg, port, _env()), httpx.Client() as client:
+        mine = client.get(f"{url}/data.json")
+        assert mine.status_code == 200 and "attachment" in mine.headers["content-disposition"]
+        data = mine.json()
+        assert data["keywords"] == ["speculative decoding"] and len(data["sent"]) == 3
+        assert {r["message_id"] for r in data["sent"]} == {str(sent["Message-ID"])}
+
+        page = client.get(url)
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token and f'action="{url.split(str(port))[1]}/delete"' in page.text
+        assert httpx.post(f"{url}/delete", data={"csrf": token.group(1), "confirm": "yes"}).status_code == 403
+        ask = client.post(f"{url}/delete", data={"csrf": token.group(1)})
+        assert ask.status_code == 200 and "Delete everything?" in ask.text
+        assert _active(cfg) == {"ada@example.org": True}  # one click erases nothing
+        gone = client.post(f"{url}/delete", data={"csrf": token.group(1), "confirm": "yes"})
+        assert gone.status_code == 200 and "Everything about ada@example.org is gone" in gone.text
+        assert client.get(f"{url}/data.json").status_code == 404
+    assert _active(cfg) == {}
+    monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
+    settings = load_settings(cfg)
+    with Store.open(settings.database) as store:
+        later = pipeline.run_once(
+            settings, make_transport(settings), store, datetime.now(UTC) + timedelta(days=1)
+        )
+    assert later.subscribers == ()
+    assert len(read_maildir(tmp_path / "var" / "outbox")) == 1

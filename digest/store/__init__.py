@@ -2,7 +2,7 @@
 
 from digest.store.base import as_store_error
 from digest.store.database import RUN_SYNC, Store
-from digest.store.outbox import BOUNCE_LIMIT, DeliveryState, NewMessage, OutboxRow
+from digest.store.outbox import BOUNCE_LIMIT, DeliveryState, NewMessage, OutboxRow, SentRecord
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "DeliveryState",
     "NewMessage",
     "OutboxRow",
+    "SentRecord",
     "Store",
     "as_store_error",
 ]

@@ -29,6 +29,16 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class SentRecord:
+    """One paper sent to one subscriber."""
+
+    key: str
+    title: str
+    sent_at: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """An outbox row to begin: who, which digest day, its Message-ID, the papers' refs, the "N more"."""
 
@@ -198,3 +208,25 @@ class Outbox(Connection):
             ):
                 state.sent_refs.setdefault(email.casefold(), set()).add(pid)
         return state
+
+    def history(self, email: str) -> list[SentRecord]:
+        """What was sent to ``email``, newest first: for the reader's own data download."""
+        rows = self.conn.execute(
+            "SELECT p.arxiv_id, p.title_key, p.title, s.sent_at, m.message_id FROM sent s"
+            " JOIN papers p ON p.pid = s.pid JOIN messages m ON m.id = s.message"
+            " WHERE s.email = ? ORDER BY s.sent_at DESC, p.pid",
+            (email,),
+        ).fetchall()
+        return [
+            SentRecord(r["arxiv_id"] or f"title:{r['title_key']}", r["title"], r["sent_at"], r["message_id"])
+            for r in rows
+        ]
+
+    def forget(self, email: str) -> bool:
+        """Erase ``email``: their profile, every message row and every record of what they were sent, in one
+        transaction (a reader's "delete me"). False if there was no such subscriber."""
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM sent WHERE email = ?", (email,))
+            tx.execute("DELETE FROM messages WHERE email = ?", (email,))
+            cur = tx.execute("DELETE FROM subscribers WHERE email = ?", (email,))
+        return cur.rowcount > 0

@@ -3,7 +3,8 @@
 Managing (``/m/{token}``, linked from every digest): the reader's topics, exclusions, papers per email,
 trending or not, paused or not, with a preview of the digest those settings give on the papers stored now
 ("matched" reasons and highlights), updated as they type by a small script (and by a Preview button
-without it). Saving needs the form's CSRF token.
+without it). Saving needs the form's CSRF token. ``data.json`` downloads everything kept about them;
+``delete`` (two steps, CSRF) erases it.
 
 Subscribing (``/``): a form with CSRF protection (a random token in a SameSite=Strict cookie and in the
 form); the request is checked like ``digest subscribe`` and mailed as a confirmation link (double opt-in,
@@ -31,19 +32,17 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.delivery import candidate_pool
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError
 from digest.mime import Outgoing
 from digest.models import Subscriber
-from digest.render import cut_title, default_templates_dir, marked
+from digest.render import cut_title, marked
 from digest.select import PaperIndex
 from digest.settings import Settings
 from digest.store import Store
@@ -58,78 +57,10 @@ from digest.subscriptions import (
 from digest.subscriptions import Request as SignupRequest
 from digest.tokens import Purpose, Signer
 from digest.transport import make_transport
+from digest.web.pages import Pages, SecurityHeaders
 
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
 CSRF_COOKIE = "digest_csrf"
-
-
-def security_headers(nonce: str) -> dict[str, str]:
-    """The headers on every response; ``nonce`` allows the page's own style block and nothing else.
-
-    >>> security_headers("abc")["Content-Security-Policy"].split("; ")[:2]
-    ["default-src 'none'", "style-src 'nonce-abc'"]
-    """
-    return {
-        "Content-Security-Policy": (
-            f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; connect-src 'self'; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        ),
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-    }
-
-
-class SecurityHeaders:
-    """ASGI middleware: a fresh nonce per request (``scope["state"]["nonce"]``) and the headers above."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        nonce = secrets.token_urlsafe(16)
-        scope.setdefault("state", {})["nonce"] = nonce
-        extra = [(k.lower().encode(), v.encode()) for k, v in security_headers(nonce).items()]
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class Pages:
-    """The app's few pages, from ``templates/web`` (autoescaped: nothing a reader or a feed wrote runs)."""
-
-    def __init__(self, sender_name: str) -> None:
-        self.env = Environment(
-            loader=FileSystemLoader(str(default_templates_dir() / "web")),
-            autoescape=select_autoescape(default=True),
-        )
-        self.sender_name = sender_name
-
-    def page(
-        self,
-        request: Request,
-        status: int,
-        title: str,
-        *lines: str,
-        template: str = "page.html",
-        **extra: Any,
-    ) -> HTMLResponse:
-        html = self.env.get_template(template).render(
-            title=title,
-            lines=lines,
-            nonce=request.scope["state"]["nonce"],
-            sender_name=self.sender_name,
-            **extra,
-        )
-        return HTMLResponse(html, status_code=status)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -363,6 +294,75 @@ def create_app(settings: Settings) -> Starlette:
         )
         return response
 
+    def my_data(email: str) -> dict[str, Any] | None:
+        with Store.open(settings.database) as store:
+            subscriber = store.subscriber(email)
+            if subscriber is None:
+                return None
+            sent = store.history(subscriber.email)
+        p = subscriber.profile
+        return {
+            "email": subscriber.email,
+            "name": subscriber.name,
+            "keywords": list(p.keywords),
+            "exclude": list(p.exclude),
+            "max_papers": p.max_papers,
+            "active": subscriber.active,
+            "bouncing": subscriber.bouncing,
+            "sent": [
+                {"id": r.key, "title": r.title, "sent_at": r.sent_at, "message_id": r.message_id}
+                for r in sent
+            ],
+        }
+
+    async def data(request: Request) -> Response:
+        try:
+            email = signer.read(Purpose.MANAGE, request.path_params["token"])
+        except TokenError:
+            return invalid(request)
+        found = await run_in_threadpool(my_data, email)
+        if found is None:
+            return JSONResponse({"error": "not subscribed"}, status_code=404)
+        return JSONResponse(
+            found, headers={"Content-Disposition": 'attachment; filename="my-paper-digest.json"'}
+        )
+
+    def forget_now(email: str) -> None:
+        with Store.open(settings.database) as store:
+            store.forget(email)
+
+    async def delete(request: Request) -> Response:
+        try:
+            email = signer.read(Purpose.MANAGE, request.path_params["token"])
+        except TokenError:
+            return invalid(request)
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        csrf = request.cookies.get(CSRF_COOKIE, "")
+        if not csrf or not secrets.compare_digest(csrf, form.get("csrf", "")):
+            return pages.page(request, 403, "This form has expired", "Reload the page and send it again.")
+        if email in declared:
+            return pages.page(
+                request,
+                400,
+                "Not here",
+                "Your digest is set up in the operator's configuration: reply to a digest.",
+            )
+        if form.get("confirm") != "yes":  # a second, explicit step: nothing is erased by one stray click
+            return pages.page(
+                request,
+                200,
+                "Delete everything?",
+                f"{email}, your topics and the record of every paper sent to you will be erased. No digest will "
+                "be sent again. This cannot be undone.",
+                template="delete.html",
+                action=request.url.path,
+                csrf=csrf,
+            )
+        await run_in_threadpool(forget_now, email)
+        return pages.page(
+            request, 200, "Deleted", f"Everything about {email} is gone. No digest will be sent again."
+        )
+
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -373,6 +373,8 @@ def create_app(settings: Settings) -> Starlette:
             Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
             Route("/m/{token}", manage, methods=["GET", "POST"]),
             Route("/m/{token}/preview", manage, methods=["POST"]),
+            Route("/m/{token}/data.json", data, methods=["GET"]),
+            Route("/m/{token}/delete", delete, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
         ]
     )
