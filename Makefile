@@ -19,6 +19,9 @@ demo: install
 	$(BIN)/digest run --config config/digest.toml
 	@echo
 	@echo "Mail delivered to: $(CURDIR)/var/outbox (Maildir; open with 'mutt -f var/outbox' or read var/outbox/new/*)"
+	@echo "The reader's web app on the demo database (sign-up, manage, one-click unsubscribe):"
+	@echo "  DIGEST_SECRET_KEY=\$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(32))') DIGEST_BASE_URL=http://127.0.0.1:8000 \\"
+	@echo "    $(BIN)/digest serve --config config/digest.toml    # then open http://127.0.0.1:8000/"
 
 ## Every check: lint, types, tests.
 test: install lint typecheck

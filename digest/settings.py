@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     # (DIGEST_OLD_SECRET_KEYS, comma-separated) still verify, for rotation.
     secret_key: SecretStr | None = None
     old_secret_keys: SecretStr | None = None
+    # The bearer token of `digest serve`'s /api (DIGEST_API_TOKEN); without it the API is off.
+    api_token: SecretStr | None = None
     templates_dir: Path | None = None
     delivery: DeliveryConfig = DeliveryConfig()
     smtp: SmtpConfig = SmtpConfig()
@@ -336,7 +338,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
             key=unknown[0],
             hint="check its spelling against the README's configuration reference",
         )
-    secrets = sorted({"secret_key", "old_secret_keys"} & set(data))
+    secrets = sorted({"secret_key", "old_secret_keys", "api_token"} & set(data))
     if secrets:
         raise ConfigError(
             "secret keys are not read from the config file",

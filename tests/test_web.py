@@ -432,3 +432,43 @@ def test_download_my_data_and_delete_me(tmp_path: Path, monkeypatch: pytest.Monk
         )
     assert later.subscribers == ()
     assert len(read_maildir(tmp_path / "var" / "outbox")) == 1
+
+
+def test_the_api_adds_updates_lists_and_removes_subscribers(tmp_path: Path) -> None:
+    cfg, port = _signup_setup(tmp_path)
+    api_token = "api-token-for-tests-0123456789abcdef"
+    auth = {"Authorization": f"Bearer {api_token}"}
+    with serving(cfg, port, _env()) as base:
+        assert httpx.get(f"{base}/api/subscribers", headers=auth).status_code == 404  # off without a token
+    with serving(cfg, port, _env(DIGEST_API_TOKEN=api_token)) as base, httpx.Client(base_url=base) as client:
+        assert client.get("/api/subscribers").status_code == 401
+        assert client.get("/api/subscribers", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        body = {
+            "keywords": ["RAG", "speculative decoding"],
+            "exclude": ["survey"],
+            "max_papers": 7,
+            "name": "Zoë",
+        }
+        made = client.put("/api/subscribers/Zoe@Example.org", json=body, headers=auth)
+        assert made.status_code == 200 and made.json()["keywords"] == ["RAG", "speculative decoding"]
+        bad = client.put("/api/subscribers/bob@example.org", json={"keywords": ["***"]}, headers=auth)
+        assert bad.status_code == 400 and "the keyword has no letters or digits" in bad.json()["error"]
+        assert client.put("/api/subscribers/not-an-address", json=body, headers=auth).status_code == 400
+        for i in range(3):
+            client.put(f"/api/subscribers/u{i}@example.org", json={"keywords": ["RAG"]}, headers=auth)
+        first = client.get("/api/subscribers", params={"limit": 2}, headers=auth).json()["subscribers"]
+        rest = client.get("/api/subscribers", params={"after": first[-1]["email"]}, headers=auth).json()
+        assert [s["email"] for s in first + rest["subscribers"]] == [
+            "u0@example.org",
+            "u1@example.org",
+            "u2@example.org",
+            "Zoe@example.org",
+        ]
+        client.put("/api/subscribers/zoe@example.org", json={**body, "max_papers": 3}, headers=auth)
+        assert client.get("/api/subscribers/zoe@example.org", headers=auth).json()["max_papers"] == 3
+        gone = client.delete("/api/subscribers/u0@example.org", headers=auth)
+        assert gone.json() == {"email": "u0@example.org", "unsubscribed": True}
+        erased = client.delete("/api/subscribers/u1@example.org", params={"erase": "true"}, headers=auth)
+        assert erased.json() == {"email": "u1@example.org", "erased": True}
+        assert client.get("/api/subscribers/u1@example.org", headers=auth).status_code == 404
+    assert _active(cfg) == {"Zoe@example.org": True, "u0@example.org": False, "u2@example.org": True}

@@ -57,6 +57,7 @@ from digest.subscriptions import (
 from digest.subscriptions import Request as SignupRequest
 from digest.tokens import Purpose, Signer
 from digest.transport import make_transport
+from digest.web.api import api_routes
 from digest.web.pages import Pages, SecurityHeaders
 
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
@@ -376,6 +377,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/m/{token}/data.json", data, methods=["GET"]),
             Route("/m/{token}/delete", delete, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
+            *api_routes(settings),
         ]
     )
     app.add_middleware(SecurityHeaders)
