@@ -334,11 +334,17 @@ class Store(Outbox):
 
     def unsubscribe(self, email: str, now: datetime) -> bool:
         """Stop mail to ``email``; the sent history is kept. False if no such subscriber."""
+        return self.unsubscribe_many([email], now) > 0
+
+    def unsubscribe_many(self, emails: Sequence[str], now: datetime) -> int:
+        """Stop mail to each of ``emails`` in one transaction (one commit for many one-click requests);
+        returns how many subscribers there were."""
         with self.transaction() as tx:
-            cur = tx.execute(
-                "UPDATE subscribers SET active = 0, updated = ? WHERE email = ?", (_iso(now), email)
+            cur = tx.executemany(
+                "UPDATE subscribers SET active = 0, updated = ? WHERE email = ?",
+                [(_iso(now), e) for e in emails],
             )
-        return cur.rowcount > 0
+        return max(cur.rowcount, 0)
 
     def subscribers(self, *, include_inactive: bool = False) -> list[Subscriber]:
         """Subscribers in address order; by default only those who get mail."""

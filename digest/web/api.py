@@ -29,6 +29,7 @@ from digest.models import Profile, Subscriber
 from digest.select import check_profile
 from digest.settings import Settings, normalise_email
 from digest.store import Store
+from digest.web.stores import ThreadStores
 
 PAGE_MAX = 500
 
@@ -65,7 +66,7 @@ def profile_from_json(body: Any, email: str) -> tuple[Profile, str, bool]:
     return profile, " ".join(str(name).split())[:100], body.get("active", True) is not False
 
 
-def api_routes(settings: Settings) -> list[Route]:
+def api_routes(settings: Settings, stores: ThreadStores) -> list[Route]:
     token = settings.api_token.get_secret_value() if settings.api_token else ""
 
     def authorised(request: Request) -> Response | None:
@@ -82,7 +83,7 @@ def api_routes(settings: Settings) -> list[Route]:
         return None
 
     def with_store(work: Any) -> Any:
-        with Store.open(settings.database) as store:
+        with stores.get() as store:
             return work(store)
 
     async def collection(request: Request) -> Response:

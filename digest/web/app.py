@@ -26,6 +26,7 @@ allowed, no framing, no referrer (a token must never leak to another site), no c
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ from digest.tokens import Purpose, Signer
 from digest.transport import make_transport
 from digest.web.api import api_routes
 from digest.web.pages import Pages, SecurityHeaders
+from digest.web.stores import ThreadStores, UnsubscribeBatcher
 
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
 CSRF_COOKIE = "digest_csrf"
@@ -67,11 +69,9 @@ CSRF_COOKIE = "digest_csrf"
 def create_app(settings: Settings) -> Starlette:
     """The app for ``settings``: its database, its signing keys (refused at start-up if missing or weak)."""
     signer = Signer(settings.signing_keys())
+    stores = ThreadStores(settings.database)
+    batcher = UnsubscribeBatcher(stores)
     pages = Pages(settings.sender.split("<")[0].strip().strip('"') or "Paper Digest")
-
-    def unsubscribe_now(email: str) -> None:
-        with Store.open(settings.database) as store:
-            store.unsubscribe(email, datetime.now(UTC))
 
     def invalid(request: Request) -> HTMLResponse:
         return pages.page(
@@ -100,7 +100,7 @@ def create_app(settings: Settings) -> Starlette:
         form = await request.form()
         if form.get("List-Unsubscribe") != ONE_CLICK:
             return PlainTextResponse("expected List-Unsubscribe=One-Click", status_code=400)
-        await run_in_threadpool(unsubscribe_now, email)
+        await batcher.unsubscribe(email)
         return pages.page(request, 200, "You are unsubscribed", f"{email} will get no more digest emails.")
 
     secure_cookie = (settings.base_url or "").startswith("https://")
@@ -161,7 +161,7 @@ def create_app(settings: Settings) -> Starlette:
             transport.flush()
 
     def add_now(asked: SignupRequest) -> None:
-        with Store.open(settings.database) as store:
+        with stores.get() as store:
             store.add_subscriber(asked.subscriber(), datetime.now(UTC))
 
     async def confirm(request: Request) -> Response:
@@ -197,16 +197,20 @@ def create_app(settings: Settings) -> Starlette:
     pool_cache: dict[str, Any] = {}
     declared = {s.email.casefold() for s in settings.subscribers}  # their profile comes from the config
 
+    pool_lock = threading.Lock()
+
     def current_pool(store: Store, now: datetime) -> PaperIndex:
-        """The stored papers of the lookback window, indexed at most once a minute per process."""
-        if pool_cache.get("until", 0.0) < time.monotonic():
-            pool_cache.update(pool=candidate_pool(settings, store, now), until=time.monotonic() + 60)
-        pool: PaperIndex = pool_cache["pool"]
+        """The stored papers of the lookback window, indexed at most once a minute per process (one thread
+        builds it while the others wait, instead of every waiting request building its own)."""
+        with pool_lock:
+            if pool_cache.get("until", 0.0) < time.monotonic():
+                pool_cache.update(pool=candidate_pool(settings, store, now), until=time.monotonic() + 60)
+            pool: PaperIndex = pool_cache["pool"]
         return pool
 
     def preview_html(subscriber: Subscriber) -> str:
         now = datetime.now(UTC)
-        with Store.open(settings.database) as store:
+        with stores.get() as store:
             digest = preview_digest(settings, store, subscriber, now, current_pool(store, now))
         entries = [
             {"title_parts": marked(cut_title(m.paper.title), list(m.matched)), "matched": m.matched}
@@ -217,12 +221,12 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     def load_subscriber(email: str) -> Subscriber | None:
-        with Store.open(settings.database) as store:
+        with stores.get() as store:
             return store.subscriber(email)
 
     def save_profile(subscriber: Subscriber, paused: bool) -> None:
         now = datetime.now(UTC)
-        with Store.open(settings.database) as store:
+        with stores.get() as store:
             store.add_subscriber(subscriber, now)
             if paused:
                 store.unsubscribe(subscriber.email, now)
@@ -296,7 +300,7 @@ def create_app(settings: Settings) -> Starlette:
         return response
 
     def my_data(email: str) -> dict[str, Any] | None:
-        with Store.open(settings.database) as store:
+        with stores.get() as store:
             subscriber = store.subscriber(email)
             if subscriber is None:
                 return None
@@ -329,7 +333,7 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     def forget_now(email: str) -> None:
-        with Store.open(settings.database) as store:
+        with stores.get() as store:
             store.forget(email)
 
     async def delete(request: Request) -> Response:
@@ -377,7 +381,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/m/{token}/data.json", data, methods=["GET"]),
             Route("/m/{token}/delete", delete, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
-            *api_routes(settings),
+            *api_routes(settings, stores),
         ]
     )
     app.add_middleware(SecurityHeaders)
