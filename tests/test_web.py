@@ -472,3 +472,17 @@ def test_the_api_adds_updates_lists_and_removes_subscribers(tmp_path: Path) -> N
         assert erased.json() == {"email": "u1@example.org", "erased": True}
         assert client.get("/api/subscribers/u1@example.org", headers=auth).status_code == 404
     assert _active(cfg) == {"Zoe@example.org": True, "u0@example.org": False, "u2@example.org": True}
+
+
+def test_sign_up_never_builds_its_mailed_link_from_the_host_header(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, sources=[samples_source()])  # no base_url
+    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+        token = _csrf(client)
+        answer = client.post(
+            "/",
+            data={"csrf": token, "email": "zoe@example.org", "keywords": "RAG"},
+            headers={"Host": "evil.example"},
+        )
+        assert answer.status_code == 503 and "base_url" in answer.text
+    assert _mails_to(tmp_path, "zoe@example.org") == []

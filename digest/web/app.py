@@ -139,8 +139,12 @@ def create_app(settings: Settings) -> Starlette:
             asked = SignupRequest.from_form(form)
         except (ProfileError, SubscriberError) as exc:
             return form_page(request, 400, cookie, form, error=exc.message)
+        if (
+            not settings.base_url
+        ):  # never from the Host header: a client could point the mailed link elsewhere
+            return pages.page(request, 503, "Sign-up is not set up here", "The operator has to set base_url.")
         if per_address.allow(asked.email.casefold()):
-            link = confirm_link(signer, settings.base_url or str(request.base_url).rstrip("/"), asked)
+            link = confirm_link(signer, settings.base_url, asked)
             message = confirmation_message(settings, asked, link, datetime.now(UTC))
             try:
                 await run_in_threadpool(send_confirmation, message)
