@@ -344,18 +344,7 @@ def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> No
     if as_json:
         click.echo(
             json.dumps(
-                [
-                    {
-                        "email": s.email,
-                        "name": s.name,
-                        "keywords": list(s.profile.keywords),
-                        "exclude": list(s.profile.exclude),
-                        "max_papers": s.profile.max_papers,
-                        "active": s.active,
-                        "bouncing": s.bouncing,
-                    }
-                    for s in subs
-                ],
+                [s.to_json() for s in subs],
                 ensure_ascii=False,
                 indent=2,
             )

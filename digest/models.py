@@ -173,6 +173,19 @@ class Subscriber:
     active: bool = True
     bouncing: bool = False
 
+    def to_json(self) -> dict[str, Any]:
+        """As `digest subscribers --json`, the web app's data download and its API show a subscriber."""
+        p = self.profile
+        return {
+            "email": self.email,
+            "name": self.name,
+            "keywords": list(p.keywords),
+            "exclude": list(p.exclude),
+            "max_papers": p.max_papers,
+            "active": self.active,
+            "bouncing": self.bouncing,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Reason:

@@ -34,19 +34,6 @@ from digest.web.stores import ThreadStores
 PAGE_MAX = 500
 
 
-def subscriber_json(s: Subscriber) -> dict[str, Any]:
-    p = s.profile
-    return {
-        "email": s.email,
-        "name": s.name,
-        "keywords": list(p.keywords),
-        "exclude": list(p.exclude),
-        "max_papers": p.max_papers,
-        "active": s.active,
-        "bouncing": s.bouncing,
-    }
-
-
 def profile_from_json(body: Any, email: str) -> tuple[Profile, str, bool]:
     """(profile, name, active) from a PUT body, checked like ``digest subscribe``'s arguments."""
     if not isinstance(body, dict):
@@ -102,7 +89,7 @@ def api_routes(settings: Settings, stores: ThreadStores) -> list[Route]:
             return []
 
         found = await run_in_threadpool(with_store, page)
-        return JSONResponse({"subscribers": [subscriber_json(s) for s in found], "limit": limit})
+        return JSONResponse({"subscribers": [s.to_json() for s in found], "limit": limit})
 
     async def one(request: Request) -> Response:
         refused = authorised(request)
@@ -117,7 +104,7 @@ def api_routes(settings: Settings, stores: ThreadStores) -> list[Route]:
             found = await run_in_threadpool(with_store, lambda store: store.subscriber(email))
             if found is None:
                 return JSONResponse({"error": f"no subscriber {email}"}, status_code=404)
-            return JSONResponse(subscriber_json(found))
+            return JSONResponse(found.to_json())
         if request.method == "DELETE":
             erase = request.query_params.get("erase") == "true"
             removed = await run_in_threadpool(
@@ -139,7 +126,7 @@ def api_routes(settings: Settings, stores: ThreadStores) -> list[Route]:
 
         saved = await run_in_threadpool(with_store, put)
         assert saved is not None
-        return JSONResponse(subscriber_json(saved))
+        return JSONResponse(saved.to_json())
 
     return [
         Route("/api/subscribers", collection, methods=["GET"]),

@@ -245,10 +245,16 @@ def create_app(settings: Settings) -> Starlette:
             "paused": "" if subscriber.active else "yes",
         }
 
-    async def manage(request: Request) -> Response:
+    def manage_email(request: Request) -> str | None:
+        """The address a manage link was made for, or None for a forged, altered or foreign one."""
         try:
-            email = signer.read(Purpose.MANAGE, request.path_params["token"])
+            return signer.read(Purpose.MANAGE, request.path_params["token"])
         except TokenError:
+            return None
+
+    async def manage(request: Request) -> Response:
+        email = manage_email(request)
+        if email is None:
             return invalid(request)
         subscriber = await run_in_threadpool(load_subscriber, email)
         if subscriber is None:
@@ -309,25 +315,14 @@ def create_app(settings: Settings) -> Starlette:
             if subscriber is None:
                 return None
             sent = store.history(subscriber.email)
-        p = subscriber.profile
-        return {
-            "email": subscriber.email,
-            "name": subscriber.name,
-            "keywords": list(p.keywords),
-            "exclude": list(p.exclude),
-            "max_papers": p.max_papers,
-            "active": subscriber.active,
-            "bouncing": subscriber.bouncing,
-            "sent": [
-                {"id": r.key, "title": r.title, "sent_at": r.sent_at, "message_id": r.message_id}
-                for r in sent
-            ],
-        }
+        sent_json = [
+            {"id": r.key, "title": r.title, "sent_at": r.sent_at, "message_id": r.message_id} for r in sent
+        ]
+        return {**subscriber.to_json(), "sent": sent_json}
 
     async def data(request: Request) -> Response:
-        try:
-            email = signer.read(Purpose.MANAGE, request.path_params["token"])
-        except TokenError:
+        email = manage_email(request)
+        if email is None:
             return invalid(request)
         found = await run_in_threadpool(my_data, email)
         if found is None:
@@ -341,9 +336,8 @@ def create_app(settings: Settings) -> Starlette:
             store.forget(email)
 
     async def delete(request: Request) -> Response:
-        try:
-            email = signer.read(Purpose.MANAGE, request.path_params["token"])
-        except TokenError:
+        email = manage_email(request)
+        if email is None:
             return invalid(request)
         form = {k: str(v) for k, v in (await request.form()).items()}
         csrf = request.cookies.get(CSRF_COOKIE, "")
