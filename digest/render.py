@@ -332,6 +332,12 @@ class Renderer:
             return f"{self.base_url}/m/{self.signer.make(Purpose.MANAGE, email)}"
         return None
 
+    def view_url(self, email: str, day: date) -> str | None:
+        """``{base_url}/v/TOKEN``: this day's digest as sent, in a browser, when base_url is set."""
+        if self.base_url and self.signer:
+            return f"{self.base_url}/v/{self.signer.make(Purpose.VIEW, f'{email}|{day.isoformat()}')}"
+        return None
+
     def context(self, digest: Digest, *, full: bool = True) -> dict[str, Any]:
         """What the templates see. With ``full=False`` entries carry only their number, score, paper and
         matched keywords: the frame needs no more, and a paper block already cached needs nothing."""
@@ -361,6 +367,7 @@ class Renderer:
             "subject": subject_for(digest, topics),
             "unsubscribe": self.unsubscribe_links(digest.subscriber.email),
             "manage_url": self.manage_url(digest.subscriber.email),
+            "view_url": self.view_url(digest.subscriber.email, digest.day),
             "sender_name": self.sender_name or "Paper Digest",
         }
 

@@ -28,6 +28,7 @@ class Purpose(StrEnum):
 
     UNSUBSCRIBE = "unsubscribe"
     MANAGE = "manage"  # the reader's own profile page: edit, pause, preview
+    VIEW = "view"  # one sent digest in a browser: the value is "address|YYYY-MM-DD"
     CONFIRM = "confirm"  # a subscription asked for on the web: timed, carries the profile asked for
 
 

@@ -486,3 +486,35 @@ def test_sign_up_never_builds_its_mailed_link_from_the_host_header(tmp_path: Pat
         )
         assert answer.status_code == 503 and "base_url" in answer.text
     assert _mails_to(tmp_path, "zoe@example.org") == []
+
+
+def test_a_sent_digest_can_be_viewed_in_a_browser_by_its_reader_only(tmp_path: Path) -> None:
+    cfg, port = _setup(tmp_path)
+    assert (
+        subprocess.run([DIGEST, "run", "--config", str(cfg)], env=_env(), capture_output=True).returncode == 0
+    )
+    ada = next(m for m in read_maildir(tmp_path / "var" / "outbox") if str(m["To"]) == "ada@example.org")
+    text = ada.get_body(("plain",)).get_content()
+    found = re.search(r"View in a browser:\s+(http://127\.0\.0\.1:\d+/v/\S+)", text)
+    assert found
+    html = ada.get_body(("html",)).get_content()
+    titles = re.findall(r'<h2 class="title"[^>]*>(.*?)</h2>', html, flags=re.S)
+    assert titles
+    with serving(cfg, port, _env()), httpx.Client() as client:
+        page = client.get(found.group(1))
+        assert page.status_code == 200
+        assert re.findall(r'<h2 class="title"[^>]*>(.*?)</h2>', page.text, flags=re.S) == titles
+        assert page.headers.get_list("content-security-policy") == [
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        ]
+        signer = Signer([TEST_SECRET_KEY])
+        no_digest = client.get(
+            found.group(1).split("/v/")[0] + "/v/" + signer.make(Purpose.VIEW, "ada@example.org|2001-01-01")
+        )
+        assert no_digest.status_code == 404
+        forged = client.get(found.group(1)[:-2] + "xx")
+        assert forged.status_code == 400
+        other = client.get(
+            found.group(1).split("/v/")[0] + "/v/" + signer.make(Purpose.UNSUBSCRIBE, "ada@example.org")
+        )
+        assert other.status_code == 400  # a token for another purpose shows nothing

@@ -209,6 +209,14 @@ class Outbox(Connection):
                 state.sent_refs.setdefault(email.casefold(), set()).add(pid)
         return state
 
+    def sent_message(self, email: str, day: date) -> OutboxRow | None:
+        """The digest sent to ``email`` for local date ``day``, if one was: for viewing it in a browser."""
+        row = self.conn.execute(
+            "SELECT * FROM messages WHERE email = ? AND digest_date = ? AND status = ?",
+            (email, day.isoformat(), MessageState.SENT),
+        ).fetchone()
+        return _outbox_row(row) if row else None
+
     def history(self, email: str) -> list[SentRecord]:
         """What was sent to ``email``, newest first: for the reader's own data download."""
         rows = self.conn.execute(

@@ -29,7 +29,7 @@ import secrets
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from html import escape
 from typing import Any
 
@@ -39,12 +39,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest.delivery import candidate_pool
+from digest.delivery import candidate_pool, make_renderer
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError
 from digest.mime import Outgoing
-from digest.models import Subscriber
+from digest.models import Digest, Subscriber
 from digest.render import cut_title, marked
-from digest.select import PaperIndex
+from digest.select import PaperIndex, explain
 from digest.settings import Settings
 from digest.store import Store
 from digest.subscriptions import (
@@ -64,6 +64,7 @@ from digest.web.stores import ThreadStores, UnsubscribeBatcher
 
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
 CSRF_COOKIE = "digest_csrf"
+VIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -366,6 +367,33 @@ def create_app(settings: Settings) -> Starlette:
             request, 200, "Deleted", f"Everything about {email} is gone. No digest will be sent again."
         )
 
+    renderer = make_renderer(settings)
+
+    def sent_digest_html(email: str, day: date) -> str | None:
+        with stores.get() as store:
+            subscriber = store.subscriber(email)
+            row = store.sent_message(email, day) if subscriber else None
+            papers = store.papers_by_refs(row.refs) if row else []
+        if subscriber is None or row is None or not papers:
+            return None
+        digest = Digest(subscriber, tuple(explain(p, subscriber.profile) for p in papers), day, more=row.more)
+        body = renderer.render(digest, datetime.now(UTC), message_id=row.message_id).get_body(("html",))
+        return str(body.get_content()) if body is not None else None
+
+    async def view(request: Request) -> Response:
+        """A sent digest as its HTML part: only the reader's own, only one that was sent."""
+        try:
+            email, _, day = signer.read(Purpose.VIEW, request.path_params["token"]).rpartition("|")
+            html = await run_in_threadpool(sent_digest_html, email, date.fromisoformat(day))
+        except (TokenError, ValueError):
+            return invalid(request)
+        if html is None:
+            return pages.page(
+                request, 404, "This digest is not here", "It may have been deleted with your data."
+            )
+        # The email's own inline styles are allowed here, and nothing else (no script, no image, no form).
+        return HTMLResponse(html, headers={"Content-Security-Policy": VIEW_CSP})
+
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -378,6 +406,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/m/{token}/preview", manage, methods=["POST"]),
             Route("/m/{token}/data.json", data, methods=["GET"]),
             Route("/m/{token}/delete", delete, methods=["POST"]),
+            Route("/v/{token}", view, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             *api_routes(settings, stores),
         ]

@@ -47,7 +47,8 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *extra]
+                own = {name.lower() for name, _ in message.get("headers", [])}  # a route's own policy wins
+                message["headers"] = [*message.get("headers", []), *(h for h in extra if h[0] not in own)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
