@@ -61,13 +61,10 @@ class Request:
         return cls(email, name, profile_from_form(form, email))
 
     def token_data(self) -> dict[str, Any]:
-        p = self.profile
-        return {
-            "email": self.email,
-            "name": self.name,
-            "keywords": list(p.keywords),
-            "exclude": list(p.exclude),
-        }
+        """What a confirmation token carries: the subscriber as ``to_json`` shows them, less their state."""
+        data = self.subscriber().to_json()
+        del data["active"], data["bouncing"]
+        return data
 
     @classmethod
     def from_token_data(cls, data: dict[str, Any]) -> Request:
