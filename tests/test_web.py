@@ -370,6 +370,9 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
 
         forged = httpx.post(url, data={**asked, "action": "save"})  # no cookie: no CSRF token
         assert forged.status_code == 403
+        bare = {k: v for k, v in asked.items() if k != "csrf"}
+        assert httpx.post(url, data={**bare, "action": "save"}).status_code == 403  # neither cookie nor field
+        assert httpx.post(f"{url}/delete", data={"confirm": "yes"}).status_code == 403
         saved = client.post(url, data={**asked, "action": "save", "paused": "yes"})
         assert saved.status_code == 200 and "Saved." in saved.text
     listed = subprocess.run(

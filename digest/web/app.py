@@ -74,6 +74,13 @@ def create_app(settings: Settings) -> Starlette:
     batcher = UnsubscribeBatcher(stores)
     pages = Pages(settings.sender.split("<")[0].strip().strip('"') or "Paper Digest")
 
+    def csrf_refused(request: Request, form: dict[str, str]) -> Response | None:
+        """None when the form's CSRF token matches its cookie (both present), else the 403 page."""
+        cookie, field = request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")
+        if cookie and field and secrets.compare_digest(cookie, field):
+            return None
+        return pages.page(request, 403, "This form has expired", "Reload the page and send it again.")
+
     def invalid(request: Request) -> HTMLResponse:
         return pages.page(
             request,
@@ -130,9 +137,10 @@ def create_app(settings: Settings) -> Starlette:
         if request.method == "GET":
             return form_page(request, 200, secrets.token_urlsafe(24), {})
         form = {k: str(v) for k, v in (await request.form()).items()}
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not cookie or not secrets.compare_digest(cookie, form.get("csrf", "")):
-            return pages.page(request, 403, "This form has expired", "Reload the page and send it again.")
+        refused = csrf_refused(request, form)
+        if refused:
+            return refused
+        cookie = request.cookies[CSRF_COOKIE]
         client = request.client.host if request.client else "unknown"
         if not per_client.allow(client):
             return pages.page(request, 429, "Too many requests", "Please try again in an hour.")
@@ -272,8 +280,9 @@ def create_app(settings: Settings) -> Starlette:
         error, saved = "", False
         if request.method == "POST":
             form = {k: str(v) for k, v in (await request.form()).items()}
-            if not secrets.compare_digest(request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")):
-                return pages.page(request, 403, "This form has expired", "Reload the page and send it again.")
+            refused = csrf_refused(request, form)
+            if refused:
+                return refused
             try:
                 profile = profile_from_form(form, email)
             except ProfileError as exc:
@@ -341,9 +350,10 @@ def create_app(settings: Settings) -> Starlette:
         if email is None:
             return invalid(request)
         form = {k: str(v) for k, v in (await request.form()).items()}
-        csrf = request.cookies.get(CSRF_COOKIE, "")
-        if not csrf or not secrets.compare_digest(csrf, form.get("csrf", "")):
-            return pages.page(request, 403, "This form has expired", "Reload the page and send it again.")
+        refused = csrf_refused(request, form)
+        if refused:
+            return refused
+        csrf = request.cookies[CSRF_COOKIE]
         if email in declared:
             return pages.page(
                 request,
