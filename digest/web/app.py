@@ -115,6 +115,13 @@ def create_app(settings: Settings) -> Starlette:
     per_address = RateLimit(3, 3600)
     per_client = RateLimit(20, 3600)
 
+    def with_csrf_cookie(response: Response, csrf: str) -> Response:
+        """The response carrying the form's CSRF token in a cookie scripts and other sites cannot read."""
+        response.set_cookie(
+            CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=secure_cookie, path="/"
+        )
+        return response
+
     def form_page(
         request: Request, status: int, csrf: str, form: dict[str, str], error: str = ""
     ) -> Response:
@@ -128,10 +135,7 @@ def create_app(settings: Settings) -> Starlette:
             form=form,
             error=error,
         )
-        response.set_cookie(
-            CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=secure_cookie, path="/"
-        )
-        return response
+        return with_csrf_cookie(response, csrf)
 
     async def subscribe(request: Request) -> Response:
         if request.method == "GET":
@@ -148,9 +152,8 @@ def create_app(settings: Settings) -> Starlette:
             asked = SignupRequest.from_form(form)
         except (ProfileError, SubscriberError) as exc:
             return form_page(request, 400, cookie, form, error=exc.message)
-        if (
-            not settings.base_url
-        ):  # never from the Host header: a client could point the mailed link elsewhere
+        # The mailed link is built from base_url only, never from the Host header a client sends.
+        if not settings.base_url:
             return pages.page(request, 503, "Sign-up is not set up here", "The operator has to set base_url.")
         if per_address.allow(asked.email.casefold()):
             link = confirm_link(signer, settings.base_url, asked)
@@ -314,10 +317,7 @@ def create_app(settings: Settings) -> Starlette:
             saved=saved,
             preview=await run_in_threadpool(preview_html, subscriber),
         )
-        response.set_cookie(
-            CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=secure_cookie, path="/"
-        )
-        return response
+        return with_csrf_cookie(response, csrf)
 
     def my_data(email: str) -> dict[str, Any] | None:
         with stores.get() as store:
