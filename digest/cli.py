@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
 import sys
 import traceback
@@ -31,7 +32,7 @@ from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
 from digest.render import one_line
 from digest.runlock import lock_path, run_lock
 from digest.select import check_profile
-from digest.settings import Settings, load_settings, normalise_email
+from digest.settings import Settings, load_settings, normalise_email, resolve_config_path
 from digest.store import RUN_SYNC, Store, as_store_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -385,9 +386,17 @@ def schedule(config: str | None) -> None:
 @click.option(
     "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on."
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes serving the port (one per CPU core for the most pages per second).",
+)
 @handles_errors
-def serve(config: str | None, host: str, port: int) -> None:
-    """Serve the reader's web app: the one-click unsubscribe page every digest links to ({base_url}/u/...).
+def serve(config: str | None, host: str, port: int, workers: int) -> None:
+    """Serve the reader's web app for base_url: sign-up with confirmation, the manage page with its live
+    preview, one-click unsubscribe, the digests viewed in a browser, and the /api for platforms.
 
     Needs DIGEST_SECRET_KEY (the key that signs the links). Put it behind a reverse proxy for https; it is
     safe to run beside `digest run` on the same database. Stops on Ctrl-C or SIGTERM.
@@ -397,14 +406,21 @@ def serve(config: str | None, host: str, port: int) -> None:
     from digest.web import create_app
 
     settings = settings_for(config)
-    app = create_app(settings)
+    app = create_app(settings)  # checks the keys and the database before anything listens
     if not settings.base_url:
         click.echo("note: base_url is not set, so the emails link to no page of this app", err=True)
     click.echo(
         f"digest serve: http://{host}:{port} (for {settings.base_url or 'no base_url'}); Ctrl-C stops",
         err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "server_header": False}
+    if workers == 1:
+        uvicorn.run(app, **options)
+        return
+    # Each worker process builds its own app from the same config (uvicorn imports the factory by name).
+    root = click.get_current_context().find_root().params.get("config")
+    os.environ["DIGEST_CONFIG"] = str(resolve_config_path(config or root).resolve())
+    uvicorn.run("digest.web:app_from_environment", factory=True, workers=workers, **options)
 
 
 @main.command()

@@ -110,12 +110,11 @@ def plan_batches(
     day = digest_day(settings, now)
     if pool is None:
         pool = candidate_pool(settings, store, now)
-    min_ref = min((p.ref for p in pool.papers if p.ref is not None), default=0)
     for subs in store.subscriber_batches(size, start=start, stop=stop):
         if only is not None:
             subs = [s for s in subs if s.email.casefold() == only.casefold()]
         if subs:
-            state = store.delivery_state([s.email for s in subs], day, min_ref)
+            state = store.delivery_state([s.email for s in subs], day, pool.min_ref)
             yield [p for sub in subs for p in plan_one(sub, state, pool, store, day)]
 
 

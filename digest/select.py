@@ -306,6 +306,8 @@ class PaperIndex:
         self._rank = np.empty(n, dtype=np.int64)
         self._rank[order] = np.arange(n)
         self._by_ref = {p.ref: i for i, p in enumerate(self.papers) if p.ref is not None}
+        # The smallest store ref in the pool (0 if none): history before it cannot matter to a selection.
+        self.min_ref: int = min(self._by_ref, default=0)
         self._hits: dict[str, dict[int, Where]] = {}
         self._vectors: dict[str, Vector] = {}
         self._reasons: dict[tuple[str, Where], Reason] = {}

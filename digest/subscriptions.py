@@ -6,17 +6,15 @@ address; nothing is stored. Following the link (a POST from the page it opens) c
 subscriber. So nobody can subscribe a stranger, and an address that is already subscribed gets the same
 answer as any other (no enumeration): only its owner learns anything, by mail.
 
-``RateLimit`` bounds how often one address and one client may ask, so the form cannot be used to mail-bomb
-anyone with confirmations.
+The rate limits below bound how often one address and one client may ask, so the form cannot be used to
+mail-bomb anyone with confirmations; the web app counts them in the store (``Store.allow``), so every worker
+process and host shares them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parseaddr
@@ -33,6 +31,9 @@ from digest.store import Store
 from digest.tokens import Purpose, Signer
 
 CONFIRM_MAX_AGE = 48 * 3600  # seconds a confirmation link stays valid
+ASK_WINDOW = 3600.0  # the rate limits' window, in seconds
+ASKS_PER_ADDRESS = 3  # confirmation emails one address may be sent per window
+ASKS_PER_CLIENT = 20  # sign-up requests one client (IP address) may send per window
 
 
 def split_words(text: str) -> tuple[str, ...]:
@@ -112,8 +113,7 @@ def preview_digest(
     """The digest ``subscriber`` (with a profile perhaps not saved yet) would get now from the stored papers
     in ``pool``, leaving out what they were already sent; None when nothing matches."""
     day = digest_day(settings, now)
-    min_ref = min((p.ref for p in pool.papers if p.ref is not None), default=0)
-    state = store.delivery_state([subscriber.email], day, min_ref)
+    state = store.delivery_state([subscriber.email], day, pool.min_ref)
     skip = state.sent_refs.get(subscriber.email.casefold(), set())
     matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers)
     if not matches:
@@ -163,31 +163,3 @@ def read_confirmation(signer: Signer, token: str, max_age: int = CONFIRM_MAX_AGE
         return Request.from_token_data(data)
     except (KeyError, TypeError, ValueError, SubscriberError) as exc:  # signed by us, so only a bug gets here
         raise TokenError("this link is not valid") from exc
-
-
-class RateLimit:
-    """At most ``limit`` events per key within ``window`` seconds (a sliding window, in this process).
-
-    >>> t = [0.0]
-    >>> r = RateLimit(2, 60, clock=lambda: t[0])
-    >>> r.allow("a"), r.allow("a"), r.allow("a"), r.allow("b")
-    (True, True, False, True)
-    >>> t[0] = 61; r.allow("a")
-    True
-    """
-
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
-        self.seen: dict[str, deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        times = self.seen.setdefault(key, deque())
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if len(times) >= self.limit:
-            return False
-        times.append(now)
-        if len(self.seen) > 100_000:  # keys that went quiet are dropped, so memory stays bounded
-            self.seen = {k: v for k, v in self.seen.items() if v and v[-1] > now - self.window}
-        return True

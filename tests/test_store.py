@@ -200,3 +200,12 @@ def test_subscriber_batches_and_bounds_cover_everyone_once(store: Store, now: da
     ]
     assert seen == [f"u{i:03d}@example.org" for i in range(25) if i != 7]
     assert store.count_subscribers() == 24
+
+
+def test_rate_limits_count_per_key_within_their_window(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.sqlite3") as one, Store.open(tmp_path / "s.sqlite3") as two:
+        assert [one.allow("address:a", 2, 60, t) for t in (0.0, 1.0)] == [True, True]
+        assert two.allow("address:a", 2, 60, 2.0) is False  # a second connection sees the same count
+        assert two.allow("address:b", 2, 60, 2.0) is True  # another key has its own
+        assert one.allow("address:a", 2, 60, 60.5) is True  # the first event left the window
+        assert one.allow("address:a", 2, 60, 60.6) is False

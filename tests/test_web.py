@@ -25,6 +25,7 @@ import pytest
 from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
 
 from digest import pipeline
+from digest.models import Profile, Subscriber
 from digest.settings import load_settings
 from digest.store import Store
 from digest.tokens import Purpose, Signer
@@ -42,10 +43,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serving(cfg: Path, port: int, env: dict[str, str]) -> Iterator[str]:
+def serving(cfg: Path, port: int, env: dict[str, str], *extra: str) -> Iterator[str]:
     """A real `digest serve` process on 127.0.0.1:port for the duration."""
     proc = subprocess.Popen(
-        [DIGEST, "serve", "--port", str(port), "--config", str(cfg)],
+        [DIGEST, "serve", "--port", str(port), "--config", str(cfg), *extra],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -312,6 +313,34 @@ def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: P
     assert _active(cfg) == {"ada@example.org": True}  # nobody was subscribed without confirming
 
 
+def test_worker_processes_and_servers_on_one_database_share_the_rate_limits(tmp_path: Path) -> None:
+    """`digest serve --workers 2` and a second server on the same database count the same sign-ups, and
+    the count keeps no stranger's address in the clear."""
+    cfg, port = _signup_setup(tmp_path)
+    other = free_port()
+    with (
+        serving(cfg, port, _env(), "--workers", "2") as first,
+        serving(cfg, other, _env()) as second,
+    ):
+        answers = []
+        for i in range(6):
+            with httpx.Client(base_url=(first, second)[i % 2]) as client:  # a new connection each time
+                token = _csrf(client)
+                asked = {"csrf": token, "email": "target@example.org", "keywords": "RAG"}
+                answers.append(client.post("/", data=asked).status_code)
+        assert answers == [200] * 6  # the same answer every time: no enumeration, no hint of the limit
+        assert len(_mails_to(tmp_path, "target@example.org")) == 3
+        # The manage page works from every worker (each built its app from the same config).
+        with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
+            store.add_subscriber(Subscriber("ada@example.org", "", Profile(("RAG",))), datetime.now(UTC))
+        link = f"/m/{Signer([TEST_SECRET_KEY]).make(Purpose.MANAGE, 'ada@example.org')}"
+        for _ in range(4):
+            with httpx.Client(base_url=first) as client:
+                assert client.get(link).status_code == 200
+    for file in (tmp_path / "var").glob("digest.sqlite3*"):
+        assert b"target@example.org" not in file.read_bytes()
+
+
 def test_a_confirmation_link_expires() -> None:
     from digest.errors import TokenError
     from digest.subscriptions import Request, read_confirmation
@@ -521,3 +550,40 @@ def test_a_sent_digest_can_be_viewed_in_a_browser_by_its_reader_only(tmp_path: P
             found.group(1).split("/v/")[0] + "/v/" + signer.make(Purpose.UNSUBSCRIBE, "ada@example.org")
         )
         assert other.status_code == 400  # a token for another purpose shows nothing
+
+
+def test_the_preview_index_is_rebuilt_only_when_the_stored_papers_change() -> None:
+    """The manage page's paper index: rebuilt in a worker thread when the store says the papers changed,
+    kept when not, and kept (not lost) when a rebuild fails."""
+    import asyncio
+
+    from digest.select import PaperIndex
+    from digest.web.stores import PoolCache
+
+    version, builds = [1], [0]
+
+    def build() -> PaperIndex:
+        builds[0] += 1
+        if version[0] == 3:
+            raise RuntimeError("the database went away")
+        return PaperIndex([])
+
+    async def settled(cache: PoolCache) -> PaperIndex:
+        pool = await cache.get()
+        assert cache.building is not None
+        await cache.building
+        return pool
+
+    async def scenario() -> None:
+        cache = PoolCache(lambda: version[0], build, ttl=0)
+        first = await settled(cache)
+        assert await settled(cache) is first and builds == [1]  # checked again, same papers: no rebuild
+        version[0] = 2
+        await settled(cache)
+        second = await settled(cache)
+        assert second is not first and builds == [2]
+        version[0] = 3
+        await settled(cache)
+        assert await settled(cache) is second  # the failed rebuild left the previous index in place
+
+    asyncio.run(scenario())

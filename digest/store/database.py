@@ -16,6 +16,7 @@ an old file is upgraded in place on open and a newer one is refused rather than 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -270,6 +271,14 @@ class Store(Outbox):
         ).fetchall()
         return [self._paper(r) for r in rows]
 
+    def papers_version(self, since: datetime) -> tuple[int, int]:
+        """(how many, newest ref) of the papers ``recent_papers(since)`` would return: one indexed query that
+        says whether an index built on them is still current, without reading them."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(max(pid), 0) FROM papers WHERE first_seen >= ?", (_iso(since),)
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     def validators(self, source: str, url: str) -> Validators | None:
         row = self.conn.execute(
             "SELECT etag, last_modified FROM fetch_state WHERE source = ? AND url = ?", (source, url)
@@ -384,6 +393,21 @@ class Store(Outbox):
             (every,),
         )
         return [r[0] for r in rows]
+
+    def allow(self, what: str, limit: int, window: float, now: float) -> bool:
+        """Record one event for ``what`` at ``now`` (seconds) if fewer than ``limit`` were recorded in the
+        ``window`` seconds before; False (nothing recorded) if not. Events older than a day are dropped.
+        One transaction, so every process sharing the database counts the same events."""
+        key = hashlib.sha256(what.encode()).hexdigest()
+        with self.transaction() as tx:
+            tx.execute("DELETE FROM rate_events WHERE at <= ?", (now - max(window, 86_400),))
+            (seen,) = tx.execute(
+                "SELECT count(*) FROM rate_events WHERE key = ? AND at > ?", (key, now - window)
+            ).fetchone()
+            if seen >= limit:
+                return False
+            tx.execute("INSERT INTO rate_events (key, at) VALUES (?, ?)", (key, now))
+        return True
 
     def subscriber(self, email: str) -> Subscriber | None:
         """The subscriber with this address, compared case-insensitively as the database does."""

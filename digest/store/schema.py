@@ -76,5 +76,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE subscribers ADD COLUMN bounces INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE subscribers ADD COLUMN bouncing_since TEXT;
     """,
+    # 2 -> 3: the web app's rate limits, kept in the database so that every `digest serve` worker process
+    # (and every host) counts the same events. ``key`` is a SHA-256 of what is limited (an address that asked
+    # to subscribe, a client's IP): a stranger's address is not kept in the clear before they confirm.
+    """
+    CREATE TABLE rate_events (
+        key TEXT NOT NULL,
+        at  REAL NOT NULL
+    );
+    CREATE INDEX rate_events_key ON rate_events (key, at);
+    CREATE INDEX rate_events_at ON rate_events (at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

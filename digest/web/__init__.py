@@ -1,5 +1,13 @@
 """The reader's web app (``digest serve``): thin routes over the library; see ``app``."""
 
+from starlette.applications import Starlette
+
+from digest.settings import load_settings
 from digest.web.app import create_app
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]
+
+
+def app_from_environment() -> Starlette:
+    """The app for the config ``DIGEST_CONFIG`` names: what each ``digest serve --workers N`` process runs."""
+    return create_app(load_settings())
