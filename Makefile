@@ -37,16 +37,21 @@ typecheck: install
 ## Times real runs at 1,000 / 10,000 / 100,000 subscribers, into a Maildir and over SMTP into Postfix's
 ## smtp-sink (Debian's postfix package, installed if missing and possible; else aiosmtpd), beside the
 ## straightforward pipeline; then how a Maildir batch is made durable, and SMTP PIPELINING behind added
-## latency. Prints tables. bench-quick: 1,000 and 10,000 only.
+## latency; then `digest serve` under wrk (Debian's package, installed if missing), alone and beside a
+## 100,000-subscriber run. Prints tables. bench-quick: 1,000 and 10,000 only.
 SINK_INSTALL = test -x /usr/sbin/smtp-sink || (echo "postfix postfix/main_mailer_type select No configuration" \
 	| debconf-set-selections && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	--no-install-recommends postfix) || echo "smtp-sink not installed: the SMTP run uses aiosmtpd"
 
+WRK_INSTALL = command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends wrk)
+
 bench: install
 	-$(SINK_INSTALL)
+	-$(WRK_INSTALL)
 	cd bench && ../$(BIN)/python run_day.py
 	cd bench && ../$(BIN)/python fsync.py
 	cd bench && (test -x /usr/sbin/smtp-sink && ../$(BIN)/python pipelining.py || echo "pipelining.py needs smtp-sink")
+	cd bench && (command -v wrk >/dev/null && ../$(BIN)/python web.py || echo "web.py needs wrk")
 
 bench-quick: install
 	-$(SINK_INSTALL)

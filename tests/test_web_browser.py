@@ -4,7 +4,9 @@ against a real `digest serve`: the preview follows what the reader types, withou
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from conftest import TEST_SECRET_KEY, free_port, samples_source, write_config
+from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
 from test_web import _env, serving
 
 from digest.tokens import Purpose, Signer
@@ -49,6 +52,22 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+def type_topics_and_see_the_preview_follow(browser: Any) -> None:
+    """Replace the topics with "diffusion" and wait until the preview shows diffusion papers only."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    keywords = browser.find_element(By.ID, "keywords")
+    keywords.clear()
+    keywords.send_keys("diffusion")
+    WebDriverWait(browser, 10).until(
+        lambda d: (
+            "matched: diffusion" in d.find_element(By.ID, "preview").text
+            and "Speculative Decoding" not in d.find_element(By.ID, "preview").text
+        )
+    )
+
+
 def test_the_preview_follows_typing_and_saving_works(tmp_path: Path, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -72,15 +91,7 @@ def test_the_preview_follows_typing_and_saving_works(tmp_path: Path, browser: An
             browser.execute_script("return document.documentElement.scrollWidth") <= 390
         )  # no sideways scroll
 
-        keywords = browser.find_element(By.ID, "keywords")
-        keywords.clear()
-        keywords.send_keys("diffusion")
-        WebDriverWait(browser, 10).until(
-            lambda d: (
-                "matched: diffusion" in d.find_element(By.ID, "preview").text
-                and "Speculative Decoding" not in d.find_element(By.ID, "preview").text
-            )
-        )
+        type_topics_and_see_the_preview_follow(browser)
         assert browser.current_url == url  # updated in place, not by a reload
         blocked = [
             e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]
@@ -93,3 +104,57 @@ def test_the_preview_follows_typing_and_saving_works(tmp_path: Path, browser: An
         [DIGEST, "subscribers", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
     )
     assert '"diffusion"' in listed.stdout
+
+
+def test_a_reader_subscribes_tunes_and_leaves_in_a_real_browser(tmp_path: Path, browser: Any) -> None:
+    """The whole reader's journey (#14): sign up in the browser, the confirmation email arrives in the
+    Maildir, follow it, change the topics and watch the preview follow, `digest run` sends those topics,
+    a mailbox provider's one-click POST (no browser, no cookie) unsubscribes, the next run sends nothing."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
+    digest = [DIGEST, "--config", str(cfg)]
+    assert subprocess.run([*digest, "ingest"], env=_env(), capture_output=True).returncode == 0
+    outbox = tmp_path / "var" / "outbox"
+    with serving(cfg, port, _env()) as base:
+        browser.get(f"{base}/")
+        browser.find_element(By.ID, "email").send_keys("zoe@example.org")
+        browser.find_element(By.ID, "keywords").send_keys("speculative decoding")
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        WebDriverWait(browser, 10).until(lambda d: "Check your inbox" in d.page_source)
+
+        (confirmation,) = read_maildir(outbox)
+        assert str(confirmation["To"]) == "zoe@example.org"
+        link = re.search(r"(http://127\.0\.0\.1:\d+/c/\S+)", confirmation.get_body(("plain",)).get_content())
+        assert link
+        browser.get(link.group(1))
+        browser.find_element(By.CSS_SELECTOR, "form button").click()
+        WebDriverWait(browser, 10).until(lambda d: "You are subscribed" in d.page_source)
+
+        browser.find_element(By.LINK_TEXT, "Tune your topics and preview your digest").click()
+        WebDriverWait(browser, 10).until(
+            lambda d: "Speculative Decoding" in d.find_element(By.ID, "preview").text
+        )
+        type_topics_and_see_the_preview_follow(browser)
+        browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()
+        WebDriverWait(browser, 10).until(lambda d: "Saved." in d.page_source)
+
+        run = subprocess.run([*digest, "run", "--json"], env=_env(), capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        (zoe,) = json.loads(run.stdout)["subscribers"]
+        assert zoe["status"] == "sent" and zoe["papers"]
+        assert all(p["matched"] == ["diffusion"] for p in zoe["papers"])
+        (mail,) = [m for m in read_maildir(outbox) if "Confirm" not in str(m["Subject"])]
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        one_click = re.search(r"<(http[^>]+/u/[^>]+)>", str(mail["List-Unsubscribe"]))
+        assert one_click
+
+        # As Gmail or Yahoo send it: a bare POST, no cookie, no CSRF token, no browser.
+        left = httpx.post(one_click.group(1), data={"List-Unsubscribe": "One-Click"})
+        assert left.status_code == 200 and "unsubscribed" in left.text
+
+    again = subprocess.run([*digest, "run", "--json"], env=_env(), capture_output=True, text=True)
+    assert again.returncode == 0 and json.loads(again.stdout)["subscribers"] == []
+    assert len(read_maildir(outbox)) == 2  # the confirmation and one digest, nothing more
