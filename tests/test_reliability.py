@@ -384,7 +384,10 @@ def test_rate_limit_spaces_real_smtp_sends(
     assert set(_status(report).values()) == {Status.SENT}
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == len(EMAILS) - 1
-    assert min(gaps) >= 0.04  # 20 per second: 50 ms apart, give or take the clock
+    # 20 per second: 50 ms apart. Taken where the server handles DATA, so a busy machine can delay one
+    # arrival and bunch it with the next; the whole span cannot shrink much, whatever the scheduling.
+    assert times[-1] - times[0] >= 0.8 * 0.05 * len(gaps)
+    assert sorted(gaps)[len(gaps) // 2] >= 0.04  # and most gaps are the full 50 ms
 
 
 def test_a_second_run_the_same_day_sends_nothing_and_is_not_a_failure(
