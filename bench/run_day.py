@@ -130,14 +130,21 @@ def _config(folder: Path, day_glob: str, smtp_port: int | None = None, workers: 
 
 
 def run_digest(
-    stage: str, day: str, day_glob: str, n: int, smtp_port: int | None = None, workers: int = 0
+    stage: str,
+    day: str,
+    day_glob: str,
+    n: int,
+    smtp_port: int | None = None,
+    workers: int = 0,
+    hybrid: bool = False,
 ) -> Result:
-    """One fresh state with ``n`` subscribers, then one timed ``digest run``."""
+    """One fresh state with ``n`` subscribers (``hybrid``: each with a description and seed papers too),
+    then one timed ``digest run``."""
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
         folder = Path(tmp)
         cfg = _config(folder, day_glob, smtp_port, workers)
         with Store.open(folder / "state.sqlite3") as store:
-            store.add_subscribers(subscribers(n), NOW)
+            store.add_subscribers(subscribers(n, hybrid=hybrid), NOW)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -238,6 +245,12 @@ def main(argv: list[str]) -> None:
     )
     ap.add_argument("--days", nargs="*", choices=["seeds", "big"], default=["seeds", "big"])
     ap.add_argument("--no-baseline", action="store_true", help="skip timing the straightforward pipeline")
+    ap.add_argument(
+        "--hybrid",
+        type=int,
+        nargs="*",
+        help="subscriber counts for the hybrid run (keywords + about + seeds, seed day; default: the largest size)",
+    )
     args = ap.parse_args(argv)
     sizes = args.sizes or ([1_000, 10_000] if args.quick else [1_000, 10_000, 100_000])
     smtp_n = args.smtp if args.smtp is not None else (5_000 if args.quick else 20_000)
@@ -268,6 +281,17 @@ def main(argv: list[str]) -> None:
                 r = run_digest("digest run → Maildir", day, glob, n)
                 results.append(r)
                 print(f"  {day}, {n:,} subscribers: {r.seconds:.1f} s", flush=True)
+        for n in args.hybrid if args.hybrid is not None else sizes[-1:]:
+            if "seeds" in args.days:
+                r = run_digest(
+                    "digest run → Maildir, hybrid profiles",
+                    "375 seed papers",
+                    days["375 seed papers"],
+                    n,
+                    hybrid=True,
+                )
+                results.append(r)
+                print(f"  hybrid, 375 seed papers, {n:,} subscribers: {r.seconds:.1f} s", flush=True)
         if smtp_n:
             sink, port, sink_name = start_sink()
             try:

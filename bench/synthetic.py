@@ -79,15 +79,27 @@ def write_day(folder: Path, papers: list[tuple[str, str, int]], per_file: int = 
     return folder
 
 
-def make_profiles(n: int, seed: int = 42) -> list[Profile]:
+FIELDS = ["efficient", "robust", "scalable", "theory of", "evaluation of", "data for", "training", "serving"]
+
+
+def make_profiles(n: int, seed: int = 42, hybrid: bool = False) -> list[Profile]:
+    """Keyword profiles; ``hybrid``: each also has its own ``about`` (a sentence drawn from the vocabulary,
+    different for nearly everyone: the costly case, nothing shared) and 1-2 seed papers (seed titles)."""
     rng = random.Random(seed)
+    titles = [p.title for p in seed_papers()] if hybrid else []
     out = []
     for _ in range(n):
         keywords = tuple(rng.sample(VOCABULARY, rng.randint(1, 6)))
         exclude = (rng.choice(EXCLUDES),) if rng.random() < 0.1 else ()
-        out.append(Profile(keywords, exclude, 20))
+        if hybrid:
+            words = rng.sample(VOCABULARY, rng.randint(3, 6))
+            about = f"{rng.choice(FIELDS)} {words[0]}: {', '.join(words[1:])}"
+            out.append(Profile(keywords, exclude, 20, about, tuple(rng.sample(titles, rng.randint(1, 2)))))
+        else:
+            out.append(Profile(keywords, exclude, 20))
     return out
 
 
-def subscribers(n: int, seed: int = 42) -> list[Subscriber]:
-    return [Subscriber(f"user{i:06d}@example.org", "", p) for i, p in enumerate(make_profiles(n, seed))]
+def subscribers(n: int, seed: int = 42, hybrid: bool = False) -> list[Subscriber]:
+    profiles = make_profiles(n, seed, hybrid)
+    return [Subscriber(f"user{i:06d}@example.org", "", p) for i, p in enumerate(profiles)]

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from digest import __version__, logs, pipeline
 from digest.delivery import Send, Skip, resume_hint
-from digest.errors import DigestError, ProfileError
+from digest.errors import DigestError, ProfileError, SubscriberError
 from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
 from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
 from digest.render import one_line
@@ -248,9 +248,10 @@ def preview(config: str | None, email: str, fmt: str) -> None:
                 {
                     "id": m.paper.key,
                     "title": m.paper.title,
-                    "score": m.score,
+                    "score": round(m.score, 4),
                     "upvotes": m.paper.upvotes,
                     "matched": [{"keyword": r.keyword, "where": r.where} for r in m.reasons],
+                    "reasons": [r.text for r in m.reasons],
                 }
                 for m in (digest.matches if digest else ())
             ],
@@ -283,6 +284,10 @@ def preview(config: str | None, email: str, fmt: str) -> None:
     help="At most this many papers per email.",
 )
 @click.option("--name", default="", help="The subscriber's display name.")
+@click.option("--about", default="", help="Their field in a sentence or two: papers close to it come too.")
+@click.option(
+    "--seed", "seeds", multiple=True, help="A paper like theirs: arXiv id or exact title (repeatable)."
+)
 @handles_errors
 def subscribe(
     config: str | None,
@@ -291,14 +296,17 @@ def subscribe(
     exclude: tuple[str, ...],
     max_papers: int,
     name: str,
+    about: str,
+    seeds: tuple[str, ...],
 ) -> None:
-    """Add EMAIL, or replace their profile and re-enable them. No --keyword: the trending digest.
+    """Add EMAIL, or replace their profile and re-enable them. No --keyword, --about or --seed: the
+    trending digest.
 
     To re-enable a subscriber without touching their profile: digest resume EMAIL.
     """
     settings = settings_for(config)
     address = normalise_email(email)
-    profile = Profile(tuple(keywords), tuple(exclude), max_papers)
+    profile = Profile(tuple(keywords), tuple(exclude), max_papers, about.strip(), tuple(seeds))
     problems = check_profile(profile)
     if problems:
         kw, why = problems[0]
@@ -306,8 +314,13 @@ def subscribe(
     with Store.open(settings.database) as store:
         before = store.subscriber(address)
         new = store.add_subscriber(Subscriber(address, name, profile), _now())
-    what = ", ".join(keywords) if keywords else "trending papers"
+        unknown = [s for s in seeds if s not in store.find_papers(seeds)]
+    what = "trending papers" if profile.trending else ", ".join(profile.topics)
     click.echo(f"{'subscribed' if new else 'updated'} {address}: {what}")
+    for seed in unknown:
+        click.echo(
+            f"note: seed {seed!r} is not among the stored papers yet; it counts once a listing brings it"
+        )
     if before is not None and before.bouncing:
         click.echo(f"re-enabled {address}: it was skipped as bouncing after repeated refusals")
     if before is not None and profile != before.profile:
@@ -329,6 +342,36 @@ def unsubscribe(config: str | None, email: str) -> None:
         if not store.unsubscribe(address, _now()):
             raise DigestError(f"no subscriber {address}")
     click.echo(f"unsubscribed {address}")
+
+
+@main.command()
+@config_option
+@click.argument("email")
+@click.argument("paper")
+@click.option("--more", "kind", flag_value="more", help="Send more papers like this one.")
+@click.option("--less", "kind", flag_value="less", help="Send fewer papers like this one.")
+@click.option("--undo", "kind", flag_value="undo", help="Forget what EMAIL said of this paper.")
+@handles_errors
+def feedback(config: str | None, email: str, paper: str, kind: str | None) -> None:
+    """Record that EMAIL wants more (or less) like PAPER (an arXiv id or exact title): it moves their ranking
+    from the next digest on, as the "more / less like this" links in the email do."""
+    if kind is None:
+        raise click.UsageError("say --more, --less or --undo")
+    settings = settings_for(config)
+    address = normalise_email(email)
+    with Store.open(settings.database) as store:
+        declared = any(s.email == address for s in settings.subscribers)
+        if store.subscriber(address) is None and not declared:
+            raise SubscriberError(f"no subscriber {address}", hint="see them with: digest subscribers")
+        found = store.find_papers([paper]).get(paper)
+        if found is None or found.ref is None:
+            raise SubscriberError(
+                f"no stored paper has the arXiv id or title {paper!r}",
+                hint="give an arXiv id (2501.01234) or the exact title of a paper a listing brought",
+            )
+        store.set_feedback(address, found.ref, None if kind == "undo" else kind, _now())
+    said = {"more": "more like", "less": "less like", "undo": "forgot feedback on"}[kind]
+    click.echo(f"{address}: {said} {found.title!r}")
 
 
 @main.command()

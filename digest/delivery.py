@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -45,6 +45,7 @@ from digest.models import (
 )
 from digest.render import Composed, Renderer
 from digest.select import PaperIndex, check_profile, explain
+from digest.semantic import Taste, make_model
 from digest.settings import Settings
 from digest.store import DeliveryState, NewMessage, OutboxRow, Store
 from digest.tokens import Signer
@@ -91,7 +92,8 @@ Planned = Skip | Send
 
 def candidate_pool(settings: Settings, store: Store, now: datetime) -> PaperIndex:
     """The stored papers of the lookback window, indexed once per run (or once per worker)."""
-    return PaperIndex(store.recent_papers(now - timedelta(days=settings.lookback_days)))
+    papers = store.recent_papers(now - timedelta(days=settings.lookback_days))
+    return PaperIndex(papers, make_model(settings.relevance.model))
 
 
 def plan_batches(
@@ -115,7 +117,8 @@ def plan_batches(
             subs = [s for s in subs if s.email.casefold() == only.casefold()]
         if subs:
             state = store.delivery_state([s.email for s in subs], day, pool.min_ref)
-            yield [p for sub in subs for p in plan_one(sub, state, pool, store, day)]
+            tastes = tastes_of(subs, pool, store)
+            yield [p for sub in subs for p in plan_one(sub, state, pool, store, day, tastes.get(sub.email))]
 
 
 def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = None) -> list[Planned]:
@@ -127,10 +130,41 @@ def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = 
     return [p for batch in plan_batches(settings, store, now, only=only) for p in batch]
 
 
+def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store) -> dict[str, Taste]:
+    """The taste (see ``semantic``) of each subscriber in a batch whose profile has a description, seed
+    papers or feedback, in the pool's space: one feedback query per batch, each seed name looked up once
+    per pool, each distinct (description, liked, disliked) made once per pool."""
+    wanted = [s for s in subs if not s.profile.trending]
+    if not wanted:
+        return {}
+    feedback = store.feedback([s.email for s in wanted])
+    unknown = {n for s in wanted for n in s.profile.seeds if n not in pool.named}
+    if unknown:
+        found = store.find_papers(sorted(unknown))
+        pool.named.update({n: found.get(n) for n in unknown})
+    pool.embed_abouts(s.profile.about for s in wanted)
+    out: dict[str, Taste] = {}
+    for sub in wanted:
+        mine = feedback.get(sub.email.casefold(), {})
+        liked = [p for n in sub.profile.seeds if (p := pool.named.get(n)) is not None]
+        liked += mine.get("more", [])
+        if not (sub.profile.about.strip() or liked):
+            continue
+        taste = pool.taste(sub.profile.about, liked, mine.get("less", []))
+        if taste is not None:
+            out[sub.email] = taste
+    return out
+
+
 def plan_one(
-    sub: Subscriber, state: DeliveryState, pool: PaperIndex, store: Store, day: date
+    sub: Subscriber,
+    state: DeliveryState,
+    pool: PaperIndex,
+    store: Store,
+    day: date,
+    taste: Taste | None = None,
 ) -> list[Planned]:
-    """What one subscriber gets this run, given their delivery state."""
+    """What one subscriber gets this run, given their delivery state (and their taste, if they have one)."""
     if sub.bouncing:
         note = f"skipped: bouncing after repeated refusals; re-enable with: {resume_hint(sub.email)}"
         return [Skip(sub, Status.BOUNCED, note=note)]
@@ -157,7 +191,7 @@ def plan_one(
         error = f"refused earlier today ({refused}); the next digest date tries again"
         return [*out, Skip(sub, Status.FAILED, error=error)]
     skip = state.sent_refs.get(key, set()) | in_flight
-    matches_today, total = pool.select(sub.profile, skip, sub.profile.max_papers)
+    matches_today, total = pool.select(sub.profile, skip, sub.profile.max_papers, taste)
     if not matches_today:
         return [*out, Skip(sub, Status.NOTHING_NEW)]
     return [*out, Send(sub, Digest(sub, tuple(matches_today), day, more=total - len(matches_today)))]

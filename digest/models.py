@@ -15,6 +15,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 Where = Literal["title", "abstract"]
+# Why a paper was chosen without a keyword: like a paper the reader named or liked, or close to their words.
+Likeness = Literal["similar", "about"]
 
 
 class Status(StrEnum):
@@ -153,16 +155,27 @@ class Paper:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
-    """What a subscriber wants: keywords (any may match), exclusions (any drops the paper), a cap."""
+    """What a subscriber wants: keywords (any may match), exclusions (any drops the paper), a cap; and by
+    meaning, ``about`` (their field in a sentence or two) and ``seeds`` (papers like theirs: arXiv ids or
+    exact titles), with which papers that say none of the keywords can still be chosen."""
 
     keywords: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     max_papers: int = DEFAULT_MAX_PAPERS
+    about: str = ""
+    seeds: tuple[str, ...] = ()
 
     @property
     def trending(self) -> bool:
-        """No keywords: the subscriber gets the top new papers by upvotes."""
-        return not self.keywords
+        """No keywords, description or seed papers: the subscriber gets the top new papers by upvotes."""
+        return not (self.keywords or self.about or self.seeds)
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """What the reader follows, for the email's lines: the keywords, else "your description"."""
+        if self.keywords:
+            return self.keywords
+        return ("your description",) if self.about else ("papers like yours",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +195,8 @@ class Subscriber:
             "keywords": list(p.keywords),
             "exclude": list(p.exclude),
             "max_papers": p.max_papers,
+            "about": p.about,
+            "seeds": list(p.seeds),
             "active": self.active,
             "bouncing": self.bouncing,
         }
@@ -189,21 +204,41 @@ class Subscriber:
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """One keyword that matched, and where."""
+    """One keyword that matched, and where (``title``, ``abstract``); or a likeness: ``similar`` to the
+    paper titled ``keyword`` (a seed or a "more like this"), or close to the reader's ``about``."""
 
     keyword: str
-    where: Where
+    where: Where | Likeness
+
+    @property
+    def text(self) -> str:
+        """The reason as the reader reads it.
+
+        >>> Reason("RAG", "title").text, Reason("Attention Is All You Need", "similar").text
+        ('matched: RAG', 'similar to: Attention Is All You Need')
+        """
+        if self.where == "similar":
+            return f"similar to: {self.keyword}"
+        if self.where == "about":
+            return "close to your description"
+        return f"matched: {self.keyword}"
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
     paper: Paper
-    score: int
+    score: float
     reasons: tuple[Reason, ...] = ()
 
     @property
     def matched(self) -> tuple[str, ...]:
-        return tuple(r.keyword for r in self.reasons)
+        """The keywords that matched (what the email highlights)."""
+        return tuple(r.keyword for r in self.reasons if r.where in ("title", "abstract"))
+
+    @property
+    def likeness(self) -> str:
+        """Why a paper was chosen by meaning ("similar to: …", "close to your description"), or ""."""
+        return next((r.text for r in self.reasons if r.where in ("similar", "about")), "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +313,13 @@ class SubscriberReport:
             "email": self.email,
             "status": str(self.status),
             "papers": [
-                {"id": m.paper.key, "title": m.paper.title, "score": m.score, "matched": list(m.matched)}
+                {
+                    "id": m.paper.key,
+                    "title": m.paper.title,
+                    "score": round(m.score, 4),
+                    "matched": list(m.matched),
+                    "reasons": [r.text for r in m.reasons],
+                }
                 for m in self.matches
             ],
         }

@@ -113,6 +113,8 @@ def subject_for(digest: Digest, topics: list[str] | None = None) -> str:
         return f"Trending: {count} · {short_date(digest.day)}"
     shown = ", ".join(one_line(t) for t in (digest.top_topics(3) if topics is None else topics))
     tail = f" · {short_date(digest.day)}"
+    if not shown:  # chosen by meaning only (a description, seed papers)
+        return f"{count} for you{tail}"
     room = SUBJECT_MAX - len(count) - len(" on ") - len(tail)
     if len(shown) > room:
         shown = shown[: room - 1].rstrip(" ,") + "…"
@@ -227,7 +229,7 @@ class Composed:
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
+def _entry(p: Paper, matched: tuple[str, ...], likeness: str = "") -> dict[str, Any]:
     """What the templates show of one paper, highlighted for ``matched``.
 
     Cached: in a run most subscribers get the same few hundred papers with the same few keywords, so the
@@ -255,12 +257,14 @@ def _entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
         "hf_url": _safe_url(p.hf_url),
         "meta": " · ".join(meta),
         "matched": matched,
+        "likeness": likeness,
     }
 
 
 def _full_entry(light: dict[str, Any]) -> dict[str, Any]:
     """A light entry (number, score, paper, matched) with everything the templates show of its paper."""
-    return {**_entry(light["paper"], light["matched"]), "number": light["number"], "score": light["score"]}
+    full = _entry(light["paper"], light["matched"], light.get("likeness", ""))
+    return {**full, "number": light["number"], "score": light["score"]}
 
 
 class Renderer:
@@ -332,6 +336,13 @@ class Renderer:
             return f"{self.base_url}/m/{self.signer.make(Purpose.MANAGE, email)}"
         return None
 
+    def feedback_url(self, email: str, day: date) -> str | None:
+        """``{base_url}/f/TOKEN``: with ``/N/more`` or ``/N/less``, the reader's opinion of this day's paper
+        number N. One signature per email (not per paper): the app checks N against the digest as sent."""
+        if self.base_url and self.signer:
+            return f"{self.base_url}/f/{self.signer.make(Purpose.FEEDBACK, f'{email}|{day.isoformat()}')}"
+        return None
+
     def view_url(self, email: str, day: date) -> str | None:
         """``{base_url}/v/TOKEN``: this day's digest as sent, in a browser, when base_url is set."""
         if self.base_url and self.signer:
@@ -342,7 +353,13 @@ class Renderer:
         """What the templates see. With ``full=False`` entries carry only their number, score, paper and
         matched keywords: the frame needs no more, and a paper block already cached needs nothing."""
         entries = [
-            {"number": number, "score": m.score, "paper": m.paper, "matched": m.matched}
+            {
+                "number": number,
+                "score": m.score,
+                "paper": m.paper,
+                "matched": m.matched,
+                "likeness": m.likeness,
+            }
             for number, m in enumerate(digest.matches, start=1)
         ]
         if full:
@@ -350,11 +367,13 @@ class Renderer:
         profile = digest.subscriber.profile
         topics = digest.top_topics(3)
         n = len(digest.matches)
-        preheader = (
-            f"{n} paper{'s' if n != 1 else ''} on {', '.join(topics)} · {short_date(digest.day)}"
-            if topics
-            else f"{n} trending paper{'s' if n != 1 else ''} · {short_date(digest.day)}"
-        )
+        papers = f"{n} paper{'s' if n != 1 else ''}"
+        if topics:
+            preheader = f"{papers} on {', '.join(topics)} · {short_date(digest.day)}"
+        elif profile.trending:
+            preheader = f"{n} trending paper{'s' if n != 1 else ''} · {short_date(digest.day)}"
+        else:
+            preheader = f"{papers} like yours · {short_date(digest.day)}"
         return {
             "digest": digest,
             "subscriber": digest.subscriber,
@@ -368,6 +387,9 @@ class Renderer:
             "unsubscribe": self.unsubscribe_links(digest.subscriber.email),
             "manage_url": self.manage_url(digest.subscriber.email),
             "view_url": self.view_url(digest.subscriber.email, digest.day),
+            "feedback_url": None
+            if profile.trending
+            else self.feedback_url(digest.subscriber.email, digest.day),
             "sender_name": self.sender_name or "Paper Digest",
         }
 

@@ -18,7 +18,13 @@ Matching rules (the README's "Keyword profiles" has the table with examples):
 7. Any other character is literal: "C++" needs "++" right after the word "C"; ".NET" needs the dot. Nothing
    is a regex and no input makes matching slow: it is token comparison, linear in the text.
 8. Score: per matched keyword 2 if in the title, else 1 if in the abstract. Rank: score, upvotes, title.
-9. No keywords: the trending digest, every candidate ranked by upvotes.
+9. No keywords (nor a description or seed papers): the trending digest, every candidate ranked by upvotes.
+
+By meaning (``semantic``): a profile with a description, seed papers or feedback also has a *taste*; then
+each paper's score is its keyword score (scaled so the profile's best match is 1) plus its likeness to the
+taste (cosine, ``LIKENESS_WEIGHT``), and a paper without a keyword is chosen when its likeness reaches
+``SIMILAR_ENOUGH``, with the reason "similar to: <the liked paper it is closest to>" or "close to your
+description". Exclusions drop a paper whatever its likeness.
 """
 
 from __future__ import annotations
@@ -27,21 +33,30 @@ import bisect
 import functools
 import re
 from array import array
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from digest.errors import KeywordError
-from digest.models import Match, Paper, Profile, Reason, Where
+from digest.models import Likeness, Match, Paper, Profile, Reason, Where
+from digest.semantic import Space, Taste, TextModel, TfidfModel, make_taste
 
 _WORD = re.compile(r"[^\W_]+")
 KEYWORD_MAX = 100  # characters in one keyword
 PROFILE_MAX = 100  # keywords, and exclusions, in one profile
+ABOUT_MAX = 2_000  # characters in a profile's description
+SEEDS_MAX = 50  # seed papers in one profile
+SEED_MAX = 500  # characters in one seed (an arXiv id, or a title)
 TITLE, ABSTRACT = 0, 1
 _FIELD_NAME: tuple[Where, Where] = ("title", "abstract")
 _SCORE = (2, 1)  # title, abstract
+# Tuned on the labelled seed papers (bench/relevance.py prints the figures; nothing reads the labels here).
+SIMILAR_ENOUGH = 0.1  # the likeness (cosine with the taste) at which a paper without a keyword is chosen
+LIKENESS_WEIGHT = 1.0  # likeness against the scaled keyword score (the profile's best keyword match = 1)
+CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
 
 
 def is_cased(word: str) -> bool:
@@ -196,6 +211,8 @@ def check_profile(profile: Profile) -> list[tuple[str, str]]:
 
     >>> check_profile(Profile(("RAG", "+++")))
     [('+++', 'the keyword has no letters or digits')]
+    >>> [why for _, why in check_profile(Profile(about="x" * 2001, seeds=("",)))]
+    ['the description is longer than 2,000 characters', 'a seed paper is an arXiv id or a title of 1 to 500 characters']
     """
     problems = [
         (kw, why) for kw in (*profile.keywords, *profile.exclude) if (why := _problem(kw)) is not None
@@ -204,6 +221,15 @@ def check_profile(profile: Profile) -> list[tuple[str, str]]:
         if len(words) > PROFILE_MAX:
             problems.append(
                 (words[PROFILE_MAX], f"more than {PROFILE_MAX} {what}; keep those that matter most")
+            )
+    if len(profile.about) > ABOUT_MAX:
+        problems.append(("about", f"the description is longer than {ABOUT_MAX:,} characters"))
+    if len(profile.seeds) > SEEDS_MAX:
+        problems.append((profile.seeds[SEEDS_MAX], f"more than {SEEDS_MAX} seed papers; keep the closest"))
+    for seed in profile.seeds:
+        if not seed.strip() or len(seed) > SEED_MAX:
+            problems.append(
+                (seed[:60], f"a seed paper is an arXiv id or a title of 1 to {SEED_MAX} characters")
             )
     return problems
 
@@ -273,8 +299,13 @@ class PaperIndex:
     ``select(profile, skip, limit)`` returns the top ``limit`` matches and how many matched in all.
     """
 
-    def __init__(self, papers: Iterable[Paper]) -> None:
+    def __init__(self, papers: Iterable[Paper], model: TextModel | None = None) -> None:
         self.papers: list[Paper] = list(papers)
+        self.model: TextModel = model or TfidfModel()
+        self._space: Space | None = None  # made at the first profile that needs meaning
+        self._tastes: dict[Any, Taste | None] = {}
+        self._abouts: dict[str, Any] = {}  # description -> its vector
+        self.named: dict[str, Paper | None] = {}  # seed names resolved against the store (by the caller)
         n = len(self.papers)
         self._fields: list[tuple[Field, Field]] = []
         # Postings: word -> positions (paper, field, word) packed into one integer each (_pack), in arrays:
@@ -365,12 +396,53 @@ class PaperIndex:
             reason = self._reasons[key] = Reason(keyword, where)
         return reason
 
+    @property
+    def space(self) -> Space:
+        """The papers in the text model's space, made once (at the first profile that needs it)."""
+        if self._space is None:
+            self._space = self.model.space([f"{p.title}. {p.abstract}" for p in self.papers])
+        return self._space
+
+    def _vector(self, paper: Paper) -> Any:
+        at = self._by_ref.get(paper.ref) if paper.ref is not None else None
+        if at is not None:
+            return self.space.papers[at]
+        return self.space.embed([f"{paper.title}. {paper.abstract}"])[0]
+
+    def embed_abouts(self, abouts: Iterable[str]) -> None:
+        """Place descriptions in the space in one call (a batch's worth: one call per text costs ~10x)."""
+        new = list(dict.fromkeys(a for a in abouts if a.strip() and a not in self._abouts))
+        if len(self._abouts) + len(new) > CACHE_MAX:  # bounded: a run of 100,000 distinct profiles stays flat
+            self._abouts.clear()
+            self._tastes.clear()
+        if new:
+            self._abouts.update(zip(new, self.space.embed(new), strict=True))
+
+    def taste(self, about: str, liked: Sequence[Paper], disliked: Sequence[Paper] = ()) -> Taste | None:
+        """The taste of a description and liked / disliked papers (seeds, feedback) in this index's space;
+        made once per distinct combination (subscribers who share one share the work)."""
+        key = (about, tuple(p.key for p in liked), tuple(p.key for p in disliked))
+        if key not in self._tastes:
+            self.embed_abouts([about])
+            point = self._abouts.get(about)
+            self._tastes[key] = make_taste(
+                point, [(p.title, self._vector(p)) for p in liked], [self._vector(p) for p in disliked]
+            )
+        return self._tastes[key]
+
     def select(
-        self, profile: Profile, skip: Collection[int] = (), limit: int | None = None
+        self,
+        profile: Profile,
+        skip: Collection[int] = (),
+        limit: int | None = None,
+        taste: Taste | None = None,
     ) -> tuple[list[Match], int]:
         """The best ``limit`` (default: all) matches not in ``skip`` (store refs already sent), and the count
-        of all matches. Keywords that cannot match are ignored here; ``check_profile`` reports them.
+        of all matches. Keywords that cannot match are ignored here; ``check_profile`` reports them. With a
+        ``taste`` (not for the trending digest), papers are also chosen and ranked by meaning.
         """
+        if taste is not None and not profile.trending:
+            return self._select_hybrid(profile, skip, limit, taste)
         n = len(self.papers)
         keywords = [kw for kw in dict.fromkeys(profile.keywords) if self.vector(kw) is not None]
         if profile.keywords:
@@ -406,6 +478,53 @@ class PaperIndex:
                 if self._vectors[kw][pi]
             )
             matches.append(Match(self.papers[pi], int(score[pi]), reasons))
+        return matches, total
+
+    def _keyword_scores(
+        self, profile: Profile
+    ) -> tuple[list[str], npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
+        """(usable keywords, keyword score per paper, papers not excluded)."""
+        n = len(self.papers)
+        keywords = [kw for kw in dict.fromkeys(profile.keywords) if self.vector(kw) is not None]
+        score = np.zeros(n, dtype=np.int32)
+        for kw in keywords:
+            score += self._vectors[kw]
+        allowed = np.ones(n, dtype=bool)
+        for ex in profile.exclude:
+            ex_vec = self.vector(ex)
+            if ex_vec is not None:
+                allowed &= ex_vec == 0
+        return keywords, score, allowed
+
+    def _select_hybrid(
+        self, profile: Profile, skip: Collection[int], limit: int | None, taste: Taste
+    ) -> tuple[list[Match], int]:
+        keywords, score, mask = self._keyword_scores(profile)
+        likeness = self.space.papers @ taste.vector
+        mask &= (score > 0) | (likeness >= SIMILAR_ENOUGH)
+        if skip:
+            mask[[self._by_ref[r] for r in skip if r in self._by_ref]] = False
+        candidates = np.flatnonzero(mask)
+        total = len(candidates)
+        top = max(int(score.max(initial=0)), 1)
+        combined = score[candidates] / top + LIKENESS_WEIGHT * likeness[candidates]
+        # Highest combined first; equal ones (rare with floats) by the usual rank.
+        order = np.lexsort((self._rank[candidates], -combined))
+        chosen = candidates[order if limit is None else order[:limit]]
+        matches = []
+        for pi in chosen.tolist():
+            reasons = tuple(
+                self._reason(kw, "title" if self._vectors[kw][pi] == _SCORE[0] else "abstract")
+                for kw in keywords
+                if self._vectors[kw][pi]
+            )
+            if not reasons:
+                closest = int(np.argmax(taste.items @ self.space.papers[pi]))
+                label = taste.labels[closest]
+                kind: Likeness = "similar" if label else "about"
+                reasons = (Reason(label, kind),)
+            value = float(score[pi]) / top + LIKENESS_WEIGHT * float(likeness[pi])
+            matches.append(Match(self.papers[pi], value, reasons))
         return matches, total
 
 

@@ -87,6 +87,8 @@ class SubscriberConfig(_Strict):
     keywords: list[str] = []
     exclude: list[str] = []
     max_papers: int = Field(default=DEFAULT_MAX_PAPERS, ge=1, le=1000)
+    about: str = ""  # the reader's field in a sentence or two: papers close to it are chosen too (#15)
+    seeds: list[str] = []  # papers like the reader's own: arXiv ids or exact titles
 
     @field_validator("email")
     @classmethod
@@ -97,9 +99,18 @@ class SubscriberConfig(_Strict):
             raise ValueError(exc.message) from exc
 
     def to_subscriber(self) -> Subscriber:
-        return Subscriber(
-            self.email, self.name, Profile(tuple(self.keywords), tuple(self.exclude), self.max_papers)
+        profile = Profile(
+            tuple(self.keywords), tuple(self.exclude), self.max_papers, self.about.strip(), tuple(self.seeds)
         )
+        return Subscriber(self.email, self.name, profile)
+
+
+class RelevanceConfig(_Strict):
+    """``[relevance]``: how papers are placed by meaning for profiles with ``about``, seeds or feedback."""
+
+    # "tfidf" (the default: TF-IDF + LSA fitted on the run's papers, no download), or a sentence-transformers
+    # model's name or local folder (needs `pip install sentence-transformers`).
+    model: str = Field(default="tfidf", min_length=1)
 
 
 class DeliveryConfig(_Strict):
@@ -156,6 +167,7 @@ class Settings(BaseSettings):
     templates_dir: Path | None = None
     delivery: DeliveryConfig = DeliveryConfig()
     smtp: SmtpConfig = SmtpConfig()
+    relevance: RelevanceConfig = RelevanceConfig()
     sources: list[SourceConfig] = []
     subscribers: list[SubscriberConfig] = []
     # Where this configuration was read from; relative paths were resolved against its folder.
@@ -380,7 +392,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
                 key="templates_dir",
                 hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
             )
-    values = loaded.model_dump(exclude={"delivery", "smtp", "sources", "subscribers"})
+    values = loaded.model_dump(exclude={"delivery", "smtp", "relevance", "sources", "subscribers"})
     values.update(
         database=_resolve(loaded.database, base),
         templates_dir=templates_dir,
@@ -390,6 +402,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
         **values,
         delivery=loaded.delivery.model_copy(update={"maildir": _resolve(loaded.delivery.maildir, base)}),
         smtp=loaded.smtp,
+        relevance=loaded.relevance,
         sources=[
             s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path else s
             for s in loaded.sources

@@ -21,7 +21,7 @@ from email.utils import format_datetime, parseaddr
 from html import escape
 from typing import Any
 
-from digest.delivery import digest_day
+from digest.delivery import digest_day, tastes_of
 from digest.errors import ProfileError, SubscriberError, TokenError
 from digest.mime import Outgoing, address, ascii_address, assemble, encode_words, qp
 from digest.models import DEFAULT_MAX_PAPERS, Digest, Profile, Subscriber
@@ -69,11 +69,14 @@ class Request:
 
     @classmethod
     def from_token_data(cls, data: dict[str, Any]) -> Request:
-        keywords = tuple(str(k) for k in data.get("keywords", []))
-        exclude = tuple(str(k) for k in data.get("exclude", []))
-        return cls(
-            str(data["email"]), str(data.get("name", "")), Profile(keywords, exclude, DEFAULT_MAX_PAPERS)
+        profile = Profile(
+            tuple(str(k) for k in data.get("keywords", [])),
+            tuple(str(k) for k in data.get("exclude", [])),
+            int(data.get("max_papers", DEFAULT_MAX_PAPERS)),
+            str(data.get("about", "")),
+            tuple(str(k) for k in data.get("seeds", [])),
         )
+        return cls(str(data["email"]), str(data.get("name", "")), profile)
 
     def subscriber(self) -> Subscriber:
         return Subscriber(self.email, self.name, self.profile)
@@ -84,22 +87,30 @@ MAX_PAPERS_CHOICES = range(1, 101)
 
 def profile_from_form(form: dict[str, str], email: str) -> Profile:
     """The profile a sign-up or manage form describes, checked like ``digest subscribe``'s arguments
-    (ProfileError with the same messages): keywords, or ``trending=yes``; exclusions; papers per email.
+    (ProfileError with the same messages): keywords, a description (``about``) and seed papers (``seeds``,
+    one per line), or ``trending=yes``; exclusions; papers per email.
 
     >>> profile_from_form({"keywords": "RAG, agents", "exclude": "survey", "max_papers": "5"}, "a@b.org")
-    Profile(keywords=('RAG', 'agents'), exclude=('survey',), max_papers=5)
+    Profile(keywords=('RAG', 'agents'), exclude=('survey',), max_papers=5, about='', seeds=())
+    >>> profile_from_form({"about": " LLM  inference ", "seeds": "2501.01234\\n\\n"}, "a@b.org").seeds
+    ('2501.01234',)
     """
     trending = form.get("trending") == "yes"
     keywords = () if trending else split_words(form.get("keywords", ""))
+    about = "" if trending else " ".join(form.get("about", "").split())
+    seeds = () if trending else tuple(s.strip() for s in form.get("seeds", "").splitlines() if s.strip())
     try:
         max_papers = int(form.get("max_papers") or DEFAULT_MAX_PAPERS)
     except ValueError:
         max_papers = 0
     if max_papers not in MAX_PAPERS_CHOICES:
         raise ProfileError("papers per email must be a number from 1 to 100", subscriber=email)
-    if not trending and not keywords:
-        raise ProfileError("give at least one keyword, or choose the trending digest", subscriber=email)
-    profile = Profile(keywords, split_words(form.get("exclude", "")), max_papers)
+    if not trending and not (keywords or about or seeds):
+        raise ProfileError(
+            "give at least one keyword, a description or a seed paper, or choose the trending digest",
+            subscriber=email,
+        )
+    profile = Profile(keywords, split_words(form.get("exclude", "")), max_papers, about, seeds)
     problems = check_profile(profile)
     if problems:
         keyword, why = problems[0]
@@ -115,7 +126,8 @@ def preview_digest(
     day = digest_day(settings, now)
     state = store.delivery_state([subscriber.email], day, pool.min_ref)
     skip = state.sent_refs.get(subscriber.email.casefold(), set())
-    matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers)
+    taste = tastes_of([subscriber], pool, store).get(subscriber.email)
+    matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers, taste)
     if not matches:
         return None
     return Digest(subscriber, tuple(matches), day, more=total - len(matches))
@@ -124,7 +136,7 @@ def preview_digest(
 def confirmation_message(settings: Settings, request: Request, link: str, now: datetime) -> Outgoing:
     """The email that asks the address's owner to confirm: a short text and HTML part, no tracking."""
     name, sender = parseaddr(settings.sender)
-    what = ", ".join(request.profile.keywords) if request.profile.keywords else "the trending papers"
+    what = "the trending papers" if request.profile.trending else ", ".join(request.profile.topics)
     text = (
         f"Someone (we hope you) asked to get a daily digest of new research papers on: {what}.\n\n"
         f"To confirm, open this link within 48 hours and press the button:\n\n  {link}\n\n"

@@ -30,6 +30,7 @@ class Purpose(StrEnum):
     MANAGE = "manage"  # the reader's own profile page: edit, pause, preview
     VIEW = "view"  # one sent digest in a browser: the value is "address|YYYY-MM-DD"
     CONFIRM = "confirm"  # a subscription asked for on the web: timed, carries the profile asked for
+    FEEDBACK = "feedback"  # "more / less like this" on one sent digest's papers: "address|YYYY-MM-DD"
 
 
 def check_keys(current: str | None, old: Sequence[str] = ()) -> list[str]:

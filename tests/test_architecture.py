@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = [
     {"errors"},
     {"models"},
-    {"tokens", "settings", "select", "mime", "fragments", "render"},
+    {"tokens", "settings", "semantic", "select", "mime", "fragments", "render"},
     {"sources", "store", "transport", "runlock", "progress", "logs"},
     {"delivery", "subscriptions"},
     {"workers"},

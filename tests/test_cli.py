@@ -37,6 +37,7 @@ def digest(
 
 def test_the_commands_are_the_ones_the_issue_names() -> None:
     assert COMMANDS == [
+        "feedback",
         "ingest",
         "preview",
         "resume",
@@ -103,7 +104,7 @@ def test_run_json_report_and_exit_0(tmp_path: Path) -> None:
     (sub,) = report["subscribers"]
     assert sub["email"] == "ada@example.org" and sub["status"] == "sent"
     assert len(sub["papers"]) == 3
-    assert set(sub["papers"][0]) == {"id", "title", "score", "matched"}
+    assert set(sub["papers"][0]) == {"id", "title", "score", "matched", "reasons"}
     assert sub["papers"][0]["matched"] == ["speculative decoding"]
     assert len(read_maildir(tmp_path / "var" / "outbox")) == 1
     again = digest("run", "--config", str(cfg), "--json")

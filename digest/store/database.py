@@ -24,7 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from digest.errors import StoreError
-from digest.models import Paper, Profile, Subscriber, Validators
+from digest.models import Paper, Profile, Subscriber, Validators, arxiv_id_from, normalise_title
 from digest.store.base import _iso, store_error
 from digest.store.outbox import Outbox
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -41,7 +41,13 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
     return Subscriber(
         email=r["email"],
         name=r["name"],
-        profile=Profile(tuple(json.loads(r["keywords"])), tuple(json.loads(r["exclude"])), r["max_papers"]),
+        profile=Profile(
+            tuple(json.loads(r["keywords"])),
+            tuple(json.loads(r["exclude"])),
+            r["max_papers"],
+            about=r["about"],
+            seeds=tuple(json.loads(r["seeds"])),
+        ),
         active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
         bouncing=r["bouncing_since"] is not None,
     )
@@ -271,6 +277,52 @@ class Store(Outbox):
         ).fetchall()
         return [self._paper(r) for r in rows]
 
+    def find_papers(self, names: Iterable[str]) -> dict[str, Paper]:
+        """Stored papers by the names a reader gives them (an arXiv id, with or without version or as a
+        link, else the exact title, compared as ``normalise_title`` folds it); unknown names are left out.
+
+        One query per name: seeds are few per profile, and a run resolves each distinct name once."""
+        found: dict[str, Paper] = {}
+        for name in names:
+            arxiv_id = arxiv_id_from(name)
+            row = (
+                self.conn.execute("SELECT * FROM papers WHERE arxiv_id = ?", (arxiv_id,)).fetchone()
+                if arxiv_id
+                else self.conn.execute(
+                    "SELECT * FROM papers WHERE title_key = ? ORDER BY pid LIMIT 1", (normalise_title(name),)
+                ).fetchone()
+            )
+            if row is not None:
+                found[name] = self._paper(row)
+        return found
+
+    def set_feedback(self, email: str, ref: int, kind: str | None, now: datetime) -> None:
+        """Record the reader's "more" or "less" like paper ``ref`` (replacing an earlier one); None undoes it."""
+        with self.transaction() as tx:
+            if kind is None:
+                tx.execute("DELETE FROM feedback WHERE email = ? AND pid = ?", (email, ref))
+            else:
+                tx.execute(
+                    "INSERT INTO feedback (email, pid, kind, at) VALUES (?,?,?,?) ON CONFLICT (email, pid)"
+                    " DO UPDATE SET kind = excluded.kind, at = excluded.at",
+                    (email, ref, kind, _iso(now)),
+                )
+
+    def feedback(self, emails: Sequence[str]) -> dict[str, dict[str, list[Paper]]]:
+        """For a batch of subscribers: casefolded address -> {"more": papers, "less": papers}, oldest first."""
+        out: dict[str, dict[str, list[Paper]]] = {}
+        for start in range(0, len(emails), 500):
+            chunk = emails[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                f"SELECT f.email AS reader, f.kind, p.* FROM feedback f JOIN papers p ON p.pid = f.pid"
+                f" WHERE f.email IN ({marks}) ORDER BY f.at, f.pid",
+                tuple(chunk),
+            ):
+                mine = out.setdefault(r["reader"].casefold(), {"more": [], "less": []})
+                mine[r["kind"]].append(self._paper(r))
+        return out
+
     def papers_version(self, since: datetime) -> tuple[int, int]:
         """(how many, newest ref) of the papers ``recent_papers(since)`` would return: one indexed query that
         says whether an index built on them is still current, without reading them."""
@@ -298,18 +350,27 @@ class Store(Outbox):
             tx.execute("UPDATE subscribers SET in_config = 0")
             for s in subscribers:
                 tx.execute(
-                    "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, origin, in_config,"
-                    " active, created, updated) VALUES (?,?,?,?,?,'config',1,1,?,?)"
+                    "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, origin,"
+                    " in_config, active, created, updated) VALUES (?,?,?,?,?,?,?,'config',1,1,?,?)"
                     " ON CONFLICT (email) DO UPDATE SET name = excluded.name, keywords = excluded.keywords,"
-                    " exclude = excluded.exclude, max_papers = excluded.max_papers, origin = 'config',"
+                    " exclude = excluded.exclude, max_papers = excluded.max_papers, about = excluded.about,"
+                    " seeds = excluded.seeds, origin = 'config',"
                     " in_config = 1, updated = excluded.updated",
                     (*self._profile_row(s), stamp, stamp),
                 )
 
     @staticmethod
-    def _profile_row(s: Subscriber) -> tuple[str, str, str, str, int]:
+    def _profile_row(s: Subscriber) -> tuple[str, str, str, str, int, str, str]:
         p = s.profile
-        return (s.email, s.name, json.dumps(list(p.keywords)), json.dumps(list(p.exclude)), p.max_papers)
+        return (
+            s.email,
+            s.name,
+            json.dumps(list(p.keywords)),
+            json.dumps(list(p.exclude)),
+            p.max_papers,
+            p.about,
+            json.dumps(list(p.seeds)),
+        )
 
     def add_subscriber(self, subscriber: Subscriber, now: datetime) -> bool:
         """Add or update a subscriber from the command line, (re-)activating them. True if new."""
@@ -317,11 +378,12 @@ class Store(Outbox):
         with self.transaction() as tx:
             existed = tx.execute("SELECT 1 FROM subscribers WHERE email = ?", (subscriber.email,)).fetchone()
             tx.execute(
-                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, origin, active, created,"
-                " updated) VALUES (?,?,?,?,?,'cli',1,?,?)"
+                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, origin,"
+                " active, created, updated) VALUES (?,?,?,?,?,?,?,'cli',1,?,?)"
                 " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN name"
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
-                " max_papers = excluded.max_papers, active = 1, bounces = 0, bouncing_since = NULL,"
+                " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds, active = 1,"
+                " bounces = 0, bouncing_since = NULL,"
                 " updated = excluded.updated",
                 (*self._profile_row(subscriber), stamp, stamp),
             )
@@ -333,10 +395,11 @@ class Store(Outbox):
         rows = [(*self._profile_row(s), stamp, stamp) for s in subscribers]
         with self.transaction() as tx:
             tx.executemany(
-                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, origin, active, created,"
-                " updated) VALUES (?,?,?,?,?,'cli',1,?,?)"
+                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, origin,"
+                " active, created, updated) VALUES (?,?,?,?,?,?,?,'cli',1,?,?)"
                 " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
-                " max_papers = excluded.max_papers, active = 1, updated = excluded.updated",
+                " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
+                " active = 1, updated = excluded.updated",
                 rows,
             )
         return len(rows)

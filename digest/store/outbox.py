@@ -235,6 +235,7 @@ class Outbox(Connection):
         transaction (a reader's "delete me"). False if there was no such subscriber."""
         with self.transaction() as tx:
             tx.execute("DELETE FROM sent WHERE email = ?", (email,))
+            tx.execute("DELETE FROM feedback WHERE email = ?", (email,))
             tx.execute("DELETE FROM messages WHERE email = ?", (email,))
             cur = tx.execute("DELETE FROM subscribers WHERE email = ?", (email,))
         return cur.rowcount > 0

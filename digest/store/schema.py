@@ -87,5 +87,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX rate_events_key ON rate_events (key, at);
     CREATE INDEX rate_events_at ON rate_events (at);
     """,
+    # 3 -> 4: meaning (#15). A profile's description and seed papers (arXiv ids or exact titles, JSON), and
+    # the reader's "more / less like this" per paper: one opinion per reader and paper, the latest wins.
+    """
+    ALTER TABLE subscribers ADD COLUMN about TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscribers ADD COLUMN seeds TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE feedback (
+        email TEXT NOT NULL COLLATE NOCASE,
+        pid   INTEGER NOT NULL REFERENCES papers (pid),
+        kind  TEXT NOT NULL CHECK (kind IN ('more', 'less')),
+        at    TEXT NOT NULL,
+        PRIMARY KEY (email, pid)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,7 +8,7 @@ platform has confirmed the address itself).
 - ``GET /api/subscribers?after=EMAIL&limit=N``: subscribers in address order, N at most 500;
 - ``GET /api/subscribers/{email}``: one;
 - ``PUT /api/subscribers/{email}``: create or replace ``{"keywords": [...], "exclude": [...],
-  "max_papers": N, "name": "...", "active": true}``;
+  "max_papers": N, "about": "...", "seeds": [...], "name": "...", "active": true}``;
 - ``DELETE /api/subscribers/{email}``: unsubscribe (history kept, so nothing is ever sent twice);
   ``?erase=true`` erases the subscriber and their history instead.
 """
@@ -38,13 +38,22 @@ def profile_from_json(body: Any, email: str) -> tuple[Profile, str, bool]:
     """(profile, name, active) from a PUT body, checked like ``digest subscribe``'s arguments."""
     if not isinstance(body, dict):
         raise ProfileError("the body must be a JSON object", subscriber=email)
-    words = {k: body.get(k, []) for k in ("keywords", "exclude")}
+    words = {k: body.get(k, []) for k in ("keywords", "exclude", "seeds")}
     if not all(isinstance(v, list) and all(isinstance(w, str) for w in v) for v in words.values()):
-        raise ProfileError("keywords and exclude must be lists of strings", subscriber=email)
+        raise ProfileError("keywords, exclude and seeds must be lists of strings", subscriber=email)
+    about = body.get("about", "")
+    if not isinstance(about, str):
+        raise ProfileError("about must be a string", subscriber=email)
     max_papers = body.get("max_papers", 20)
     if not isinstance(max_papers, int) or isinstance(max_papers, bool) or not 1 <= max_papers <= 1000:
         raise ProfileError("max_papers must be a number from 1 to 1000", subscriber=email)
-    profile = Profile(tuple(words["keywords"]), tuple(words["exclude"]), max_papers)
+    profile = Profile(
+        tuple(words["keywords"]),
+        tuple(words["exclude"]),
+        max_papers,
+        " ".join(about.split()),
+        tuple(words["seeds"]),
+    )
     problems = check_profile(profile)
     if problems:
         keyword, why = problems[0]

@@ -44,7 +44,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from digest.delivery import candidate_pool, make_renderer
@@ -67,11 +67,11 @@ from digest.subscriptions import Request as SignupRequest
 from digest.tokens import Purpose, Signer
 from digest.transport import make_transport
 from digest.web.api import api_routes
+from digest.web.feedback import CSRF_COOKIE, feedback_routes
 from digest.web.pages import Pages, SecurityHeaders, highlighted_title
 from digest.web.stores import PoolCache, ThreadStores, UnsubscribeBatcher
 
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
-CSRF_COOKIE = "digest_csrf"
 VIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
@@ -200,7 +200,7 @@ def create_app(settings: Settings) -> Starlette:
                 f"This link {exc.message.removeprefix('this link ')}",
                 "Subscribe again from the form.",
             )
-        what = ", ".join(asked.profile.keywords) or "the trending papers"
+        what = "the trending papers" if asked.profile.trending else ", ".join(asked.profile.topics)
         if request.method == "GET":  # never acts: scanners and previews fetch links
             return pages.page(
                 request,
@@ -238,7 +238,11 @@ def create_app(settings: Settings) -> Starlette:
         with stores.get() as store:
             digest = preview_digest(settings, store, subscriber, datetime.now(UTC), pool)
         entries = [
-            {"title": highlighted_title(m.paper.title, m.matched), "matched": m.matched}
+            {
+                "title": highlighted_title(m.paper.title, m.matched),
+                "matched": m.matched,
+                "likeness": m.likeness,
+            }
             for m in (digest.matches if digest else ())
         ]
         return pages.env.get_template("preview.html").render(
@@ -264,7 +268,35 @@ def create_app(settings: Settings) -> Starlette:
             "max_papers": str(p.max_papers),
             "trending": "yes" if p.trending else "",
             "paused": "" if subscriber.active else "yes",
+            "about": p.about,
+            "seeds": "\n".join(p.seeds),
         }
+
+    def said_of(email: str) -> list[dict[str, Any]]:
+        """What the reader said with "more / less like this", for the manage page to list and undo."""
+        with stores.get() as store:
+            mine = store.feedback([email]).get(email.casefold(), {})
+        return [
+            {"ref": p.ref, "title": p.title, "kind": kind}
+            for kind in ("more", "less")
+            for p in mine.get(kind, [])
+        ]
+
+    def undo_feedback(email: str, ref: int) -> None:
+        with stores.get() as store:
+            store.set_feedback(email, ref, None, datetime.now(UTC))
+
+    async def undo(request: Request) -> Response:
+        email = manage_email(request)
+        if email is None:
+            return invalid(request)
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        refused = csrf_refused(request, form)
+        if refused:
+            return refused
+        if form.get("ref", "").isdigit():
+            await run_in_threadpool(undo_feedback, email, int(form["ref"]))
+        return RedirectResponse(request.url.path.removesuffix("/feedback"), status_code=303)
 
     def manage_email(request: Request) -> str | None:
         """The address a manage link was made for, or None for a forged, altered or foreign one."""
@@ -341,6 +373,7 @@ def create_app(settings: Settings) -> Starlette:
             error=error,
             saved=save,
             preview=preview,
+            said=said_of(email),
         )
         return with_csrf_cookie(response, csrf)
 
@@ -445,11 +478,20 @@ def create_app(settings: Settings) -> Starlette:
             Route("/u/{token}", unsubscribe, methods=["GET", "POST"]),
             Route("/m/{token}", manage, methods=["GET", "POST"]),
             Route("/m/{token}/preview", manage, methods=["POST"]),
+            Route("/m/{token}/feedback", undo, methods=["POST"]),
             Route("/m/{token}/data.json", data, methods=["GET"]),
             Route("/m/{token}/delete", delete, methods=["POST"]),
             Route("/v/{token}", view, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             *api_routes(settings, stores),
+            *feedback_routes(
+                signer,
+                stores,
+                pages,
+                csrf_refused,
+                with_csrf_cookie,
+                lambda email: f"/m/{signer.make(Purpose.MANAGE, email)}",
+            ),
         ],
     )
     app.add_middleware(SecurityHeaders)

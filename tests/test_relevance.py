@@ -1,0 +1,243 @@
+"""#15: profiles with meaning (a description, seed papers), feedback, and the hybrid ranking.
+
+Selection on the 375 seed papers with the real index; the CLI, a real `digest run` into a Maildir and a
+real `digest serve` for the signed feedback links.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import free_port, read_maildir, samples_source, write_config
+from test_web import _env, serving
+
+from digest.models import Paper, Profile
+from digest.select import PaperIndex, check_profile
+from digest.subscriptions import profile_from_form
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from synthetic import seed_papers
+
+DIGEST = str(Path(sys.executable).parent / "digest")
+ABOUT = "causal inference and causal discovery: identifiability of causal structure, counterfactuals"
+
+
+@pytest.fixture(scope="module")
+def index() -> PaperIndex:
+    return PaperIndex(seed_papers())
+
+
+def _titled(index: PaperIndex, fragment: str) -> Paper:
+    return next(p for p in index.papers if fragment.casefold() in p.title.casefold())
+
+
+# -- profiles --------------------------------------------------------------------------------------------
+
+
+def test_a_description_or_seeds_alone_make_a_valid_profile_and_bad_ones_are_refused() -> None:
+    assert not Profile(about="causal discovery").trending and not Profile(seeds=("2501.01234",)).trending
+    assert Profile().trending
+    assert check_profile(Profile(about="causal discovery", seeds=("2501.01234",))) == []
+    assert check_profile(Profile(about="x" * 2001))[0][1] == "the description is longer than 2,000 characters"
+    assert "more than 50 seed papers" in check_profile(Profile(seeds=tuple(map(str, range(51)))))[0][1]
+    assert profile_from_form({"about": "causal  discovery"}, "a@b.org").about == "causal discovery"
+    with pytest.raises(Exception, match="a description or a seed paper"):
+        profile_from_form({"keywords": " ", "about": " "}, "a@b.org")
+
+
+def test_subscribe_takes_about_and_seeds_and_names_a_seed_not_stored_yet(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, sources=[samples_source()])
+    run = [DIGEST, "--config", str(cfg)]
+    assert subprocess.run([*run, "ingest"], env=_env(), capture_output=True).returncode == 0
+    done = subprocess.run(
+        [*run, "subscribe", "ada@example.org", "--about", ABOUT, "--seed", "2501.99999"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "subscribed ada@example.org: your description" in done.stdout
+    assert "seed '2501.99999' is not among the stored papers yet" in done.stdout
+    listed = json.loads(
+        subprocess.run([*run, "subscribers", "--json"], env=_env(), capture_output=True).stdout
+    )
+    assert listed[0]["about"] == ABOUT and listed[0]["seeds"] == ["2501.99999"]
+    bad = subprocess.run(
+        [*run, "subscribe", "bob@example.org", "--about", "x" * 2001],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "the description is longer than 2,000 characters" in bad.stderr
+
+
+# -- the hybrid ranking ------------------------------------------------------------------------------------
+
+
+def test_a_description_finds_papers_without_the_keywords_and_says_why(index: PaperIndex) -> None:
+    keywords_only, _ = index.select(Profile(("counterfactual",)))
+    profile = Profile(("counterfactual",), about=ABOUT)
+    hybrid, _ = index.select(profile, taste=index.taste(ABOUT, []))
+    assert {m.paper.key for m in keywords_only} <= {m.paper.key for m in hybrid}
+    by_meaning = [m for m in hybrid if not m.matched]
+    assert by_meaning and all(m.likeness == "close to your description" for m in by_meaning)
+    assert any("causal" in m.paper.title.casefold() for m in by_meaning)
+    for m in hybrid:  # keyword matches keep their reasons
+        if m.paper.key in {k.paper.key for k in keywords_only}:
+            assert "counterfactual" in m.matched
+
+
+def test_seeds_and_liked_papers_bring_similar_ones_named_by_the_paper(index: PaperIndex) -> None:
+    seed = _titled(index, "Mixture of Tunable Experts")
+    taste = index.taste("", [seed])
+    matches, _ = index.select(Profile(seeds=(seed.title,)), skip={seed.ref or 0}, limit=5, taste=taste)
+    assert matches and all(m.likeness == f"similar to: {seed.title}" for m in matches)
+    assert seed not in [m.paper for m in matches]  # what was skipped (already sent) stays out
+    assert sum("expert" in (m.paper.title + m.paper.abstract).casefold() for m in matches) >= 4
+
+
+def test_less_like_this_pulls_the_ranking_away(index: PaperIndex) -> None:
+    profile = Profile(about="generative models for images and video")
+    before, _ = index.select(profile, limit=10, taste=index.taste(profile.about, []))
+    disliked = before[0].paper
+    after, _ = index.select(profile, limit=10, taste=index.taste(profile.about, [], [disliked]))
+    liked_like_it = [m for m in after if m.paper == disliked]
+    assert not liked_like_it or after.index(liked_like_it[0]) > 0
+    assert [m.paper for m in after] != [m.paper for m in before]
+
+
+def test_exclusions_beat_similarity(index: PaperIndex) -> None:
+    target = _titled(index, "Mixture of Tunable Experts")
+    about = target.abstract  # as close to that paper as a description can be
+    chosen, _ = index.select(Profile(about=about), limit=3, taste=index.taste(about, []))
+    assert chosen[0].paper == target
+    excluded, _ = index.select(Profile(about=about, exclude=("experts",)), taste=index.taste(about, []))
+    assert excluded and all("expert" not in (m.paper.title + m.paper.abstract).casefold() for m in excluded)
+
+
+def test_the_trending_digest_is_unchanged_by_a_taste(index: PaperIndex) -> None:
+    plain, _ = index.select(Profile(), limit=10)
+    tasted, _ = index.select(Profile(), limit=10, taste=index.taste(ABOUT, []))
+    assert [m.paper for m in plain] == [m.paper for m in tasted]
+
+
+# -- end to end: reasons in the email and the JSON; feedback links signed and effective ------------------
+
+
+def _setup(tmp_path: Path, port: int, subscribers: list[dict[str, Any]]) -> tuple[Path, list[str]]:
+    cfg = write_config(
+        tmp_path,
+        top={"base_url": f"http://127.0.0.1:{port}"},
+        sources=[samples_source()],
+        subscribers=subscribers,
+    )
+    return cfg, [DIGEST, "--config", str(cfg)]
+
+
+def test_reasons_show_in_the_email_and_in_preview_json(tmp_path: Path) -> None:
+    _cfg, run = _setup(tmp_path, free_port(), [{"email": "ada@example.org", "about": ABOUT, "max_papers": 5}])
+    subprocess.run([*run, "ingest"], env=_env(), capture_output=True, check=True)
+    preview = subprocess.run(
+        [*run, "preview", "ada@example.org", "--format", "json"], env=_env(), capture_output=True, text=True
+    )
+    papers = json.loads(preview.stdout)["papers"]
+    assert len(papers) == 5 and all(p["reasons"] == ["close to your description"] for p in papers)
+    assert papers == sorted(papers, key=lambda p: -p["score"])  # in rank order, with their scores
+    done = subprocess.run([*run, "run", "--json"], env=_env(), capture_output=True, text=True)
+    report = json.loads(done.stdout)["subscribers"][0]
+    assert [p["title"] for p in report["papers"]] == [p["title"] for p in papers]
+    (mail,) = read_maildir(tmp_path / "var" / "outbox")
+    text = mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert text.count("close to your description") == 5 and html.count("close to your description") == 5
+    assert str(mail["Subject"]).startswith("5 new papers for you")
+    assert "More like this" in html and "/1/more" in text
+
+
+def test_feedback_links_are_signed_and_move_the_next_digest(tmp_path: Path) -> None:
+    port = free_port()
+    people = [
+        {"email": "ada@example.org", "keywords": ["mixture-of-experts"], "max_papers": 10},
+        {"email": "bob@example.org", "keywords": ["diffusion"], "max_papers": 3},
+    ]
+    cfg, run = _setup(tmp_path, port, people)
+    subprocess.run([*run, "run"], env=_env(), capture_output=True, check=True)
+    mails = {str(m["To"]): m for m in read_maildir(tmp_path / "var" / "outbox")}
+    text = mails["ada@example.org"].get_body(("plain",)).get_content()
+    more = re.search(r"More like this: (\S+/1/more)", text)
+    assert more
+    link = more.group(1)
+    with serving(cfg, port, _env()) as base, httpx.Client() as client:
+        shown = client.get(link)
+        assert shown.status_code == 200 and "More papers like this" in shown.text
+        assert _said(run, "ada@example.org") == []  # a GET (a mail scanner) changes nothing
+        token = link.split("/f/")[1].split("/")[0]
+        forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+        for bad in (f"{base}/f/{forged}/1/more", f"{base}/f/{token}/99/more", f"{base}/f/{token}/1/maybe"):
+            assert client.get(bad).status_code == 400
+        csrf = re.search(r'name="csrf" value="([^"]+)"', shown.text)
+        assert csrf
+        assert httpx.post(link, data={"csrf": csrf.group(1)}).status_code == 403  # no cookie: refused
+        assert _said(run, "ada@example.org") == []
+        done = client.post(link, data={"csrf": csrf.group(1)})
+        assert done.status_code == 200 and "You will get more papers like" in done.text
+        liked = _said(run, "ada@example.org")
+        assert len(liked) == 1 and _said(run, "bob@example.org") == []  # Ada's link spoke for Ada only
+        # Her next digest (the manage page's preview of it) brings papers like the liked one without the
+        # keyword, and says why; the page lists what she said, and undoes it.
+        manage = re.search(r'href="(/m/[^"]+)"', done.text)
+        assert manage
+        page = client.get(f"{base}{manage.group(1)}")
+        assert f"similar to: {html.escape(liked[0], quote=False)}" in page.text
+        assert "What you said of papers" in page.text
+        ref = re.search(r'name="ref" value="(\d+)"', page.text)
+        assert ref
+        undone = client.post(
+            f"{base}{manage.group(1)}/feedback",
+            data={"csrf": csrf.group(1), "ref": ref.group(1)},
+            follow_redirects=True,
+        )
+        assert undone.status_code == 200 and "similar to:" not in undone.text
+    assert _said(run, "ada@example.org") == []
+
+
+def _said(run: list[str], email: str) -> list[str]:
+    """The titles ``email`` said "more" of, as their data download lists them (via the store)."""
+    from digest.settings import load_settings
+    from digest.store import Store
+
+    settings = load_settings(run[2])
+    with Store.open(settings.database) as store:
+        mine = store.feedback([email]).get(email, {})
+    return [p.title for p in mine.get("more", [])]
+
+
+def test_digest_feedback_records_and_undoes(tmp_path: Path) -> None:
+    _cfg, run = _setup(tmp_path, free_port(), [{"email": "ada@example.org", "keywords": ["RAG"]}])
+    subprocess.run([*run, "ingest"], env=_env(), capture_output=True, check=True)
+    paper = seed_papers()[2]
+    said = subprocess.run(
+        [*run, "feedback", "ada@example.org", paper.title, "--more"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert said.returncode == 0, said.stderr
+    assert _said(run, "ada@example.org") == [paper.title]
+    subprocess.run([*run, "feedback", "ada@example.org", paper.title, "--undo"], env=_env(), check=True)
+    assert _said(run, "ada@example.org") == []
+    unknown = subprocess.run(
+        [*run, "feedback", "ada@example.org", "No Such Paper", "--less"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert unknown.returncode == 2 and "no stored paper" in unknown.stderr
