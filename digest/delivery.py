@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
+
 from digest.errors import (
     DeliveryAbortedError,
     DeliveryError,
@@ -36,6 +38,7 @@ from digest.errors import (
 from digest.mime import Outgoing
 from digest.models import (
     Digest,
+    Paper,
     RunReport,
     SourceReport,
     Status,
@@ -45,7 +48,7 @@ from digest.models import (
 )
 from digest.render import Composed, Renderer
 from digest.select import PaperIndex, check_profile, explain
-from digest.semantic import Taste, make_model
+from digest.semantic import SentenceModel, Space, Taste, make_model
 from digest.settings import Settings
 from digest.store import DeliveryState, NewMessage, OutboxRow, Store
 from digest.tokens import Signer
@@ -93,7 +96,29 @@ Planned = Skip | Send
 def candidate_pool(settings: Settings, store: Store, now: datetime) -> PaperIndex:
     """The stored papers of the lookback window, indexed once per run (or once per worker)."""
     papers = store.recent_papers(now - timedelta(days=settings.lookback_days))
-    return PaperIndex(papers, make_model(settings.relevance.model))
+    model = make_model(settings.relevance.model)
+    if isinstance(model, SentenceModel):
+        return PaperIndex(papers, model, stored_space(model, papers, store))
+    return PaperIndex(papers, model)
+
+
+def stored_space(model: SentenceModel, papers: Sequence[Paper], store: Store) -> Space:
+    """The papers in a sentence model's space, each embedded once: vectors come from the store, and those
+    missing are made now and kept (unless the store is read-only: a preview writes nothing)."""
+    refs = [p.ref for p in papers if p.ref is not None]
+    known = store.paper_vectors(model.name, refs)
+    missing = [p for p in papers if p.ref is not None and p.ref not in known]
+    if missing:
+        made = model.embed([f"{p.title}. {p.abstract}" for p in missing])
+        fresh = [(p.ref, row.tobytes()) for p, row in zip(missing, made, strict=True) if p.ref is not None]
+        known.update(fresh)
+        if not store.read_only:
+            store.save_paper_vectors(model.name, fresh)
+    rows = [
+        np.frombuffer(known[p.ref], dtype=np.float32) if p.ref is not None else model.embed([p.title])[0]
+        for p in papers
+    ]
+    return model.space_of(np.vstack(rows) if rows else np.zeros((0, model.dims), dtype=np.float32))
 
 
 def plan_batches(

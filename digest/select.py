@@ -299,10 +299,12 @@ class PaperIndex:
     ``select(profile, skip, limit)`` returns the top ``limit`` matches and how many matched in all.
     """
 
-    def __init__(self, papers: Iterable[Paper], model: TextModel | None = None) -> None:
+    def __init__(
+        self, papers: Iterable[Paper], model: TextModel | None = None, space: Space | None = None
+    ) -> None:
         self.papers: list[Paper] = list(papers)
         self.model: TextModel = model or TfidfModel()
-        self._space: Space | None = None  # made at the first profile that needs meaning
+        self._space: Space | None = space  # else made at the first profile that needs meaning
         self._tastes: dict[Any, Taste | None] = {}
         self._abouts: dict[str, Any] = {}  # description -> its vector
         self.named: dict[str, Paper | None] = {}  # seed names resolved against the store (by the caller)
@@ -341,7 +343,7 @@ class PaperIndex:
         self.min_ref: int = min(self._by_ref, default=0)
         self._hits: dict[str, dict[int, Where]] = {}
         self._vectors: dict[str, Vector] = {}
-        self._reasons: dict[tuple[str, Where], Reason] = {}
+        self._reasons: dict[tuple[str, Where | Likeness], Reason] = {}
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -389,7 +391,7 @@ class PaperIndex:
             self._vectors[text] = vec
         return vec
 
-    def _reason(self, keyword: str, where: Where) -> Reason:
+    def _reason(self, keyword: str, where: Where | Likeness) -> Reason:
         key = (keyword, where)
         reason = self._reasons.get(key)
         if reason is None:
@@ -511,20 +513,23 @@ class PaperIndex:
         # Highest combined first; equal ones (rare with floats) by the usual rank.
         order = np.lexsort((self._rank[candidates], -combined))
         chosen = candidates[order if limit is None else order[:limit]]
+        # The reasons, worked out for the chosen papers at once: their keyword hits as plain lists, and
+        # for those without one, the closest liked paper (or the description) in one product.
+        hits = [self._vectors[kw][chosen].tolist() for kw in keywords]
+        closest = np.argmax(taste.items @ self.space.papers[chosen].T, axis=0).tolist()
+        values = (score[chosen] / top + LIKENESS_WEIGHT * likeness[chosen]).tolist()
         matches = []
-        for pi in chosen.tolist():
+        for j, pi in enumerate(chosen.tolist()):
             reasons = tuple(
-                self._reason(kw, "title" if self._vectors[kw][pi] == _SCORE[0] else "abstract")
-                for kw in keywords
-                if self._vectors[kw][pi]
+                self._reason(kw, "title" if row[j] == _SCORE[0] else "abstract")
+                for kw, row in zip(keywords, hits, strict=True)
+                if row[j]
             )
             if not reasons:
-                closest = int(np.argmax(taste.items @ self.space.papers[pi]))
-                label = taste.labels[closest]
+                label = taste.labels[closest[j]]
                 kind: Likeness = "similar" if label else "about"
-                reasons = (Reason(label, kind),)
-            value = float(score[pi]) / top + LIKENESS_WEIGHT * float(likeness[pi])
-            matches.append(Match(self.papers[pi], value, reasons))
+                reasons = (self._reason(label, kind),)
+            matches.append(Match(self.papers[pi], values[j], reasons))
         return matches, total
 
 

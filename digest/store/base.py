@@ -60,9 +60,10 @@ def as_store_error(exc: BaseException, path: str | None = None) -> StoreError | 
 class Connection:
     """One SQLite connection and its path; ``transaction()`` for writes."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: str, read_only: bool = False) -> None:
         self.conn = conn
         self.path = path
+        self.read_only = read_only
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

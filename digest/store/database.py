@@ -85,7 +85,7 @@ class Store(Outbox):
             target = f"file:{Path(where).resolve()}?mode=ro" if read_only else where
             conn = sqlite3.connect(target, isolation_level=None, timeout=30, uri=read_only)
             conn.row_factory = sqlite3.Row
-            store = cls(conn, where)
+            store = cls(conn, where, read_only)
             store._refuse_foreign()
             conn.execute("PRAGMA foreign_keys = ON")
             if read_only:
@@ -322,6 +322,25 @@ class Store(Outbox):
                 mine = out.setdefault(r["reader"].casefold(), {"more": [], "less": []})
                 mine[r["kind"]].append(self._paper(r))
         return out
+
+    def paper_vectors(self, model: str, refs: Sequence[int]) -> dict[int, bytes]:
+        """The stored vectors (float32 bytes) of ``model`` for those of ``refs`` that have one."""
+        out: dict[int, bytes] = {}
+        for start in range(0, len(refs), 500):
+            chunk = refs[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for pid, vector in self.conn.execute(
+                f"SELECT pid, vector FROM paper_vectors WHERE model = ? AND pid IN ({marks})", (model, *chunk)
+            ):
+                out[pid] = vector
+        return out
+
+    def save_paper_vectors(self, model: str, vectors: Iterable[tuple[int, bytes]]) -> None:
+        with self.transaction() as tx:
+            tx.executemany(
+                "INSERT OR REPLACE INTO paper_vectors (pid, model, vector) VALUES (?, ?, ?)",
+                [(ref, model, blob) for ref, blob in vectors],
+            )
 
     def papers_version(self, since: datetime) -> tuple[int, int]:
         """(how many, newest ref) of the papers ``recent_papers(since)`` would return: one indexed query that

@@ -100,5 +100,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (email, pid)
     ) WITHOUT ROWID;
     """,
+    # 4 -> 5: paper vectors of a sentence-embedding model (float32 bytes), so that each paper is embedded
+    # once per model, not once per run. The default TF-IDF model is fitted per run and keeps none.
+    """
+    CREATE TABLE paper_vectors (
+        pid    INTEGER NOT NULL REFERENCES papers (pid),
+        model  TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (pid, model)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
