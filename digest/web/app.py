@@ -37,7 +37,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -47,11 +47,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.delivery import candidate_pool, make_renderer
+from digest.delivery import candidate_pool
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError
 from digest.mime import Outgoing
-from digest.models import Digest, Profile, Subscriber
-from digest.select import PaperIndex, explain
+from digest.models import Profile, Subscriber
+from digest.select import PaperIndex
 from digest.settings import Settings
 from digest.subscriptions import (
     ASK_WINDOW,
@@ -67,12 +67,11 @@ from digest.subscriptions import Request as SignupRequest
 from digest.tokens import Purpose, Signer
 from digest.transport import make_transport
 from digest.web.api import api_routes
-from digest.web.feedback import CSRF_COOKIE, feedback_routes
-from digest.web.pages import Pages, SecurityHeaders, highlighted_title
+from digest.web.pages import CSRF_COOKIE, Pages, SecurityHeaders, highlighted_title
+from digest.web.sent import sent_digest_routes
 from digest.web.stores import PoolCache, ThreadStores, UnsubscribeBatcher
 
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
-VIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -226,7 +225,9 @@ def create_app(settings: Settings) -> Starlette:
 
     def build_pool() -> PaperIndex:
         with stores.get() as store:
-            return candidate_pool(settings, store, datetime.now(UTC))
+            pool = candidate_pool(settings, store, datetime.now(UTC))
+        _ = pool.space  # fit the text model here, in the worker thread, not at a request on the event loop
+        return pool
 
     def pool_version() -> tuple[int, int]:
         with stores.get() as store:
@@ -286,14 +287,19 @@ def create_app(settings: Settings) -> Starlette:
         with stores.get() as store:
             store.set_feedback(email, ref, None, datetime.now(UTC))
 
-    async def undo(request: Request) -> Response:
+    async def manage_post(request: Request) -> tuple[str, dict[str, str]] | Response:
+        """(address, form) of a POST to a manage link that carries its CSRF token; else the page to answer."""
         email = manage_email(request)
         if email is None:
             return invalid(request)
         form = {k: str(v) for k, v in (await request.form()).items()}
-        refused = csrf_refused(request, form)
-        if refused:
-            return refused
+        return csrf_refused(request, form) or (email, form)
+
+    async def undo(request: Request) -> Response:
+        posted = await manage_post(request)
+        if isinstance(posted, Response):
+            return posted
+        email, form = posted
         if form.get("ref", "").isdigit():
             await run_in_threadpool(undo_feedback, email, int(form["ref"]))
         return RedirectResponse(request.url.path.removesuffix("/feedback"), status_code=303)
@@ -404,13 +410,10 @@ def create_app(settings: Settings) -> Starlette:
             store.forget(email)
 
     async def delete(request: Request) -> Response:
-        email = manage_email(request)
-        if email is None:
-            return invalid(request)
-        form = {k: str(v) for k, v in (await request.form()).items()}
-        refused = csrf_refused(request, form)
-        if refused:
-            return refused
+        posted = await manage_post(request)
+        if isinstance(posted, Response):
+            return posted
+        email, form = posted
         csrf = request.cookies[CSRF_COOKIE]
         if email in declared:
             return pages.page(
@@ -435,33 +438,6 @@ def create_app(settings: Settings) -> Starlette:
             request, 200, "Deleted", f"Everything about {email} is gone. No digest will be sent again."
         )
 
-    renderer = make_renderer(settings)
-
-    def sent_digest_html(email: str, day: date) -> str | None:
-        with stores.get() as store:
-            subscriber = store.subscriber(email)
-            row = store.sent_message(email, day) if subscriber else None
-            papers = store.papers_by_refs(row.refs) if row else []
-        if subscriber is None or row is None or not papers:
-            return None
-        digest = Digest(subscriber, tuple(explain(p, subscriber.profile) for p in papers), day, more=row.more)
-        body = renderer.render(digest, datetime.now(UTC), message_id=row.message_id).get_body(("html",))
-        return str(body.get_content()) if body is not None else None
-
-    async def view(request: Request) -> Response:
-        """A sent digest as its HTML part: only the reader's own, only one that was sent."""
-        try:
-            email, _, day = signer.read(Purpose.VIEW, request.path_params["token"]).rpartition("|")
-            html = await run_in_threadpool(sent_digest_html, email, date.fromisoformat(day))
-        except (TokenError, ValueError):
-            return invalid(request)
-        if html is None:
-            return pages.page(
-                request, 404, "This digest is not here", "It may have been deleted with your data."
-            )
-        # The email's own inline styles are allowed here, and nothing else (no script, no image, no form).
-        return HTMLResponse(html, headers={"Content-Security-Policy": VIEW_CSP})
-
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -481,10 +457,10 @@ def create_app(settings: Settings) -> Starlette:
             Route("/m/{token}/feedback", undo, methods=["POST"]),
             Route("/m/{token}/data.json", data, methods=["GET"]),
             Route("/m/{token}/delete", delete, methods=["POST"]),
-            Route("/v/{token}", view, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
             *api_routes(settings, stores),
-            *feedback_routes(
+            *sent_digest_routes(
+                settings,
                 signer,
                 stores,
                 pages,

@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from digest.render import cut_title, default_templates_dir, marked
 
+CSRF_COOKIE = "digest_csrf"  # the double-submit cookie every form's CSRF token is checked against
+
 
 def security_headers(nonce: str) -> dict[str, str]:
     """The headers on every response; ``nonce`` allows the page's own style block and nothing else.

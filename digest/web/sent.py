@@ -16,20 +16,24 @@ from datetime import UTC, date, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from digest.delivery import make_renderer
 from digest.errors import TokenError
-from digest.models import Paper
+from digest.models import Digest, Paper
+from digest.select import explain
+from digest.settings import Settings
 from digest.tokens import Purpose, Signer
-from digest.web.pages import Pages
+from digest.web.pages import CSRF_COOKIE, Pages
 from digest.web.stores import ThreadStores
 
-CSRF_COOKIE = "digest_csrf"
+VIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 KINDS = {"more": "More papers like this", "less": "Fewer papers like this"}
 
 
-def feedback_routes(
+def sent_digest_routes(
+    settings: Settings,
     signer: Signer,
     stores: ThreadStores,
     pages: Pages,
@@ -37,6 +41,38 @@ def feedback_routes(
     with_csrf_cookie: Callable[[Response, str], Response],
     manage_link: Callable[[str], str],
 ) -> list[Route]:
+    renderer = make_renderer(settings)
+
+    def invalid(request: Request) -> Response:
+        return pages.page(
+            request, 400, "This link is not valid", "It may have been changed, or its digest deleted."
+        )
+
+    def sent_digest_html(email: str, day: date) -> str | None:
+        with stores.get() as store:
+            subscriber = store.subscriber(email)
+            row = store.sent_message(email, day) if subscriber else None
+            papers = store.papers_by_refs(row.refs) if row else []
+        if subscriber is None or row is None or not papers:
+            return None
+        digest = Digest(subscriber, tuple(explain(p, subscriber.profile) for p in papers), day, more=row.more)
+        body = renderer.render(digest, datetime.now(UTC), message_id=row.message_id).get_body(("html",))
+        return str(body.get_content()) if body is not None else None
+
+    async def view(request: Request) -> Response:
+        """A sent digest as its HTML part: only the reader's own, only one that was sent."""
+        try:
+            email, _, day = signer.read(Purpose.VIEW, request.path_params["token"]).rpartition("|")
+            html = await run_in_threadpool(sent_digest_html, email, date.fromisoformat(day))
+        except (TokenError, ValueError):
+            return invalid(request)
+        if html is None:
+            return pages.page(
+                request, 404, "This digest is not here", "It may have been deleted with your data."
+            )
+        # The email's own inline styles are allowed here, and nothing else (no script, no image, no form).
+        return HTMLResponse(html, headers={"Content-Security-Policy": VIEW_CSP})
+
     def sent_paper(email: str, day: date, number: int) -> Paper | None:
         with stores.get() as store:
             row = store.sent_message(email, day)
@@ -59,9 +95,7 @@ def feedback_routes(
         except (TokenError, ValueError):
             paper = None
         if paper is None or kind not in KINDS:
-            return pages.page(
-                request, 400, "This link is not valid", "It may have been changed, or its digest deleted."
-            )
+            return invalid(request)
         if request.method == "GET":  # never acts: scanners and previews fetch links
             csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
             page = pages.page(
@@ -90,4 +124,7 @@ def feedback_routes(
             link_text="See and undo what you said",
         )
 
-    return [Route("/f/{token}/{number}/{kind}", feedback, methods=["GET", "POST"])]
+    return [
+        Route("/v/{token}", view, methods=["GET"]),
+        Route("/f/{token}/{number}/{kind}", feedback, methods=["GET", "POST"]),
+    ]
