@@ -3,18 +3,27 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+DEV     := $(VENV)/.installed-dev
 
-.PHONY: install demo test bench bench-quick screenshots lint typecheck clean
+.PHONY: install install-dev demo test bench bench-quick screenshots lint typecheck clean
 
+## What the demo needs: digest and its dependencies (no PyTorch).
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# PyTorch for the optional sentence model's tests: the CPU build (2.13.0 lies on this kind of machine)
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(STAMP)
+
+## What the checks need besides: the test tools, and the optional sentence model's stack, PyTorch's CPU
+## build first (2.13.0 lies on this kind of machine; a plain `pip install torch` may fetch a CUDA build).
+install-dev: $(DEV)
+
+$(DEV): $(STAMP)
 	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/python -m pip install --quiet 'torch==2.13.0'
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(DEV)
 
 ## Runs the real daily job on the bundled sample snapshots into a local Maildir (var/outbox).
 demo: install
@@ -26,14 +35,14 @@ demo: install
 	@echo "    $(BIN)/digest serve --config config/digest.toml    # then open http://127.0.0.1:8000/"
 
 ## Every check: lint, types, tests.
-test: install lint typecheck
+test: install-dev lint typecheck
 	$(BIN)/python -m pytest -q
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check digest tests bench docs
 	$(BIN)/ruff format --check digest tests bench docs
 
-typecheck: install
+typecheck: install-dev
 	$(BIN)/mypy
 
 ## Times real runs at 1,000 / 10,000 / 100,000 subscribers, into a Maildir and over SMTP into Postfix's
@@ -47,7 +56,7 @@ SINK_INSTALL = test -x /usr/sbin/smtp-sink || (echo "postfix postfix/main_mailer
 
 WRK_INSTALL = command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends wrk)
 
-bench: install
+bench: install-dev
 	-$(SINK_INSTALL)
 	-$(WRK_INSTALL)
 	cd bench && ../$(BIN)/python run_day.py
@@ -55,12 +64,12 @@ bench: install
 	cd bench && (test -x /usr/sbin/smtp-sink && ../$(BIN)/python pipelining.py || echo "pipelining.py needs smtp-sink")
 	cd bench && (command -v wrk >/dev/null && ../$(BIN)/python web.py || echo "web.py needs wrk")
 
-bench-quick: install
+bench-quick: install-dev
 	-$(SINK_INSTALL)
 	cd bench && ../$(BIN)/python run_day.py --quick
 
 ## Renders sample digests in headless Chromium (Debian's package, installed if missing) into docs/screenshots/.
-screenshots: install
+screenshots: install-dev
 	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium)
 	$(BIN)/python docs/screenshots.py
 
