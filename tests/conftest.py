@@ -400,3 +400,70 @@ def hostile_server() -> Iterator[HostileServer]:
     with serving(Handler) as base:
         state.base = base
         yield state
+
+
+# -- PostgreSQL (#16): a throwaway cluster for the session ---------------------------------------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _pg_tool(name: str) -> str | None:
+    """A PostgreSQL server program: Debian's (postgresql-15), else one on PATH."""
+    import shutil
+
+    return str(PG_BIN / name) if (PG_BIN / name).is_file() else shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL cluster on 127.0.0.1 and a free port, made for this test session and stopped at its
+    end (as root, initdb and pg_ctl run as the ``postgres`` user, which refuses to run as root). Skipped
+    when PostgreSQL is not installed, except under CI, which installs it (.ci/run)."""
+    import os
+    import shutil
+    import subprocess
+
+    initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("PostgreSQL is not installed; .ci/run installs Debian's postgresql package")
+        pytest.skip("PostgreSQL (Debian's postgresql package) is not installed")
+    import tempfile
+
+    # Not under pytest's tmp_path: its folders are root's alone, and the server runs as postgres.
+    folder = Path(tempfile.mkdtemp(prefix="digest-postgres-"))
+    data = folder / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        [
+            *as_user,
+            initdb,
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C.UTF-8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
