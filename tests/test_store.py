@@ -1,4 +1,5 @@
-"""#2 point 2: the SQLite store, on real files: one paper per identity, sent records, schema versions."""
+"""#2 point 2: the store, on real files (and, #16, a real PostgreSQL database): one paper per identity,
+sent records, schema versions."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from digest.store import SCHEMA_VERSION, NewMessage, Store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(tmp_path / "state" / "digest.sqlite3")
+def store(store_location: str) -> Iterator[Store]:
+    """The store on each backend: the tests that take it run on SQLite and on PostgreSQL (#16)."""
+    s = Store.open(store_location)
     yield s
     s.close()
 
@@ -149,6 +151,11 @@ def test_config_subscribers_sync_and_cli_subscribers(store: Store, now: datetime
 
 def test_snapshot_is_a_detached_copy(store: Store, now: datetime) -> None:
     store.ingest([Paper("A", "x")], now)
+    if store.dialect == "postgresql":  # not built there yet (#16): said plainly, nothing touched
+        with pytest.raises(StoreError, match="on PostgreSQL it is not built yet"):
+            store.snapshot()
+        assert count_papers(store) == 1
+        return
     copy = store.snapshot()
     copy.ingest([Paper("B", "y")], now)
     assert count_papers(copy) == 2

@@ -17,14 +17,8 @@ from digest.store.schema import MIGRATIONS, POSTGRESQL_PREAMBLE, for_postgresql
 
 
 @pytest.fixture
-def database(postgres_url: str) -> str:
-    """A fresh, empty database in the session's cluster."""
-    import uuid
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+def database(postgres_database: str) -> str:
+    return postgres_database
 
 
 def _migrated(url: str) -> psycopg.Connection[tuple[object, ...]]:

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from digest.errors import StoreError
 
@@ -57,16 +57,31 @@ def as_store_error(exc: BaseException, path: str | None = None) -> StoreError | 
     return None
 
 
-class Connection:
-    """One SQLite connection and its path; ``transaction()`` for writes."""
+class Database(Protocol):
+    """What the store needs of a connection: ``sqlite3.Connection``, or ``postgresql.Connection`` (#16)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str, read_only: bool = False) -> None:
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, rows: Any, /) -> Any: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class Connection:
+    """One database connection and its path (or redacted URL); ``transaction()`` for writes."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: Database, path: str, read_only: bool = False) -> None:
         self.conn = conn
         self.path = path
         self.read_only = read_only
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Database]:
         """One write transaction, begun IMMEDIATE so two writers never deadlock half-way."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")

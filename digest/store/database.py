@@ -25,9 +25,9 @@ from pathlib import Path
 
 from digest.errors import StoreError
 from digest.models import Paper, Profile, Subscriber, Validators, arxiv_id_from, normalise_title
-from digest.store.base import _iso, store_error
+from digest.store.base import Database, _iso, store_error
 from digest.store.outbox import Outbox
-from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
+from digest.store.schema import MIGRATIONS, POSTGRESQL_PREAMBLE, SCHEMA_VERSION, for_postgresql
 
 # A run's connection commits with synchronous=NORMAL: in WAL mode a commit then survives the process being
 # killed (the log is written before COMMIT returns) but not a power cut, which may undo its last commits.
@@ -70,6 +70,8 @@ class Store(Outbox):
         it, so it is left byte for byte as it was.
         """
         where = str(path)
+        if where.startswith(("postgresql://", "postgres://")):
+            return cls._open_postgresql(where, read_only)
         memory = where == ":memory:"
         if read_only and not (memory or Path(where).is_file()):
             raise StoreError(f"no database at {where} yet", hint="run digest ingest or digest run first")
@@ -99,9 +101,38 @@ class Store(Outbox):
             raise store_error(exc, where) from exc
         return store
 
+    @classmethod
+    def _open_postgresql(cls, url: str, read_only: bool) -> Store:
+        """A PostgreSQL database (#16): the same schema and migrations (``schema.for_postgresql``), its
+        version in the table ``digest_schema``; errors name the URL without its password."""
+        from digest.store import postgresql
+
+        shown = postgresql.without_password(url)
+        try:
+            store = cls(postgresql.Connection(url), shown, read_only)
+            store.dialect = "postgresql"
+            store._refuse_foreign()
+            if read_only:
+                store._check_version(upgrade_hint="run digest run (or digest ingest) once to upgrade it")
+            else:
+                store._migrate()
+        except sqlite3.Error as exc:
+            raise store_error(exc, shown) from exc
+        return store
+
+    def _tables(self) -> set[str]:
+        if self.dialect == "postgresql":
+            rows = self.conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+                " AND table_type = 'BASE TABLE' AND table_name <> 'digest_schema'"
+            )
+        else:
+            rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {str(r[0]) for r in rows}
+
     def _refuse_foreign(self) -> None:
         """Refuse a database that has tables of its own and not ours (another application's file)."""
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = self._tables()
         if tables and not {"papers", "subscribers", "messages"} <= tables:
             self.conn.close()
             raise StoreError(
@@ -112,6 +143,11 @@ class Store(Outbox):
 
     def snapshot(self) -> Store:
         """An in-memory copy: what a dry run or a preview works on, so the real file is never touched."""
+        if not isinstance(self.conn, sqlite3.Connection):
+            raise StoreError(
+                "a preview or a dry run works on a copy of a SQLite database; on PostgreSQL it is not built yet",
+                hint="run digest preview and digest run --dry-run against a SQLite copy for now (#16)",
+            )
         copy = sqlite3.connect(":memory:", isolation_level=None)
         self.conn.backup(copy)
         copy.row_factory = sqlite3.Row
@@ -127,8 +163,21 @@ class Store(Outbox):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _version(self) -> int:
+        if self.dialect == "postgresql":
+            if "digest_schema" not in {
+                str(r[0])
+                for r in self.conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+                )
+            }:
+                return 0
+            row = self.conn.execute("SELECT max(version) FROM digest_schema").fetchone()
+            return int(row[0] or 0)
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
     def _check_version(self, upgrade_hint: str | None = None) -> int:
-        version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        version = self._version()
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the database {self.path} has schema version {version}, newer than this digest "
@@ -140,6 +189,9 @@ class Store(Outbox):
         return version
 
     def _migrate(self) -> None:
+        if self.dialect == "postgresql":
+            self._migrate_postgresql()
+            return
         version = self._check_version()
         for step in range(version, SCHEMA_VERSION):
             with self.transaction() as tx:
@@ -147,6 +199,21 @@ class Store(Outbox):
                     if statement.strip():
                         tx.execute(statement)
                 tx.execute(f"PRAGMA user_version = {step + 1}")
+
+    def _migrate_postgresql(self) -> None:
+        """Each step in one transaction (PostgreSQL's DDL is transactional), under an advisory lock, so
+        hosts that start at once upgrade the database once."""
+        self._check_version()
+        with self.transaction() as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(7320451)")
+            tx.execute("CREATE TABLE IF NOT EXISTS digest_schema (version INTEGER NOT NULL)")
+            tx.execute(POSTGRESQL_PREAMBLE)
+            version = self._check_version()
+            for step in range(version, SCHEMA_VERSION):
+                tx.execute(for_postgresql(MIGRATIONS[step]))
+            if version < SCHEMA_VERSION:
+                tx.execute("DELETE FROM digest_schema")
+                tx.execute("INSERT INTO digest_schema (version) VALUES (?)", (SCHEMA_VERSION,))
 
     # -- papers --------------------------------------------------------------------------------------
 
@@ -184,7 +251,7 @@ class Store(Outbox):
         return new
 
     @staticmethod
-    def _find(tx: sqlite3.Connection, paper: Paper) -> int | None:
+    def _find(tx: Database, paper: Paper) -> int | None:
         """The row that already holds this paper: by arXiv id, else by title among id-less rows (or any)."""
         if paper.arxiv_id:
             row = tx.execute("SELECT pid FROM papers WHERE arxiv_id = ?", (paper.arxiv_id,)).fetchone()
@@ -200,7 +267,7 @@ class Store(Outbox):
         return int(row[0]) if row else None
 
     @staticmethod
-    def _insert(tx: sqlite3.Connection, p: Paper, stamp: str) -> None:
+    def _insert(tx: Database, p: Paper, stamp: str) -> None:
         tx.execute(
             "INSERT INTO papers (arxiv_id, title_key, title, abstract, authors, org, author_count, published,"
             " upvotes, url, source, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -222,7 +289,7 @@ class Store(Outbox):
         )
 
     @staticmethod
-    def _merge(tx: sqlite3.Connection, pid: int, p: Paper, stamp: str) -> None:
+    def _merge(tx: Database, pid: int, p: Paper, stamp: str) -> None:
         """Fill what the stored row lacks; upvotes only grow; first_seen never changes."""
         tx.execute(
             "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?),"
@@ -338,7 +405,8 @@ class Store(Outbox):
     def save_paper_vectors(self, model: str, vectors: Iterable[tuple[int, bytes]]) -> None:
         with self.transaction() as tx:
             tx.executemany(
-                "INSERT OR REPLACE INTO paper_vectors (pid, model, vector) VALUES (?, ?, ?)",
+                "INSERT INTO paper_vectors (pid, model, vector) VALUES (?, ?, ?)"
+                " ON CONFLICT (pid, model) DO UPDATE SET vector = excluded.vector",
                 [(ref, model, blob) for ref, blob in vectors],
             )
 
@@ -399,7 +467,7 @@ class Store(Outbox):
             tx.execute(
                 "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, origin,"
                 " active, created, updated) VALUES (?,?,?,?,?,?,?,'cli',1,?,?)"
-                " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN name"
+                " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN subscribers.name"
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds, active = 1,"
                 " bounces = 0, bouncing_since = NULL,"
@@ -435,7 +503,7 @@ class Store(Outbox):
                 "UPDATE subscribers SET active = 0, updated = ? WHERE email = ?",
                 [(_iso(now), e) for e in emails],
             )
-        return max(cur.rowcount, 0)
+        return max(int(cur.rowcount), 0)
 
     def subscribers(self, *, include_inactive: bool = False) -> list[Subscriber]:
         """Subscribers in address order; by default only those who get mail."""
@@ -448,10 +516,10 @@ class Store(Outbox):
         does not grow with the number of subscribers, and workers can each take a range."""
         last, first = start, True
         while True:
+            below = "" if stop is None else " AND email < ?"
             rows = self.conn.execute(
-                "SELECT * FROM subscribers WHERE (email > ? OR (? AND email = ?))"
-                " AND (? IS NULL OR email < ?) ORDER BY email LIMIT ?",
-                (last, first, start, stop, stop, size),
+                f"SELECT * FROM subscribers WHERE (email > ? OR (? AND email = ?)){below} ORDER BY email LIMIT ?",
+                (last, first, start, *(() if stop is None else (stop,)), size),
             ).fetchall()
             if not rows:
                 return
@@ -471,6 +539,7 @@ class Store(Outbox):
         """Every ``every``-th subscriber address in order: the starts of equal ranges for workers."""
         rows = self.conn.execute(
             "SELECT email FROM (SELECT email, row_number() OVER (ORDER BY email) AS n FROM subscribers)"
+            " AS numbered"
             " WHERE (n - 1) % ? = 0 ORDER BY email",
             (every,),
         )
@@ -504,4 +573,4 @@ class Store(Outbox):
                 " WHERE email = ?",
                 (_iso(now), email),
             )
-        return cur.rowcount > 0
+        return bool(cur.rowcount > 0)

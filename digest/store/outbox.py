@@ -91,7 +91,7 @@ class Outbox(Connection):
             for m in messages:
                 cur = tx.execute(
                     "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
-                    " more) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    " more) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
                     (
                         m.email,
                         m.message_id,
@@ -103,7 +103,8 @@ class Outbox(Connection):
                         m.more,
                     ),
                 )
-                ids.append(int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid else None)
+                made = cur.fetchone()  # none: another run holds that subscriber's digest for the day
+                ids.append(int(made[0]) if made else None)
             for chunk in _chunks(resume):
                 tx.execute(
                     f"UPDATE messages SET status = ?, updated = ? WHERE id IN ({','.join('?' * len(chunk))})",
@@ -132,7 +133,7 @@ class Outbox(Connection):
                     (MessageState.SENT, stamp, stamp, *chunk),
                 )
                 tx.executemany(
-                    "INSERT OR IGNORE INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?)",
+                    "INSERT INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                     [(r["email"], ref, r["id"], stamp) for r in rows for ref in json.loads(r["papers"])],
                 )
                 emails = [r["email"] for r in rows]
@@ -181,7 +182,7 @@ class Outbox(Connection):
                 "UPDATE messages SET status = ?, updated = ? WHERE status = ? AND digest_date < ?",
                 (MessageState.EXPIRED, _iso(now), MessageState.RETRY, before.isoformat()),
             )
-        return cur.rowcount
+        return int(cur.rowcount)
 
     def delivery_state(self, emails: Sequence[str], day: date, min_ref: int = 0) -> DeliveryState:
         """For a batch of subscribers at once: unfinished rows, who already got ``day``'s digest, and the
@@ -238,4 +239,4 @@ class Outbox(Connection):
             tx.execute("DELETE FROM feedback WHERE email = ?", (email,))
             tx.execute("DELETE FROM messages WHERE email = ?", (email,))
             cur = tx.execute("DELETE FROM subscribers WHERE email = ?", (email,))
-        return cur.rowcount > 0
+        return bool(cur.rowcount > 0)
