@@ -30,7 +30,7 @@ from digest.errors import DigestError, ProfileError, SubscriberError
 from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
 from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
 from digest.render import one_line
-from digest.runlock import lock_path, run_lock
+from digest.runlock import database_lock
 from digest.select import check_profile
 from digest.settings import Settings, load_settings, normalise_email, resolve_config_path
 from digest.store import RUN_SYNC, Store, as_store_error
@@ -136,7 +136,7 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
     """
     settings = settings_for(config)
     now = _now()
-    with run_lock(lock_path(settings.database), now), Store.open(settings.database, sync=RUN_SYNC) as store:
+    with database_lock(settings.database, now), Store.open(settings.database, sync=RUN_SYNC) as store:
         report = pipeline.run_configured(settings, store, now, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
@@ -495,7 +495,7 @@ def ingest(config: str | None, as_json: bool) -> None:
     """
     settings = settings_for(config)
     now = _now()
-    with run_lock(lock_path(settings.database), now), Store.open(settings.database) as store:
+    with database_lock(settings.database, now), Store.open(settings.database) as store:
         reports = tuple(pipeline.ingest(settings, store, now))
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], ensure_ascii=False, indent=2))

@@ -31,7 +31,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from digest import pipeline
 from digest.errors import DigestError
-from digest.runlock import lock_path, run_lock
+from digest.runlock import database_lock
 from digest.settings import Settings, load_settings
 from digest.store import RUN_SYNC, Store
 
@@ -46,7 +46,7 @@ def daily_job(config: str | None) -> int:
         settings = load_settings(config)
         now = datetime.now(UTC)
         with (
-            run_lock(lock_path(settings.database), now),
+            database_lock(settings.database, now),
             Store.open(settings.database, sync=RUN_SYNC) as store,
         ):
             report = pipeline.run_configured(settings, store, now)

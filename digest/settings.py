@@ -152,7 +152,9 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    database: Path = Path("var/digest.sqlite3")
+    # A SQLite file (the default), or a PostgreSQL URL (#16) whose password comes from the environment
+    # (libpq's PGPASSWORD or ~/.pgpass), never from the config.
+    database: Path | str = Path("var/digest.sqlite3")
     lookback_days: int = Field(default=7, ge=1, le=365)
     send_at: time = time(7, 0)
     timezone: str = "UTC"
@@ -172,6 +174,19 @@ class Settings(BaseSettings):
     subscribers: list[SubscriberConfig] = []
     # Where this configuration was read from; relative paths were resolved against its folder.
     config_path: Path | None = None
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: Path | str) -> Path | str:
+        if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+            from urllib.parse import urlsplit
+
+            if urlsplit(value).password is not None:
+                raise ValueError(
+                    "the URL holds a password: set PGPASSWORD (or ~/.pgpass) in the environment instead"
+                )
+            return value
+        return Path(value)
 
     @field_validator("timezone")
     @classmethod
@@ -394,7 +409,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
             )
     values = loaded.model_dump(exclude={"delivery", "smtp", "relevance", "sources", "subscribers"})
     values.update(
-        database=_resolve(loaded.database, base),
+        database=loaded.database if isinstance(loaded.database, str) else _resolve(loaded.database, base),
         templates_dir=templates_dir,
         config_path=path.resolve(),
     )

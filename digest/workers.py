@@ -30,7 +30,7 @@ from typing import Any
 from digest import logs
 from digest.delivery import RangeContext, RetryBudget, Tally, deliver_range, make_courier
 from digest.errors import WorkerError
-from digest.runlock import hold_as_worker, lock_path
+from digest.runlock import hold_as_worker_of
 from digest.settings import Settings
 from digest.store import RUN_SYNC, Store
 from digest.transport import make_transport
@@ -63,6 +63,7 @@ class _WorkerState:
     slot: int
 
 
+_lock_holder: object = None  # the worker's shared lock (a descriptor, or a PostgreSQL session)
 _state: _WorkerState | None = None
 
 
@@ -81,9 +82,9 @@ def _start(
     stop: Any,
 ) -> None:
     """In each worker, once: the store, the transport, the pool and the renderer."""
-    global _state
+    global _state, _lock_holder
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; workers see it gone
-    hold_as_worker(lock_path(settings.database))  # released by the kernel when this process ends
+    _lock_holder = hold_as_worker_of(settings.database)  # kept for the process's life; released at its end
     logs.configure(log_level, worker=True)
     store = Store.open(settings.database, sync=RUN_SYNC)
     transport = make_transport(settings)

@@ -7,6 +7,7 @@ as on SQLite, and that addresses stay case-insensitive (SQLite's NOCASE) while k
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -68,3 +69,35 @@ def test_addresses_are_unique_whatever_their_case_and_keep_it(database: str) -> 
         )
         refs = [conn.execute(paper, (t, t)).fetchone() for t in ("a", "b")]
         assert refs == [(1,), (2,)]
+
+
+def test_digest_run_on_postgresql_sends_once_and_holds_the_run_lock(database: str, tmp_path: Path) -> None:
+    """The daily job end to end on PostgreSQL: a real `digest run` (two worker processes) into a Maildir,
+    then again the same day (nothing new); a second run while the lock is held is refused, exit 2."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import read_maildir, samples_source, write_config
+
+    from digest.runlock import database_lock
+
+    people = [{"email": f"reader{i}@example.org", "keywords": ["LLM"], "max_papers": 3} for i in range(6)]
+    cfg = write_config(
+        tmp_path,
+        top={"database": database},
+        sources=[samples_source()],
+        subscribers=people,
+        tables={"delivery": {"workers": 2}},
+    )
+    digest = [str(Path(sys.executable).parent / "digest"), "--config", str(cfg)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    first = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["counts"] == {"sent": 6}
+    again = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and json.loads(again.stdout)["counts"] == {"nothing-new": 6}
+    assert len(read_maildir(tmp_path / "var" / "outbox")) == 6
+    with database_lock(database, datetime.now(UTC)):
+        blocked = subprocess.run([*digest, "run"], env=env, capture_output=True, text=True)
+    assert blocked.returncode == 2 and "another digest run holds the run lock" in blocked.stderr

@@ -43,7 +43,7 @@ def _subscribers(n: int) -> list[Subscriber]:
     ]
 
 
-def _sent_per_subscriber(db: Path) -> Counter[str]:
+def _sent_per_subscriber(db: Path | str) -> Counter[str]:
     with Store.open(db) as store:
         rows = store.conn.execute("SELECT email FROM messages WHERE status = 'sent'").fetchall()
     return Counter(r[0] for r in rows)

@@ -106,7 +106,12 @@ class Connection:
     """The ``sqlite3.Connection`` subset the store uses, over psycopg."""
 
     def __init__(self, url: str) -> None:
-        import psycopg
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise sqlite3.OperationalError(
+                "postgresql: the driver is not installed; install it with: pip install 'digest[postgresql]'"
+            ) from exc
 
         try:
             self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory, connect_timeout=10)

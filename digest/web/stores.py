@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class ThreadStores:
     """``with stores.get() as store:`` gives this thread's connection to the database at ``path``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = path
         self.local = threading.local()
 
