@@ -72,8 +72,9 @@ def test_addresses_are_unique_whatever_their_case_and_keep_it(database: str) -> 
 
 
 def test_digest_run_on_postgresql_sends_once_and_holds_the_run_lock(database: str, tmp_path: Path) -> None:
-    """The daily job end to end on PostgreSQL: a real `digest run` (two worker processes) into a Maildir,
-    then again the same day (nothing new); a second run while the lock is held is refused, exit 2."""
+    """The daily job end to end on PostgreSQL: a preview and a dry run that change nothing, a real `digest
+    run` (two worker processes) into a Maildir, then again the same day (nothing new); a second run while
+    the lock is held is refused, exit 2."""
     import json
     import subprocess
     import sys
@@ -92,6 +93,18 @@ def test_digest_run_on_postgresql_sends_once_and_holds_the_run_lock(database: st
     )
     digest = [str(Path(sys.executable).parent / "digest"), "--config", str(cfg)]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    subprocess.run([*digest, "ingest"], env=env, check=True, capture_output=True)
+    # A preview and a dry run work inside a transaction that is never committed: nothing changes.
+    preview = subprocess.run(
+        [*digest, "preview", "reader0@example.org", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert preview.returncode == 0, preview.stderr
+    assert json.loads(preview.stdout)["status"] == "would-send"
+    dry = subprocess.run([*digest, "run", "--dry-run", "--json"], env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
     first = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["counts"] == {"sent": 6}

@@ -74,6 +74,9 @@ class Connection:
     """One database connection and its path (or redacted URL); ``transaction()`` for writes."""
 
     dialect = "sqlite"
+    # Inside one transaction that is never committed (a PostgreSQL snapshot for a preview or a dry run):
+    # each ``transaction()`` is then a savepoint, and closing the connection throws everything away.
+    scratch = False
 
     def __init__(self, conn: Database, path: str, read_only: bool = False) -> None:
         self.conn = conn
@@ -83,19 +86,22 @@ class Connection:
     @contextmanager
     def transaction(self) -> Iterator[Database]:
         """One write transaction, begun IMMEDIATE so two writers never deadlock half-way."""
+        begin, rollback, commit = ("BEGIN IMMEDIATE", "ROLLBACK", "COMMIT")
+        if self.scratch:
+            begin, rollback, commit = ("SAVEPOINT tx", "ROLLBACK TO SAVEPOINT tx", "RELEASE SAVEPOINT tx")
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(begin)
         except sqlite3.Error as exc:
             raise store_error(exc, self.path) from exc
         try:
             yield self.conn
         except BaseException as exc:
             if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+                self.conn.execute(rollback)
             if isinstance(exc, sqlite3.Error):
                 raise store_error(exc, self.path) from exc
             raise
         try:
-            self.conn.execute("COMMIT")
+            self.conn.execute(commit)
         except sqlite3.Error as exc:
             raise store_error(exc, self.path) from exc

@@ -56,6 +56,8 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
 class Store(Outbox):
     """A connection to the state database. Use ``Store.open(path)``; close it, or use it as a context."""
 
+    url = ""  # a PostgreSQL database's URL (``path`` is the same without its password)
+
     # -- opening -------------------------------------------------------------------------------------
 
     @classmethod
@@ -110,7 +112,7 @@ class Store(Outbox):
         shown = postgresql.without_password(url)
         try:
             store = cls(postgresql.Connection(url), shown, read_only)
-            store.dialect = "postgresql"
+            store.dialect, store.url = "postgresql", url
             store._refuse_foreign()
             if read_only:
                 store._check_version(upgrade_hint="run digest run (or digest ingest) once to upgrade it")
@@ -142,12 +144,16 @@ class Store(Outbox):
             )
 
     def snapshot(self) -> Store:
-        """An in-memory copy: what a dry run or a preview works on, so the real file is never touched."""
-        if not isinstance(self.conn, sqlite3.Connection):
-            raise StoreError(
-                "a preview or a dry run works on a copy of a SQLite database; on PostgreSQL it is not built yet",
-                hint="run digest preview and digest run --dry-run against a SQLite copy for now (#16)",
-            )
+        """A copy to work on that the real database never sees: what a dry run or a preview uses. For SQLite
+        an in-memory copy; for PostgreSQL a connection inside a transaction that is never committed."""
+        if self.dialect == "postgresql":
+            from digest.store import postgresql
+
+            scratch = Store(postgresql.Connection(self.url), self.path)
+            scratch.dialect, scratch.url, scratch.scratch = "postgresql", self.url, True
+            scratch.conn.execute("BEGIN")
+            return scratch
+        assert isinstance(self.conn, sqlite3.Connection)
         copy = sqlite3.connect(":memory:", isolation_level=None)
         self.conn.backup(copy)
         copy.row_factory = sqlite3.Row
