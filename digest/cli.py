@@ -26,7 +26,7 @@ from rich.text import Text
 
 from digest import __version__, logs, pipeline
 from digest.delivery import Send, Skip, resume_hint
-from digest.errors import DigestError, ProfileError, SubscriberError
+from digest.errors import ConfigError, DigestError, ProfileError, SubscriberError
 from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
 from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
 from digest.render import one_line
@@ -372,6 +372,37 @@ def feedback(config: str | None, email: str, paper: str, kind: str | None) -> No
         store.set_feedback(address, found.ref, None if kind == "undo" else kind, _now())
     said = {"more": "more like", "less": "less like", "undo": "forgot feedback on"}[kind]
     click.echo(f"{address}: {said} {found.title!r}")
+
+
+@main.command("migrate-store")
+@config_option
+@click.option(
+    "--to", "target", required=True, help="An empty PostgreSQL database: postgresql://user@host/db."
+)
+@handles_errors
+def migrate_store(config: str | None, target: str) -> None:
+    """Copy the SQLite database (papers, subscribers, history, outbox) into an empty PostgreSQL database,
+    checking every table's row count; then set `database` to that URL. The password comes from PGPASSWORD
+    or ~/.pgpass. Holds the run lock meanwhile, so no run changes what is being copied."""
+    from digest.store.copy import copy_store
+    from digest.store.postgresql import without_password
+
+    settings = settings_for(config)
+    if isinstance(settings.database, str):
+        raise ConfigError("it is already a PostgreSQL database", key="database")
+    if not target.startswith(("postgresql://", "postgres://")):
+        raise click.UsageError("--to takes a postgresql:// URL")
+    if without_password(target) != target:
+        raise click.UsageError("--to must not hold a password: set PGPASSWORD (or ~/.pgpass) instead")
+    with (
+        database_lock(settings.database, _now()),
+        Store.open(settings.database, read_only=True) as source,
+        Store.open(target) as destination,
+    ):
+        counts = copy_store(source, destination)
+    for table, rows in counts.items():
+        click.echo(f"{table}: {rows:,} rows copied and counted")
+    click.echo(f'done: set database = "{target}" in {settings.config_path} to use it')
 
 
 @main.command()

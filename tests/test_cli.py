@@ -39,6 +39,7 @@ def test_the_commands_are_the_ones_the_issue_names() -> None:
     assert COMMANDS == [
         "feedback",
         "ingest",
+        "migrate-store",
         "preview",
         "resume",
         "run",

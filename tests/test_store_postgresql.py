@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from digest.models import Paper
 from digest.store import SCHEMA_VERSION, Store
 from digest.store.schema import MIGRATIONS, POSTGRESQL_PREAMBLE, for_postgresql
 
@@ -114,3 +115,48 @@ def test_digest_run_on_postgresql_sends_once_and_holds_the_run_lock(database: st
     with database_lock(database, datetime.now(UTC)):
         blocked = subprocess.run([*digest, "run"], env=env, capture_output=True, text=True)
     assert blocked.returncode == 2 and "another digest run holds the run lock" in blocked.stderr
+
+
+def test_migrate_store_copies_everything_and_the_history_holds(database: str, tmp_path: Path) -> None:
+    """`digest migrate-store`: a SQLite store after a real run (papers, subscribers, outbox, sent records,
+    feedback) copied into PostgreSQL with every count checked; the next run there sends nothing twice."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import samples_source, write_config
+
+    people = [{"email": f"reader{i}@example.org", "keywords": ["LLM"], "max_papers": 3} for i in range(4)]
+    cfg = write_config(tmp_path, sources=[samples_source()], subscribers=people)
+    digest = [str(Path(sys.executable).parent / "digest"), "--config", str(cfg)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    assert subprocess.run([*digest, "run"], env=env, capture_output=True).returncode == 0
+    with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
+        (ref,) = store.conn.execute("SELECT pid FROM sent LIMIT 1").fetchone()
+        store.set_feedback("reader0@example.org", ref, "more", datetime.now(UTC))
+        before = {
+            t: store.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("papers", "sent")
+        }
+    moved = subprocess.run(
+        [*digest, "migrate-store", "--to", database], env=env, capture_output=True, text=True
+    )
+    assert moved.returncode == 0, moved.stderr
+    assert f"papers: {before['papers']:,} rows copied and counted" in moved.stdout
+    again = subprocess.run(
+        [*digest, "migrate-store", "--to", database], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 2 and "already holds data" in again.stderr  # never into a used database
+    text = cfg.read_text(encoding="utf-8").replace(
+        'database = "var/digest.sqlite3"', f'database = "{database}"'
+    )
+    cfg.write_text(text, encoding="utf-8")
+    rerun = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert json.loads(rerun.stdout)["counts"] == {"nothing-new": 4}  # the same day: already sent
+    with Store.open(database) as store:
+        assert store.feedback(["reader0@example.org"])["reader0@example.org"]["more"][0].ref == ref
+        assert store.conn.execute("SELECT count(*) FROM sent").fetchone()[0] == before["sent"]
+        # New rows get ids after the copied ones.
+        store.ingest([Paper("A paper after the move", "Its abstract.")], datetime.now(UTC))
+        (top,) = store.conn.execute("SELECT max(pid) FROM papers").fetchone()
+        assert top == before["papers"] + 1
