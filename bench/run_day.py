@@ -106,9 +106,11 @@ class Result:
         return 1000 * self.seconds / self.n
 
 
-def _config(folder: Path, day_glob: str, smtp_port: int | None = None, workers: int = 0) -> Path:
+def _config(
+    folder: Path, day_glob: str, smtp_port: int | None = None, workers: int = 0, database: str | None = None
+) -> Path:
     lines = [
-        f'database = "{folder / "state.sqlite3"}"',
+        f'database = "{database or folder / "state.sqlite3"}"',
         'timezone = "UTC"',
         "lookback_days = 3",
         "[delivery]",
@@ -137,13 +139,14 @@ def run_digest(
     smtp_port: int | None = None,
     workers: int = 0,
     hybrid: bool = False,
+    database: str | None = None,
 ) -> Result:
     """One fresh state with ``n`` subscribers (``hybrid``: each with a description and seed papers too),
     then one timed ``digest run``."""
     with tempfile.TemporaryDirectory(prefix="digest-bench-") as tmp:
         folder = Path(tmp)
-        cfg = _config(folder, day_glob, smtp_port, workers)
-        with Store.open(folder / "state.sqlite3") as store:
+        cfg = _config(folder, day_glob, smtp_port, workers, database)
+        with Store.open(database or folder / "state.sqlite3") as store:
             store.add_subscribers(subscribers(n, hybrid=hybrid), NOW)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
         t0 = time.perf_counter()
