@@ -160,3 +160,56 @@ def test_migrate_store_copies_everything_and_the_history_holds(database: str, tm
         store.ingest([Paper("A paper after the move", "Its abstract.")], datetime.now(UTC))
         (top,) = store.conn.execute("SELECT max(pid) FROM papers").fetchone()
         assert top == before["papers"] + 1
+
+
+def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
+    """`digest serve` on PostgreSQL: the manage page with its preview, a saved change, the sign-up rate
+    limit kept in the database, and a one-click unsubscribe that the next run honours."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+    from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
+    from test_web import serving
+
+    from digest.tokens import Purpose, Signer
+
+    port = free_port()
+    people = [{"email": "ada@example.org", "keywords": ["speculative decoding"], "max_papers": 3}]
+    cfg = write_config(
+        tmp_path,
+        top={"database": database, "base_url": f"http://127.0.0.1:{port}"},
+        sources=[samples_source()],
+    )
+    digest = [str(Path(sys.executable).parent / "digest"), "--config", str(cfg)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DIGEST_SECRET_KEY": TEST_SECRET_KEY}
+    subprocess.run([*digest, "ingest"], env=env, check=True, capture_output=True)
+    for p in people:
+        subprocess.run([*digest, "subscribe", p["email"], "-k", "speculative decoding"], env=env, check=True)
+    signer = Signer([TEST_SECRET_KEY])
+    with serving(cfg, port, env) as base, httpx.Client(base_url=base) as client:
+        page = client.get(f"/m/{signer.make(Purpose.MANAGE, 'ada@example.org')}")
+        assert page.status_code == 200 and "matched: speculative decoding" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        saved = client.post(
+            f"/m/{signer.make(Purpose.MANAGE, 'ada@example.org')}",
+            data={"csrf": csrf.group(1), "keywords": "diffusion", "max_papers": "3", "action": "save"},
+        )
+        assert saved.status_code == 200 and "Saved." in saved.text
+        for _ in range(4):
+            asked = {"csrf": csrf.group(1), "email": "zoe@example.org", "keywords": "RAG"}
+            assert client.post("/", data=asked).status_code == 200
+        assert len([m for m in read_maildir(tmp_path / "var" / "outbox") if "zoe" in str(m["To"])]) == 3
+        run = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
+        (ada,) = json.loads(run.stdout)["subscribers"]
+        assert ada["status"] == "sent" and all(p["matched"] == ["diffusion"] for p in ada["papers"])
+        left = httpx.post(
+            f"{base}/u/{signer.make(Purpose.UNSUBSCRIBE, 'ada@example.org')}",
+            data={"List-Unsubscribe": "One-Click"},
+        )
+        assert left.status_code == 200 and "You are unsubscribed" in left.text
+    with Store.open(database) as store:
+        assert [s.email for s in store.subscribers()] == []
