@@ -213,3 +213,20 @@ def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
         assert left.status_code == 200 and "You are unsubscribed" in left.text
     with Store.open(database) as store:
         assert [s.email for s in store.subscribers()] == []
+
+
+def test_the_scheduled_job_on_postgresql_shares_the_run_lock(database: str, tmp_path: Path) -> None:
+    """`digest schedule`'s job on PostgreSQL: refused (2) while another run holds the database's lock,
+    then it runs and sends, as on SQLite."""
+    from conftest import read_maildir, samples_source, write_config
+
+    from digest.runlock import database_lock
+    from digest.scheduler import daily_job
+
+    ada = {"email": "ada@example.org", "keywords": ["RAG"]}
+    cfg = write_config(tmp_path, top={"database": database}, sources=[samples_source()], subscribers=[ada])
+    with database_lock(database, datetime.now(UTC)):
+        assert daily_job(str(cfg)) == 2
+    assert not (tmp_path / "var" / "outbox").exists()
+    assert daily_job(str(cfg)) == 0
+    assert len(read_maildir(tmp_path / "var" / "outbox")) == 1
