@@ -446,24 +446,9 @@ class PaperIndex:
         if taste is not None and not profile.trending:
             return self._select_hybrid(profile, skip, limit, taste)
         n = len(self.papers)
-        keywords = [kw for kw in dict.fromkeys(profile.keywords) if self.vector(kw) is not None]
-        if profile.keywords:
-            if not keywords:
-                return [], 0
-            score = self._vectors[keywords[0]].copy()
-            for kw in keywords[1:]:
-                score += self._vectors[kw]
-            mask = score > 0
-        else:
-            score = np.zeros(n, dtype=np.int32)
-            mask = np.ones(n, dtype=bool)
-        for ex in profile.exclude:
-            ex_vec = self.vector(ex)
-            if ex_vec is not None:
-                mask &= ex_vec == 0
-        if skip:
-            idx = [self._by_ref[r] for r in skip if r in self._by_ref]
-            mask[idx] = False
+        # No usable keyword in a keyword profile: nothing is a candidate (every score is 0).
+        keywords, score, mask = self._keyword_scores(profile, matched_only=bool(profile.keywords))
+        self._leave_out(mask, skip)
         candidates = np.flatnonzero(mask)
         total = len(candidates)
         order_key = self._rank[candidates] - score[candidates].astype(np.int64) * n
@@ -472,64 +457,81 @@ class PaperIndex:
             chosen = candidates[part[np.argsort(order_key[part], kind="stable")]]
         else:
             chosen = candidates[np.argsort(order_key, kind="stable")]
-        matches = []
-        for pi in chosen.tolist():
-            reasons = tuple(
-                self._reason(kw, "title" if self._vectors[kw][pi] == _SCORE[0] else "abstract")
-                for kw in keywords
-                if self._vectors[kw][pi]
+        reasons = self._keyword_reasons(keywords, chosen)
+        return [
+            Match(self.papers[pi], int(score[pi]), why)
+            for pi, why in zip(chosen.tolist(), reasons, strict=True)
+        ], total
+
+    def _leave_out(self, mask: npt.NDArray[np.bool_], skip: Collection[int]) -> None:
+        """Clear ``mask`` for the papers whose store refs are in ``skip`` (already sent, or in flight)."""
+        if skip:
+            mask[[self._by_ref[r] for r in skip if r in self._by_ref]] = False
+
+    def _keyword_reasons(self, keywords: list[str], chosen: npt.NDArray[np.intp]) -> list[tuple[Reason, ...]]:
+        """Per chosen paper, the keywords it matched and where (title beats abstract), read for all the
+        chosen papers at once."""
+        hits = [self._vectors[kw][chosen].tolist() for kw in keywords]
+        return [
+            tuple(
+                self._reason(kw, "title" if row[j] == _SCORE[0] else "abstract")
+                for kw, row in zip(keywords, hits, strict=True)
+                if row[j]
             )
-            matches.append(Match(self.papers[pi], int(score[pi]), reasons))
-        return matches, total
+            for j in range(len(chosen))
+        ]
 
     def _keyword_scores(
-        self, profile: Profile
+        self, profile: Profile, matched_only: bool
     ) -> tuple[list[str], npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
-        """(usable keywords, keyword score per paper, papers not excluded)."""
+        """(usable keywords, keyword score per paper, the papers still candidates: not excluded, and with
+        ``matched_only`` matching a keyword)."""
         n = len(self.papers)
         keywords = [kw for kw in dict.fromkeys(profile.keywords) if self.vector(kw) is not None]
-        score = np.zeros(n, dtype=np.int32)
-        for kw in keywords:
-            score += self._vectors[kw]
-        allowed = np.ones(n, dtype=bool)
+        if keywords:
+            score = self._vectors[keywords[0]].copy()
+            for kw in keywords[1:]:
+                score += self._vectors[kw]
+        else:
+            score = np.zeros(n, dtype=np.int32)
+        mask = score > 0 if matched_only else np.ones(n, dtype=bool)
         for ex in profile.exclude:
             ex_vec = self.vector(ex)
             if ex_vec is not None:
-                allowed &= ex_vec == 0
-        return keywords, score, allowed
+                mask &= ex_vec == 0
+        return keywords, score, mask
 
     def _select_hybrid(
         self, profile: Profile, skip: Collection[int], limit: int | None, taste: Taste
     ) -> tuple[list[Match], int]:
-        keywords, score, mask = self._keyword_scores(profile)
+        keywords, score, mask = self._keyword_scores(profile, matched_only=False)
         likeness = self.space.papers @ taste.vector
         mask &= (score > 0) | (likeness >= SIMILAR_ENOUGH)
-        if skip:
-            mask[[self._by_ref[r] for r in skip if r in self._by_ref]] = False
+        self._leave_out(mask, skip)
         candidates = np.flatnonzero(mask)
         total = len(candidates)
         top = max(int(score.max(initial=0)), 1)
         combined = score[candidates] / top + LIKENESS_WEIGHT * likeness[candidates]
         # Highest combined first; equal ones (rare with floats) by the usual rank.
         order = np.lexsort((self._rank[candidates], -combined))
-        chosen = candidates[order if limit is None else order[:limit]]
-        # The reasons, worked out for the chosen papers at once: their keyword hits as plain lists, and
-        # for those without one, the closest liked paper (or the description) in one product.
-        hits = [self._vectors[kw][chosen].tolist() for kw in keywords]
+        picked = order if limit is None else order[:limit]
+        chosen = candidates[picked]
+        # For papers without a keyword: the closest liked paper (or the description), in one product.
         closest = np.argmax(taste.items @ self.space.papers[chosen].T, axis=0).tolist()
-        values = (score[chosen] / top + LIKENESS_WEIGHT * likeness[chosen]).tolist()
         matches = []
-        for j, pi in enumerate(chosen.tolist()):
-            reasons = tuple(
-                self._reason(kw, "title" if row[j] == _SCORE[0] else "abstract")
-                for kw, row in zip(keywords, hits, strict=True)
-                if row[j]
+        for j, (pi, why, value) in enumerate(
+            zip(
+                chosen.tolist(),
+                self._keyword_reasons(keywords, chosen),
+                combined[picked].tolist(),
+                strict=True,
             )
-            if not reasons:
+        ):
+            if not why:
                 label = taste.labels[closest[j]]
                 kind: Likeness = "similar" if label else "about"
-                reasons = (self._reason(label, kind),)
-            matches.append(Match(self.papers[pi], values[j], reasons))
+                why = (self._reason(label, kind),)
+            matches.append(Match(self.papers[pi], value, why))
         return matches, total
 
 
