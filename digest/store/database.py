@@ -24,7 +24,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from digest.errors import StoreError
-from digest.models import Paper, Profile, Subscriber, Validators, arxiv_id_from, normalise_title
+from digest.models import Paper, Profile, Subscriber, Validators, arxiv_id_from
 from digest.store.base import Database, _iso, store_error
 from digest.store.outbox import Outbox
 from digest.store.schema import MIGRATIONS, POSTGRESQL_PREAMBLE, SCHEMA_VERSION, for_postgresql
@@ -354,20 +354,11 @@ class Store(Outbox):
         """Stored papers by the names a reader gives them (an arXiv id, with or without version or as a
         link, else the exact title, compared as ``normalise_title`` folds it); unknown names are left out.
 
-        One query per name: seeds are few per profile, and a run resolves each distinct name once."""
-        found: dict[str, Paper] = {}
-        for name in names:
-            arxiv_id = arxiv_id_from(name)
-            row = (
-                self.conn.execute("SELECT * FROM papers WHERE arxiv_id = ?", (arxiv_id,)).fetchone()
-                if arxiv_id
-                else self.conn.execute(
-                    "SELECT * FROM papers WHERE title_key = ? ORDER BY pid LIMIT 1", (normalise_title(name),)
-                ).fetchone()
-            )
-            if row is not None:
-                found[name] = self._paper(row)
-        return found
+        The same identity rule as ingesting (``_find``): one lookup per name (seeds are few per profile, and
+        a run resolves each distinct name once), then the papers in one query."""
+        refs = {name: self._find(self.conn, Paper(name, "", arxiv_id=arxiv_id_from(name))) for name in names}
+        papers = {p.ref: p for p in self.papers_by_refs([r for r in refs.values() if r is not None])}
+        return {name: papers[ref] for name, ref in refs.items() if ref is not None and ref in papers}
 
     def set_feedback(self, email: str, ref: int, kind: str | None, now: datetime) -> None:
         """Record the reader's "more" or "less" like paper ``ref`` (replacing an earlier one); None undoes it."""
