@@ -123,10 +123,11 @@ class Store(Outbox):
         return store
 
     def _tables(self) -> set[str]:
+        """The database's tables (on PostgreSQL, ``digest_schema`` holds the schema version)."""
         if self.dialect == "postgresql":
             rows = self.conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-                " AND table_type = 'BASE TABLE' AND table_name <> 'digest_schema'"
+                " AND table_type = 'BASE TABLE'"
             )
         else:
             rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
@@ -134,7 +135,7 @@ class Store(Outbox):
 
     def _refuse_foreign(self) -> None:
         """Refuse a database that has tables of its own and not ours (another application's file)."""
-        tables = self._tables()
+        tables = self._tables() - {"digest_schema"}
         if tables and not {"papers", "subscribers", "messages"} <= tables:
             self.conn.close()
             raise StoreError(
@@ -171,12 +172,7 @@ class Store(Outbox):
 
     def _version(self) -> int:
         if self.dialect == "postgresql":
-            if "digest_schema" not in {
-                str(r[0])
-                for r in self.conn.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-                )
-            }:
+            if "digest_schema" not in self._tables():
                 return 0
             row = self.conn.execute("SELECT max(version) FROM digest_schema").fetchone()
             return int(row[0] or 0)
