@@ -314,7 +314,8 @@ def subscribe(
     with Store.open(settings.database) as store:
         before = store.subscriber(address)
         new = store.add_subscriber(Subscriber(address, name, profile), _now())
-        unknown = [s for s in seeds if s not in store.find_papers(seeds)]
+        stored = store.find_papers(seeds)
+        unknown = [s for s in seeds if s not in stored]
     what = "trending papers" if profile.trending else ", ".join(profile.topics)
     click.echo(f"{'subscribed' if new else 'updated'} {address}: {what}")
     for seed in unknown:
