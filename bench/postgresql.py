@@ -1,26 +1,35 @@
-"""The daily run on PostgreSQL against SQLite (#16), on this machine.
+"""The daily run on PostgreSQL against SQLite, and several hosts sharing one day (#16), on this machine.
 
-    .venv/bin/python bench/postgresql.py [--subscribers 100000] [--workers 2]
+    .venv/bin/python bench/postgresql.py [--subscribers 100000] [--workers 2] [--shared 200000]
 
 A throwaway PostgreSQL 15 cluster (Debian's server; as root, run as the postgres user) on 127.0.0.1 with
-the settings of a small dedicated server (fsync on: the same durability as SQLite's), then the same
-`digest run` of the 375 seed papers into a Maildir for N synthetic subscribers, on a SQLite file and on a
-fresh PostgreSQL database, one host with ``--workers`` worker processes. Prints the table and the ratio.
+the settings of a small dedicated server (fsync on: the same durability as SQLite's), then:
+
+1. the same `digest run` of the 375 seed papers into a Maildir for N synthetic subscribers, on a SQLite
+   file and on a fresh PostgreSQL database, one host with ``--workers`` worker processes: the ratio;
+2. ``--shared`` subscribers over SMTP into Postfix's smtp-sink: one host with two worker processes, then
+   two "hosts" (two `digest run` process groups started together, each with its own connections and one
+   worker) sharing the day through claims: messages per second, and how the hosts split the ranges.
+   (Both "hosts" share this machine's cores: the second shows the coordination's cost, not more speed.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
-from run_day import run_digest
-from synthetic import SAMPLES
+from run_day import DIGEST, NOW, _config, run_digest, start_sink
+from synthetic import SAMPLES, subscribers
+
+from digest.store import Store
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -70,10 +79,58 @@ def start_cluster(folder: Path) -> tuple[str, list[str]]:
     ]
 
 
+def shared_day(
+    database: str, n: int, hosts: int, workers: int, sink_port: int
+) -> tuple[float, dict[str, int]]:
+    """``hosts`` `digest run` processes (``workers`` each) started together on ``n`` fresh subscribers over
+    SMTP; (seconds until the last one ended, subscribers per host as its claims record them)."""
+    with psycopg.connect(database, autocommit=True) as conn:  # a fresh store for each measurement
+        for table in ("sent", "messages", "run_ranges", "runs", "ingests", "feedback", "subscribers"):
+            conn.execute(f"DELETE FROM {table}")
+    folder = Path(tempfile.mkdtemp(prefix="digest-bench-shared-"))
+    try:
+        cfg = _config(folder, str(SAMPLES / "*.txt"), sink_port, workers, database)
+        with Store.open(database) as store:
+            store.add_subscribers(subscribers(n), NOW)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [DIGEST, "run", "--config", str(cfg), "--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(hosts)
+        ]
+        outputs = [p.communicate() for p in procs]
+        seconds = time.perf_counter() - started
+        for p, (_, err) in zip(procs, outputs, strict=True):
+            if p.returncode != 0:
+                raise SystemExit(f"digest run failed ({p.returncode}):\n{err[-3000:]}")
+        counts: dict[str, int] = {}
+        for out, _ in outputs:
+            for status, k in json.loads(out)["counts"].items():
+                counts[status] = counts.get(status, 0) + k
+        if sum(counts.values()) != n or set(counts) - {"sent", "nothing-new"}:
+            raise SystemExit(f"{counts} for {n} subscribers")
+        with Store.open(database) as store:
+            run = store.latest_run()
+            assert run is not None
+            split: dict[str, int] = {}
+            for r in store.run_ranges(run):
+                split[str(r.owner)] = split.get(str(r.owner), 0) + (r.subscribers or 0)
+        return seconds, split
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--subscribers", type=int, default=100_000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--shared", type=int, default=200_000, help="subscribers for the hosts' part (0: skip)")
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="digest-bench-pg-"))
     url, pg_ctl = start_cluster(folder)
@@ -85,6 +142,15 @@ def main() -> None:
         n, w = args.subscribers, args.workers
         sqlite = run_digest("SQLite", "375 seed papers", glob, n, workers=w)
         postgresql = run_digest("PostgreSQL", "375 seed papers", glob, n, workers=w, database=database)
+        shared = []
+        if args.shared:
+            sink, port, sink_name = start_sink()
+            try:
+                shared.append(("one host, 2 workers", *shared_day(database, args.shared, 1, 2, port)))
+                shared.append(("two hosts, 1 worker each", *shared_day(database, args.shared, 2, 1, port)))
+            finally:
+                sink.terminate()
+                sink.wait()
     finally:
         subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
@@ -97,6 +163,13 @@ def main() -> None:
             f"| {r.rss_sum / 2**20:,.0f} |"
         )
     print(f"\nPostgreSQL / SQLite: {postgresql.seconds / sqlite.seconds:.2f}x (target of #16: at most 1.3x)")
+    if shared:
+        print(f"\n{args.shared:,} subscribers on PostgreSQL, over SMTP into {sink_name}, sharing one day\n")
+        print("| hosts | total s | messages/s | subscribers per process (from its claims) |")
+        print("| --- | ---: | ---: | --- |")
+        for label, seconds, split in shared:
+            parts = ", ".join(f"{count:,}" for _, count in sorted(split.items(), key=lambda kv: -kv[1]))
+            print(f"| {label} | {seconds:.1f} | {args.shared / seconds:,.0f} | {parts} |")
 
 
 if __name__ == "__main__":

@@ -528,7 +528,7 @@ def ingest(config: str | None, as_json: bool) -> None:
     settings = settings_for(config)
     now = _now()
     with database_lock(settings.database, now), Store.open(settings.database) as store:
-        reports = tuple(pipeline.ingest(settings, store, now))
+        reports = tuple(pipeline.ingest_once(settings, store, now))
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], ensure_ascii=False, indent=2))
     else:

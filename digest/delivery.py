@@ -1,8 +1,9 @@
 """Delivering a run: plan each subscriber's message, send it through the outbox, record it. One loop.
 
 ``deliver_range(context, start, stop)`` is the whole of it for the subscribers whose addresses fall in
-[start, stop): the in-process run calls it once for everyone, and each worker process (``workers``) once per
-range it is handed. Per batch of ``BATCH`` subscribers:
+[start, stop). A run's ranges are claimed in the database (``deliver_claims``, see ``store.runs``), so one
+process, several worker processes and several hosts all go through the same loop, each range once. Per
+batch of ``BATCH`` subscribers:
 
 1. **plan** (``plan_batches``): their delivery state in a few queries, then per subscriber a ``Skip`` (with
    the reason) or a ``Send``: an unfinished message to send again, then today's digest if they have none;
@@ -17,16 +18,15 @@ Message-ID. That is the one window in which a subscriber can get a message twice
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
 
 import numpy as np
 
+from digest.courier import Courier
 from digest.errors import (
     DeliveryAbortedError,
     DeliveryError,
@@ -35,7 +35,6 @@ from digest.errors import (
     ServerUnavailableError,
     TransientDeliveryError,
 )
-from digest.mime import Outgoing
 from digest.models import (
     Digest,
     Paper,
@@ -50,9 +49,8 @@ from digest.render import Composed, Renderer
 from digest.select import PaperIndex, check_profile, explain
 from digest.semantic import SentenceModel, Space, Taste, make_model
 from digest.settings import Settings
-from digest.store import DeliveryState, NewMessage, OutboxRow, Store
+from digest.store import Claim, DeliveryState, NewMessage, OutboxRow, Store
 from digest.tokens import Signer
-from digest.transport import Transport
 
 BATCH = 256  # subscribers planned, begun, delivered and recorded together
 log = logging.getLogger("digest")
@@ -220,122 +218,6 @@ def plan_one(
     if not matches_today:
         return [*out, Skip(sub, Status.NOTHING_NEW)]
     return [*out, Send(sub, Digest(sub, tuple(matches_today), day, more=total - len(matches_today)))]
-
-
-# -- retry policy ------------------------------------------------------------------------------------
-
-
-class SharedNumber(Protocol):
-    """A number several processes may change: ``multiprocessing.Value("d")`` (with its lock)."""
-
-    value: float
-
-    def get_lock(self) -> Any: ...
-
-
-class _Local:
-    """A ``SharedNumber`` for one process."""
-
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def get_lock(self) -> contextlib.nullcontext[None]:
-        return contextlib.nullcontext()
-
-
-class RetryBudget:
-    """Seconds a run may still spend on transient failures, shared by all its worker processes."""
-
-    def __init__(self, seconds: float | SharedNumber) -> None:
-        self.left = _Local(seconds) if isinstance(seconds, int | float) else seconds
-
-    def spend(self, seconds: float) -> None:
-        with self.left.get_lock():
-            self.left.value -= seconds
-
-    def allows(self, seconds: float) -> bool:
-        """Whether waiting ``seconds`` more stays within the budget; if so, they are spent."""
-        with self.left.get_lock():
-            if seconds > self.left.value:
-                return False
-            self.left.value -= seconds
-            return True
-
-
-class Courier:
-    """Sends through a transport with bounded retries and optional pacing.
-
-    A transient failure is retried up to ``retries`` times, waiting ``backoff`` seconds doubled each time.
-    ``budget`` caps the seconds a run spends on transient failures (the waits and the failed attempts
-    themselves, timeouts included), over all its workers; once spent, a transient failure is final for this
-    run. ``rate_limit`` (messages per second) spaces the sends.
-    """
-
-    def __init__(
-        self,
-        transport: Transport,
-        *,
-        retries: int = 3,
-        backoff: float = 2.0,
-        budget: RetryBudget | None = None,
-        rate_limit: float | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.transport = transport
-        self.retries = retries
-        self.backoff = backoff
-        self.budget = budget or RetryBudget(120.0)
-        self.interval = 1.0 / rate_limit if rate_limit else 0.0
-        self.sleep = sleep
-        self.clock = clock
-        self._last: float | None = None
-
-    def _pace(self) -> None:
-        if self.interval and self._last is not None:
-            wait = self._last + self.interval - self.clock()
-            if wait > 0:
-                self.sleep(wait)
-        self._last = self.clock()
-
-    def send(self, message: Outgoing) -> None:
-        attempt = 0
-        while True:
-            self._pace()
-            started = self.clock()
-            try:
-                self.transport.send(message)
-                return
-            except TransientDeliveryError as exc:
-                self.budget.spend(self.clock() - started)
-                delay = self.backoff * (2**attempt)
-                if attempt >= self.retries or not self.budget.allows(delay):
-                    raise
-                log.info("transient failure (%s); retry %d in %.1f s", exc, attempt + 1, delay)
-                self.sleep(delay)
-                attempt += 1
-
-
-def make_courier(
-    settings: Settings,
-    transport: Transport,
-    *,
-    budget: RetryBudget | None = None,
-    share: int = 1,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Courier:
-    """The courier the settings describe; with ``share`` workers sending at once, each gets its share of
-    the rate limit, and all draw on one ``budget``."""
-    d = settings.delivery
-    rate = settings.smtp.rate_limit / share if d.method == "smtp" and settings.smtp.rate_limit else None
-    return Courier(
-        transport,
-        retries=d.retries,
-        backoff=d.retry_backoff,
-        budget=budget or RetryBudget(d.retry_budget),
-        rate_limit=rate,
-        sleep=sleep,
-    )
 
 
 def make_renderer(settings: Settings) -> Renderer:
@@ -613,3 +495,80 @@ def deliver_range(
         if after_batch:
             after_batch(len(batch))
     return tally
+
+
+# -- a run shared by processes and hosts ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sharing:
+    """A process's part in a shared run (``store.runs``): the run, the process's name in claims, how long a
+    claim lasts unrenewed, and how often to look again while other processes hold every range left."""
+
+    run: int
+    owner: str
+    lease: float
+    poll: float = 0.5
+
+
+class ClaimLost(Exception):
+    """This process's claim ran out and another process took the range over: stop working on it."""
+
+
+def deliver_claims(
+    context: RangeContext,
+    sharing: Sharing,
+    *,
+    tally: Tally | None = None,
+    after_batch: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Tally:
+    """Claim the run's ranges one at a time and deliver each (``deliver_range``), renewing the claim after
+    every batch, until every range of the run is done: while other processes hold all that is left, wait
+    and look again, so that a range whose holder died (or stopped renewing) is taken over and finished.
+
+    ``after_batch`` is also called with 0 while waiting (a worker's liveness and stop checks).
+    """
+    tally = tally if tally is not None else Tally()
+    store = context.delivery.store
+    while True:
+        claim = store.claim_range(sharing.run, sharing.owner, sharing.lease)
+        if claim is None:
+            progress = store.run_progress(sharing.run)
+            if not (progress.held or progress.free):
+                store.finish_run(sharing.run)
+                return tally
+            if after_batch:
+                after_batch(0)
+            sleep(sharing.poll)
+            continue
+        _deliver_claim(context, sharing, claim, tally, after_batch)
+
+
+def _deliver_claim(
+    context: RangeContext,
+    sharing: Sharing,
+    claim: Claim,
+    tally: Tally,
+    after_batch: Callable[[int], None] | None,
+) -> None:
+    store = context.delivery.store
+    where = f"the subscribers from {claim.start or 'the first'}"
+    if claim.taken_over:
+        log.warning("taking over %s: the process that held them died or stopped renewing its claim", where)
+    planned = 0
+
+    def renewed(n: int) -> None:
+        nonlocal planned
+        planned += n
+        if not store.renew_claim(claim, sharing.lease):
+            raise ClaimLost
+        if after_batch:
+            after_batch(n)
+
+    try:
+        deliver_range(context, claim.start, claim.stop, tally=tally, after_batch=renewed)
+    except ClaimLost:
+        log.warning("stopped delivering %s: the claim ran out and another process took them over", where)
+        return
+    store.finish_range(claim, planned)

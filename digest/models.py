@@ -268,7 +268,8 @@ class Digest:
 @dataclass(frozen=True, slots=True)
 class SourceReport:
     """One source in a run. ``skipped``: entries left out (revisions, unreadable ones); ``clamped``: papers
-    kept with a field cut or clamped; ``internal``: the failure was a bug in digest, not the source's."""
+    kept with a field cut or clamped; ``internal``: the failure was a bug in digest, not the source's;
+    ``shared``: a run on another host read it just now, so this run did not (PostgreSQL, #16)."""
 
     name: str
     kind: str
@@ -279,11 +280,16 @@ class SourceReport:
     skipped: int = 0
     clamped: int = 0
     internal: bool = False
+    shared: bool = False
 
     @property
     def status(self) -> str:
-        """``ok``, ``not-modified`` (a URL source answered 304) or ``failed``."""
-        return "failed" if self.error else ("not-modified" if self.not_modified else "ok")
+        """``ok``, ``not-modified`` (a URL source answered 304), ``read-by-another-run`` or ``failed``."""
+        if self.error:
+            return "failed"
+        if self.shared:
+            return "read-by-another-run"
+        return "not-modified" if self.not_modified else "ok"
 
     def to_json(self) -> dict[str, Any]:
         return {

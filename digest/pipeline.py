@@ -12,6 +12,7 @@ not run, or met an internal error (a bug: retrying will not fix it).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,23 +21,25 @@ from datetime import datetime
 from email.message import EmailMessage
 
 from digest import sources
+from digest.courier import make_courier
 from digest.delivery import (
     Planned,
     RangeContext,
     Send,
+    Sharing,
     Tally,
+    deliver_claims,
     deliver_range,
     digest_day,
-    make_courier,
     make_renderer,
     plan,
 )
 from digest.errors import SourceError, StoreError, SubscriberError
 from digest.models import RunReport, SourceReport
 from digest.settings import Settings
-from digest.store import Store, as_store_error
+from digest.store import CHUNK, Store, as_store_error, owner_name
 from digest.transport import Transport, make_transport
-from digest.workers import CHUNK, deliver_in_workers, worker_count
+from digest.workers import deliver_in_workers, worker_count
 
 log = logging.getLogger("digest")
 EXIT_OK, EXIT_RETRY, EXIT_CANNOT_RUN = 0, 1, 2
@@ -89,6 +92,16 @@ def ingest(settings: Settings, store: Store, now: datetime) -> list[SourceReport
     return reports
 
 
+def ingest_once(settings: Settings, store: Store, now: datetime) -> list[SourceReport]:
+    """``ingest``, unless another host read the sources while this one waited for its turn (hosts started
+    together read them once; see ``store.runs``): then each source is reported as read by that run."""
+    with store.ingest_turn(now) as mine:
+        if mine:
+            return ingest(settings, store, now)
+    log.info("the sources were read by a run on another host just now; not reading them again")
+    return [SourceReport(cfg.name, cfg.kind, shared=True) for cfg in settings.sources]
+
+
 def run_once(
     settings: Settings,
     transport: Transport,
@@ -107,22 +120,34 @@ def run_once(
     transport made from ``settings``; ``transport`` then only names where the mail went.
     """
     started = time.perf_counter()
-    if dry_run:
-        store = store.snapshot()
-    store.sync_config_subscribers(settings.config_subscribers(), now)
-    source_reports = tuple(ingest(settings, store, now))
-    store.expire_retries(digest_day(settings, now), now)
-    ingested = time.perf_counter()
-    if workers > 1 and not dry_run:
-        tally = deliver_in_workers(settings, store.subscriber_bounds(CHUNK), now, workers, progress)
-    else:
-        with transport:
-            context = RangeContext.build(
-                settings, store, make_courier(settings, transport, sleep=sleep), now, dry_run=dry_run
-            )
-            tally = deliver_range(context, tally=Tally(), after_batch=progress)
+    # A dry run works on a copy (closed at the end), and claims nothing: it must not hold back a real run.
+    with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
+        store.sync_config_subscribers(settings.config_subscribers(), now)
+        source_reports = tuple(ingest(settings, store, now) if dry_run else ingest_once(settings, store, now))
+        store.expire_retries(digest_day(settings, now), now)
+        ingested = time.perf_counter()
+        if dry_run:
+            with transport:
+                courier = make_courier(settings, transport, sleep=sleep)
+                context = RangeContext.build(settings, store, courier, now, dry_run=True)
+                tally = deliver_range(context, tally=Tally(), after_batch=progress)
+        elif workers > 1:
+            sharing = _join(settings, store, now)
+            tally = deliver_in_workers(settings, sharing, now, workers, progress)
+        else:
+            sharing = _join(settings, store, now)
+            with transport:
+                courier = make_courier(settings, transport, sleep=sleep)
+                context = RangeContext.build(settings, store, courier, now)
+                tally = deliver_claims(context, sharing, tally=Tally(), after_batch=progress)
     timings = {"ingest": ingested - started, "deliver": time.perf_counter() - ingested}
     return tally.report(now, source_reports, transport.describe(), dry_run, timings)
+
+
+def _join(settings: Settings, store: Store, now: datetime) -> Sharing:
+    """This process's part in the day's shared run (joined, or begun: see ``store.runs``)."""
+    run = store.join_run(digest_day(settings, now), now, store.subscriber_bounds(CHUNK))
+    return Sharing(run, owner_name(), settings.delivery.claim_lease)
 
 
 def run_configured(settings: Settings, store: Store, now: datetime, *, dry_run: bool = False) -> RunReport:

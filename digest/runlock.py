@@ -15,10 +15,9 @@ import os
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from digest.errors import LockedError, StoreError
 
@@ -107,63 +106,24 @@ def run_lock(path: Path, now: datetime) -> Iterator[None]:
         os.close(fd)
 
 
-# -- PostgreSQL (#16): the database holds the lock ------------------------------------------------------------
-
-RUN_KEY, WORKERS_KEY = 7320452, 7320453  # advisory lock keys: one run at a time; a run's workers
+# -- PostgreSQL (#16): no host-local lock --------------------------------------------------------------------
 
 
 def _is_url(database: Path | str) -> bool:
     return isinstance(database, str) and database.startswith(("postgresql://", "postgres://"))
 
 
-def _connect(url: str) -> Any:
-    import sqlite3
-
-    from digest.store import postgresql
-    from digest.store.base import store_error
-
-    try:
-        return postgresql.Connection(url)
-    except sqlite3.Error as exc:
-        raise store_error(exc, postgresql.without_password(url)) from exc
-
-
-@contextmanager
-def _postgresql_run_lock(url: str) -> Iterator[None]:
-    """On PostgreSQL the run lock is a session advisory lock on a connection of its own: released by the
-    server when that session ends, however the run ends (even ``kill -9``, once the socket closes)."""
-    conn = _connect(url)
-    try:
-        if not conn.execute("SELECT pg_try_advisory_lock(?)", (RUN_KEY,)).fetchone()[0]:
-            raise LockedError(
-                "another digest run holds the run lock of this database",
-                hint="wait for it to finish; the lock frees itself when that run's session ends",
-            )
-        deadline = time.monotonic() + WORKERS_WAIT
-        while not conn.execute("SELECT pg_try_advisory_lock(?)", (WORKERS_KEY,)).fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise LockedError(
-                    "worker processes of an earlier run still hold this database",
-                    hint="they stop after their current batch; if one hangs, end it and run again",
-                )
-            time.sleep(0.05)
-        conn.execute("SELECT pg_advisory_unlock(?)", (WORKERS_KEY,))
-        yield
-    finally:
-        conn.close()
-
-
 def database_lock(database: Path | str, now: datetime) -> AbstractContextManager[None]:
-    """The run lock for this database: a lock file beside a SQLite file, an advisory lock in PostgreSQL."""
+    """The run lock for this database: a lock file beside a SQLite file. A PostgreSQL database has none:
+    runs on any number of hosts share the day's work through claims in the database (``store.runs``)."""
     if _is_url(database):
-        return _postgresql_run_lock(str(database))
+        return nullcontext()
     return run_lock(lock_path(Path(database)), now)
 
 
 def hold_as_worker_of(database: Path | str) -> object:
-    """In a worker, for its life: the shared workers' lock of this database; returns what holds it."""
+    """In a worker, for its life: the shared workers' lock of a SQLite database; returns what holds it.
+    (On PostgreSQL a worker's claims and run membership live in its database session.)"""
     if _is_url(database):
-        conn = _connect(str(database))
-        conn.execute("SELECT pg_advisory_lock_shared(?)", (WORKERS_KEY,))
-        return conn
+        return None
     return hold_as_worker(lock_path(Path(database)))

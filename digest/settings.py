@@ -125,6 +125,11 @@ class DeliveryConfig(_Strict):
     # Processes that render and deliver in parallel, each with its own SMTP connection. 0: automatic (one
     # per core into a Maildir, 4 SMTP connections), and 1 for runs under 2,000 subscribers.
     workers: int = Field(default=0, ge=0, le=64)
+    # Seconds a process's claim on a range of subscribers lasts without being renewed (it is renewed after
+    # every batch of 256). When it runs out, another process (on any host) takes the range over; on
+    # PostgreSQL a killed process's claim is taken over at once, whatever this says. It must exceed the
+    # time one batch can take (with a rate_limit: 256 / rate_limit seconds, plus retry_budget).
+    claim_lease: float = Field(default=300.0, ge=5)
 
 
 class SmtpConfig(_Strict):

@@ -1,13 +1,14 @@
 """A run's deliveries spread over worker processes, so every core renders and delivers.
 
 Rendering is Python and holds the GIL, so threads would not help; processes do. The parent ingests the
-sources, then splits the subscribers (in address order) into ranges of ``CHUNK`` and hands the ranges to
-``workers`` processes. Each worker opens its own connection to the state database and its own transport
-(one SMTP connection per worker), builds the candidate pool and the templates once, and runs exactly the
-in-process code (``delivery.deliver_range``) on each range it is given; it sends back counts and the
-details of problems only. The run's retry budget is one number in shared memory that every worker draws on,
-and the rate limit is split among them. Outbox rows make this as safe as a single process: each batch's
-rows are committed before its messages go out, whichever process sends them.
+sources and joins (or begins) the day's run, whose subscribers are cut into ranges in the database
+(``store.runs``). Each of ``workers`` processes opens its own connection to the state database and its own
+transport (one SMTP connection per worker), builds the candidate pool and the templates once, and runs
+exactly the in-process code (``delivery.deliver_claims``): it claims a range, delivers it, claims the next,
+as processes on other hosts do; it sends back counts and the details of problems only. The run's retry
+budget is one number in shared memory that every worker draws on, and the rate limit is split among them.
+Outbox rows make this as safe as a single process: each batch's rows are committed before its messages go
+out, whichever process sends them.
 
 Workers are started with ``spawn`` (a fresh interpreter), not ``fork``: nothing of the parent's open
 database connection or threads is inherited.
@@ -22,20 +23,20 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from multiprocessing.util import Finalize
 from typing import Any
 
 from digest import logs
-from digest.delivery import RangeContext, RetryBudget, Tally, deliver_range, make_courier
+from digest.courier import RetryBudget, make_courier
+from digest.delivery import RangeContext, Sharing, Tally, deliver_claims
 from digest.errors import WorkerError
 from digest.runlock import hold_as_worker_of
 from digest.settings import Settings
-from digest.store import RUN_SYNC, Store
+from digest.store import CHUNK, RUN_SYNC, Store, owner_name
 from digest.transport import make_transport
 
-CHUNK = 1000  # subscribers per task: enough to amortise a task, small enough to balance the workers
 PROGRESS_EVERY = 0.25  # seconds between progress updates from the workers' counters
 AUTO_MIN = 2 * CHUNK  # with fewer subscribers, starting processes costs more than it saves
 log = logging.getLogger("digest")
@@ -57,6 +58,7 @@ def worker_count(setting: int, subscribers: int, method: str) -> int:
 @dataclass
 class _WorkerState:
     context: RangeContext
+    sharing: Sharing
     parent: int  # the run's pid: when it changes, the run was killed
     stop: Any  # set by the run when it is interrupted: workers stop after the batch in hand
     done: Any  # shared counters (one slot per worker, no lock): subscribers done, read for progress
@@ -73,6 +75,7 @@ class Stopped(Exception):
 
 def _start(
     settings: Settings,
+    sharing: Sharing,
     now: datetime,
     workers: int,
     log_level: int,
@@ -87,6 +90,7 @@ def _start(
     _lock_holder = hold_as_worker_of(settings.database)  # kept for the process's life; released at its end
     logs.configure(log_level, worker=True)
     store = Store.open(settings.database, sync=RUN_SYNC)
+    store.attend_run(sharing.run)
     transport = make_transport(settings)
     transport.__enter__()
     courier = make_courier(settings, transport, budget=RetryBudget(budget), share=workers)
@@ -94,7 +98,7 @@ def _start(
     with slots.get_lock():  # taken once at start (the budget's lock only on a transient failure)
         slot = slots.value
         slots.value += 1
-    _state = _WorkerState(context, os.getppid(), stop, done, slot)
+    _state = _WorkerState(context, replace(sharing, owner=owner_name()), os.getppid(), stop, done, slot)
 
     def close() -> None:
         transport.__exit__(None, None, None)
@@ -103,8 +107,9 @@ def _start(
     Finalize(None, close, exitpriority=10)  # run when the worker exits normally
 
 
-def _work(start: str, stop: str | None) -> Tally:
-    """One range of subscribers, planned and delivered in batches; only problems come back in detail."""
+def _work() -> Tally:
+    """Ranges of subscribers claimed and delivered until the run is done; only problems come back in
+    detail."""
     assert _state is not None
     state = _state
 
@@ -115,23 +120,21 @@ def _work(start: str, stop: str | None) -> Tally:
         if state.stop.value:  # the run was interrupted: what this batch sent is recorded; stop here
             raise Stopped
 
-    return deliver_range(state.context, start, stop, tally=Tally(keep_first=0), after_batch=after_batch)
+    return deliver_claims(state.context, state.sharing, tally=Tally(keep_first=0), after_batch=after_batch)
 
 
 def deliver_in_workers(
     settings: Settings,
-    bounds: list[str],
+    sharing: Sharing,
     now: datetime,
     workers: int,
     progress: Callable[[int], None] | None = None,
 ) -> Tally:
-    """Deliver to the subscribers from ``bounds[0]`` on, range by range, in ``workers`` processes.
+    """Deliver the ranges of the shared run ``sharing.run`` in ``workers`` processes.
 
-    ``bounds`` are the first addresses of consecutive ranges (``Store.subscriber_bounds``). A worker that
-    fails stops the run with its error once the ranges already begun have finished; what was not sent
-    is picked up by the next run.
+    A worker that fails stops the run with its error once the other workers have finished the range in
+    hand; what was not sent is picked up by the next run.
     """
-    ranges = list(zip(bounds, [*bounds[1:], None], strict=True))
     tally = Tally()
     context = multiprocessing.get_context("spawn")
     done_counts = context.RawArray("q", workers)
@@ -145,6 +148,7 @@ def deliver_in_workers(
         initializer=_start,
         initargs=(
             settings,
+            sharing,
             now,
             workers,
             logging.getLogger().getEffectiveLevel(),
@@ -154,7 +158,7 @@ def deliver_in_workers(
             stopping,
         ),
     ) as executor:
-        futures: set[Future[Tally]] = {executor.submit(_work, start, stop) for start, stop in ranges}
+        futures: set[Future[Tally]] = {executor.submit(_work) for _ in range(workers)}
         try:
             while futures:
                 done, futures = wait(futures, timeout=PROGRESS_EVERY, return_when=FIRST_EXCEPTION)
@@ -172,6 +176,6 @@ def deliver_in_workers(
         except BaseException:
             stopping.value = 1
             for future in futures:
-                future.cancel()  # ranges not begun wait for the next run; begun ones finish
+                future.cancel()  # workers stop after the batch in hand; ranges not begun wait
             raise
     return tally

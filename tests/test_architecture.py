@@ -15,7 +15,7 @@ LAYERS = [
     {"models"},
     {"tokens", "settings", "semantic", "select", "mime", "fragments", "render"},
     {"sources", "store", "transport", "runlock", "progress", "logs"},
-    {"delivery", "subscriptions"},
+    {"courier", "delivery", "subscriptions"},
     {"workers"},
     {"pipeline"},
     {"web"},

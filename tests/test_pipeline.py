@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from conftest import (
 )
 
 from digest import pipeline
-from digest.delivery import Courier, Delivery, Send, Skip, make_renderer, plan, plan_batches
+from digest.courier import Courier
+from digest.delivery import Delivery, Send, Skip, make_renderer, plan, plan_batches
 from digest.errors import PermanentDeliveryError
 from digest.models import Paper, Status
 from digest.select import PaperIndex
@@ -32,10 +34,26 @@ ADA = {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative deco
 GRACE = {"email": "grace@example.org", "keywords": [], "max_papers": 5}
 
 
+_opened: list[Store] = []
+
+
+@pytest.fixture(autouse=True, params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test here runs on both backends (#16): on PostgreSQL, DIGEST_DATABASE (the environment beats
+    the config file) points the run at a fresh database of the test session's cluster."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("DIGEST_DATABASE", request.getfixturevalue("postgres_database"))
+    yield str(request.param)
+    while _opened:
+        _opened.pop().close()
+
+
 def setup(tmp_path: Path, **kw: object) -> tuple[Settings, Store]:
     cfg = write_config(tmp_path, **kw)  # type: ignore[arg-type]
     settings = load_settings(cfg)
-    return settings, Store.open(settings.database)
+    store = Store.open(settings.database)
+    _opened.append(store)
+    return settings, store
 
 
 def test_demo_shape_run_into_maildir(tmp_path: Path, now: datetime) -> None:
@@ -232,12 +250,20 @@ def test_invalid_profile_fails_that_subscriber_only(tmp_path: Path, now: datetim
 def test_preview_has_no_side_effects(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     pipeline.ingest(settings, store, now)
-    before = Path(settings.database).read_bytes()
+    before = _every_row(settings, store)
     result = pipeline.preview(settings, store, "ada@example.org", now)
     assert result.message is not None and isinstance(result.planned, Send)
     assert len(result.planned.digest.matches) == 3
     assert sent_refs(store, "ada@example.org") == set()
-    assert Path(settings.database).read_bytes() == before
+    assert _every_row(settings, store) == before
+
+
+def _every_row(settings: Settings, store: Store) -> object:
+    """All the store holds: a SQLite file's bytes, or every row of every PostgreSQL table."""
+    if store.dialect == "sqlite":
+        return Path(settings.database).read_bytes()
+    tables = [r[0] for r in store.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    return {t: sorted(map(repr, store.conn.execute(f"SELECT * FROM {t}").fetchall())) for t in sorted(tables)}
 
 
 def test_preview_reads_no_source(tmp_path: Path, now: datetime) -> None:

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from digest import pipeline
 from digest.cli import main, print_summary
-from digest.delivery import Courier, RetryBudget
+from digest.courier import Courier, RetryBudget
 from digest.errors import TransientDeliveryError
 from digest.mime import Outgoing
 from digest.models import RunReport, Status

@@ -22,7 +22,7 @@ import pytest
 from conftest import read_maildir, samples_source, write_config
 
 from digest import pipeline, workers
-from digest.delivery import RetryBudget, make_courier
+from digest.courier import RetryBudget, make_courier
 from digest.models import Profile, Status, Subscriber
 from digest.progress import LogLines
 from digest.settings import Settings, load_settings

@@ -3,17 +3,23 @@
 from digest.store.base import as_store_error
 from digest.store.database import RUN_SYNC, Store
 from digest.store.outbox import BOUNCE_LIMIT, DeliveryState, NewMessage, OutboxRow, SentRecord
+from digest.store.runs import CHUNK, Claim, RangeRecord, RunProgress, owner_name
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 __all__ = [
     "BOUNCE_LIMIT",
+    "CHUNK",
     "MIGRATIONS",
     "RUN_SYNC",
     "SCHEMA_VERSION",
+    "Claim",
     "DeliveryState",
     "NewMessage",
     "OutboxRow",
+    "RangeRecord",
+    "RunProgress",
     "SentRecord",
     "Store",
     "as_store_error",
+    "owner_name",
 ]

@@ -23,8 +23,11 @@ TABLES = (
     "rate_events",
     "feedback",
     "paper_vectors",
+    "runs",
+    "run_ranges",
+    "ingests",
 )
-IDENTITIES = (("papers", "pid"), ("messages", "id"))
+IDENTITIES = (("papers", "pid"), ("messages", "id"), ("runs", "id"), ("run_ranges", "id"), ("ingests", "id"))
 BATCH = 2_000
 
 

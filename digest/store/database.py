@@ -27,6 +27,7 @@ from digest.errors import StoreError
 from digest.models import Paper, Profile, Subscriber, Validators, arxiv_id_from
 from digest.store.base import Database, _iso, store_error
 from digest.store.outbox import Outbox
+from digest.store.runs import Runs
 from digest.store.schema import MIGRATIONS, POSTGRESQL_PREAMBLE, SCHEMA_VERSION, for_postgresql
 
 # A run's connection commits with synchronous=NORMAL: in WAL mode a commit then survives the process being
@@ -53,7 +54,7 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
     )
 
 
-class Store(Outbox):
+class Store(Outbox, Runs):
     """A connection to the state database. Use ``Store.open(path)``; close it, or use it as a context."""
 
     url = ""  # a PostgreSQL database's URL (``path`` is the same without its password)

@@ -110,6 +110,36 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (pid, model)
     ) WITHOUT ROWID;
     """,
+    # 5 -> 6: runs that share a day's work (#16, see ``runs``). A run's subscribers are cut into ranges
+    # that processes (on any host) claim with a lease; ``owner_pid`` is the PostgreSQL session that holds
+    # the claim, so a killed host's range is taken over at once. ``ingests`` counts the reads of the
+    # sources, so hosts started together read them once. Times are the database's clock, in seconds.
+    """
+    CREATE TABLE runs (
+        id       INTEGER PRIMARY KEY,
+        day      TEXT NOT NULL,
+        created  TEXT NOT NULL,
+        finished REAL
+    );
+    CREATE TABLE run_ranges (
+        id          INTEGER PRIMARY KEY,
+        run         INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        start       TEXT NOT NULL,
+        stop        TEXT,
+        owner       TEXT,
+        owner_pid   INTEGER,
+        lease_until REAL,
+        claims      INTEGER NOT NULL DEFAULT 0,
+        subscribers INTEGER,
+        done        REAL
+    );
+    CREATE INDEX run_ranges_run ON run_ranges (run, id);
+    CREATE TABLE ingests (
+        id       INTEGER PRIMARY KEY,
+        finished TEXT NOT NULL,
+        host     TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -122,7 +152,7 @@ _POSTGRESQL = (
     ("TEXT PRIMARY KEY COLLATE NOCASE", "TEXT COLLATE nocase PRIMARY KEY"),
     ("TEXT NOT NULL COLLATE NOCASE", "TEXT COLLATE nocase NOT NULL"),
     (") WITHOUT ROWID;", ");"),
-    (" REAL ", " DOUBLE PRECISION "),
+    (" REAL", " DOUBLE PRECISION"),  # SQLite's REAL is 8 bytes; PostgreSQL's is 4 (too coarse for epochs)
     (" BLOB ", " BYTEA "),
 )
 
