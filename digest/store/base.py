@@ -17,6 +17,17 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _values(rows: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """Rows as one multi-row ``VALUES`` list and its flat parameters: one statement for many rows, which
+    PostgreSQL runs about 3x faster than one statement per row (#16) and SQLite as fast as ``executemany``.
+
+    >>> _values([(1, "a"), (2, "b")])
+    ('VALUES (?,?),(?,?)', [1, 'a', 2, 'b'])
+    """
+    row = "(" + ",".join("?" * len(rows[0])) + ")"
+    return "VALUES " + ",".join([row] * len(rows)), [value for r in rows for value in r]
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from digest.models import MessageState
-from digest.store.base import Connection, _chunks, _iso
+from digest.store.base import Connection, _chunks, _iso, _values
 
 BOUNCE_LIMIT = 3  # consecutive permanent failures before a subscriber is marked bouncing
 
@@ -86,25 +86,32 @@ class Outbox(Connection):
         (another run got there first): that one must not be sent.
         """
         stamp = _iso(now)
-        ids: list[int | None] = []
         with self.transaction() as tx:
-            for m in messages:
-                cur = tx.execute(
-                    "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
-                    " more) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING RETURNING id",
-                    (
-                        m.email,
-                        m.message_id,
-                        m.day.isoformat(),
-                        MessageState.SENDING,
-                        stamp,
-                        stamp,
-                        json.dumps(m.refs),
-                        m.more,
-                    ),
+            made: dict[str, int] = {}
+            for part in _chunks(messages, 100):
+                values, flat = _values(
+                    [
+                        (
+                            m.email,
+                            m.message_id,
+                            m.day.isoformat(),
+                            MessageState.SENDING,
+                            stamp,
+                            stamp,
+                            json.dumps(m.refs),
+                            m.more,
+                        )
+                        for m in part
+                    ]
                 )
-                made = cur.fetchone()  # none: another run holds that subscriber's digest for the day
-                ids.append(int(made[0]) if made else None)
+                rows = tx.execute(
+                    "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
+                    f" more) {values} ON CONFLICT DO NOTHING RETURNING id, message_id",
+                    flat,
+                ).fetchall()
+                made.update((r["message_id"], int(r["id"])) for r in rows)
+            # a message without a row: another run holds that subscriber's digest for the day
+            ids = [made.get(m.message_id) for m in messages]
             for chunk in _chunks(resume):
                 tx.execute(
                     f"UPDATE messages SET status = ?, updated = ? WHERE id IN ({','.join('?' * len(chunk))})",
@@ -132,10 +139,13 @@ class Outbox(Connection):
                     f" WHERE id IN ({marks})",
                     (MessageState.SENT, stamp, stamp, *chunk),
                 )
-                tx.executemany(
-                    "INSERT INTO sent (email, pid, message, sent_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
-                    [(r["email"], ref, r["id"], stamp) for r in rows for ref in json.loads(r["papers"])],
-                )
+                records = [(r["email"], ref, r["id"], stamp) for r in rows for ref in json.loads(r["papers"])]
+                for part in _chunks(records, 250):
+                    values, flat = _values(part)
+                    tx.execute(
+                        f"INSERT INTO sent (email, pid, message, sent_at) {values} ON CONFLICT DO NOTHING",
+                        flat,
+                    )
                 emails = [r["email"] for r in rows]
                 tx.execute(
                     f"UPDATE subscribers SET bounces = 0 WHERE bounces > 0 AND email IN ({','.join('?' * len(emails))})",

@@ -2,7 +2,9 @@
 
 The store's SQL is written once, for SQLite; this adapter makes a psycopg 3 connection take it as it is:
 
-- ``?`` placeholders become ``%s`` (and a literal ``%`` becomes ``%%``);
+- ``?`` placeholders become PostgreSQL's own ``$1, $2…``, sent through psycopg's ``RawCursor``: psycopg
+  then does not parse the statement for ``%s`` placeholders, which costs 6.7 ms for a batch's statement of
+  1,000 parameters (its cache stops at 50) and was an eighth of a PostgreSQL run's time (#16);
 - ``BEGIN IMMEDIATE`` becomes ``BEGIN`` (PostgreSQL locks rows as they are written, not the file);
 - SQLite's scalar ``MAX(a, b)``, written in capitals in the store (the aggregate is ``max``), becomes
   ``GREATEST(a, b)``;
@@ -18,26 +20,28 @@ SQLite (``isolation_level=None``). The schema is the same migrations, rewritten 
 
 from __future__ import annotations
 
+import itertools
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-_PLACEHOLDER = re.compile(r"%|\?")
+_PLACEHOLDER = re.compile(r"\?")
 
 
 def translate(sql: str) -> str:
-    """The store's SQLite SQL for psycopg.
+    """The store's SQLite SQL for PostgreSQL, placeholders numbered.
 
     >>> translate("SELECT * FROM t WHERE a = ? AND (n - 1) % ? = 0")
-    'SELECT * FROM t WHERE a = %s AND (n - 1) %% %s = 0'
+    'SELECT * FROM t WHERE a = $1 AND (n - 1) % $2 = 0'
     >>> translate("BEGIN IMMEDIATE"), translate("SET n = MAX(n, ?)")
-    ('BEGIN', 'SET n = GREATEST(n, %s)')
+    ('BEGIN', 'SET n = GREATEST(n, $1)')
     """
     if sql == "BEGIN IMMEDIATE":
         return "BEGIN"
-    return _PLACEHOLDER.sub(lambda m: "%s" if m.group() == "?" else "%%", sql.replace("MAX(", "GREATEST("))
+    numbers = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", sql.replace("MAX(", "GREATEST("))
 
 
 def without_password(url: str) -> str:
@@ -124,7 +128,7 @@ class Connection:
         try:
             if not params:  # no parameters: the statement (or several: a migration) goes as it is
                 return Cursor(self._conn.execute(translate(sql) if sql == "BEGIN IMMEDIATE" else sql))
-            return Cursor(self._conn.execute(translate(sql), list(params)))
+            return Cursor(self._raw().execute(translate(sql), list(params)))
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
 
@@ -132,11 +136,16 @@ class Connection:
         import psycopg
 
         try:
-            cursor = self._conn.cursor()
+            cursor = self._raw()
             cursor.executemany(translate(sql), [list(r) for r in rows])
             return Cursor(cursor)
         except psycopg.Error as exc:
             raise _as_sqlite_error(exc) from exc
+
+    def _raw(self) -> Any:
+        import psycopg
+
+        return psycopg.RawCursor(self._conn)
 
     @property
     def in_transaction(self) -> bool:

@@ -46,6 +46,7 @@ class Claim:
     """A range of subscribers [start, stop) a process holds; ``taken_over`` when another held it first."""
 
     id: int
+    run: int
     start: str
     stop: str | None
     owner: str
@@ -148,7 +149,7 @@ class Runs(Connection):
             ).fetchone()
         if row is None:
             return None
-        return Claim(int(row["id"]), row["start"], row["stop"], owner, taken_over=row["claims"] > 1)
+        return Claim(int(row["id"]), run, row["start"], row["stop"], owner, taken_over=row["claims"] > 1)
 
     def renew_claim(self, claim: Claim, lease: float) -> bool:
         """Extend the claim's lease; False if it was lost (it ran out and another process took it)."""
@@ -161,13 +162,25 @@ class Runs(Connection):
         return bool(cur.rowcount)
 
     def finish_range(self, claim: Claim, subscribers: int) -> bool:
-        """Mark the claimed range done (``subscribers`` planned in it); False if the claim was lost."""
+        """Mark the claimed range done (``subscribers`` planned in it); False if the claim was lost.
+
+        On PostgreSQL, when the run's 1st, 2nd, 4th, 8th… range is done, the outbox tables are analysed:
+        a first day fills ``sent`` from nothing far faster than autovacuum notices, and with the statistics
+        of an empty table the planner scans the whole table for each batch's history instead of using the
+        index (0.6 s instead of 7 ms per batch of 250 at 360,000 rows, /tmp measurement in #16's note).
+        Doubling keeps the statistics within a factor of two of the truth for a few ANALYZEs a run."""
         with self.transaction() as tx:
             cur = tx.execute(
                 f"UPDATE run_ranges SET done = {self._epoch()}, subscribers = ? WHERE id = ? AND owner = ?"
                 " AND done IS NULL",
                 (subscribers, claim.id, claim.owner),
             )
+            done = tx.execute(
+                "SELECT count(*) FROM run_ranges WHERE run = ? AND done IS NOT NULL", (claim.run,)
+            )
+            finished = int(done.fetchone()[0])
+        if cur.rowcount and self.dialect == "postgresql" and finished & (finished - 1) == 0:
+            self.conn.execute("ANALYZE sent, messages")
         return bool(cur.rowcount)
 
     def run_progress(self, run: int) -> RunProgress:
