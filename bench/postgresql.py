@@ -85,8 +85,7 @@ def shared_day(
     """``hosts`` `digest run` processes (``workers`` each) started together on ``n`` fresh subscribers over
     SMTP; (seconds until the last one ended, subscribers per host as its claims record them)."""
     with psycopg.connect(database, autocommit=True) as conn:  # a fresh store for each measurement
-        for table in ("sent", "messages", "run_ranges", "runs", "ingests", "feedback", "subscribers"):
-            conn.execute(f"DELETE FROM {table}")
+        conn.execute("TRUNCATE sent, messages, run_ranges, runs, ingests, feedback, subscribers")
     folder = Path(tempfile.mkdtemp(prefix="digest-bench-shared-"))
     try:
         cfg = _config(folder, str(SAMPLES / "*.txt"), sink_port, workers, database)
@@ -142,34 +141,37 @@ def main() -> None:
         n, w = args.subscribers, args.workers
         sqlite = run_digest("SQLite", "375 seed papers", glob, n, workers=w)
         postgresql = run_digest("PostgreSQL", "375 seed papers", glob, n, workers=w, database=database)
-        shared = []
+        print(f"\n{n:,} subscribers, the 375 seed papers into a Maildir, one host, {w} workers\n")
+        print("| database | sent | total s | deliver s | ms per subscriber | peak RSS MB, all processes |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for r in (sqlite, postgresql):
+            print(
+                f"| {r.stage} | {r.sent:,} | {r.seconds:.1f} | {r.deliver:.1f} | {r.ms_per_subscriber:.2f} "
+                f"| {r.rss_sum / 2**20:,.0f} |"
+            )
+        ratio = postgresql.seconds / sqlite.seconds
+        print(f"\nPostgreSQL / SQLite: {ratio:.2f}x (target of #16: at most 1.3x)", flush=True)
         if args.shared:
-            sink, port, sink_name = start_sink()
-            try:
-                shared.append(("one host, 2 workers", *shared_day(database, args.shared, 1, 2, port)))
-                shared.append(("two hosts, 1 worker each", *shared_day(database, args.shared, 2, 1, port)))
-            finally:
-                sink.terminate()
-                sink.wait()
+            shared_table(database, args.shared)
     finally:
         subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"\n{n:,} subscribers, the 375 seed papers into a Maildir, one host, {w} workers\n")
-    print("| database | sent | total s | deliver s | ms per subscriber | peak RSS MB, all processes |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in (sqlite, postgresql):
-        print(
-            f"| {r.stage} | {r.sent:,} | {r.seconds:.1f} | {r.deliver:.1f} | {r.ms_per_subscriber:.2f} "
-            f"| {r.rss_sum / 2**20:,.0f} |"
-        )
-    print(f"\nPostgreSQL / SQLite: {postgresql.seconds / sqlite.seconds:.2f}x (target of #16: at most 1.3x)")
-    if shared:
-        print(f"\n{args.shared:,} subscribers on PostgreSQL, over SMTP into {sink_name}, sharing one day\n")
+
+
+def shared_table(database: str, n: int) -> None:
+    """Part 2: one host with two workers, then two hosts with one each, on ``n`` subscribers over SMTP."""
+    sink, port, sink_name = start_sink()
+    try:
+        print(f"\n{n:,} subscribers on PostgreSQL, over SMTP into {sink_name}, sharing one day\n")
         print("| hosts | total s | messages/s | subscribers per process (from its claims) |")
-        print("| --- | ---: | ---: | --- |")
-        for label, seconds, split in shared:
+        print("| --- | ---: | ---: | --- |", flush=True)
+        for label, hosts, workers in (("one host, 2 workers", 1, 2), ("two hosts, 1 worker each", 2, 1)):
+            seconds, split = shared_day(database, n, hosts, workers, port)
             parts = ", ".join(f"{count:,}" for _, count in sorted(split.items(), key=lambda kv: -kv[1]))
-            print(f"| {label} | {seconds:.1f} | {args.shared / seconds:,.0f} | {parts} |")
+            print(f"| {label} | {seconds:.1f} | {n / seconds:,.0f} | {parts} |", flush=True)
+    finally:
+        sink.terminate()
+        sink.wait()
 
 
 if __name__ == "__main__":

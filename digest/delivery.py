@@ -1,8 +1,8 @@
 """Delivering a run: plan each subscriber's message, send it through the outbox, record it. One loop.
 
 ``deliver_range(context, start, stop)`` is the whole of it for the subscribers whose addresses fall in
-[start, stop). A run's ranges are claimed in the database (``deliver_claims``, see ``store.runs``), so one
-process, several worker processes and several hosts all go through the same loop, each range once. Per
+[start, stop). A run's ranges are claimed in the database (``sharing.deliver_claims``, see ``store.runs``),
+so one process, several worker processes and several hosts all go through the same loop, each range once. Per
 batch of ``BATCH`` subscribers:
 
 1. **plan** (``plan_batches``): their delivery state in a few queries, then per subscriber a ``Skip`` (with
@@ -19,7 +19,6 @@ Message-ID. That is the one window in which a subscriber can get a message twice
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -49,7 +48,7 @@ from digest.render import Composed, Renderer
 from digest.select import PaperIndex, check_profile, explain
 from digest.semantic import SentenceModel, Space, Taste, make_model
 from digest.settings import Settings
-from digest.store import Claim, DeliveryState, NewMessage, OutboxRow, Store
+from digest.store import DeliveryState, NewMessage, OutboxRow, Store
 from digest.tokens import Signer
 
 BATCH = 256  # subscribers planned, begun, delivered and recorded together
@@ -228,6 +227,7 @@ def make_renderer(settings: Settings) -> Renderer:
         templates_dir=settings.templates_dir,
         base_url=settings.base_url,
         signer=signer,
+        dkim=settings.dkim_key(),
     )
 
 
@@ -495,80 +495,3 @@ def deliver_range(
         if after_batch:
             after_batch(len(batch))
     return tally
-
-
-# -- a run shared by processes and hosts ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Sharing:
-    """A process's part in a shared run (``store.runs``): the run, the process's name in claims, how long a
-    claim lasts unrenewed, and how often to look again while other processes hold every range left."""
-
-    run: int
-    owner: str
-    lease: float
-    poll: float = 0.5
-
-
-class ClaimLost(Exception):
-    """This process's claim ran out and another process took the range over: stop working on it."""
-
-
-def deliver_claims(
-    context: RangeContext,
-    sharing: Sharing,
-    *,
-    tally: Tally | None = None,
-    after_batch: Callable[[int], None] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Tally:
-    """Claim the run's ranges one at a time and deliver each (``deliver_range``), renewing the claim after
-    every batch, until every range of the run is done: while other processes hold all that is left, wait
-    and look again, so that a range whose holder died (or stopped renewing) is taken over and finished.
-
-    ``after_batch`` is also called with 0 while waiting (a worker's liveness and stop checks).
-    """
-    tally = tally if tally is not None else Tally()
-    store = context.delivery.store
-    while True:
-        claim = store.claim_range(sharing.run, sharing.owner, sharing.lease)
-        if claim is None:
-            progress = store.run_progress(sharing.run)
-            if not (progress.held or progress.free):
-                store.finish_run(sharing.run)
-                return tally
-            if after_batch:
-                after_batch(0)
-            sleep(sharing.poll)
-            continue
-        _deliver_claim(context, sharing, claim, tally, after_batch)
-
-
-def _deliver_claim(
-    context: RangeContext,
-    sharing: Sharing,
-    claim: Claim,
-    tally: Tally,
-    after_batch: Callable[[int], None] | None,
-) -> None:
-    store = context.delivery.store
-    where = f"the subscribers from {claim.start or 'the first'}"
-    if claim.taken_over:
-        log.warning("taking over %s: the process that held them died or stopped renewing its claim", where)
-    planned = 0
-
-    def renewed(n: int) -> None:
-        nonlocal planned
-        planned += n
-        if not store.renew_claim(claim, sharing.lease):
-            raise ClaimLost
-        if after_batch:
-            after_batch(n)
-
-    try:
-        deliver_range(context, claim.start, claim.stop, tally=tally, after_batch=renewed)
-    except ClaimLost:
-        log.warning("stopped delivering %s: the claim ran out and another process took them over", where)
-        return
-    store.finish_range(claim, planned)

@@ -26,9 +26,7 @@ from digest.delivery import (
     Planned,
     RangeContext,
     Send,
-    Sharing,
     Tally,
-    deliver_claims,
     deliver_range,
     digest_day,
     make_renderer,
@@ -37,6 +35,7 @@ from digest.delivery import (
 from digest.errors import SourceError, StoreError, SubscriberError
 from digest.models import RunReport, SourceReport
 from digest.settings import Settings
+from digest.sharing import Sharing, deliver_claims
 from digest.store import CHUNK, Store, as_store_error, owner_name
 from digest.transport import Transport, make_transport
 from digest.workers import deliver_in_workers, worker_count

@@ -4,7 +4,7 @@ Rendering is Python and holds the GIL, so threads would not help; processes do. 
 sources and joins (or begins) the day's run, whose subscribers are cut into ranges in the database
 (``store.runs``). Each of ``workers`` processes opens its own connection to the state database and its own
 transport (one SMTP connection per worker), builds the candidate pool and the templates once, and runs
-exactly the in-process code (``delivery.deliver_claims``): it claims a range, delivers it, claims the next,
+exactly the in-process code (``sharing.deliver_claims``): it claims a range, delivers it, claims the next,
 as processes on other hosts do; it sends back counts and the details of problems only. The run's retry
 budget is one number in shared memory that every worker draws on, and the rate limit is split among them.
 Outbox rows make this as safe as a single process: each batch's rows are committed before its messages go
@@ -30,10 +30,11 @@ from typing import Any
 
 from digest import logs
 from digest.courier import RetryBudget, make_courier
-from digest.delivery import RangeContext, Sharing, Tally, deliver_claims
+from digest.delivery import RangeContext, Tally
 from digest.errors import WorkerError
 from digest.runlock import hold_as_worker_of
 from digest.settings import Settings
+from digest.sharing import Sharing, deliver_claims
 from digest.store import CHUNK, RUN_SYNC, Store, owner_name
 from digest.transport import make_transport
 

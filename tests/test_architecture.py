@@ -16,6 +16,7 @@ LAYERS = [
     {"tokens", "settings", "semantic", "select", "mime", "fragments", "render"},
     {"sources", "store", "transport", "runlock", "progress", "logs"},
     {"courier", "delivery", "subscriptions"},
+    {"sharing"},
     {"workers"},
     {"pipeline"},
     {"web"},

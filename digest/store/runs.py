@@ -126,7 +126,14 @@ class Runs(Connection):
                     [(joined, s, e) for s, e in zip(starts, [*starts[1:], None], strict=True)],
                 )
             self.attend_run(joined)  # before the decision is committed: nobody may close it meanwhile
+            began = not any(r["id"] == joined for r in open_runs)
+        if began and postgresql:
+            self._analyze()  # yesterday's growth, or a store just copied in by migrate-store
         return joined
+
+    def _analyze(self) -> None:
+        """PostgreSQL: refresh the planner's statistics of the tables a run reads by address."""
+        self.conn.execute("ANALYZE sent, messages, subscribers")
 
     def attend_run(self, run: int) -> None:
         """Count this session among ``run``'s members until it ends (PostgreSQL; a worker process calls it
@@ -180,7 +187,7 @@ class Runs(Connection):
             )
             finished = int(done.fetchone()[0])
         if cur.rowcount and self.dialect == "postgresql" and finished & (finished - 1) == 0:
-            self.conn.execute("ANALYZE sent, messages")
+            self._analyze()
         return bool(cur.rowcount)
 
     def run_progress(self, run: int) -> RunProgress:
