@@ -119,6 +119,7 @@ def run_once(
     transport made from ``settings``; ``transport`` then only names where the mail went.
     """
     started = time.perf_counter()
+    settings.dkim_key()  # a missing or bad DKIM key stops the run here, not in each worker process
     # A dry run works on a copy (closed at the end), and claims nothing: it must not hold back a real run.
     with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
         store.sync_config_subscribers(settings.config_subscribers(), now)

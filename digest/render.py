@@ -29,6 +29,7 @@ from jinja2 import (
     select_autoescape,
 )
 
+from digest.dkimsign import DkimKey
 from digest.errors import ConfigError, RenderError
 from digest.fragments import VARYING, Body, SplitTemplate
 from digest.mime import Outgoing, address, ascii_address, assemble, encode_words
@@ -278,8 +279,10 @@ class Renderer:
         base_url: str | None = None,
         signer: Signer | None = None,
         html_budget: int = HTML_BUDGET,
+        dkim: DkimKey | None = None,
     ) -> None:
         self.sender = sender
+        self.dkim = dkim
         self.sender_name, self.sender_address = parseaddr(sender)
         self.domain = self.sender_address.rpartition("@")[2] or "localhost"
         self._from = address(one_line(self.sender_name), self.sender_address)
@@ -472,6 +475,8 @@ class Renderer:
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         headers += [("List-Id", self._list_id), ("Auto-Submitted", "auto-generated")]
         data = assemble(headers, self.text_body(context).encoded, html.encoded, utf8=not rcpt.isascii())
+        if self.dkim:
+            data = self.dkim.sign(data)
         return Composed(digest, Outgoing(self.sender_address, (rcpt,), mid, data))
 
     def render(self, digest: Digest, now: datetime, *, message_id: str | None = None) -> EmailMessage:

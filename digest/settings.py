@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from digest.dkimsign import KEY_VARIABLE, DkimKey
 from digest.errors import ConfigError, SubscriberError
 from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
 from digest.tokens import check_keys
@@ -147,6 +148,15 @@ class SmtpConfig(_Strict):
         return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
+class DkimConfig(_Strict):
+    # DKIM signing (#17): on when a selector is set. The key only from the environment
+    # (DIGEST_DKIM__PRIVATE_KEY, PEM; in .env on one line with \n escapes); the domain defaults to the
+    # sender's. Publish the public key at SELECTOR._domainkey.DOMAIN (see the README).
+    selector: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    private_key: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     """Every setting, with its default. The README's configuration reference mirrors this class."""
 
@@ -175,6 +185,7 @@ class Settings(BaseSettings):
     delivery: DeliveryConfig = DeliveryConfig()
     smtp: SmtpConfig = SmtpConfig()
     relevance: RelevanceConfig = RelevanceConfig()
+    dkim: DkimConfig = DkimConfig()
     sources: list[SourceConfig] = []
     subscribers: list[SubscriberConfig] = []
     # Where this configuration was read from; relative paths were resolved against its folder.
@@ -249,6 +260,19 @@ class Settings(BaseSettings):
         old = self.old_secret_keys.get_secret_value().split(",") if self.old_secret_keys else []
         current = self.secret_key.get_secret_value() if self.secret_key else None
         return check_keys(current, [k.strip() for k in old if k.strip()])
+
+    def dkim_key(self) -> DkimKey | None:
+        """The DKIM signing key, when ``[dkim] selector`` is set; ConfigError if its key is missing or bad."""
+        if not self.dkim.selector:
+            return None
+        if self.dkim.private_key is None:
+            raise ConfigError(
+                "a selector is set but there is no private key",
+                key="dkim.private_key",
+                hint=f"set {KEY_VARIABLE} in the environment or in .env, or remove [dkim] selector",
+            )
+        domain = self.dkim.domain or self.sender_address.rpartition("@")[2]
+        return DkimKey.load(self.dkim.selector, domain, self.dkim.private_key.get_secret_value())
 
     def config_subscribers(self) -> list[Subscriber]:
         return [s.to_subscriber() for s in self.subscribers]
@@ -377,6 +401,12 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
             key=secrets[0],
             hint=f"remove it there and set DIGEST_{secrets[0].upper()} in the environment or in .env",
         )
+    if isinstance(data.get("dkim"), dict) and "private_key" in data["dkim"]:
+        raise ConfigError(
+            "private keys are not read from the config file",
+            key="dkim.private_key",
+            hint=f"remove it there and set {KEY_VARIABLE} in the environment or in .env",
+        )
     if isinstance(data.get("smtp"), dict) and "password" in data["smtp"]:
         raise ConfigError(
             "passwords are not read from the config file",
@@ -412,7 +442,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
                 key="templates_dir",
                 hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
             )
-    values = loaded.model_dump(exclude={"delivery", "smtp", "relevance", "sources", "subscribers"})
+    values = loaded.model_dump(exclude={"delivery", "smtp", "relevance", "dkim", "sources", "subscribers"})
     values.update(
         database=loaded.database if isinstance(loaded.database, str) else _resolve(loaded.database, base),
         templates_dir=templates_dir,
@@ -423,6 +453,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
         delivery=loaded.delivery.model_copy(update={"maildir": _resolve(loaded.delivery.maildir, base)}),
         smtp=loaded.smtp,
         relevance=loaded.relevance,
+        dkim=loaded.dkim,
         sources=[
             s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path else s
             for s in loaded.sources

@@ -161,7 +161,8 @@ def confirmation_message(settings: Settings, request: Request, link: str, now: d
         ("Auto-Submitted", "auto-generated"),
     ]
     data = assemble(headers, qp(text), qp(html), utf8=not rcpt.isascii())
-    return Outgoing(sender, (rcpt,), mid, data)
+    dkim = settings.dkim_key()
+    return Outgoing(sender, (rcpt,), mid, dkim.sign(data) if dkim else data)
 
 
 def confirm_link(signer: Signer, base_url: str, request: Request) -> str:
