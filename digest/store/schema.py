@@ -140,6 +140,12 @@ MIGRATIONS: list[str] = [
         host     TEXT NOT NULL
     );
     """,
+    # 6 -> 7: the sent records by message. Deleting a message row (a reader's "delete me") makes the
+    # foreign-key check look for sent records that point at it; without this index that was a scan of
+    # every sent record per message (36.7 ms per one-message reader at 363,000 records, growing with both).
+    """
+    CREATE INDEX sent_message ON sent (message);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
