@@ -211,3 +211,29 @@ def test_rate_limits_count_per_key_within_their_window(tmp_path: Path) -> None:
         assert two.allow("address:b", 2, 60, 2.0) is True  # another key has its own
         assert one.allow("address:a", 2, 60, 60.5) is True  # the first event left the window
         assert one.allow("address:a", 2, 60, 60.6) is False
+
+
+def test_figures_count_what_an_operator_watches(store: Store, now: datetime) -> None:
+    """#17: the counts behind /metrics, on both backends."""
+    store.ingest([Paper("Scaling Laws for Precision", "A.", source="hf")], now)
+    store.ingest([Paper("Large Language Diffusion Models", "A.", source="arxiv")], now + timedelta(hours=1))
+    store.add_subscribers([Subscriber(f"u{i}@example.org", "", Profile(("RAG",))) for i in range(3)], now)
+    store.unsubscribe("u2@example.org", now)
+    run = store.join_run(now.date(), now, store.subscriber_bounds(1000))
+    ref = store.recent_papers(now - timedelta(days=1))[0].ref
+    assert ref is not None
+    day = now.date()
+    sent, retry = store.begin_messages(
+        [NewMessage(f"u{i}@example.org", day, f"<m{i}@example.org>", (ref,)) for i in range(2)], now
+    )
+    assert sent is not None and retry is not None
+    store.mark_sent(sent, now)
+    store.mark_retry(retry, "451 try later", now)
+    store.finish_run(run)
+
+    f = store.figures()
+    assert f.subscribers == {"active": 2, "unsubscribed": 1}
+    assert f.unfinished == {"retry": 1}
+    assert (f.day, f.day_messages) == (day.isoformat(), {"sent": 1, "retry": 1})
+    assert f.runs == 1 and f.last_run_finished is not None
+    assert f.last_new_paper == {"hf": now.timestamp(), "arxiv": (now + timedelta(hours=1)).timestamp()}

@@ -2,6 +2,7 @@
 
 from digest.store.base import as_store_error
 from digest.store.database import RUN_SYNC, Store
+from digest.store.figures import Figures
 from digest.store.outbox import BOUNCE_LIMIT, DeliveryState, NewMessage, OutboxRow, SentRecord
 from digest.store.runs import CHUNK, Claim, RangeRecord, RunProgress, owner_name
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -14,6 +15,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Claim",
     "DeliveryState",
+    "Figures",
     "NewMessage",
     "OutboxRow",
     "RangeRecord",

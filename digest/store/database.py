@@ -26,6 +26,7 @@ from pathlib import Path
 from digest.errors import StoreError
 from digest.models import Paper, Profile, Subscriber, Validators, arxiv_id_from
 from digest.store.base import Database, _iso, store_error
+from digest.store.figures import Monitoring
 from digest.store.outbox import Outbox
 from digest.store.runs import Runs
 from digest.store.schema import MIGRATIONS, POSTGRESQL_PREAMBLE, SCHEMA_VERSION, for_postgresql
@@ -54,7 +55,7 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
     )
 
 
-class Store(Outbox, Runs):
+class Store(Outbox, Runs, Monitoring):
     """A connection to the state database. Use ``Store.open(path)``; close it, or use it as a context."""
 
     url = ""  # a PostgreSQL database's URL (``path`` is the same without its password)

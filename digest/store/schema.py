@@ -146,6 +146,11 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX sent_message ON sent (message);
     """,
+    # 7 -> 8: a day's messages by status, for /metrics (#17): a scrape counts the latest day's digests
+    # through this index instead of reading the whole outbox.
+    """
+    CREATE INDEX messages_day ON messages (digest_date, status);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -16,6 +16,7 @@ platform has confirmed the address itself).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,11 +63,12 @@ def profile_from_json(body: Any, email: str) -> tuple[Profile, str, bool]:
     return profile, " ".join(str(name).split())[:100], body.get("active", True) is not False
 
 
-def api_routes(settings: Settings, stores: ThreadStores) -> list[Route]:
+def bearer_guard(settings: Settings) -> Callable[[Request], Response | None]:
+    """The check of ``DIGEST_API_TOKEN`` that the API and ``/metrics`` share: it gives None when the request
+    carries the token, else the answer to give (404 when no token is configured: the endpoint is off)."""
     token = settings.api_token.get_secret_value() if settings.api_token else ""
 
     def authorised(request: Request) -> Response | None:
-        """None when the request carries the token; else the answer to give."""
         if not token:
             return JSONResponse({"error": "not found"}, status_code=404)
         given = request.headers.get("authorization", "")
@@ -77,6 +79,12 @@ def api_routes(settings: Settings, stores: ThreadStores) -> list[Route]:
                 headers={"WWW-Authenticate": "Bearer"},
             )
         return None
+
+    return authorised
+
+
+def api_routes(settings: Settings, stores: ThreadStores) -> list[Route]:
+    authorised = bearer_guard(settings)
 
     def with_store(work: Any) -> Any:
         with stores.get() as store:

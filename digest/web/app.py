@@ -66,7 +66,8 @@ from digest.subscriptions import (
 from digest.subscriptions import Request as SignupRequest
 from digest.tokens import Purpose, Signer
 from digest.transport import make_transport
-from digest.web.api import api_routes
+from digest.web.api import api_routes, bearer_guard
+from digest.web.metrics import metrics_routes
 from digest.web.pages import CSRF_COOKIE, Pages, SecurityHeaders, highlighted_title
 from digest.web.sent import sent_digest_routes
 from digest.web.stores import PoolCache, ThreadStores, UnsubscribeBatcher
@@ -459,6 +460,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/m/{token}/delete", delete, methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
             *api_routes(settings, stores),
+            *metrics_routes(stores, bearer_guard(settings)),
             *sent_digest_routes(
                 settings,
                 signer,

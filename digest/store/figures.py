@@ -1,0 +1,79 @@
+"""What an operator watches (#17): the counts behind ``/metrics``, read in a few small queries.
+
+Each query is bounded by an index or by a small table, so a scrape every 15 seconds costs little however
+long the history grows: subscribers by state (one pass over the subscribers), the outbox rows still in
+flight (the partial index on unfinished rows), the messages of the latest run's day (``messages_day``),
+the runs (one row a run) and, per source, when it last brought a new paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.models import MessageState
+from digest.store.base import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """A snapshot of the store for monitoring; times are Unix seconds."""
+
+    subscribers: dict[str, int]  # "active", "bouncing", "unsubscribed"
+    unfinished: dict[str, int]  # outbox rows "sending" and "retry", whatever their day
+    day: str | None  # the latest run's digest date
+    day_messages: dict[str, int]  # that day's messages by status
+    runs: int  # runs finished
+    last_run_finished: float | None
+    last_new_paper: dict[str, float]  # source name -> when it last brought a paper not seen before
+
+
+def _epoch(iso: str) -> float:
+    """``first_seen`` as Unix seconds.
+
+    >>> _epoch("2026-11-23T06:00:00+00:00")
+    1795413600.0
+    """
+    return datetime.fromisoformat(iso).timestamp()
+
+
+class Monitoring(Connection):
+    """The monitoring half of ``Store``."""
+
+    def figures(self) -> Figures:
+        """The counts ``/metrics`` shows, read now."""
+        subscribers = {
+            r[0]: int(r[1])
+            for r in self.conn.execute(
+                "SELECT CASE WHEN active = 0 THEN 'unsubscribed' WHEN bouncing_since IS NOT NULL"
+                " THEN 'bouncing' ELSE 'active' END AS state, count(*) FROM subscribers GROUP BY state"
+            )
+        }
+        unfinished = {
+            r[0]: int(r[1])
+            for r in self.conn.execute(
+                "SELECT status, count(*) FROM messages WHERE status IN (?, ?) GROUP BY status",
+                (MessageState.SENDING, MessageState.RETRY),
+            )
+        }
+        runs, last = self.conn.execute(
+            "SELECT count(*), max(finished) FROM runs WHERE finished IS NOT NULL"
+        ).fetchone()
+        latest = self.conn.execute("SELECT day FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        day = latest[0] if latest else None
+        day_messages = {
+            r[0]: int(r[1])
+            for r in self.conn.execute(
+                "SELECT status, count(*) FROM messages WHERE digest_date = ? GROUP BY status", (day,)
+            )
+        }
+        newest = self.conn.execute("SELECT source, max(first_seen) FROM papers GROUP BY source")
+        return Figures(
+            subscribers,
+            unfinished,
+            day,
+            day_messages,
+            int(runs),
+            float(last) if last is not None else None,
+            {r[0]: _epoch(r[1]) for r in newest},
+        )
