@@ -158,7 +158,7 @@ SUMMARY_LABELS = [
 def print_sources(sources: tuple[SourceReport, ...], console: Console) -> None:
     """The sources table: papers, new ones, and what happened (skipped and cut entries counted)."""
     table = Table(title="Sources", title_justify="left")
-    for col in ("source", "kind", "papers", "new", "status"):
+    for col in ("source", "kind", "papers", "new", "last new paper", "status"):
         table.add_column(col, justify="right" if col in ("papers", "new") else "left", overflow="fold")
     for s in sources:
         if s.error:
@@ -166,7 +166,8 @@ def print_sources(sources: tuple[SourceReport, ...], console: Console) -> None:
         else:
             extra = [f"{n} {what}" for n, what in ((s.skipped, "skipped"), (s.clamped, "cut")) if n]
             status = Text(s.status.replace("-", " ") + (f" ({', '.join(extra)})" if extra else ""))
-        table.add_row(plain(s.name), s.kind, str(s.papers), str(s.new), status)
+        last = s.last_new[:16].replace("T", " ") if s.last_new else "never"
+        table.add_row(plain(s.name), s.kind, str(s.papers), str(s.new), last, status)
     console.print(table)
 
 

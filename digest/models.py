@@ -269,7 +269,8 @@ class Digest:
 class SourceReport:
     """One source in a run. ``skipped``: entries left out (revisions, unreadable ones); ``clamped``: papers
     kept with a field cut or clamped; ``internal``: the failure was a bug in digest, not the source's;
-    ``shared``: a run on another host read it just now, so this run did not (PostgreSQL, #16)."""
+    ``shared``: a run on another host read it just now, so this run did not (PostgreSQL, #16);
+    ``last_new``: when it last brought a new paper, this run or an earlier one (#17: "why no email today?")."""
 
     name: str
     kind: str
@@ -281,6 +282,7 @@ class SourceReport:
     clamped: int = 0
     internal: bool = False
     shared: bool = False
+    last_new: str | None = None  # when this source last brought a paper not seen before (ISO), any run
 
     @property
     def status(self) -> str:
@@ -301,6 +303,7 @@ class SourceReport:
             "skipped": self.skipped,
             "clamped": self.clamped,
             "error": self.error,
+            "last_new": self.last_new,
         }
 
 

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 
@@ -125,6 +125,8 @@ def run_once(
         store.sync_config_subscribers(settings.config_subscribers(), now)
         source_reports = tuple(ingest(settings, store, now) if dry_run else ingest_once(settings, store, now))
         store.expire_retries(digest_day(settings, now), now)
+        fresh = store.last_new_papers()
+        source_reports = tuple(replace(r, last_new=fresh.get(r.name)) for r in source_reports)
         ingested = time.perf_counter()
         if dry_run:
             with transport:

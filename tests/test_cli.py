@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,9 @@ def test_run_json_report_and_exit_0(tmp_path: Path) -> None:
     result = digest("run", "--config", str(cfg), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["sources"] == [SAMPLES_REPORT]
+    (source,) = report["sources"]
+    assert datetime.fromisoformat(source.pop("last_new")) > datetime.now(UTC) - timedelta(minutes=10)
+    assert source == SAMPLES_REPORT
     (sub,) = report["subscribers"]
     assert sub["email"] == "ada@example.org" and sub["status"] == "sent"
     assert len(sub["papers"]) == 3

@@ -59,7 +59,7 @@ def setup(tmp_path: Path, **kw: object) -> tuple[Settings, Store]:
 def test_demo_shape_run_into_maildir(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE])
     report = pipeline.run_once(settings, make_transport(settings), store, now)
-    assert [s.to_json() for s in report.sources] == [SAMPLES_REPORT]
+    assert [s.to_json() for s in report.sources] == [{**SAMPLES_REPORT, "last_new": now.isoformat()}]
     assert [(s.email, s.status, len(s.matches)) for s in report.subscribers] == [
         ("ada@example.org", Status.SENT, 3),
         ("grace@example.org", Status.SENT, 5),
@@ -161,6 +161,9 @@ def test_failing_source_is_reported_and_the_others_still_run(
     again = pipeline.run_once(settings, MemoryTransport(), store, now + timedelta(days=1))
     assert {s.name: s.not_modified for s in again.sources}["arxiv"] is True
     assert count_papers(store) == stored
+    # Each source says when it last brought something new: arxiv and the samples yesterday, broken never.
+    last = {s.name: s.last_new for s in again.sources}
+    assert last == {"broken": None, "arxiv": now.isoformat(), "samples": now.isoformat()}
 
 
 def test_refused_recipient_is_retried_next_run_exactly_once(

@@ -40,6 +40,11 @@ def _epoch(iso: str) -> float:
 class Monitoring(Connection):
     """The monitoring half of ``Store``."""
 
+    def last_new_papers(self) -> dict[str, str]:
+        """Per source name, when it last brought a paper not seen before (``first_seen``, ISO)."""
+        rows = self.conn.execute("SELECT source, max(first_seen) FROM papers GROUP BY source")
+        return {r[0]: r[1] for r in rows}
+
     def figures(self) -> Figures:
         """The counts ``/metrics`` shows, read now."""
         subscribers = {
@@ -67,7 +72,6 @@ class Monitoring(Connection):
                 "SELECT status, count(*) FROM messages WHERE digest_date = ? GROUP BY status", (day,)
             )
         }
-        newest = self.conn.execute("SELECT source, max(first_seen) FROM papers GROUP BY source")
         return Figures(
             subscribers,
             unfinished,
@@ -75,5 +79,5 @@ class Monitoring(Connection):
             day_messages,
             int(runs),
             float(last) if last is not None else None,
-            {r[0]: _epoch(r[1]) for r in newest},
+            {source: _epoch(seen) for source, seen in self.last_new_papers().items()},
         )
