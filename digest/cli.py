@@ -7,6 +7,7 @@ Exit status: 0 all well; 1 the run finished but something failed and will be ret
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -17,6 +18,7 @@ import traceback
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -535,6 +537,43 @@ def ingest(config: str | None, as_json: bool) -> None:
     else:
         print_sources(reports, Console(soft_wrap=False))
     sys.exit(pipeline.exit_status(RunReport(now, reports)))
+
+
+@main.command()
+@config_option
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The Maildir the bounce address delivers into (default: [bounces] maildir).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each message's outcome as JSON.")
+@handles_errors
+def bounces(config: str | None, maildir: Path | None, as_json: bool) -> None:
+    """Read returned mail: hard bounces and spam complaints suspend the subscriber at once, soft bounces
+    count (3 within a week of each other suspend). Each message is then moved into the Maildir's
+    .processed (or .unrecognised) folder, so it is never read twice. `digest resume EMAIL` undoes it."""
+    settings = settings_for(config)
+    folder = maildir or settings.bounces.maildir
+    if not (folder / "new").is_dir():
+        raise DigestError(
+            f"{folder} is not a Maildir (it has no new/ folder)",
+            hint="point --maildir or [bounces] maildir at the folder the bounce address delivers into",
+        )
+    with Store.open(settings.database) as store:
+        outcomes = pipeline.process_bounces(settings, store, folder, _now())
+    if as_json:
+        click.echo(json.dumps([dataclasses.asdict(o) for o in outcomes], ensure_ascii=False, indent=2))
+        return
+    kinds = Counter(o.kind or "not a bounce" for o in outcomes)
+    suspended = sorted({e for o in outcomes for e in o.suspended})
+    click.echo(
+        f"read {len(outcomes)} message(s): "
+        + (", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none")
+        + f"; suspended {len(suspended)}"
+    )
+    for address in suspended:
+        shown = plain(address).plain
+        click.echo(f"  suspended {shown} (digest resume {shown} to send again)")
 
 
 if __name__ == "__main__":  # pragma: no cover

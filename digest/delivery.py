@@ -228,6 +228,7 @@ def make_renderer(settings: Settings) -> Renderer:
         base_url=settings.base_url,
         signer=signer,
         dkim=settings.dkim_key(),
+        return_path=settings.return_path(),
     )
 
 

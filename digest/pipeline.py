@@ -13,14 +13,19 @@ not run, or met an internal error (a bug: retrying will not fix it).
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
+from pathlib import Path
 
 from digest import sources
+from digest.bounces import address_key, read_report, subscriber_of
 from digest.courier import make_courier
 from digest.delivery import (
     Planned,
@@ -120,6 +125,7 @@ def run_once(
     """
     started = time.perf_counter()
     settings.dkim_key()  # a missing or bad DKIM key stops the run here, not in each worker process
+    settings.return_path()  # so does VERP without a secret key
     # A dry run works on a copy (closed at the end), and claims nothing: it must not hold back a real run.
     with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
         store.sync_config_subscribers(settings.config_subscribers(), now)
@@ -194,3 +200,38 @@ def preview(settings: Settings, store: Store, email: str, now: datetime) -> Prev
         return Preview(item, message)
     finally:
         copy.close()
+
+
+@dataclass(frozen=True, slots=True)
+class BounceOutcome:
+    """One returned message read by ``process_bounces``: the file, its kind (None: not a bounce, or about
+    nobody we know), the subscribers it was about, and those it suspended."""
+
+    file: str
+    kind: str | None
+    subscribers: tuple[str, ...]
+    suspended: tuple[str, ...]
+
+
+def process_bounces(settings: Settings, store: Store, folder: Path, now: datetime) -> list[BounceOutcome]:
+    """Read every message in the Maildir ``folder`` (new/ and cur/), act on each bounce and complaint
+    (``Store.record_bounce``), and move each message aside into ``folder/.processed`` (acted on) or
+    ``folder/.unrecognised`` (nothing to do), so that no message is ever read twice."""
+    keys = settings.signing_keys() if settings.bounces.address else []
+    everyone = store.subscribers(include_inactive=True)
+    by_key = {address_key(s.email): s.email for s in everyone}
+    known = {s.email.casefold(): s.email for s in everyone}
+    outcomes = []
+    for path in sorted([*folder.glob("new/*"), *folder.glob("cur/*")]):
+        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        report = read_report(msg)
+        who = sorted(subscriber_of(report, keys, by_key, known)) if report.kind else []
+        reason = " ".join(str(msg.get("subject", "")).split())[:200]
+        suspended = [e for e in who if report.kind and store.record_bounce(e, report.kind, reason, now)]
+        aside = folder / (".processed" if who else ".unrecognised")
+        for sub in ("new", "cur", "tmp"):
+            (aside / sub).mkdir(parents=True, exist_ok=True)
+        os.replace(path, aside / "cur" / path.name)
+        outcomes.append(BounceOutcome(path.name, report.kind if who else None, tuple(who), tuple(suspended)))
+    return outcomes

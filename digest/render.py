@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -280,9 +281,11 @@ class Renderer:
         signer: Signer | None = None,
         html_budget: int = HTML_BUDGET,
         dkim: DkimKey | None = None,
+        return_path: Callable[[str], str] | None = None,
     ) -> None:
         self.sender = sender
         self.dkim = dkim
+        self.return_path = return_path  # the envelope sender per recipient (VERP), else sender's address
         self.sender_name, self.sender_address = parseaddr(sender)
         self.domain = self.sender_address.rpartition("@")[2] or "localhost"
         self._from = address(one_line(self.sender_name), self.sender_address)
@@ -477,7 +480,8 @@ class Renderer:
         data = assemble(headers, self.text_body(context).encoded, html.encoded, utf8=not rcpt.isascii())
         if self.dkim:
             data = self.dkim.sign(data)
-        return Composed(digest, Outgoing(self.sender_address, (rcpt,), mid, data))
+        envelope = self.return_path(sub.email) if self.return_path else self.sender_address
+        return Composed(digest, Outgoing(envelope, (rcpt,), mid, data))
 
     def render(self, digest: Digest, now: datetime, *, message_id: str | None = None) -> EmailMessage:
         """The message parsed back with the email package (see ``compose``): for previews and tests."""

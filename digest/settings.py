@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tomllib
+from collections.abc import Callable
 from datetime import time
 from email.utils import formataddr, parseaddr
 from pathlib import Path
@@ -31,6 +32,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from digest.bounces import verp_address
 from digest.dkimsign import KEY_VARIABLE, DkimKey
 from digest.errors import ConfigError, SubscriberError
 from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
@@ -148,6 +150,24 @@ class SmtpConfig(_Strict):
         return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
+class BouncesConfig(_Strict):
+    # Returned mail (#17). With an address, each digest's envelope sender is address+TAG@domain (VERP:
+    # the relay returns bounces there; TAG is signed with DIGEST_SECRET_KEY); `digest bounces` reads the
+    # Maildir the bounce address delivers into.
+    address: str | None = None
+    maildir: Path = Path("var/bounces")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_email(value, check_deliverability=False).normalized
+        except EmailNotValidError as exc:
+            raise ValueError(f"{value!r} is not a usable address: {exc}") from exc
+
+
 class DkimConfig(_Strict):
     # DKIM signing (#17): on when a selector is set. The key only from the environment
     # (DIGEST_DKIM__PRIVATE_KEY, PEM; in .env on one line with \n escapes); the domain defaults to the
@@ -186,6 +206,7 @@ class Settings(BaseSettings):
     smtp: SmtpConfig = SmtpConfig()
     relevance: RelevanceConfig = RelevanceConfig()
     dkim: DkimConfig = DkimConfig()
+    bounces: BouncesConfig = BouncesConfig()
     sources: list[SourceConfig] = []
     subscribers: list[SubscriberConfig] = []
     # Where this configuration was read from; relative paths were resolved against its folder.
@@ -273,6 +294,15 @@ class Settings(BaseSettings):
             )
         domain = self.dkim.domain or self.sender_address.rpartition("@")[2]
         return DkimKey.load(self.dkim.selector, domain, self.dkim.private_key.get_secret_value())
+
+    def return_path(self) -> Callable[[str], str] | None:
+        """Each subscriber's envelope sender when ``[bounces] address`` is set (VERP, signed with the secret
+        key: ConfigError without one), else None: the sender's address for everyone."""
+        bounce_address = self.bounces.address
+        if bounce_address is None:
+            return None
+        key = self.signing_keys()[-1]
+        return lambda email: verp_address(bounce_address, email, key)
 
     def config_subscribers(self) -> list[Subscriber]:
         return [s.to_subscriber() for s in self.subscribers]
@@ -442,7 +472,9 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
                 key="templates_dir",
                 hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
             )
-    values = loaded.model_dump(exclude={"delivery", "smtp", "relevance", "dkim", "sources", "subscribers"})
+    values = loaded.model_dump(
+        exclude={"delivery", "smtp", "relevance", "dkim", "bounces", "sources", "subscribers"}
+    )
     values.update(
         database=loaded.database if isinstance(loaded.database, str) else _resolve(loaded.database, base),
         templates_dir=templates_dir,
@@ -454,6 +486,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
         smtp=loaded.smtp,
         relevance=loaded.relevance,
         dkim=loaded.dkim,
+        bounces=loaded.bounces.model_copy(update={"maildir": _resolve(loaded.bounces.maildir, base)}),
         sources=[
             s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path else s
             for s in loaded.sources

@@ -302,7 +302,7 @@ class SmtpTransport:
                 self._send_pipelined(conn, recipients, message)
             else:
                 options = ["SMTPUTF8"] if message.smtputf8 else []
-                conn.sendmail(self.sender, recipients, message.wire(), mail_options=options)
+                conn.sendmail(message.sender or self.sender, recipients, message.wire(), mail_options=options)
         except smtplib.SMTPServerDisconnected as exc:
             self._drop()
             raise TransientDeliveryError(rcpt, f"the server closed the connection: {exc}") from exc
@@ -325,7 +325,10 @@ class SmtpTransport:
         message instead of four. Raises what ``sendmail`` would for the same replies."""
         data = message.data.replace(b"\n.", b"\n..").replace(b"\n", b"\r\n")  # dot-stuffed (RFC 5321 4.5.2)
         size = f" SIZE={len(data)}" if conn.has_extn("size") else ""
-        commands = [f"MAIL FROM:{smtplib.quoteaddr(self.sender)}{size}"]
+        sender = (
+            message.sender or self.sender
+        )  # the message's own return path (VERP), else the configured one
+        commands = [f"MAIL FROM:{smtplib.quoteaddr(sender)}{size}"]
         commands += [f"RCPT TO:{smtplib.quoteaddr(r)}" for r in recipients]
         conn.send("".join(c + "\r\n" for c in [*commands, "DATA"]))
         mail = conn.getreply()
@@ -333,7 +336,7 @@ class SmtpTransport:
         data_reply = conn.getreply()
         if mail[0] != 250:
             self._reset(conn, data_reply)
-            raise smtplib.SMTPSenderRefused(mail[0], mail[1], self.sender)
+            raise smtplib.SMTPSenderRefused(mail[0], mail[1], sender)
         if refused:
             self._reset(conn, data_reply)
             raise smtplib.SMTPRecipientsRefused(refused)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = [
     {"errors"},
     {"models"},
-    {"tokens", "dkimsign", "settings", "semantic", "select", "mime", "fragments", "render"},
+    {"tokens", "dkimsign", "bounces", "settings", "semantic", "select", "mime", "fragments", "render"},
     {"sources", "store", "transport", "runlock", "progress", "logs"},
     {"courier", "delivery", "subscriptions"},
     {"sharing"},

@@ -37,6 +37,7 @@ def digest(
 
 def test_the_commands_are_the_ones_the_issue_names() -> None:
     assert COMMANDS == [
+        "bounces",
         "feedback",
         "ingest",
         "migrate-store",

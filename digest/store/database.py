@@ -465,7 +465,7 @@ class Store(Outbox, Runs, Monitoring):
                 " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN subscribers.name"
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds, active = 1,"
-                " bounces = 0, bouncing_since = NULL,"
+                " bounces = 0, soft_bounces = 0, bouncing_since = NULL, bounce_reason = NULL,"
                 " updated = excluded.updated",
                 (*self._profile_row(subscriber), stamp, stamp),
             )
@@ -564,7 +564,8 @@ class Store(Outbox, Runs, Monitoring):
         """Mail ``email`` again (after an unsubscribe, or bouncing), keeping their profile. False if unknown."""
         with self.transaction() as tx:
             cur = tx.execute(
-                "UPDATE subscribers SET active = 1, bounces = 0, bouncing_since = NULL, updated = ?"
+                "UPDATE subscribers SET active = 1, bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
+                " bounce_reason = NULL, updated = ?"
                 " WHERE email = ?",
                 (_iso(now), email),
             )

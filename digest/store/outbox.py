@@ -6,12 +6,13 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from digest.models import MessageState
 from digest.store.base import Connection, _chunks, _iso, _values
 
 BOUNCE_LIMIT = 3  # consecutive permanent failures before a subscriber is marked bouncing
+SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this start the count again
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,30 @@ class Outbox(Connection):
                 "SELECT bouncing_since IS NOT NULL FROM subscribers WHERE email = ?", (row["email"],)
             ).fetchone()
         return bool(bouncing and bouncing[0])
+
+    def record_bounce(self, email: str, kind: str, reason: str, now: datetime) -> bool:
+        """Returned mail about ``email`` (see ``digest.bounces``): a hard bounce or a complaint suspends them
+        at once (bouncing: no more mail until ``digest resume``); a soft bounce counts, and ``BOUNCE_LIMIT``
+        of them with less than ``SOFT_BOUNCE_WINDOW`` between one and the next suspend them too. True when
+        they are now bouncing; False for an address that is no subscriber."""
+        stamp = _iso(now)
+        fresh = _iso(now - SOFT_BOUNCE_WINDOW)
+        with self.transaction() as tx:
+            if kind == "soft":
+                tx.execute(
+                    "UPDATE subscribers SET soft_bounces = CASE WHEN last_soft_bounce >= ? THEN soft_bounces + 1"
+                    " ELSE 1 END, last_soft_bounce = ? WHERE email = ?",
+                    (fresh, stamp, email),
+                )
+            tx.execute(
+                "UPDATE subscribers SET bouncing_since = ?, bounce_reason = ? WHERE email = ?"
+                " AND bouncing_since IS NULL AND (? <> 'soft' OR soft_bounces >= ?)",
+                (stamp, f"{kind}: {reason}"[:500], email, kind, BOUNCE_LIMIT),
+            )
+            row = tx.execute(
+                "SELECT bouncing_since IS NOT NULL FROM subscribers WHERE email = ?", (email,)
+            ).fetchone()
+        return bool(row and row[0])
 
     def expire_retries(self, before: date, now: datetime) -> int:
         """Give up 'retry' rows of earlier dates: their papers are still unsent, so today's digest takes them."""

@@ -151,6 +151,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX messages_day ON messages (digest_date, status);
     """,
+    # 8 -> 9: returned mail (#17). Soft bounces (a full mailbox, a greylisting that gave up) are counted
+    # apart from refused sends, since a later accepted send says nothing about whether mail arrives: a
+    # count that starts again when the last soft bounce is a week old (Mailman's rule, see record_bounce).
+    """
+    ALTER TABLE subscribers ADD COLUMN soft_bounces INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE subscribers ADD COLUMN last_soft_bounce TEXT;
+    ALTER TABLE subscribers ADD COLUMN bounce_reason TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
