@@ -3,10 +3,12 @@ sent records, schema versions."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sqlite3
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import count_papers, sent_refs
@@ -237,3 +239,26 @@ def test_figures_count_what_an_operator_watches(store: Store, now: datetime) -> 
     assert (f.day, f.day_messages) == (day.isoformat(), {"sent": 1, "retry": 1})
     assert f.runs == 1 and f.last_run_finished is not None
     assert f.last_new_paper == {"hf": now.timestamp(), "arxiv": (now + timedelta(hours=1)).timestamp()}
+
+
+def _open_and_report(path: str, answers: Any) -> None:
+    try:
+        with Store.open(path) as s:
+            answers.put(s.conn.execute("PRAGMA user_version").fetchone()[0])
+    except Exception as exc:  # the failure is the answer the test shows
+        answers.put(repr(exc))
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path: Path) -> None:
+    """`digest serve --workers N` starts N processes on a fresh database: each migration step is taken by
+    one of them (the others see the version moved on inside their transaction), none fails."""
+    context = multiprocessing.get_context("spawn")
+    for attempt in range(3):
+        path = str(tmp_path / f"fresh{attempt}.sqlite3")
+        answers = context.Queue()
+        procs = [context.Process(target=_open_and_report, args=(path, answers)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [answers.get(timeout=5) for _ in procs] == [SCHEMA_VERSION] * 4

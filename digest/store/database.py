@@ -199,6 +199,8 @@ class Store(Outbox, Runs, Monitoring):
         version = self._check_version()
         for step in range(version, SCHEMA_VERSION):
             with self.transaction() as tx:
+                if self._version() > step:  # another process (a server's worker) took this step meanwhile
+                    continue
                 for statement in MIGRATIONS[step].split(";"):
                     if statement.strip():
                         tx.execute(statement)
