@@ -25,7 +25,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from digest import sources
-from digest.bounces import address_key, read_report, subscriber_of
+from digest.bounces import BounceReport, address_key, read_report, subscriber_of
 from digest.courier import make_courier
 from digest.delivery import (
     Planned,
@@ -225,7 +225,11 @@ def process_bounces(settings: Settings, store: Store, folder: Path, now: datetim
     for path in sorted([*folder.glob("new/*"), *folder.glob("cur/*")]):
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
-        report = read_report(msg)
+        try:
+            report = read_report(msg)
+        except Exception as exc:  # one odd message must not stop the rest, nor stay to be read again
+            log.warning("%s could not be read as a bounce (%r); moved to .unrecognised", path.name, exc)
+            report = BounceReport(None, frozenset(), frozenset())
         who = sorted(subscriber_of(report, keys, by_key, known)) if report.kind else []
         reason = " ".join(str(msg.get("subject", "")).split())[:200]
         suspended = [e for e in who if report.kind and store.record_bounce(e, report.kind, reason, now)]
