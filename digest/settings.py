@@ -150,6 +150,13 @@ class SmtpConfig(_Strict):
         return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
+# Secrets inside a table, refused in the config file: (table, setting, what they are, the variable to use).
+TABLE_SECRETS = (
+    ("dkim", "private_key", "private keys", KEY_VARIABLE),
+    ("smtp", "password", "passwords", "DIGEST_SMTP__PASSWORD"),
+)
+
+
 class BouncesConfig(_Strict):
     # Returned mail (#17). With an address, each digest's envelope sender is address+TAG@domain (VERP:
     # the relay returns bounces there; TAG is signed with DIGEST_SECRET_KEY); `digest bounces` reads the
@@ -431,18 +438,13 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
             key=secrets[0],
             hint=f"remove it there and set DIGEST_{secrets[0].upper()} in the environment or in .env",
         )
-    if isinstance(data.get("dkim"), dict) and "private_key" in data["dkim"]:
-        raise ConfigError(
-            "private keys are not read from the config file",
-            key="dkim.private_key",
-            hint=f"remove it there and set {KEY_VARIABLE} in the environment or in .env",
-        )
-    if isinstance(data.get("smtp"), dict) and "password" in data["smtp"]:
-        raise ConfigError(
-            "passwords are not read from the config file",
-            key="smtp.password",
-            hint="remove it there and set DIGEST_SMTP__PASSWORD in the environment or in .env",
-        )
+    for table, name, what, variable in TABLE_SECRETS:
+        if isinstance(data.get(table), dict) and name in data[table]:
+            raise ConfigError(
+                f"{what} are not read from the config file",
+                key=f"{table}.{name}",
+                hint=f"remove it there and set {variable} in the environment or in .env",
+            )
 
     class _FromFile(Settings):
         @classmethod

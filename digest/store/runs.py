@@ -174,7 +174,7 @@ class Runs(Connection):
         On PostgreSQL, when the run's 1st, 2nd, 4th, 8th… range is done, the outbox tables are analysed:
         a first day fills ``sent`` from nothing far faster than autovacuum notices, and with the statistics
         of an empty table the planner scans the whole table for each batch's history instead of using the
-        index (0.6 s instead of 7 ms per batch of 250 at 360,000 rows, /tmp measurement in #16's note).
+        index (0.6 s instead of 7 ms per batch of 250 at 360,000 rows; see docs/benchmarks.md).
         Doubling keeps the statistics within a factor of two of the truth for a few ANALYZEs a run."""
         with self.transaction() as tx:
             cur = tx.execute(
@@ -182,12 +182,13 @@ class Runs(Connection):
                 " AND done IS NULL",
                 (subscribers, claim.id, claim.owner),
             )
-            done = tx.execute(
+        if cur.rowcount and self.dialect == "postgresql":
+            done = self.conn.execute(
                 "SELECT count(*) FROM run_ranges WHERE run = ? AND done IS NOT NULL", (claim.run,)
             )
             finished = int(done.fetchone()[0])
-        if cur.rowcount and self.dialect == "postgresql" and finished & (finished - 1) == 0:
-            self._analyze()
+            if finished & (finished - 1) == 0:
+                self._analyze()
         return bool(cur.rowcount)
 
     def run_progress(self, run: int) -> RunProgress:
