@@ -27,10 +27,11 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import __version__, logs, pipeline
-from digest.delivery import Send, Skip, resume_hint
+from digest.cadence import normalise_schedule
 from digest.errors import ConfigError, DigestError, ProfileError, SubscriberError
 from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
 from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
+from digest.planning import Send, Skip, reader_when, resume_hint
 from digest.render import one_line
 from digest.runlock import database_lock
 from digest.select import check_profile
@@ -129,9 +130,19 @@ def main(verbose: int, config: str | None) -> None:
 @config_option
 @click.option("--dry-run", is_flag=True, help="Fetch, select and render, but send and record nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON object on stdout.")
+@click.option(
+    "--now",
+    "any_hour",
+    is_flag=True,
+    help="Treat every reader's hour as come (their cadence still holds): send all due today now.",
+)
 @handles_errors
-def run(config: str | None, dry_run: bool, as_json: bool) -> None:
-    """Run the daily job once: read sources, send each subscriber their digest, record it.
+def run(config: str | None, dry_run: bool, as_json: bool, any_hour: bool) -> None:
+    """Run the job once: read sources, send each reader who is due their digest, record it.
+
+    A reader is due at their send_at in their time zone, on the days of their cadence, once per period;
+    readers whose hour has not come are reported as waiting. Run it from cron every few minutes, or once
+    a day after the hour (or use digest schedule).
 
     Exit 0 when all went well, 1 when the run finished but a source or a delivery failed (it is retried
     next run), 2 when it could not run at all.
@@ -139,7 +150,7 @@ def run(config: str | None, dry_run: bool, as_json: bool) -> None:
     settings = settings_for(config)
     now = _now()
     with database_lock(settings.database, now), Store.open(settings.database, sync=RUN_SYNC) as store:
-        report = pipeline.run_configured(settings, store, now, dry_run=dry_run)
+        report = pipeline.run_configured(settings, store, now, dry_run=dry_run, any_hour=any_hour)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
@@ -154,6 +165,7 @@ SUMMARY_LABELS = [
     (Status.FAILED, "failed"),
     (Status.BOUNCED, "bouncing (re-enable with digest resume)"),
     (Status.NOTHING_NEW, "with nothing new"),
+    (Status.WAITING, "waiting for their hour or day"),
 ]
 
 
@@ -291,6 +303,13 @@ def preview(config: str | None, email: str, fmt: str) -> None:
 @click.option(
     "--seed", "seeds", multiple=True, help="A paper like theirs: arXiv id or exact title (repeatable)."
 )
+@click.option("--timezone", default="", help="Their IANA time zone (default: the config's timezone).")
+@click.option("--send-at", default="", help="Their hour, HH:MM local time (default: the config's send_at).")
+@click.option(
+    "--cadence",
+    default="",
+    help="daily, weekdays, weekly or weekly:<day> such as weekly:fri (default: the config's cadence).",
+)
 @handles_errors
 def subscribe(
     config: str | None,
@@ -301,6 +320,9 @@ def subscribe(
     name: str,
     about: str,
     seeds: tuple[str, ...],
+    timezone: str,
+    send_at: str,
+    cadence: str,
 ) -> None:
     """Add EMAIL, or replace their profile and re-enable them. No --keyword, --about or --seed: the
     trending digest.
@@ -309,7 +331,20 @@ def subscribe(
     """
     settings = settings_for(config)
     address = normalise_email(email)
-    profile = Profile(tuple(keywords), tuple(exclude), max_papers, about.strip(), tuple(seeds))
+    try:
+        timezone, send_at, cadence = normalise_schedule(timezone, send_at, cadence)
+    except ValueError as exc:
+        raise ProfileError(str(exc), subscriber=address) from exc
+    profile = Profile(
+        tuple(keywords),
+        tuple(exclude),
+        max_papers,
+        about.strip(),
+        tuple(seeds),
+        timezone=timezone,
+        send_at=send_at,
+        cadence=cadence,
+    )
     problems = check_profile(profile)
     if problems:
         kw, why = problems[0]
@@ -320,7 +355,8 @@ def subscribe(
         stored = store.find_papers(seeds)
         unknown = [s for s in seeds if s not in stored]
     what = "trending papers" if profile.trending else ", ".join(profile.topics)
-    click.echo(f"{'subscribed' if new else 'updated'} {address}: {what}")
+    when = reader_when(Subscriber(address, name, profile), settings.default_when()).describe()
+    click.echo(f"{'subscribed' if new else 'updated'} {address}: {what}, {when}")
     for seed in unknown:
         click.echo(
             f"note: seed {seed!r} is not among the stored papers yet; it counts once a listing brings it"
@@ -429,17 +465,23 @@ def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> No
             )
         )
         return
-    table = Table(title=f"{len(subs)} subscriber(s)", title_justify="left")
-    for col in ("email", "name", "keywords", "exclude", "max", "active"):
+    title = f"{len(subs)} subscriber(s); default schedule: {settings.default_when().describe()}"
+    table = Table(title=title, title_justify="left")
+    own = [s.email for s in subs if s.profile.timezone or s.profile.send_at or s.profile.cadence]
+    columns = ("email", "name", "keywords", "exclude", "max", *(("when",) if own else ()), "active")
+    for col in columns:
         table.add_column(col, overflow="fold")
+    default = settings.default_when()
     for s in subs:
         p = s.profile
+        when = (reader_when(s, default).describe() if s.email in own else "default",) if own else ()
         table.add_row(
             plain(s.email),
             plain(s.name),
             plain(", ".join(p.keywords) or "(trending)"),
             plain(", ".join(p.exclude)),
             str(p.max_papers),
+            *when,
             ("bouncing" if s.bouncing else "yes") if s.active else "no",
         )
     Console().print(table)
@@ -449,9 +491,10 @@ def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> No
 @config_option
 @handles_errors
 def schedule(config: str | None) -> None:
-    """Run the daily job at `send_at` in `timezone`, until stopped (SIGINT/SIGTERM).
+    """Send each reader's digest at their hour, until stopped (SIGINT/SIGTERM).
 
-    The config is read again before each run, so edits apply without a restart.
+    Wakes every [schedule] every minutes (5) and runs the job when a reader is due (their send_at in their
+    time zone, on the days of their cadence). The config is read again at each wake.
     """
     from digest.scheduler import run_forever
 

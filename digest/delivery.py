@@ -5,8 +5,9 @@
 so one process, several worker processes and several hosts all go through the same loop, each range once. Per
 batch of ``BATCH`` subscribers:
 
-1. **plan** (``plan_batches``): their delivery state in a few queries, then per subscriber a ``Skip`` (with
-   the reason) or a ``Send``: an unfinished message to send again, then today's digest if they have none;
+1. **plan** (``planning.plan_batches``): their delivery state in a few queries, then per subscriber a
+   ``Skip`` (with the reason) or a ``Send``: an unfinished message to send again, then their period's digest
+   if it is due (their hour and cadence, ``cadence``) and they have none;
 2. **begin**: render every ``Send`` and commit all their outbox rows (``sending``) in one transaction;
 3. **send** each through the ``Courier`` (bounded retries, pacing, a run-wide retry budget);
 4. **record**: a row becomes ``sent`` and its papers are recorded only once the transport accepted it; over
@@ -19,204 +20,33 @@ Message-ID. That is the one window in which a subscriber can get a message twice
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
-
-import numpy as np
+from datetime import datetime
 
 from digest.courier import Courier
 from digest.errors import (
     DeliveryAbortedError,
     DeliveryError,
     PermanentDeliveryError,
-    ProfileError,
     ServerUnavailableError,
     TransientDeliveryError,
 )
 from digest.models import (
-    Digest,
-    Paper,
     RunReport,
     SourceReport,
     Status,
-    Subscriber,
     SubscriberReport,
     is_problem,
 )
+from digest.planning import Planned, Send, Skip, candidate_pool, plan_batches
 from digest.render import Composed, Renderer
-from digest.select import PaperIndex, check_profile, explain
-from digest.semantic import SentenceModel, Space, Taste, make_model
+from digest.select import PaperIndex
 from digest.settings import Settings
-from digest.store import DeliveryState, NewMessage, OutboxRow, Store
+from digest.store import NewMessage, Store
 from digest.tokens import Signer
 
-BATCH = 256  # subscribers planned, begun, delivered and recorded together
 log = logging.getLogger("digest")
-
-
-def digest_day(settings: Settings, now: datetime) -> date:
-    """The local date a run at ``now`` sends for, in the configured time zone."""
-    return now.astimezone(settings.zone).date()
-
-
-def resume_hint(email: str) -> str:
-    """The command that re-enables a subscriber, keeping their profile."""
-    return f"digest resume {email}"
-
-
-# -- planning ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Skip:
-    """No message for this subscriber this run, and why (a report status with its note or error)."""
-
-    subscriber: Subscriber
-    status: Status
-    note: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """A message to send: today's digest, or (``resend``) an unfinished one again with its Message-ID."""
-
-    subscriber: Subscriber
-    digest: Digest
-    resend: OutboxRow | None = None
-
-
-Planned = Skip | Send
-
-
-def candidate_pool(settings: Settings, store: Store, now: datetime) -> PaperIndex:
-    """The stored papers of the lookback window, indexed once per run (or once per worker)."""
-    papers = store.recent_papers(now - timedelta(days=settings.lookback_days))
-    model = make_model(settings.relevance.model)
-    if isinstance(model, SentenceModel):
-        return PaperIndex(papers, model, stored_space(model, papers, store))
-    return PaperIndex(papers, model)
-
-
-def stored_space(model: SentenceModel, papers: Sequence[Paper], store: Store) -> Space:
-    """The papers in a sentence model's space, each embedded once: vectors come from the store, and those
-    missing are made now and kept (unless the store is read-only: a preview writes nothing)."""
-    refs = [p.ref for p in papers if p.ref is not None]
-    known = store.paper_vectors(model.name, refs)
-    missing = [p for p in papers if p.ref is not None and p.ref not in known]
-    if missing:
-        made = model.embed([f"{p.title}. {p.abstract}" for p in missing])
-        fresh = [(p.ref, row.tobytes()) for p, row in zip(missing, made, strict=True) if p.ref is not None]
-        known.update(fresh)
-        if not store.read_only:
-            store.save_paper_vectors(model.name, fresh)
-    rows = [
-        np.frombuffer(known[p.ref], dtype=np.float32) if p.ref is not None else model.embed([p.title])[0]
-        for p in papers
-    ]
-    return model.space_of(np.vstack(rows) if rows else np.zeros((0, model.dims), dtype=np.float32))
-
-
-def plan_batches(
-    settings: Settings,
-    store: Store,
-    now: datetime,
-    *,
-    pool: PaperIndex | None = None,
-    only: str | None = None,
-    start: str = "",
-    stop: str | None = None,
-    size: int = BATCH,
-) -> Iterator[list[Planned]]:
-    """Plan a batch of subscribers at a time (addresses in [start, stop)), each batch's state read in a
-    few queries; memory stays flat however many subscribers there are."""
-    day = digest_day(settings, now)
-    if pool is None:
-        pool = candidate_pool(settings, store, now)
-    for subs in store.subscriber_batches(size, start=start, stop=stop):
-        if only is not None:
-            subs = [s for s in subs if s.email.casefold() == only.casefold()]
-        if subs:
-            state = store.delivery_state([s.email for s in subs], day, pool.min_ref)
-            tastes = tastes_of(subs, pool, store)
-            yield [p for sub in subs for p in plan_one(sub, state, pool, store, day, tastes.get(sub.email))]
-
-
-def plan(settings: Settings, store: Store, now: datetime, *, only: str | None = None) -> list[Planned]:
-    """Per active subscriber: unfinished messages to resend, then today's digest if they have none yet.
-
-    Today's candidates are stored papers from the lookback window, never sent to them and not in a message
-    being resent, selected and capped by their profile.
-    """
-    return [p for batch in plan_batches(settings, store, now, only=only) for p in batch]
-
-
-def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store) -> dict[str, Taste]:
-    """The taste (see ``semantic``) of each subscriber in a batch whose profile has a description, seed
-    papers or feedback, in the pool's space: one feedback query per batch, each seed name looked up once
-    per pool, each distinct (description, liked, disliked) made once per pool."""
-    wanted = [s for s in subs if not s.profile.trending]
-    if not wanted:
-        return {}
-    feedback = store.feedback([s.email for s in wanted])
-    unknown = {n for s in wanted for n in s.profile.seeds if n not in pool.named}
-    if unknown:
-        found = store.find_papers(sorted(unknown))
-        pool.named.update({n: found.get(n) for n in unknown})
-    pool.embed_abouts(s.profile.about for s in wanted)
-    out: dict[str, Taste] = {}
-    for sub in wanted:
-        mine = feedback.get(sub.email.casefold(), {})
-        liked = [p for n in sub.profile.seeds if (p := pool.named.get(n)) is not None]
-        liked += mine.get("more", [])
-        if not (sub.profile.about.strip() or liked):
-            continue
-        taste = pool.taste(sub.profile.about, liked, mine.get("less", []))
-        if taste is not None:
-            out[sub.email] = taste
-    return out
-
-
-def plan_one(
-    sub: Subscriber,
-    state: DeliveryState,
-    pool: PaperIndex,
-    store: Store,
-    day: date,
-    taste: Taste | None = None,
-) -> list[Planned]:
-    """What one subscriber gets this run, given their delivery state (and their taste, if they have one)."""
-    if sub.bouncing:
-        note = f"skipped: bouncing after repeated refusals; re-enable with: {resume_hint(sub.email)}"
-        return [Skip(sub, Status.BOUNCED, note=note)]
-    problems = check_profile(sub.profile)
-    if problems:
-        detail = "; ".join(str(ProfileError(why, subscriber=sub.email, keyword=kw)) for kw, why in problems)
-        log.warning("invalid profile, not sent: %s", detail)
-        return [Skip(sub, Status.FAILED, error=f"invalid profile: {detail}")]
-    out: list[Planned] = []
-    key = sub.email.casefold()
-    in_flight: set[int] = set()
-    has_today = False
-    for row in state.unfinished.get(key, ()):
-        matches = tuple(explain(p, sub.profile) for p in store.papers_by_refs(row.refs))
-        out.append(Send(sub, Digest(sub, matches, row.day, more=row.more), resend=row))
-        in_flight.update(row.refs)
-        has_today = has_today or row.day == day
-    if has_today:
-        return out
-    if key in state.sent_today:
-        return [*out, Skip(sub, Status.NOTHING_NEW, note=f"already got the digest for {day.isoformat()}")]
-    refused = state.refused_today.get(key)
-    if refused is not None:
-        error = f"refused earlier today ({refused}); the next digest date tries again"
-        return [*out, Skip(sub, Status.FAILED, error=error)]
-    skip = state.sent_refs.get(key, set()) | in_flight
-    matches_today, total = pool.select(sub.profile, skip, sub.profile.max_papers, taste)
-    if not matches_today:
-        return [*out, Skip(sub, Status.NOTHING_NEW)]
-    return [*out, Send(sub, Digest(sub, tuple(matches_today), day, more=total - len(matches_today)))]
 
 
 def make_renderer(settings: Settings) -> Renderer:
@@ -468,13 +298,21 @@ class RangeContext:
     settings: Settings
     delivery: Delivery
     pool: PaperIndex
+    any_hour: bool = False  # every reader's hour counts as come (``digest run --now``)
 
     @classmethod
     def build(
-        cls, settings: Settings, store: Store, courier: Courier, now: datetime, *, dry_run: bool = False
+        cls,
+        settings: Settings,
+        store: Store,
+        courier: Courier,
+        now: datetime,
+        *,
+        dry_run: bool = False,
+        any_hour: bool = False,
     ) -> RangeContext:
         delivery = Delivery(store, make_renderer(settings), courier, now, dry_run)
-        return cls(settings, delivery, candidate_pool(settings, store, now))
+        return cls(settings, delivery, candidate_pool(settings, store, now), any_hour)
 
 
 def deliver_range(
@@ -491,7 +329,10 @@ def deliver_range(
     """
     tally = tally if tally is not None else Tally()
     d = context.delivery
-    for batch in plan_batches(context.settings, d.store, d.now, pool=context.pool, start=start, stop=stop):
+    batches = plan_batches(
+        context.settings, d.store, d.now, pool=context.pool, start=start, stop=stop, any_hour=context.any_hour
+    )
+    for batch in batches:
         tally.add(d.deliver_batch(batch))
         if after_batch:
             after_batch(len(batch))

@@ -24,6 +24,7 @@ class Status(StrEnum):
 
     SENT = "sent"
     NOTHING_NEW = "nothing-new"
+    WAITING = "waiting"  # between the reader's periods: before their hour, or a day their cadence skips
     RETRY_LATER = "retry-later"  # not accepted this run (4xx, timeout, dropped connection); retried next run
     BOUNCED = "bounced"  # marked bouncing after repeated permanent refusals; skipped until resumed
     FAILED = "failed"  # refused permanently this time, or could not be built
@@ -164,6 +165,11 @@ class Profile:
     max_papers: int = DEFAULT_MAX_PAPERS
     about: str = ""
     seeds: tuple[str, ...] = ()
+    # When (#17, see ``cadence``): an IANA zone, a local "HH:MM", and "daily", "weekdays" or "weekly:<day>";
+    # empty follows the operator's settings.
+    timezone: str = ""
+    send_at: str = ""
+    cadence: str = ""
 
     @property
     def trending(self) -> bool:
@@ -197,6 +203,9 @@ class Subscriber:
             "max_papers": p.max_papers,
             "about": p.about,
             "seeds": list(p.seeds),
+            "timezone": p.timezone,
+            "send_at": p.send_at,
+            "cadence": p.cadence,
             "active": self.active,
             "bouncing": self.bouncing,
         }

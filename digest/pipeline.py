@@ -27,18 +27,10 @@ from pathlib import Path
 from digest import sources
 from digest.bounces import BounceReport, address_key, read_report, subscriber_of
 from digest.courier import make_courier
-from digest.delivery import (
-    Planned,
-    RangeContext,
-    Send,
-    Tally,
-    deliver_range,
-    digest_day,
-    make_renderer,
-    plan,
-)
+from digest.delivery import RangeContext, Tally, deliver_range, make_renderer
 from digest.errors import SourceError, StoreError, SubscriberError
 from digest.models import RunReport, SourceReport
+from digest.planning import Planned, Send, digest_day, plan
 from digest.settings import Settings
 from digest.sharing import Sharing, deliver_claims
 from digest.store import CHUNK, Store, as_store_error, owner_name
@@ -116,8 +108,11 @@ def run_once(
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[int], None] | None = None,
     workers: int = 1,
+    any_hour: bool = False,
 ) -> RunReport:
-    """The daily job. With ``dry_run``, it works on an in-memory copy of the store and sends nothing.
+    """The job: every reader who is due gets their digest (see ``planning``; with ``any_hour`` every
+    reader's hour counts as come). With ``dry_run``, it works on an in-memory copy of the store and sends
+    nothing.
 
     ``progress`` is called with the number of subscribers done after each batch. With ``workers`` > 1
     (and not a dry run), deliveries run in that many processes (see ``workers``), each through its own
@@ -130,23 +125,22 @@ def run_once(
     with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
         store.sync_config_subscribers(settings.config_subscribers(), now)
         source_reports = tuple(ingest(settings, store, now) if dry_run else ingest_once(settings, store, now))
-        store.expire_retries(digest_day(settings, now), now)
         fresh = store.last_new_papers()
         source_reports = tuple(replace(r, last_new=fresh.get(r.name)) for r in source_reports)
         ingested = time.perf_counter()
         if dry_run:
             with transport:
                 courier = make_courier(settings, transport, sleep=sleep)
-                context = RangeContext.build(settings, store, courier, now, dry_run=True)
+                context = RangeContext.build(settings, store, courier, now, dry_run=True, any_hour=any_hour)
                 tally = deliver_range(context, tally=Tally(), after_batch=progress)
         elif workers > 1:
             sharing = _join(settings, store, now)
-            tally = deliver_in_workers(settings, sharing, now, workers, progress)
+            tally = deliver_in_workers(settings, sharing, now, workers, progress, any_hour=any_hour)
         else:
             sharing = _join(settings, store, now)
             with transport:
                 courier = make_courier(settings, transport, sleep=sleep)
-                context = RangeContext.build(settings, store, courier, now)
+                context = RangeContext.build(settings, store, courier, now, any_hour=any_hour)
                 tally = deliver_claims(context, sharing, tally=Tally(), after_batch=progress)
     timings = {"ingest": ingested - started, "deliver": time.perf_counter() - ingested}
     return tally.report(now, source_reports, transport.describe(), dry_run, timings)
@@ -158,7 +152,9 @@ def _join(settings: Settings, store: Store, now: datetime) -> Sharing:
     return Sharing(run, owner_name(), settings.delivery.claim_lease)
 
 
-def run_configured(settings: Settings, store: Store, now: datetime, *, dry_run: bool = False) -> RunReport:
+def run_configured(
+    settings: Settings, store: Store, now: datetime, *, dry_run: bool = False, any_hour: bool = False
+) -> RunReport:
     """``run_once`` as the CLI and the scheduler run it: the transport and the number of worker processes
     from the settings (``[delivery] workers``; automatic by default), and progress on stderr for long
     runs (see ``progress``)."""
@@ -168,7 +164,16 @@ def run_configured(settings: Settings, store: Store, now: datetime, *, dry_run: 
     workers = worker_count(settings.delivery.workers, subscribers, settings.delivery.method)
     transport = make_transport(settings)
     with run_progress(subscribers) as progress:
-        return run_once(settings, transport, store, now, dry_run=dry_run, progress=progress, workers=workers)
+        return run_once(
+            settings,
+            transport,
+            store,
+            now,
+            dry_run=dry_run,
+            progress=progress,
+            workers=workers,
+            any_hour=any_hour,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +195,7 @@ def preview(settings: Settings, store: Store, email: str, now: datetime) -> Prev
             raise SubscriberError(
                 f"no subscriber {email}", hint=f"add one with: digest subscribe {email} --keyword ..."
             )
-        planned = plan(settings, copy, now, only=email)
+        planned = plan(settings, copy, now, only=email, any_hour=True)
         if not planned:
             raise SubscriberError(
                 f"{email} is unsubscribed", hint=f"re-enable them with: digest resume {email}"

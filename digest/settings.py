@@ -27,12 +27,14 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from digest.bounces import verp_address
+from digest.cadence import When, normalise_schedule, parse_cadence
 from digest.dkimsign import KEY_VARIABLE, DkimKey
 from digest.errors import ConfigError, SubscriberError
 from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
@@ -92,6 +94,16 @@ class SubscriberConfig(_Strict):
     max_papers: int = Field(default=DEFAULT_MAX_PAPERS, ge=1, le=1000)
     about: str = ""  # the reader's field in a sentence or two: papers close to it are chosen too (#15)
     seeds: list[str] = []  # papers like the reader's own: arXiv ids or exact titles
+    # Their own schedule (#17); unset follows the top-level timezone, send_at and cadence.
+    timezone: str = ""
+    send_at: str = ""
+    cadence: str = ""
+
+    @field_validator("timezone", "send_at", "cadence")
+    @classmethod
+    def _schedule(cls, value: str, info: ValidationInfo) -> str:
+        at = ("timezone", "send_at", "cadence").index(str(info.field_name))
+        return normalise_schedule(*(value if i == at else "" for i in range(3)))[at]  # ValueError: the why
 
     @field_validator("email")
     @classmethod
@@ -103,7 +115,14 @@ class SubscriberConfig(_Strict):
 
     def to_subscriber(self) -> Subscriber:
         profile = Profile(
-            tuple(self.keywords), tuple(self.exclude), self.max_papers, self.about.strip(), tuple(self.seeds)
+            tuple(self.keywords),
+            tuple(self.exclude),
+            self.max_papers,
+            self.about.strip(),
+            tuple(self.seeds),
+            timezone=self.timezone,
+            send_at=self.send_at,
+            cadence=self.cadence,
         )
         return Subscriber(self.email, self.name, profile)
 
@@ -157,6 +176,16 @@ TABLE_SECRETS = (
 )
 
 
+class ScheduleConfig(_Strict):
+    """``[schedule]``: how ``digest schedule`` wakes (#17). Each wake sends to the readers whose hour has
+    come (see ``cadence``); it runs (reads the sources, plans, sends) only when someone's period opened
+    since the last run, a reader is new or a message waits to be sent again, and else at most every
+    ``recheck`` minutes while readers with nothing new yet are in their period (papers that come late)."""
+
+    every: int = Field(default=5, ge=1, le=60)  # minutes between wakes
+    recheck: int = Field(default=60, ge=5, le=1440)  # minutes
+
+
 class BouncesConfig(_Strict):
     # Returned mail (#17). With an address, each digest's envelope sender is address+TAG@domain (VERP:
     # the relay returns bounces there; TAG is signed with DIGEST_SECRET_KEY); `digest bounces` reads the
@@ -198,8 +227,11 @@ class Settings(BaseSettings):
     # (libpq's PGPASSWORD or ~/.pgpass), never from the config.
     database: Path | str = Path("var/digest.sqlite3")
     lookback_days: int = Field(default=7, ge=1, le=365)
+    # When readers get their digest unless they chose otherwise (#17, see ``cadence``): local send_at in
+    # timezone, and "daily", "weekdays" or "weekly:<day>".
     send_at: time = time(7, 0)
     timezone: str = "UTC"
+    cadence: str = "daily"
     sender: str = "Paper Digest <digest@example.org>"
     base_url: str | None = None
     # Signs every link that acts for a reader; only from the environment (DIGEST_SECRET_KEY). Old keys
@@ -214,6 +246,7 @@ class Settings(BaseSettings):
     relevance: RelevanceConfig = RelevanceConfig()
     dkim: DkimConfig = DkimConfig()
     bounces: BouncesConfig = BouncesConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     sources: list[SourceConfig] = []
     subscribers: list[SubscriberConfig] = []
     # Where this configuration was read from; relative paths were resolved against its folder.
@@ -242,6 +275,11 @@ class Settings(BaseSettings):
                 f"unknown time zone {value!r}; use an IANA name such as 'Europe/Berlin'"
             ) from exc
         return value
+
+    @field_validator("cadence")
+    @classmethod
+    def _cadence(cls, value: str) -> str:
+        return parse_cadence(value)
 
     @field_validator("sender")
     @classmethod
@@ -278,6 +316,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def default_when(self) -> When:
+        """The schedule of readers who set none of their own."""
+        return When(self.zone, self.send_at, self.cadence)
 
     @property
     def sender_address(self) -> str:
@@ -475,7 +517,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
                 hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
             )
     values = loaded.model_dump(
-        exclude={"delivery", "smtp", "relevance", "dkim", "bounces", "sources", "subscribers"}
+        exclude={"delivery", "smtp", "relevance", "dkim", "bounces", "schedule", "sources", "subscribers"}
     )
     values.update(
         database=loaded.database if isinstance(loaded.database, str) else _resolve(loaded.database, base),
@@ -488,6 +530,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
         smtp=loaded.smtp,
         relevance=loaded.relevance,
         dkim=loaded.dkim,
+        schedule=loaded.schedule,
         bounces=loaded.bounces.model_copy(update={"maildir": _resolve(loaded.bounces.maildir, base)}),
         sources=[
             s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path else s

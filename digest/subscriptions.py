@@ -21,10 +21,11 @@ from email.utils import format_datetime, parseaddr
 from html import escape
 from typing import Any
 
-from digest.delivery import digest_day, tastes_of
+from digest.cadence import first_key, normalise_schedule
 from digest.errors import ProfileError, SubscriberError, TokenError
 from digest.mime import Outgoing, address, ascii_address, assemble, encode_words, qp
 from digest.models import DEFAULT_MAX_PAPERS, Digest, Profile, Subscriber
+from digest.planning import reader_when, tastes_of
 from digest.select import PaperIndex, check_profile
 from digest.settings import Settings, normalise_email
 from digest.store import Store
@@ -59,6 +60,10 @@ class Request:
         ProfileError (with the CLI's messages) otherwise."""
         email = normalise_email(form.get("email", ""))
         name = " ".join(form.get("name", "").split())[:100]
+        try:  # the sign-up form's zone is the browser's own guess, not the reader's choice: drop a bad one
+            normalise_schedule(form.get("timezone", ""), "", "")
+        except ValueError:
+            form = {**form, "timezone": ""}
         return cls(email, name, profile_from_form(form, email))
 
     def token_data(self) -> dict[str, Any]:
@@ -75,6 +80,9 @@ class Request:
             int(data.get("max_papers", DEFAULT_MAX_PAPERS)),
             str(data.get("about", "")),
             tuple(str(k) for k in data.get("seeds", [])),
+            timezone=str(data.get("timezone", "")),
+            send_at=str(data.get("send_at", "")),
+            cadence=str(data.get("cadence", "")),
         )
         return cls(str(data["email"]), str(data.get("name", "")), profile)
 
@@ -88,10 +96,11 @@ MAX_PAPERS_CHOICES = range(1, 101)
 def profile_from_form(form: dict[str, str], email: str) -> Profile:
     """The profile a sign-up or manage form describes, checked like ``digest subscribe``'s arguments
     (ProfileError with the same messages): keywords, a description (``about``) and seed papers (``seeds``,
-    one per line), or ``trending=yes``; exclusions; papers per email.
+    one per line), or ``trending=yes``; exclusions; papers per email; and when (``timezone``, ``send_at``,
+    ``cadence``: empty follows the operator's settings).
 
     >>> profile_from_form({"keywords": "RAG, agents", "exclude": "survey", "max_papers": "5"}, "a@b.org")
-    Profile(keywords=('RAG', 'agents'), exclude=('survey',), max_papers=5, about='', seeds=())
+    Profile(keywords=('RAG', 'agents'), exclude=('survey',), max_papers=5, about='', seeds=(), timezone='', send_at='', cadence='')
     >>> profile_from_form({"about": " LLM  inference ", "seeds": "2501.01234\\n\\n"}, "a@b.org").seeds
     ('2501.01234',)
     """
@@ -110,7 +119,22 @@ def profile_from_form(form: dict[str, str], email: str) -> Profile:
             "give at least one keyword, a description or a seed paper, or choose the trending digest",
             subscriber=email,
         )
-    profile = Profile(keywords, split_words(form.get("exclude", "")), max_papers, about, seeds)
+    try:
+        timezone, send_at, cadence = normalise_schedule(
+            form.get("timezone", ""), form.get("send_at", ""), form.get("cadence", "")
+        )
+    except ValueError as exc:
+        raise ProfileError(str(exc), subscriber=email) from exc
+    profile = Profile(
+        keywords,
+        split_words(form.get("exclude", "")),
+        max_papers,
+        about,
+        seeds,
+        timezone=timezone,
+        send_at=send_at,
+        cadence=cadence,
+    )
     problems = check_profile(profile)
     if problems:
         keyword, why = problems[0]
@@ -123,9 +147,8 @@ def preview_digest(
 ) -> Digest | None:
     """The digest ``subscriber`` (with a profile perhaps not saved yet) would get now from the stored papers
     in ``pool``, leaving out what they were already sent; None when nothing matches."""
-    day = digest_day(settings, now)
-    state = store.delivery_state([subscriber.email], day, pool.min_ref)
-    skip = state.sent_refs.get(subscriber.email.casefold(), set())
+    day = first_key(reader_when(subscriber, settings.default_when()), now)
+    skip = store.sent_refs([subscriber.email], pool.min_ref).get(subscriber.email.casefold(), set())
     taste = tastes_of([subscriber], pool, store).get(subscriber.email)
     matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers, taste)
     if not matches:

@@ -84,6 +84,7 @@ def _start(
     slots: Any,
     budget: Any,
     stop: Any,
+    any_hour: bool,
 ) -> None:
     """In each worker, once: the store, the transport, the pool and the renderer."""
     global _state, _lock_holder
@@ -95,7 +96,7 @@ def _start(
     transport = make_transport(settings)
     transport.__enter__()
     courier = make_courier(settings, transport, budget=RetryBudget(budget), share=workers)
-    context = RangeContext.build(settings, store, courier, now)
+    context = RangeContext.build(settings, store, courier, now, any_hour=any_hour)
     with slots.get_lock():  # taken once at start (the budget's lock only on a transient failure)
         slot = slots.value
         slots.value += 1
@@ -130,6 +131,8 @@ def deliver_in_workers(
     now: datetime,
     workers: int,
     progress: Callable[[int], None] | None = None,
+    *,
+    any_hour: bool = False,
 ) -> Tally:
     """Deliver the ranges of the shared run ``sharing.run`` in ``workers`` processes.
 
@@ -157,6 +160,7 @@ def deliver_in_workers(
             slots,
             budget,
             stopping,
+            any_hour,
         ),
     ) as executor:
         futures: set[Future[Tally]] = {executor.submit(_work) for _ in range(workers)}

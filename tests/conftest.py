@@ -55,7 +55,10 @@ def write_config(
 ) -> Path:
     """A config file in ``folder``; state goes to ``folder/var`` (relative paths, resolved by digest)."""
     lines = []
-    for key, value in {"database": "var/digest.sqlite3", "timezone": "UTC", **(top or {})}.items():
+    # Readers' hour is midnight, so that a run at NOW (06:00) or any later hour of a day finds them due; the
+    # tests of hours and cadences (test_cadence) set their own.
+    defaults = {"database": "var/digest.sqlite3", "timezone": "UTC", "send_at": "00:00"}
+    for key, value in {**defaults, **(top or {})}.items():
         lines.append(f"{key} = {toml_value(value)}")
     tables = dict(tables or {})
     # Tests retry transient failures quickly; a test that cares sets its own values.
@@ -78,10 +81,8 @@ def write_config(
 
 
 def sent_refs(store: Any, email: str) -> set[int]:
-    """The refs of the papers recorded as sent to ``email`` (through the store's delivery state)."""
-    from datetime import date
-
-    return set(store.delivery_state([email], date.min).sent_refs.get(email.casefold(), set()))
+    """The refs of the papers recorded as sent to ``email``."""
+    return set(store.sent_refs([email]).get(email.casefold(), set()))
 
 
 def count_papers(store: Any) -> int:

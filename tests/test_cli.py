@@ -300,7 +300,7 @@ def test_schedule_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         try:
             assert proc.stderr is not None
             line = proc.stderr.readline()
-            assert "daily at 03:00 UTC" in line
+            assert "readers' default is daily at 03:00 (UTC)" in line
             time.sleep(0.3)
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0

@@ -197,7 +197,7 @@ def test_papers_cut_by_the_size_budget_stay_candidates(tmp_path: Path, now: date
     (tmp_path / "big.txt").write_text(big, encoding="utf-8")
     cfg = tmp_path / "digest.toml"
     cfg.write_text(
-        'database = "state.sqlite3"\n[delivery]\nmethod = "maildir"\nmaildir = "outbox"\n'
+        'database = "state.sqlite3"\nsend_at = "00:00"\n[delivery]\nmethod = "maildir"\nmaildir = "outbox"\n'
         '[[sources]]\nkind = "snapshot"\nname = "big"\npath = "big.txt"\n'
         '[[subscribers]]\nemail = "ada@example.org"\nkeywords = ["RAG"]\nmax_papers = 200\n',
         encoding="utf-8",

@@ -22,9 +22,10 @@ from conftest import (
 
 from digest import pipeline
 from digest.courier import Courier
-from digest.delivery import Delivery, Send, Skip, make_renderer, plan, plan_batches
+from digest.delivery import Delivery, make_renderer
 from digest.errors import PermanentDeliveryError
 from digest.models import Paper, Status
+from digest.planning import Send, Skip, plan, plan_batches
 from digest.select import PaperIndex
 from digest.settings import Settings, load_settings
 from digest.store import Store

@@ -245,7 +245,9 @@ def test_a_subscriber_refused_earlier_today_is_reported_as_failed_not_nothing_ne
     again = _run(settings, now + timedelta(hours=1))
     bob = next(s for s in again.subscribers if s.email == "bob@example.org")
     assert bob.status == Status.FAILED
-    assert "refused earlier today" in (bob.error or "") and "550 5.1.1 no such user" in (bob.error or "")
+    assert "refused earlier for the digest of 2026-11-23" in (
+        bob.error or ""
+    ) and "550 5.1.1 no such user" in (bob.error or "")
     assert handler.attempts["RCPT", "bob@example.org"] == 1
     del handler.refuse["bob@example.org"]
     tomorrow = _run(settings, now + timedelta(days=1))

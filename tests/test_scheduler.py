@@ -1,143 +1,102 @@
-"""#2 point 8: `digest schedule` wiring: send_at and timezone, misfire grace, coalescing, the shared lock."""
+"""#2 point 8, #17: `digest schedule` wakes every few minutes, runs only when someone is due, shares the lock."""
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-import pytest
-from conftest import read_maildir, samples_source, write_config
+from conftest import read_maildir, write_config
+from test_cadence import listing
 
 from digest.runlock import run_lock
-from digest.scheduler import (
-    JOB_ID,
-    MISFIRE_GRACE_SECONDS,
-    build_scheduler,
-    catch_up_time,
-    daily_job,
-    trigger_for,
-)
+from digest.scheduler import JOB_ID, Waker, build_scheduler
 from digest.settings import load_settings
 
-ADA = {"email": "ada@example.org", "keywords": ["RAG"]}
+ADA = {"email": "ada@example.org"}  # the trending digest: every new paper is news to her
+MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
 
 
-def test_job_is_daily_at_send_at_in_the_timezone_with_grace_and_coalescing(tmp_path: Path) -> None:
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text('timezone = "Europe/Berlin"\nsend_at = "07:30"\n', encoding="utf-8")
-    settings = load_settings(cfg)
-    scheduler = build_scheduler(settings, lambda: None)
-    job = scheduler.get_job(JOB_ID)
-    assert job.misfire_grace_time == MISFIRE_GRACE_SECONDS >= 3600
-    assert job.coalesce is True
-    assert job.max_instances == 1
-    berlin = ZoneInfo("Europe/Berlin")
-    after = datetime(2025, 11, 22, 8, 0, tzinfo=berlin)
-    fire = trigger_for(settings).get_next_fire_time(None, after)
-    assert fire == datetime(2025, 11, 23, 7, 30, tzinfo=berlin)
-    assert fire.utcoffset().total_seconds() == 3600
-
-
-def test_daily_job_runs_the_pipeline_and_shares_the_run_lock(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path, sources=[samples_source()], subscribers=[ADA])
-    with run_lock(tmp_path / "var" / "digest.sqlite3.lock", datetime.now(UTC)):
-        assert daily_job(str(cfg)) == 2
-    assert not (tmp_path / "var" / "outbox").exists()
-    assert daily_job(str(cfg)) == 0
-    assert len(read_maildir(tmp_path / "var" / "outbox")) == 1
-
-
-def test_daily_job_with_a_broken_config_returns_2(tmp_path: Path) -> None:
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text("lookback_days = 0\n", encoding="utf-8")
-    assert daily_job(str(cfg)) == 2
-
-
-@pytest.mark.parametrize("start", [date(2025, 3, 27), date(2025, 10, 23)])
-def test_dst_days_give_exactly_one_run_per_local_date(tmp_path: Path, start: date) -> None:
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text('timezone = "Europe/Berlin"\nsend_at = "02:30"\n', encoding="utf-8")
-    trigger = trigger_for(load_settings(cfg))
-    berlin = ZoneInfo("Europe/Berlin")
-    now = datetime(start.year, start.month, start.day, 12, 0, tzinfo=berlin)
-    fires: list[datetime] = []
-    previous = None
-    for _ in range(6):
-        fire = trigger.get_next_fire_time(previous, now)
-        assert fire is not None
-        fires.append(fire)
-        previous = now = fire
-    local_dates = [f.astimezone(berlin).date() for f in fires]
-    assert local_dates == [start + timedelta(days=i) for i in range(1, 7)]  # every date, once
-    for f in fires:
-        local = f.astimezone(berlin)
-        # 02:30 where it exists; on 2025-03-30 it does not, and the run is at 03:30 CEST.
-        assert (local.hour, local.minute) == ((3, 30) if local.date() == date(2025, 3, 30) else (2, 30))
-
-
-def test_a_second_run_on_the_same_local_date_sends_nothing(tmp_path: Path) -> None:
-    """Whatever fires twice (a manual run, a misbehaving clock), the pipeline sends one digest per date."""
-    cfg = write_config(
-        tmp_path, sources=[samples_source()], subscribers=[ADA], top={"timezone": "Europe/Berlin"}
+def _config(tmp_path: Path) -> Path:
+    (tmp_path / "feed").mkdir()
+    listing(tmp_path / "feed", MONDAY - timedelta(days=1))
+    return write_config(
+        tmp_path,
+        sources=[{"kind": "snapshot", "name": "feed", "path": "feed/*.txt"}],
+        subscribers=[ADA],
+        top={"timezone": "Europe/Berlin", "send_at": "07:00"},
+        tables={"schedule": {"every": 5, "recheck": 60}},
     )
-    assert daily_job(str(cfg)) == 0
-    assert daily_job(str(cfg)) == 0
-    assert len(read_maildir(tmp_path / "var" / "outbox")) == 1
 
 
-def test_after_downtime_missed_days_are_logged_and_one_catch_up_run_happens(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The scheduler was down two days and came back an hour after today's send time."""
-    berlin = ZoneInfo("Europe/Berlin")
-    due_today = (datetime.now(berlin) - timedelta(hours=1)).replace(second=0, microsecond=0)
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text(f'timezone = "Europe/Berlin"\nsend_at = "{due_today:%H:%M}"\n', encoding="utf-8")
+def _add_listing(tmp_path: Path, index: int) -> None:
+    listing(tmp_path / "feed", MONDAY + timedelta(days=index))
+
+
+def _outbox(tmp_path: Path) -> int:
+    return len(read_maildir(tmp_path / "var" / "outbox"))
+
+
+def test_the_scheduler_wakes_every_few_minutes_at_once_coalesced_one_at_a_time(tmp_path: Path) -> None:
+    settings = load_settings(_config(tmp_path))
+    scheduler = build_scheduler(settings, Waker(None), now=MONDAY)
+    job = scheduler.get_job(JOB_ID)
+    assert job.trigger.interval == timedelta(minutes=5)
+    assert job.misfire_grace_time == 300
+    assert job.coalesce is True and job.max_instances == 1
+    assert job.next_run_time == MONDAY  # the first wake at once: a restart catches up
+
+
+def test_a_wake_runs_only_when_a_reader_is_due(tmp_path: Path) -> None:
+    waker = Waker(str(_config(tmp_path)))
+    assert waker(MONDAY) == 0 and _outbox(tmp_path) == 1  # a new reader: the first digest at once
+    assert waker.last_run == MONDAY
+    assert waker(MONDAY + timedelta(minutes=5)) == 0 and waker.last_run == MONDAY  # nobody due: no run
+    _add_listing(tmp_path, 1)
+    tuesday_early = datetime(2026, 11, 24, 5, 55, tzinfo=UTC)  # 06:55 in Berlin: not her hour yet
+    assert waker(tuesday_early) == 0 and waker.last_run == MONDAY and _outbox(tmp_path) == 1
+    tuesday = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)  # 07:00 in Berlin
+    assert waker(tuesday) == 0 and waker.last_run == tuesday and _outbox(tmp_path) == 2
+    assert waker(tuesday + timedelta(minutes=5)) == 0 and waker.last_run == tuesday
+
+
+def test_readers_waiting_for_news_are_checked_again_after_recheck_minutes(tmp_path: Path) -> None:
+    waker = Waker(str(_config(tmp_path)))
+    waker(MONDAY)
+    tuesday = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+    waker(tuesday)  # her hour, but nothing new: no email, her period stays open
+    assert waker.last_run == tuesday and _outbox(tmp_path) == 1
+    _add_listing(tmp_path, 1)  # papers come late
+    waker(tuesday + timedelta(minutes=30))
+    assert waker.last_run == tuesday  # not yet: the sources are not read every five minutes
+    waker(tuesday + timedelta(minutes=60))
+    assert waker.last_run == tuesday + timedelta(minutes=60) and _outbox(tmp_path) == 2
+
+
+def test_a_wake_shares_the_run_lock_and_a_broken_config_returns_2(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    with run_lock(tmp_path / "var" / "digest.sqlite3.lock", datetime.now(UTC)):
+        assert Waker(str(cfg))(MONDAY) == 2
+    assert not (tmp_path / "var" / "outbox").exists()
+    broken = tmp_path / "broken.toml"
+    broken.write_text("lookback_days = 0\n", encoding="utf-8")
+    assert Waker(str(broken))(MONDAY) == 2
+
+
+def test_the_scheduler_thread_runs_the_wake_and_stops(tmp_path: Path) -> None:
     ran = threading.Event()
-    runs: list[datetime] = []
 
-    def job() -> None:
-        runs.append(datetime.now(UTC))
-        ran.set()
+    class Recording(Waker):
+        def __call__(self, now: datetime | None = None) -> int:
+            ran.set()
+            return 0
 
-    scheduler = build_scheduler(load_settings(cfg), job)
-    scheduler.modify_job(JOB_ID, next_run_time=due_today - timedelta(days=2))
-    caplog.set_level(logging.WARNING, logger="digest.scheduler")
+    scheduler = build_scheduler(load_settings(_config(tmp_path)), Recording(None))
     thread = threading.Thread(target=scheduler.start, daemon=True)
     thread.start()
     try:
-        assert ran.wait(10), "the catch-up run did not happen"
-        time.sleep(0.2)  # room for a wrong second run to show up
+        assert ran.wait(10), "the first wake did not happen"
     finally:
         scheduler.shutdown(wait=True)
         thread.join(5)
-    assert len(runs) == 1  # coalesced: one catch-up run, not one per missed day
-    missed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("missed the run due at")]
-    assert len(missed) == 2, missed  # the two days beyond the grace period are logged
-
-
-def test_started_after_todays_send_time_it_runs_today_at_once(tmp_path: Path) -> None:
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text('timezone = "Europe/Berlin"\nsend_at = "07:00"\n', encoding="utf-8")
-    settings = load_settings(cfg)
-    berlin = ZoneInfo("Europe/Berlin")
-    trigger = trigger_for(settings)
-    today_7 = datetime(2025, 11, 24, 7, 0, tzinfo=berlin)
-    assert catch_up_time(trigger, datetime(2025, 11, 24, 9, 0, tzinfo=berlin)) == today_7  # 2 h late: run
-    assert catch_up_time(trigger, datetime(2025, 11, 24, 6, 0, tzinfo=berlin)) is None  # not due yet
-    assert catch_up_time(trigger, datetime(2025, 11, 24, 14, 0, tzinfo=berlin)) is None  # beyond the grace
-    scheduler = build_scheduler(settings, lambda: None, now=datetime(2025, 11, 24, 9, 0, tzinfo=berlin))
-    thread = threading.Thread(target=scheduler.start, kwargs={"paused": True}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 5
-        while scheduler.get_job(JOB_ID).next_run_time is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert scheduler.get_job(JOB_ID).next_run_time == today_7
-    finally:
-        scheduler.shutdown(wait=False)
-        thread.join(5)
+    assert not thread.is_alive()

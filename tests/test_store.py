@@ -131,8 +131,14 @@ def test_sent_records_per_subscriber(store: Store, now: datetime) -> None:
     store.mark_sent(row, now)
     assert sent_refs(store, "ada@example.org") == {a.ref}
     assert sent_refs(store, "grace@example.org") == set()
-    assert store.delivery_state(["ada@example.org"], now.date()).sent_today == {"ada@example.org"}
-    assert store.delivery_state(["ada@example.org"], now.date() + timedelta(days=1)).sent_today == set()
+    later = now.date() + timedelta(days=1)
+    state = store.delivery_state(["ada@example.org"], {now.date(), later})
+    assert state.sent_on == {("ada@example.org", now.date())}
+    assert store.delivery_state(["ada@example.org"], {later}).sent_on == set()
+    assert store.ever_sent(["ADA@example.org", "grace@example.org"]) == set()  # not a subscriber row
+    store.add_subscriber(Subscriber("ada@example.org"), now)
+    store.add_subscriber(Subscriber("grace@example.org"), now)
+    assert store.ever_sent(["ADA@example.org", "grace@example.org"]) == {"ada@example.org"}
 
 
 def test_config_subscribers_sync_and_cli_subscribers(store: Store, now: datetime) -> None:
@@ -175,14 +181,13 @@ def test_batched_outbox_rows_and_state_in_few_queries(store: Store, now: datetim
     )
     assert ids[0] and ids[1] and ids[2] is None  # refused, not raised: that one must not be sent
     store.mark_sent_many([ids[0]], now)
-    state = store.delivery_state(["ada@example.org", "Grace@example.org", "nobody@example.org"], day)
-    assert state.sent_today == {"ada@example.org"}
-    assert state.sent_refs == {"ada@example.org": {a.ref, b.ref}}
+    batch = ["ada@example.org", "Grace@example.org", "nobody@example.org"]
+    state = store.delivery_state(batch, {day})
+    assert state.sent_on == {("ada@example.org", day)}
+    assert store.sent_refs(batch) == {"ada@example.org": {a.ref, b.ref}}
     (row,) = state.unfinished["grace@example.org"]
     assert (row.message_id, row.refs, row.more, row.status) == ("<m2@x>", (c.ref,), 4, "sending")
-    assert (
-        store.delivery_state(["ada@example.org"], day, min_ref=b.ref + 1).sent_refs == {}
-    )  # outside the pool
+    assert store.sent_refs(["ada@example.org"], min_ref=b.ref + 1) == {}  # outside the pool
     assert store.begin_messages([NewMessage("ada@example.org", day, "<m4@x>", (c.ref,))], now) == [None]
 
 

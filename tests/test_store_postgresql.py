@@ -7,7 +7,7 @@ as on SQLite, and that addresses stay case-insensitive (SQLite's NOCASE) while k
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -220,10 +220,13 @@ def test_the_scheduled_job_runs_on_postgresql(database: str, tmp_path: Path) -> 
     """`digest schedule`'s job on PostgreSQL sends, and a second firing the same day sends nothing twice."""
     from conftest import read_maildir, samples_source, write_config
 
-    from digest.scheduler import daily_job
+    from digest.scheduler import Waker
 
     ada = {"email": "ada@example.org", "keywords": ["RAG"]}
     cfg = write_config(tmp_path, top={"database": database}, sources=[samples_source()], subscribers=[ada])
-    assert daily_job(str(cfg)) == 0
-    assert daily_job(str(cfg)) == 0
+    now = datetime(2026, 11, 23, 9, tzinfo=UTC)
+    waker = Waker(str(cfg))
+    assert waker(now) == 0 and waker.last_run == now
+    assert waker(now + timedelta(minutes=5)) == 0 and waker.last_run == now  # nobody due: no run
+    assert Waker(str(cfg))(now + timedelta(minutes=10)) == 0  # a restart runs at once: nothing twice
     assert len(read_maildir(tmp_path / "var" / "outbox")) == 1

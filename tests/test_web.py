@@ -221,9 +221,8 @@ def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path)
     cfg, port = _signup_setup(tmp_path)
     with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
         token = _csrf(client)
-        sent = client.post(
-            "/", data={"csrf": token, "email": "zoe@example.org", "keywords": "speculative decoding\nRAG"}
-        )
+        form = {"csrf": token, "email": "zoe@example.org", "keywords": "speculative decoding\nRAG"}
+        sent = client.post("/", data={**form, "timezone": "America/New_York"})  # the browser's zone
         assert sent.status_code == 200 and "Check your inbox" in sent.text
         (mail,) = _mails_to(tmp_path, "zoe@example.org")
         assert str(mail["Subject"]) == "Confirm your paper digest subscription"
@@ -238,6 +237,10 @@ def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path)
         done = client.post(link.group(1))
         assert done.status_code == 200 and "You are subscribed" in done.text
     assert _active(cfg) == {"zoe@example.org": True}
+    listed = subprocess.run(
+        [DIGEST, "subscribers", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
+    )
+    assert json.loads(listed.stdout)[0]["timezone"] == "America/New_York"
     run = subprocess.run(
         [DIGEST, "run", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
     )
@@ -402,8 +405,14 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
         bare = {k: v for k, v in asked.items() if k != "csrf"}
         assert httpx.post(url, data={**bare, "action": "save"}).status_code == 403  # neither cookie nor field
         assert httpx.post(f"{url}/delete", data={"confirm": "yes"}).status_code == 403
-        saved = client.post(url, data={**asked, "action": "save", "paused": "yes"})
+        assert 'list="zones"' in page.text and '<option value="Pacific/Kiritimati">' in page.text
+        late = {**asked, "timezone": "Mars/Olympus", "send_at": "18:30", "cadence": "weekly:fri"}
+        wrong = client.post(url, data={**late, "action": "save"})
+        assert wrong.status_code == 400 and "unknown time zone" in wrong.text
+        saved = client.post(url, data={**late, "timezone": "Asia/Tokyo", "action": "save", "paused": "yes"})
         assert saved.status_code == 200 and "Saved." in saved.text
+        assert "Now: weekly on Friday at 18:30 (Asia/Tokyo)." in saved.text
+        assert '<option value="weekly:fri" selected>' in saved.text
     listed = subprocess.run(
         [DIGEST, "subscribers", "--all", "--json", "--config", str(cfg)],
         env=_env(),
@@ -413,6 +422,11 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
     ada_now = next(s for s in json.loads(listed.stdout) if s["email"] == "ada@example.org")
     assert ada_now["keywords"] == ["diffusion", "video"] and ada_now["exclude"] == ["survey"]
     assert ada_now["max_papers"] == 4 and ada_now["active"] is False  # paused
+    assert (ada_now["timezone"], ada_now["send_at"], ada_now["cadence"]) == (
+        "Asia/Tokyo",
+        "18:30",
+        "weekly:fri",
+    )
 
     grace = next(m for m in read_maildir(tmp_path / "var" / "outbox") if str(m["To"]) == "grace@example.org")
     grace_url = re.search(
@@ -496,8 +510,19 @@ def test_the_api_adds_updates_lists_and_removes_subscribers(tmp_path: Path) -> N
             "u2@example.org",
             "Zoe@example.org",
         ]
-        client.put("/api/subscribers/zoe@example.org", json={**body, "max_papers": 3}, headers=auth)
-        assert client.get("/api/subscribers/zoe@example.org", headers=auth).json()["max_papers"] == 3
+        late = {**body, "max_papers": 3, "timezone": "Etc/GMT+12", "send_at": "6:05", "cadence": "Weekdays"}
+        client.put("/api/subscribers/zoe@example.org", json=late, headers=auth)
+        zoe = client.get("/api/subscribers/zoe@example.org", headers=auth).json()
+        assert (zoe["max_papers"], zoe["timezone"], zoe["send_at"], zoe["cadence"]) == (
+            3,
+            "Etc/GMT+12",
+            "06:05",
+            "weekdays",
+        )
+        wrong = client.put(
+            "/api/subscribers/zoe@example.org", json={**late, "cadence": "hourly"}, headers=auth
+        )
+        assert wrong.status_code == 400 and "unknown cadence 'hourly'" in wrong.json()["error"]
         gone = client.delete("/api/subscribers/u0@example.org", headers=auth)
         assert gone.json() == {"email": "u0@example.org", "unsubscribed": True}
         erased = client.delete("/api/subscribers/u1@example.org", params={"erase": "true"}, headers=auth)

@@ -49,6 +49,9 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
             r["max_papers"],
             about=r["about"],
             seeds=tuple(json.loads(r["seeds"])),
+            timezone=r["timezone"],
+            send_at=r["send_at"],
+            cadence=r["cadence"],
         ),
         active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
         bouncing=r["bouncing_since"] is not None,
@@ -434,17 +437,19 @@ class Store(Outbox, Runs, Monitoring):
             tx.execute("UPDATE subscribers SET in_config = 0")
             for s in subscribers:
                 tx.execute(
-                    "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, origin,"
-                    " in_config, active, created, updated) VALUES (?,?,?,?,?,?,?,'config',1,1,?,?)"
+                    "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, timezone,"
+                    " send_at, cadence, origin, in_config, active, created, updated)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,'config',1,1,?,?)"
                     " ON CONFLICT (email) DO UPDATE SET name = excluded.name, keywords = excluded.keywords,"
                     " exclude = excluded.exclude, max_papers = excluded.max_papers, about = excluded.about,"
-                    " seeds = excluded.seeds, origin = 'config',"
+                    " seeds = excluded.seeds, timezone = excluded.timezone, send_at = excluded.send_at,"
+                    " cadence = excluded.cadence, origin = 'config',"
                     " in_config = 1, updated = excluded.updated",
                     (*self._profile_row(s), stamp, stamp),
                 )
 
     @staticmethod
-    def _profile_row(s: Subscriber) -> tuple[str, str, str, str, int, str, str]:
+    def _profile_row(s: Subscriber) -> tuple[str, str, str, str, int, str, str, str, str, str]:
         p = s.profile
         return (
             s.email,
@@ -454,6 +459,9 @@ class Store(Outbox, Runs, Monitoring):
             p.max_papers,
             p.about,
             json.dumps(list(p.seeds)),
+            p.timezone,
+            p.send_at,
+            p.cadence,
         )
 
     def add_subscriber(self, subscriber: Subscriber, now: datetime) -> bool:
@@ -462,11 +470,12 @@ class Store(Outbox, Runs, Monitoring):
         with self.transaction() as tx:
             existed = tx.execute("SELECT 1 FROM subscribers WHERE email = ?", (subscriber.email,)).fetchone()
             tx.execute(
-                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, origin,"
-                " active, created, updated) VALUES (?,?,?,?,?,?,?,'cli',1,?,?)"
+                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, timezone,"
+                " send_at, cadence, origin, active, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,'cli',1,?,?)"
                 " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN subscribers.name"
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
-                " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds, active = 1,"
+                " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
+                " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence, active = 1,"
                 " bounces = 0, soft_bounces = 0, bouncing_since = NULL, bounce_reason = NULL,"
                 " updated = excluded.updated",
                 (*self._profile_row(subscriber), stamp, stamp),
@@ -479,10 +488,11 @@ class Store(Outbox, Runs, Monitoring):
         rows = [(*self._profile_row(s), stamp, stamp) for s in subscribers]
         with self.transaction() as tx:
             tx.executemany(
-                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, origin,"
-                " active, created, updated) VALUES (?,?,?,?,?,?,?,'cli',1,?,?)"
+                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, timezone,"
+                " send_at, cadence, origin, active, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,'cli',1,?,?)"
                 " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
+                " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
                 " active = 1, updated = excluded.updated",
                 rows,
             )
@@ -531,6 +541,14 @@ class Store(Outbox, Runs, Monitoring):
                 "SELECT count(*) FROM subscribers WHERE active = 1 AND (origin = 'cli' OR in_config = 1)"
             ).fetchone()[0]
         )
+
+    def has_weekly_readers(self) -> bool:
+        """Whether any reader who gets mail chose a weekly cadence (their candidates span a week)."""
+        row = self.conn.execute(
+            "SELECT 1 FROM subscribers WHERE active = 1 AND (origin = 'cli' OR in_config = 1)"
+            " AND cadence LIKE 'weekly%' LIMIT 1"
+        ).fetchone()
+        return row is not None
 
     def subscriber_bounds(self, every: int) -> list[str]:
         """Every ``every``-th subscriber address in order: the starts of equal ranges for workers."""

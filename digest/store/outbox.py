@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -55,9 +55,8 @@ class DeliveryState:
     """What a batch of subscribers already has (see ``Store.delivery_state``); keys are casefolded."""
 
     unfinished: dict[str, list[OutboxRow]]
-    sent_today: set[str]
-    sent_refs: dict[str, set[int]]
-    refused_today: dict[str, str]  # the server's last permanent refusal of today's digest
+    sent_on: set[tuple[str, date]]  # (reader, period key) with a digest sent
+    refused_on: dict[tuple[str, date], str]  # the server's last permanent refusal of that period's digest
 
 
 def _outbox_row(r: sqlite3.Row) -> OutboxRow:
@@ -210,19 +209,20 @@ class Outbox(Connection):
             ).fetchone()
         return bool(row and row[0])
 
-    def expire_retries(self, before: date, now: datetime) -> int:
-        """Give up 'retry' rows of earlier dates: their papers are still unsent, so today's digest takes them."""
+    def expire_messages(self, row_ids: Sequence[int], now: datetime) -> None:
+        """Give up 'retry' rows whose period is over (planning decides, per reader's schedule): their papers
+        are still unsent, so the reader's next digest takes them."""
         with self.transaction() as tx:
-            cur = tx.execute(
-                "UPDATE messages SET status = ?, updated = ? WHERE status = ? AND digest_date < ?",
-                (MessageState.EXPIRED, _iso(now), MessageState.RETRY, before.isoformat()),
+            tx.executemany(
+                "UPDATE messages SET status = ?, updated = ? WHERE id = ? AND status = ?",
+                [(MessageState.EXPIRED, _iso(now), i, MessageState.RETRY) for i in row_ids],
             )
-        return int(cur.rowcount)
 
-    def delivery_state(self, emails: Sequence[str], day: date, min_ref: int = 0) -> DeliveryState:
-        """For a batch of subscribers at once: unfinished rows, who already got ``day``'s digest, and the
-        refs (at least ``min_ref``: the candidate pool's) already sent to each. Keys are casefolded."""
-        state = DeliveryState({}, set(), {}, {})
+    def delivery_state(self, emails: Sequence[str], days: Collection[date]) -> DeliveryState:
+        """For a batch of subscribers at once: their unfinished rows, and which of them already have a
+        digest sent (or refused) for any of ``days`` (the periods planning asks about). Keys are casefolded."""
+        state = DeliveryState({}, set(), {})
+        wanted = sorted(d.isoformat() for d in days)
         for chunk in _chunks(emails):
             marks = ",".join("?" * len(chunk))
             for r in self.conn.execute(
@@ -230,20 +230,45 @@ class Outbox(Connection):
                 (MessageState.SENDING, MessageState.RETRY, *chunk),
             ):
                 state.unfinished.setdefault(r["email"].casefold(), []).append(_outbox_row(r))
+            if not wanted:
+                continue
             for r in self.conn.execute(
-                f"SELECT email, status, last_error FROM messages WHERE digest_date = ? AND status IN (?, ?)"
+                f"SELECT email, digest_date, status, last_error FROM messages"
+                f" WHERE digest_date IN ({','.join('?' * len(wanted))}) AND status IN (?, ?)"
                 f" AND email IN ({marks}) ORDER BY id",
-                (day.isoformat(), MessageState.SENT, MessageState.FAILED, *chunk),
+                (*wanted, MessageState.SENT, MessageState.FAILED, *chunk),
             ):
+                key = (r["email"].casefold(), date.fromisoformat(r["digest_date"]))
                 if r["status"] == MessageState.SENT:
-                    state.sent_today.add(r["email"].casefold())
+                    state.sent_on.add(key)
                 else:
-                    state.refused_today[r["email"].casefold()] = r["last_error"] or "refused"
+                    state.refused_on[key] = r["last_error"] or "refused"
+        return state
+
+    def sent_refs(self, emails: Sequence[str], min_ref: int = 0) -> dict[str, set[int]]:
+        """The refs (at least ``min_ref``: the candidate pool's) already sent to each subscriber, casefolded."""
+        out: dict[str, set[int]] = {}
+        for chunk in _chunks(emails):
+            marks = ",".join("?" * len(chunk))
             for email, pid in self.conn.execute(
                 f"SELECT email, pid FROM sent WHERE pid >= ? AND email IN ({marks})", (min_ref, *chunk)
             ):
-                state.sent_refs.setdefault(email.casefold(), set()).add(pid)
-        return state
+                out.setdefault(email.casefold(), set()).add(pid)
+        return out
+
+    def ever_sent(self, emails: Sequence[str]) -> set[str]:
+        """Which of ``emails`` were ever sent a digest (casefolded): one index probe each, stopping at the
+        first sent row, however long their history."""
+        out: set[str] = set()
+        for chunk in _chunks(emails):
+            marks = ",".join("?" * len(chunk))
+            for (email,) in self.conn.execute(
+                f"SELECT s.email FROM subscribers s WHERE s.email IN ({marks}) AND EXISTS"
+                " (SELECT 1 FROM messages m WHERE m.email = s.email AND m.status = ?)",
+                (*chunk, MessageState.SENT),
+            ):
+                out.add(email.casefold())
+        return out
 
     def sent_message(self, email: str, day: date) -> OutboxRow | None:
         """The digest sent to ``email`` for local date ``day``, if one was: for viewing it in a browser."""

@@ -159,6 +159,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE subscribers ADD COLUMN last_soft_bounce TEXT;
     ALTER TABLE subscribers ADD COLUMN bounce_reason TEXT;
     """,
+    # 9 -> 10: each reader's own time zone, hour and cadence (#17, see ``cadence``); '' follows the
+    # operator's settings, so existing readers keep the schedule they had.
+    """
+    ALTER TABLE subscribers ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscribers ADD COLUMN send_at TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscribers ADD COLUMN cadence TEXT NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

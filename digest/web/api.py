@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from digest.cadence import normalise_schedule
 from digest.errors import ProfileError, SubscriberError
 from digest.models import Profile, Subscriber
 from digest.select import check_profile
@@ -48,12 +49,22 @@ def profile_from_json(body: Any, email: str) -> tuple[Profile, str, bool]:
     max_papers = body.get("max_papers", 20)
     if not isinstance(max_papers, int) or isinstance(max_papers, bool) or not 1 <= max_papers <= 1000:
         raise ProfileError("max_papers must be a number from 1 to 1000", subscriber=email)
+    when = [body.get(k, "") for k in ("timezone", "send_at", "cadence")]
+    if not all(isinstance(v, str) for v in when):
+        raise ProfileError("timezone, send_at and cadence must be strings", subscriber=email)
+    try:
+        timezone, send_at, cadence = normalise_schedule(*when)
+    except ValueError as exc:
+        raise ProfileError(str(exc), subscriber=email) from exc
     profile = Profile(
         tuple(words["keywords"]),
         tuple(words["exclude"]),
         max_papers,
         " ".join(about.split()),
         tuple(words["seeds"]),
+        timezone=timezone,
+        send_at=send_at,
+        cadence=cadence,
     )
     problems = check_profile(profile)
     if problems:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import zoneinfo
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -47,10 +48,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from digest.delivery import candidate_pool
+from digest.cadence import CADENCES, cadence_label
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError
 from digest.mime import Outgoing
 from digest.models import Profile, Subscriber
+from digest.planning import candidate_pool, reader_when
 from digest.select import PaperIndex
 from digest.settings import Settings
 from digest.subscriptions import (
@@ -75,12 +77,16 @@ from digest.web.stores import PoolCache, ThreadStores, UnsubscribeBatcher
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
 
 
+ZONES = sorted(zoneinfo.available_timezones())  # the manage page's time zone suggestions
+
+
 def create_app(settings: Settings) -> Starlette:
     """The app for ``settings``: its database, its signing keys (refused at start-up if missing or weak)."""
     signer = Signer(settings.signing_keys())
     stores = ThreadStores(settings.database)
     batcher = UnsubscribeBatcher(stores)
     pages = Pages(settings.sender.split("<")[0].strip().strip('"') or "Paper Digest")
+    default_when = settings.default_when()
 
     def csrf_refused(request: Request, form: dict[str, str]) -> Response | None:
         """None when the form's CSRF token matches its cookie (both present), else the 403 page."""
@@ -144,6 +150,7 @@ def create_app(settings: Settings) -> Starlette:
             csrf=csrf,
             form=form,
             error=error,
+            when=default_when.every(),
         )
         return with_csrf_cookie(response, csrf)
 
@@ -272,6 +279,9 @@ def create_app(settings: Settings) -> Starlette:
             "paused": "" if subscriber.active else "yes",
             "about": p.about,
             "seeds": "\n".join(p.seeds),
+            "timezone": p.timezone,
+            "send_at": p.send_at,
+            "cadence": p.cadence,
         }
 
     def said_of(email: str) -> list[dict[str, Any]]:
@@ -381,6 +391,11 @@ def create_app(settings: Settings) -> Starlette:
             saved=save,
             preview=preview,
             said=said_of(email),
+            when=reader_when(subscriber, settings.default_when()).describe(),
+            cadences=[("", f"As the digest: {default_when.every()}")]
+            + [(c, cadence_label(c)) for c in CADENCES],
+            zones=ZONES,
+            default_zone=settings.timezone,
         )
         return with_csrf_cookie(response, csrf)
 
