@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from digest.cadence import WEEK_WINDOW_DAYS, Period, When, first_key, next_opening, period_at
+from digest.cadence import WEEK_WINDOW_DAYS, Period, When, first_key, key_of, next_opening, period_at
 from digest.errors import ProfileError
 from digest.models import Digest, Paper, Status, Subscriber
 from digest.select import PaperIndex, check_profile, explain
@@ -220,7 +220,11 @@ def plan_batch(
     """What each of a batch of subscribers gets now (see the module's docstring)."""
     live = [s for s in subs if not s.bouncing]
     keys = period_keys(live, store, now, default, any_hour=any_hour)
-    state = store.delivery_state([s.email for s in live], {k for k in keys.values() if k is not None})
+    days = {k for k in keys.values() if k is not None}
+    # A waiting reader may have had today's digest already (a first one): so that their note names the
+    # opening they will really get a digest at, ask about today's date too.
+    days.update(first_key(reader_when(s, default), now) for s in live if keys[s.email.casefold()] is None)
+    state = store.delivery_state([s.email for s in live], days)
     stale: list[int] = []
     early: dict[str, list[Planned]] = {}
     choosing: list[tuple[Subscriber, date, list[Planned]]] = []
@@ -271,7 +275,10 @@ def decide(
         has_period = has_period or row.day == key
     if key is None:
         when = reader_when(sub, default)
-        opens = next_opening(when, now).astimezone(when.zone)
+        opens = next_opening(when, now)
+        if (email, key_of(when, opens.astimezone(when.zone).date())) in state.sent_on:
+            opens = next_opening(when, opens)  # that period's digest went out early (their first)
+        opens = opens.astimezone(when.zone)
         note = f"waiting: next digest {opens:%a %Y-%m-%d %H:%M} ({when.describe()})"
         return [*out, Skip(sub, Status.WAITING, note=note)]
     if has_period:

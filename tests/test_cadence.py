@@ -13,11 +13,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import write_config
+from conftest import NOW, write_config
 
 from digest import pipeline
 from digest.cadence import When, first_key, next_opening, normalise_schedule, period_at
-from digest.models import Status
+from digest.models import Profile, Status, Subscriber
 from digest.settings import load_settings
 from digest.store import Store
 from digest.transport import MemoryTransport
@@ -182,6 +182,14 @@ def test_a_waiting_reader_is_told_when_their_next_digest_is_due(tmp_path: Path) 
     assert ada.status == Status.WAITING
     assert ada.note == "waiting: next digest Tue 2026-11-24 08:15 (daily at 08:15 (Asia/Tokyo))"
     assert report.ok
+    with Store.open(settings.database) as store:  # a new reader whose first digest came before their hour
+        store.add_subscriber(Subscriber("bo@example.org", profile=Profile(send_at="23:00")), NOW)
+        early = datetime(2026, 11, 24, 6, tzinfo=UTC)
+        first = pipeline.run_once(settings, MemoryTransport(), store, early)
+        assert [s.status for s in first.subscribers if s.email == "bo@example.org"] == [Status.SENT]
+        later = pipeline.run_once(settings, MemoryTransport(), store, early + timedelta(hours=1))
+    (bo,) = [s for s in later.subscribers if s.email == "bo@example.org"]
+    assert bo.note == "waiting: next digest Wed 2026-11-25 23:00 (daily at 23:00 (UTC))"  # not today's
 
 
 def test_quiet_days_send_no_empty_email_and_a_late_paper_still_goes_out_that_day(tmp_path: Path) -> None:
