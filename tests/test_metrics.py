@@ -71,3 +71,23 @@ def test_metrics_show_the_run_the_subscribers_and_each_sources_freshness(
     assert (
         got[("digest_source_last_new_paper_timestamp_seconds", (("source", "samples"),))] == now.timestamp()
     )
+
+
+def test_healthz_answers_503_when_the_database_does_not_and_recovers(
+    tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, subscribers=SUBSCRIBERS)
+    monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
+    database = tmp_path / "var" / "digest.sqlite3"
+    with Store.open(database):
+        pass
+    good = database.read_bytes()
+    with serving(cfg, port, _env()) as base:
+        assert httpx.get(f"{base}/healthz").text == "ok"
+        database.write_bytes(b"not a database " * 512)  # a disk that returns garbage
+        sick = httpx.get(f"{base}/healthz")
+        assert sick.status_code == 503 and sick.text == "database unavailable"  # no path, no detail
+        assert str(tmp_path) not in sick.text
+        database.write_bytes(good)
+        assert httpx.get(f"{base}/healthz").status_code == 200  # a fresh connection: it recovers

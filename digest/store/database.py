@@ -534,6 +534,10 @@ class Store(Outbox, Runs, Monitoring):
             batch = [_subscriber(r) for r in rows]
             yield [s for s in batch if s.active or include_inactive]
 
+    def ping(self) -> None:
+        """A query that reads the schema (a health check): raises StoreError if the database cannot answer."""
+        self.conn.execute("SELECT count(*) FROM (SELECT 1 FROM subscribers LIMIT 1) AS one").fetchone()
+
     def count_subscribers(self) -> int:
         """Subscribers who get mail: what sizes a run."""
         return int(

@@ -32,6 +32,7 @@ allowed, no framing, no referrer (a token must never leak to another site), no c
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import zoneinfo
@@ -77,6 +78,7 @@ from digest.web.stores import PoolCache, ThreadStores, UnsubscribeBatcher
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
 
 
+log = logging.getLogger("digest.web")
 ZONES = sorted(zoneinfo.available_timezones())  # the manage page's time zone suggestions
 
 
@@ -455,7 +457,13 @@ def create_app(settings: Settings) -> Starlette:
         )
 
     async def health(request: Request) -> Response:
-        return PlainTextResponse("ok")
+        """200 "ok" when the database answers; 503 otherwise (the reason is logged, not shown: the page is
+        public)."""
+        problem = await run_in_threadpool(stores.healthy)
+        if problem is None:
+            return PlainTextResponse("ok")
+        log.error("health check: the database does not answer: %s", problem)
+        return PlainTextResponse("database unavailable", status_code=503)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ SQLite's busy timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -21,7 +22,7 @@ from pathlib import Path
 from starlette.concurrency import run_in_threadpool
 
 from digest.select import PaperIndex
-from digest.store import Store
+from digest.store import Store, as_store_error
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,25 @@ class ThreadStores:
         if store is None:
             store = self.local.store = Store.open(self.path)
         yield store
+
+    def healthy(self) -> str | None:
+        """None if this thread's connection answers a query on the schema; else why not, after dropping the
+        connection so that the next use opens a new one (a PostgreSQL server that restarted is reached
+        again instead of failing every request from then on)."""
+        try:
+            with self.get() as store:
+                store.ping()
+            return None
+        except Exception as exc:
+            failed = as_store_error(exc, str(self.path))
+            if failed is None:
+                raise
+            broken: Store | None = getattr(self.local, "store", None)
+            self.local.store = None
+            if broken is not None:
+                with contextlib.suppress(Exception):
+                    broken.close()
+            return failed.message
 
 
 class UnsubscribeBatcher:
