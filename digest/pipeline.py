@@ -25,10 +25,11 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from digest import sources
+from digest.alerts import Change, alert_message, changes
 from digest.bounces import BounceReport, address_key, read_report, subscriber_of
 from digest.courier import make_courier
 from digest.delivery import RangeContext, Tally, deliver_range, make_renderer
-from digest.errors import SourceError, StoreError, SubscriberError
+from digest.errors import DeliveryError, SourceError, StoreError, SubscriberError
 from digest.models import RunReport, SourceReport
 from digest.planning import Planned, Send, digest_day, plan
 from digest.settings import Settings
@@ -93,9 +94,45 @@ def ingest_once(settings: Settings, store: Store, now: datetime) -> list[SourceR
     together read them once; see ``store.runs``): then each source is reported as read by that run."""
     with store.ingest_turn(now) as mine:
         if mine:
-            return ingest(settings, store, now)
+            reports = ingest(settings, store, now)
+            for report in reports:
+                store.record_read(report.name, report.error)
+            send_alerts(settings, store, now)
+            return reports
     log.info("the sources were read by a run on another host just now; not reading them again")
     return [SourceReport(cfg.name, cfg.kind, shared=True) for cfg in settings.sources]
+
+
+def send_alerts(settings: Settings, store: Store, now: datetime) -> list[Change]:
+    """With ``[alerts] to``: one email naming the sources that began failing or went stale, or recovered,
+    since the last one (see ``alerts``); each is marked alerted only once the email was accepted, so a
+    failed send is tried again by the next run. Returns what was sent about."""
+    if not settings.alerts.to:
+        return []
+    after = settings.alerts.after
+    health = store.source_health([cfg.name for cfg in settings.sources])
+    found = changes(health, now, settings.zone, after)
+    if not found:
+        return []
+    message = alert_message(settings.sender, settings.alerts.to, found, after, now)
+    dkim = settings.dkim_key()
+    if dkim is not None:
+        message = replace(message, data=dkim.sign(message.data))
+    try:
+        with make_transport(settings) as transport:
+            transport.send(message)
+            transport.flush()
+    except DeliveryError as exc:
+        log.error("the alert to %s was not sent (the next run tries again): %s", settings.alerts.to, exc)
+        return []
+    for change in found:
+        store.set_alerted(change.source.name, change.kind)
+    log.warning(
+        "alert sent to %s: %s",
+        settings.alerts.to,
+        ", ".join(f"{c.source.name} {c.kind or 'recovered'}" for c in found),
+    )
+    return found
 
 
 def run_once(

@@ -186,6 +186,24 @@ class ScheduleConfig(_Strict):
     recheck: int = Field(default=60, ge=5, le=1440)  # minutes
 
 
+class AlertsConfig(_Strict):
+    """``[alerts]`` (#17, see ``alerts``): with ``to``, one email when a source fails ``after`` reads in a
+    row or brings no new paper for ``after`` weekdays, and one when it recovers."""
+
+    to: str | None = None
+    after: int = Field(default=3, ge=1, le=30)
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalise_email(value)
+        except SubscriberError as exc:
+            raise ValueError(exc.message) from exc
+
+
 class BouncesConfig(_Strict):
     # Returned mail (#17). With an address, each digest's envelope sender is address+TAG@domain (VERP:
     # the relay returns bounces there; TAG is signed with DIGEST_SECRET_KEY); `digest bounces` reads the
@@ -247,6 +265,7 @@ class Settings(BaseSettings):
     dkim: DkimConfig = DkimConfig()
     bounces: BouncesConfig = BouncesConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    alerts: AlertsConfig = AlertsConfig()
     sources: list[SourceConfig] = []
     subscribers: list[SubscriberConfig] = []
     # Where this configuration was read from; relative paths were resolved against its folder.
@@ -517,7 +536,17 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
                 hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
             )
     values = loaded.model_dump(
-        exclude={"delivery", "smtp", "relevance", "dkim", "bounces", "schedule", "sources", "subscribers"}
+        exclude={
+            "delivery",
+            "smtp",
+            "relevance",
+            "dkim",
+            "bounces",
+            "schedule",
+            "alerts",
+            "sources",
+            "subscribers",
+        }
     )
     values.update(
         database=loaded.database if isinstance(loaded.database, str) else _resolve(loaded.database, base),
@@ -531,6 +560,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
         relevance=loaded.relevance,
         dkim=loaded.dkim,
         schedule=loaded.schedule,
+        alerts=loaded.alerts,
         bounces=loaded.bounces.model_copy(update={"maildir": _resolve(loaded.bounces.maildir, base)}),
         sources=[
             s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path else s

@@ -18,6 +18,7 @@ LAYERS = [
         "dkimsign",
         "bounces",
         "cadence",
+        "alerts",
         "settings",
         "semantic",
         "select",

@@ -3,14 +3,17 @@
 Each query is bounded by an index or by a small table, so a scrape every 15 seconds costs little however
 long the history grows: subscribers by state (one pass over the subscribers), the outbox rows still in
 flight (the partial index on unfinished rows), the messages of the latest run's day (``messages_day``),
-the runs (one row a run) and, per source, when it last brought a new paper.
+the runs (one row a run) and, per source, when it last brought a new paper. And each source's run of
+failed reads and the state last alerted about (``alerts``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from digest.alerts import SourceHealth
 from digest.models import MessageState
 from digest.store.base import Connection
 
@@ -44,6 +47,41 @@ class Monitoring(Connection):
         """Per source name, when it last brought a paper not seen before (``first_seen``, ISO)."""
         rows = self.conn.execute("SELECT source, max(first_seen) FROM papers GROUP BY source")
         return {r[0]: r[1] for r in rows}
+
+    def record_read(self, source: str, error: str | None) -> None:
+        """One read of ``source``: a failure adds to its run of failures, a success ends it."""
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO source_health (source, failures, last_error) VALUES (?, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET failures = CASE WHEN excluded.failures = 0 THEN 0"
+                " ELSE source_health.failures + 1 END, last_error = coalesce(excluded.last_error,"
+                " source_health.last_error)",
+                (source, 0 if error is None else 1, error),
+            )
+
+    def source_health(self, names: Sequence[str]) -> list[SourceHealth]:
+        """What ``alerts`` needs of each named source, in the order given."""
+        rows = {r["source"]: r for r in self.conn.execute("SELECT * FROM source_health")}
+        fresh = self.last_new_papers()
+        return [
+            SourceHealth(
+                n,
+                int(rows[n]["failures"]) if n in rows else 0,
+                rows[n]["last_error"] if n in rows else None,
+                fresh.get(n),
+                rows[n]["alerted"] if n in rows else None,
+            )
+            for n in names
+        ]
+
+    def set_alerted(self, source: str, kind: str | None) -> None:
+        """The state the operator was told about (None: recovered)."""
+        with self.transaction() as tx:
+            tx.execute(
+                "INSERT INTO source_health (source, alerted) VALUES (?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET alerted = excluded.alerted",
+                (source, kind),
+            )
 
     def figures(self) -> Figures:
         """The counts ``/metrics`` shows, read now."""

@@ -166,6 +166,16 @@ MIGRATIONS: list[str] = [
     ALTER TABLE subscribers ADD COLUMN send_at TEXT NOT NULL DEFAULT '';
     ALTER TABLE subscribers ADD COLUMN cadence TEXT NOT NULL DEFAULT '';
     """,
+    # 10 -> 11: each source's consecutive failed reads and the state the operator was last alerted about
+    # (#17, see ``alerts``), kept across runs and hosts.
+    """
+    CREATE TABLE source_health (
+        source     TEXT PRIMARY KEY,
+        failures   INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        alerted    TEXT
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
