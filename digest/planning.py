@@ -162,7 +162,7 @@ def due_now(settings: Settings, store: Store, now: datetime, since: datetime | N
     wake to decide whether to run (``since``: when it last ran, None for never)."""
     default = settings.default_when()
     fresh = opened = 0
-    for subs in store.subscriber_batches(1000):
+    for subs in store.schedule_batches(1000):
         live = [s for s in subs if not s.bouncing]
         keys = period_keys(live, store, now, default)
         state = store.delivery_state([s.email for s in live], {k for k in keys.values() if k is not None})

@@ -534,6 +534,29 @@ class Store(Outbox, Runs, Monitoring):
             batch = [_subscriber(r) for r in rows]
             yield [s for s in batch if s.active or include_inactive]
 
+    def schedule_batches(self, size: int = 1000) -> Iterator[list[Subscriber]]:
+        """The readers who get mail, ``size`` at a time, with only what says when they are due (address,
+        schedule, bouncing; the rest of the profile left empty): a scheduler's wake reads 100,000 of them
+        in a fraction of what whole profiles cost (no JSON to parse)."""
+        last = ""
+        while True:
+            rows = self.conn.execute(
+                "SELECT email, timezone, send_at, cadence, bouncing_since FROM subscribers WHERE email > ?"
+                " AND active = 1 AND (origin = 'cli' OR in_config = 1) ORDER BY email LIMIT ?",
+                (last, size),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1]["email"]
+            yield [
+                Subscriber(
+                    r["email"],
+                    profile=Profile(timezone=r["timezone"], send_at=r["send_at"], cadence=r["cadence"]),
+                    bouncing=r["bouncing_since"] is not None,
+                )
+                for r in rows
+            ]
+
     def ping(self) -> None:
         """A query that reads the schema (a health check): raises StoreError if the database cannot answer."""
         self.conn.execute("SELECT count(*) FROM (SELECT 1 FROM subscribers LIMIT 1) AS one").fetchone()

@@ -232,9 +232,14 @@ class Outbox(Connection):
                 state.unfinished.setdefault(r["email"].casefold(), []).append(_outbox_row(r))
             if not wanted:
                 continue
+            # By address (messages_email): SQLite, without statistics, would take the index by day and
+            # status (messages_day, for /metrics) and read the whole day's rows for every batch, which
+            # grows with the run (17 s for a wake at 100,000 readers, 0.5 s at 10,000). A unary + keeps
+            # SQLite off that index; PostgreSQL plans from statistics (and has no unary + on text).
+            day = "+digest_date" if self.dialect == "sqlite" else "digest_date"
             for r in self.conn.execute(
                 f"SELECT email, digest_date, status, last_error FROM messages"
-                f" WHERE digest_date IN ({','.join('?' * len(wanted))}) AND status IN (?, ?)"
+                f" WHERE {day} IN ({','.join('?' * len(wanted))}) AND status IN (?, ?)"
                 f" AND email IN ({marks}) ORDER BY id",
                 (*wanted, MessageState.SENT, MessageState.FAILED, *chunk),
             ):
