@@ -482,7 +482,13 @@ def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> No
             plain(", ".join(p.exclude)),
             str(p.max_papers),
             *when,
-            ("bouncing" if s.bouncing else "yes") if s.active else "no",
+            (
+                plain(f"bouncing ({s.bounce_reason})" if s.bounce_reason else "bouncing")
+                if s.bouncing
+                else "yes"
+            )
+            if s.active
+            else "no",
         )
     Console().print(table)
 

@@ -191,10 +191,12 @@ class Subscriber:
     profile: Profile = field(default_factory=Profile)
     active: bool = True
     bouncing: bool = False
+    bounce_reason: str | None = None  # why they are bouncing: the refusal, or the returned mail's subject
 
     def to_json(self) -> dict[str, Any]:
         """As `digest subscribers --json`, the web app's data download and its API show a subscriber."""
         p = self.profile
+        reason = {"bounce_reason": self.bounce_reason} if self.bouncing and self.bounce_reason else {}
         return {
             "email": self.email,
             "name": self.name,
@@ -208,6 +210,7 @@ class Subscriber:
             "cadence": p.cadence,
             "active": self.active,
             "bouncing": self.bouncing,
+            **reason,
         }
 
 

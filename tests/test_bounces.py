@@ -260,6 +260,17 @@ def test_bounces_and_complaints_suspend_the_right_subscribers_once(
         "grace@example.org",
         "hopper@example.org",
     }
+    listed = subprocess.run(
+        [DIGEST, "subscribers", "--json", "--config", str(configured)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    reasons = {s["email"]: s.get("bounce_reason", "") for s in json.loads(listed.stdout)}
+    assert all(
+        reasons[e].startswith(("hard: ", "complaint: ")) for e in status if status[e] == Status.BOUNCED
+    )
+    assert "bounce_reason" not in {k for s in json.loads(listed.stdout) if not s["bouncing"] for k in s}
 
 
 def test_soft_bounces_suspend_at_three_within_a_week_of_each_other(tmp_path: Path, now: datetime) -> None:
@@ -271,6 +282,7 @@ def test_soft_bounces_suspend_at_three_within_a_week_of_each_other(tmp_path: Pat
         assert not store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=14))
         assert not store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=15))
         assert store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=16))
+        assert store.subscriber("lin@example.org").bounce_reason == "soft: mailbox full"
         assert store.resume("lin@example.org", now + timedelta(days=17))
         assert not store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=17))
         assert not store.record_bounce("nobody@example.org", HARD, "user unknown", now)

@@ -55,6 +55,7 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
         ),
         active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
         bouncing=r["bouncing_since"] is not None,
+        bounce_reason=r["bounce_reason"],
     )
 
 

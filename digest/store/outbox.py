@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from digest.bounces import SOFT
 from digest.models import MessageState
 from digest.store.base import Connection, _chunks, _iso, _values
 
@@ -176,9 +177,9 @@ class Outbox(Connection):
                 return False
             tx.execute("UPDATE subscribers SET bounces = bounces + 1 WHERE email = ?", (row["email"],))
             tx.execute(
-                "UPDATE subscribers SET bouncing_since = ? WHERE email = ? AND bounces >= ?"
+                "UPDATE subscribers SET bouncing_since = ?, bounce_reason = ? WHERE email = ? AND bounces >= ?"
                 " AND bouncing_since IS NULL",
-                (stamp, row["email"], BOUNCE_LIMIT),
+                (stamp, f"refused: {error}"[:500], row["email"], BOUNCE_LIMIT),
             )
             bouncing = tx.execute(
                 "SELECT bouncing_since IS NOT NULL FROM subscribers WHERE email = ?", (row["email"],)
@@ -193,7 +194,7 @@ class Outbox(Connection):
         stamp = _iso(now)
         fresh = _iso(now - SOFT_BOUNCE_WINDOW)
         with self.transaction() as tx:
-            if kind == "soft":
+            if kind == SOFT:
                 tx.execute(
                     "UPDATE subscribers SET soft_bounces = CASE WHEN last_soft_bounce >= ? THEN soft_bounces + 1"
                     " ELSE 1 END, last_soft_bounce = ? WHERE email = ?",
@@ -201,8 +202,8 @@ class Outbox(Connection):
                 )
             tx.execute(
                 "UPDATE subscribers SET bouncing_since = ?, bounce_reason = ? WHERE email = ?"
-                " AND bouncing_since IS NULL AND (? <> 'soft' OR soft_bounces >= ?)",
-                (stamp, f"{kind}: {reason}"[:500], email, kind, BOUNCE_LIMIT),
+                " AND bouncing_since IS NULL AND (? <> ? OR soft_bounces >= ?)",
+                (stamp, f"{kind}: {reason}"[:500], email, kind, SOFT, BOUNCE_LIMIT),
             )
             row = tx.execute(
                 "SELECT bouncing_since IS NOT NULL FROM subscribers WHERE email = ?", (email,)
