@@ -196,12 +196,7 @@ class AlertsConfig(_Strict):
     @field_validator("to")
     @classmethod
     def _to(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalise_email(value)
-        except SubscriberError as exc:
-            raise ValueError(exc.message) from exc
+        return None if value is None else SubscriberConfig._address(value)
 
 
 class BouncesConfig(_Strict):

@@ -18,7 +18,7 @@ from conftest import NOW, write_config
 from digest import pipeline
 from digest.cadence import When, first_key, next_opening, normalise_schedule, period_at
 from digest.models import Profile, Status, Subscriber
-from digest.settings import load_settings
+from digest.settings import Settings, load_settings
 from digest.store import Store
 from digest.transport import MemoryTransport
 
@@ -37,6 +37,19 @@ def listing(folder: Path, stamp: datetime, count: int = 2) -> None:
     (folder / f"{tag}.txt").write_text(text, encoding="utf-8")
 
 
+def feed_config(tmp_path: Path, readers: list[dict[str, Any]], **top: Any) -> tuple[Path, Settings]:
+    """A config reading the listings in ``tmp_path/feed`` (made empty here) for ``readers``."""
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    cfg = write_config(
+        tmp_path,
+        sources=[{"kind": "snapshot", "name": "feed", "path": "feed/*.txt"}],
+        subscribers=readers,
+        top={"send_at": "07:00", **top},
+    )
+    return feed, load_settings(cfg)
+
+
 def simulate(
     tmp_path: Path,
     readers: list[dict[str, Any]],
@@ -49,15 +62,7 @@ def simulate(
 ) -> list[tuple[str, date, datetime]]:
     """Run the job every ``step`` from ``start`` for ``days``, a new listing every ``papers_every``;
     returns (reader, period key, when sent) for every message sent."""
-    feed = tmp_path / "feed"
-    feed.mkdir()
-    cfg = write_config(
-        tmp_path,
-        sources=[{"kind": "snapshot", "name": "feed", "path": "feed/*.txt"}],
-        subscribers=readers,
-        top={"send_at": "07:00", "lookback_days": 3, **(top or {})},
-    )
-    settings = load_settings(cfg)
+    feed, settings = feed_config(tmp_path, readers, **{"lookback_days": 3, **(top or {})})
     sent: list[tuple[str, date, datetime]] = []
     now, last_listing = start, None
     with Store.open(settings.database) as store:
@@ -145,15 +150,8 @@ def test_weekly_and_weekday_readers(tmp_path: Path) -> None:
 
 
 def test_a_weekly_digest_gathers_the_week_and_never_repeats_a_paper(tmp_path: Path) -> None:
-    feed = tmp_path / "feed"
-    feed.mkdir()
-    cfg = write_config(
-        tmp_path,
-        sources=[{"kind": "snapshot", "name": "feed", "path": "feed/*.txt"}],
-        subscribers=[{"email": "fri@example.org", "cadence": "weekly:fri", "max_papers": 100}],
-        top={"send_at": "07:00", "lookback_days": 2},
-    )
-    settings = load_settings(cfg)
+    readers = [{"email": "fri@example.org", "cadence": "weekly:fri", "max_papers": 100}]
+    feed, settings = feed_config(tmp_path, readers, lookback_days=2)
     friday = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
     papers: list[list[str]] = []
     with Store.open(settings.database) as store:
@@ -193,15 +191,7 @@ def test_a_waiting_reader_is_told_when_their_next_digest_is_due(tmp_path: Path) 
 
 
 def test_quiet_days_send_no_empty_email_and_a_late_paper_still_goes_out_that_day(tmp_path: Path) -> None:
-    feed = tmp_path / "feed"
-    feed.mkdir()
-    cfg = write_config(
-        tmp_path,
-        sources=[{"kind": "snapshot", "name": "feed", "path": "feed/*.txt"}],
-        subscribers=[{"email": "ada@example.org"}],
-        top={"send_at": "07:00"},
-    )
-    settings = load_settings(cfg)
+    feed, settings = feed_config(tmp_path, [{"email": "ada@example.org"}])
     saturday = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
     listing(feed, saturday - timedelta(days=1))
     transport = MemoryTransport()
@@ -235,15 +225,7 @@ def test_schedules_parse_and_periods_at_the_edges() -> None:
 
 
 def test_run_now_treats_every_hour_as_come_and_still_one_digest_per_period(tmp_path: Path) -> None:
-    feed = tmp_path / "feed"
-    feed.mkdir()
-    cfg = write_config(
-        tmp_path,
-        sources=[{"kind": "snapshot", "name": "feed", "path": "feed/*.txt"}],
-        subscribers=[{"email": "ada@example.org"}],
-        top={"send_at": "07:00"},
-    )
-    settings = load_settings(cfg)
+    feed, settings = feed_config(tmp_path, [{"email": "ada@example.org"}])
     monday = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     listing(feed, monday)
     with Store.open(settings.database) as store:
