@@ -56,13 +56,15 @@ def parse_cadence(text: str) -> str:
 def parse_send_at(text: str) -> time:
     """A local wall time ``HH:MM``; ValueError if it is not one.
 
-    >>> parse_send_at("7:30"), parse_send_at("23:05")
-    (datetime.time(7, 30), datetime.time(23, 5))
+    >>> parse_send_at("7:30"), parse_send_at("23:05"), parse_send_at("06:00:00")
+    (datetime.time(7, 30), datetime.time(23, 5), datetime.time(6, 0))
     """
-    hours, sep, minutes = text.strip().partition(":")
-    if sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2:
-        with contextlib.suppress(ValueError):
-            return time(int(hours), int(minutes))
+    parts = text.strip().split(":")
+    if parts[2:] in ([], ["00"]) and len(parts) >= 2:  # a browser's <input type="time"> may add ":00"
+        hours, minutes = parts[0], parts[1]
+        if hours.isdigit() and minutes.isdigit() and len(minutes) == 2:
+            with contextlib.suppress(ValueError):
+                return time(int(hours), int(minutes))
     raise ValueError(f"{text!r} is not a time of day as HH:MM (e.g. 07:00)")
 
 

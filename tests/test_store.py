@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from conftest import count_papers, sent_refs
 
+from digest.alerts import SourceHealth
 from digest.errors import StoreError
 from digest.models import Paper, Profile, Subscriber, Validators
 from digest.store import SCHEMA_VERSION, NewMessage, Store
@@ -267,3 +268,22 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path: Path
         for p in procs:
             p.join(60)
         assert [answers.get(timeout=5) for _ in procs] == [SCHEMA_VERSION] * 4
+
+
+def test_source_health_counts_failed_reads_and_keeps_the_alerted_state(store: Store, now: datetime) -> None:
+    """#17: the alerts' memory, on both backends."""
+    store.ingest([Paper("A", "x", source="feed")], now)
+    assert store.source_health(["feed", "other"]) == [
+        SourceHealth("feed", 0, None, now.isoformat(), None),
+        SourceHealth("other"),
+    ]
+    store.record_read("feed", "source 'feed': timed out")
+    store.record_read("feed", "source 'feed': HTTP 503")
+    (feed,) = store.source_health(["feed"])
+    assert (feed.failures, feed.last_error) == (2, "source 'feed': HTTP 503")
+    store.set_alerted("feed", "failing")
+    store.record_read("feed", None)  # a good read ends the run of failures; the alert stays until told
+    (feed,) = store.source_health(["feed"])
+    assert (feed.failures, feed.alerted) == (0, "failing")
+    store.set_alerted("feed", None)
+    assert store.source_health(["feed"])[0].alerted is None
