@@ -78,6 +78,13 @@ def reader_when(sub: Subscriber, default: When) -> When:
 
 
 @functools.lru_cache(maxsize=4096)
+def period_of(when: When, now: datetime) -> Period | None:
+    """``cadence.period_at``, worked out once per schedule and instant (a run's readers share a few
+    schedules): 4.7 µs a reader -> a dictionary lookup."""
+    return period_at(when, now)
+
+
+@functools.lru_cache(maxsize=4096)
 def _when(timezone: str, send_at: str, cadence: str, default: When) -> When:
     """``When.of``, parsed once per distinct schedule (most readers share a few): 7 µs -> 0.3 µs each."""
     return When.of(timezone, send_at, cadence, default)
@@ -169,14 +176,16 @@ def due_now(settings: Settings, store: Store, now: datetime, since: datetime | N
         for sub in live:
             email = sub.email.casefold()
             key = keys[email]
-            if state.unfinished.get(email):
+            lacks = (
+                key is not None and (email, key) not in state.sent_on and (email, key) not in state.refused_on
+            )
+            new = False
+            if lacks:  # a first digest (no period: see period_keys), or a period opened since the last run
+                opened += 1
+                period = period_of(reader_when(sub, default), now)
+                new = period is None or since is None or period.opens > since
+            if new or state.unfinished.get(email):
                 fresh += 1
-            if key is None or (email, key) in state.sent_on or (email, key) in state.refused_on:
-                continue
-            opened += 1
-            period = period_at(reader_when(sub, default), now)
-            if period is None or since is None or period.opens > since:
-                fresh += 1  # a first digest, or a period that opened since the last run
     return Due(fresh, opened)
 
 
@@ -187,12 +196,9 @@ def period_keys(
     periods, and not new (a reader never sent a digest gets their first at once, see ``first_key``)."""
     keys: dict[str, date | None] = {}
     between: list[str] = []
-    periods: dict[When, Period | None] = {}  # readers share a few schedules: each worked out once
     for sub in subs:
         when = reader_when(sub, default)
-        if when not in periods:
-            periods[when] = period_at(when, now)
-        period = periods[when]
+        period = period_of(when, now)
         if period is not None:
             keys[sub.email.casefold()] = period.key
         elif any_hour:
