@@ -17,11 +17,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from email.utils import format_datetime, parseaddr
 from html import escape
 from zoneinfo import ZoneInfo
 
-from digest.mime import Outgoing, address, ascii_address, assemble, encode_words, qp
+from digest.mime import Outgoing, notice
 
 FAILING, STALE = "failing", "stale"
 
@@ -114,19 +113,12 @@ def alert_message(sender: str, to: str, found: list[Change], after: int, now: da
         + "".join(f"<p>{escape(line)}</p>" for line in lines)
         + f"<p>{escape(hint)}</p></body></html>\n"
     )
-    name, from_address = parseaddr(sender)
-    rcpt = ascii_address(to)
-    domain = from_address.rpartition("@")[2] or "localhost"
-    digest_of = hashlib.sha256(f"{text}{now.isoformat()}".encode()).hexdigest()[:24]
-    mid = f"<alert.{digest_of}@{domain}>"
-    headers = [
-        ("From", address(name, from_address)),
-        ("To", rcpt),
-        ("Subject", encode_words(subject)),
-        ("Date", format_datetime(now)),
-        ("Message-ID", mid),
-        ("Auto-Submitted", "auto-generated"),
-    ]
-    return Outgoing(
-        from_address, (rcpt,), mid, assemble(headers, qp(text), qp(html), utf8=not rcpt.isascii())
+    return notice(
+        sender,
+        to,
+        subject,
+        text,
+        html,
+        f"alert.{hashlib.sha256(f'{text}{now.isoformat()}'.encode()).hexdigest()[:24]}",
+        now,
     )

@@ -12,12 +12,13 @@ lacks are signed as absent, so nobody can add them on the way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
 from digest.errors import ConfigError
+from digest.mime import Outgoing
 
 SIGNED = (
     b"from",
@@ -77,3 +78,8 @@ class DkimKey:
             linesep=b"\n",
         )
         return bytes(header) + data
+
+
+def signed(key: DkimKey | None, message: Outgoing) -> Outgoing:
+    """``message`` with its DKIM signature when a key is configured, else as it is."""
+    return message if key is None else replace(message, data=key.sign(message.data))

@@ -20,9 +20,10 @@ import email.policy
 import functools
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from email.header import Header
 from email.message import EmailMessage
-from email.utils import formataddr, getaddresses
+from email.utils import format_datetime, formataddr, getaddresses, parseaddr
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -198,4 +199,26 @@ def assemble(headers: list[tuple[str, str]], text: bytes, html: bytes, *, utf8: 
             b"\n",
             f"--{boundary}--\n".encode(),
         )
+    )
+
+
+def notice(
+    sender: str, to: str, subject: str, text: str, html: str, mid_hash: str, now: datetime
+) -> Outgoing:
+    """A short automatic email that is not a digest (a sign-up confirmation, the operator's alert): From
+    ``sender`` ("Name <address>") to ``to``, a Message-ID ``<mid_hash@sender's domain>``, marked
+    ``Auto-Submitted`` so that nobody's auto-reply answers it."""
+    name, from_address = parseaddr(sender)
+    rcpt = ascii_address(to)
+    mid = f"<{mid_hash}@{from_address.rpartition('@')[2] or 'localhost'}>"
+    headers = [
+        ("From", address(name, from_address)),
+        ("To", rcpt),
+        ("Subject", encode_words(subject)),
+        ("Date", format_datetime(now)),
+        ("Message-ID", mid),
+        ("Auto-Submitted", "auto-generated"),
+    ]
+    return Outgoing(
+        from_address, (rcpt,), mid, assemble(headers, qp(text), qp(html), utf8=not rcpt.isascii())
     )

@@ -29,6 +29,7 @@ from digest.alerts import Change, alert_message, changes
 from digest.bounces import BounceReport, address_key, read_report, subscriber_of
 from digest.courier import make_courier
 from digest.delivery import RangeContext, Tally, deliver_range, make_renderer
+from digest.dkimsign import signed
 from digest.errors import DeliveryError, SourceError, StoreError, SubscriberError
 from digest.models import RunReport, SourceReport
 from digest.planning import Planned, Send, digest_day, plan
@@ -114,10 +115,9 @@ def send_alerts(settings: Settings, store: Store, now: datetime) -> list[Change]
     found = changes(health, now, settings.zone, after)
     if not found:
         return []
-    message = alert_message(settings.sender, settings.alerts.to, found, after, now)
-    dkim = settings.dkim_key()
-    if dkim is not None:
-        message = replace(message, data=dkim.sign(message.data))
+    message = signed(
+        settings.dkim_key(), alert_message(settings.sender, settings.alerts.to, found, after, now)
+    )
     try:
         with make_transport(settings) as transport:
             transport.send(message)

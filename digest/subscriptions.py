@@ -17,13 +17,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import format_datetime, parseaddr
 from html import escape
 from typing import Any
 
 from digest.cadence import first_key, normalise_schedule
+from digest.dkimsign import signed
 from digest.errors import ProfileError, SubscriberError, TokenError
-from digest.mime import Outgoing, address, ascii_address, assemble, encode_words, qp
+from digest.mime import Outgoing, ascii_address, notice
 from digest.models import DEFAULT_MAX_PAPERS, Digest, Profile, Subscriber
 from digest.planning import reader_when, tastes_of
 from digest.select import PaperIndex, check_profile
@@ -158,7 +158,6 @@ def preview_digest(
 
 def confirmation_message(settings: Settings, request: Request, link: str, now: datetime) -> Outgoing:
     """The email that asks the address's owner to confirm: a short text and HTML part, no tracking."""
-    name, sender = parseaddr(settings.sender)
     what = "the trending papers" if request.profile.trending else ", ".join(request.profile.topics)
     text = (
         f"Someone (we hope you) asked to get a daily digest of new research papers on: {what}.\n\n"
@@ -173,19 +172,11 @@ def confirmation_message(settings: Settings, request: Request, link: str, now: d
         "</body></html>\n"
     )
     rcpt = ascii_address(request.email)
-    domain = sender.rpartition("@")[2] or "localhost"
-    mid = f"<confirm.{hashlib.sha256(f'{rcpt}{now.isoformat()}'.encode()).hexdigest()[:24]}@{domain}>"
-    headers = [
-        ("From", address(name, sender)),
-        ("To", rcpt),
-        ("Subject", encode_words("Confirm your paper digest subscription")),
-        ("Date", format_datetime(now)),
-        ("Message-ID", mid),
-        ("Auto-Submitted", "auto-generated"),
-    ]
-    data = assemble(headers, qp(text), qp(html), utf8=not rcpt.isascii())
-    dkim = settings.dkim_key()
-    return Outgoing(sender, (rcpt,), mid, dkim.sign(data) if dkim else data)
+    mid_hash = f"confirm.{hashlib.sha256(f'{rcpt}{now.isoformat()}'.encode()).hexdigest()[:24]}"
+    subject = "Confirm your paper digest subscription"
+    return signed(
+        settings.dkim_key(), notice(settings.sender, request.email, subject, text, html, mid_hash, now)
+    )
 
 
 def confirm_link(signer: Signer, base_url: str, request: Request) -> str:
