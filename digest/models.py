@@ -14,6 +14,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+from digest.identity import mailbox_key
+
 Where = Literal["title", "abstract"]
 # Why a paper was chosen without a keyword: like a paper the reader named or liked, or close to their words.
 Likeness = Literal["similar", "about"]
@@ -192,6 +194,11 @@ class Subscriber:
     active: bool = True
     bouncing: bool = False
     bounce_reason: str | None = None  # why they are bouncing: the refusal, or the returned mail's subject
+
+    @property
+    def key(self) -> str:
+        """The canonical key of their mailbox (``identity.mailbox_key``): what every lookup compares."""
+        return mailbox_key(self.email)
 
     def to_json(self) -> dict[str, Any]:
         """As `digest subscribers --json`, the web app's data download and its API show a subscriber."""

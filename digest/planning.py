@@ -28,6 +28,7 @@ import numpy as np
 
 from digest.cadence import WEEK_WINDOW_DAYS, Period, When, first_key, key_of, next_opening, period_at
 from digest.errors import ProfileError
+from digest.identity import mailbox_key
 from digest.models import Digest, Paper, Status, Subscriber
 from digest.select import PaperIndex, check_profile, explain
 from digest.semantic import SentenceModel, Space, Taste, make_model
@@ -35,6 +36,9 @@ from digest.settings import Settings
 from digest.store import DeliveryState, OutboxRow, Store
 
 BATCH = 256  # subscribers planned, begun, delivered and recorded together
+SEEDS_UNKNOWN = (
+    "none of their seed papers is among the stored papers yet; they count once a listing brings them"
+)
 log = logging.getLogger("digest")
 
 
@@ -142,7 +146,7 @@ def plan_batches(
     default = settings.default_when()
     for subs in store.subscriber_batches(size, start=start, stop=stop):
         if only is not None:
-            subs = [s for s in subs if s.email.casefold() == only.casefold()]
+            subs = [s for s in subs if s.key == mailbox_key(only)]
         if subs:
             yield plan_batch(subs, store, pool, now, default, any_hour=any_hour)
 
@@ -174,7 +178,7 @@ def due_now(settings: Settings, store: Store, now: datetime, since: datetime | N
         keys = period_keys(live, store, now, default)
         state = store.delivery_state([s.email for s in live], {k for k in keys.values() if k is not None})
         for sub in live:
-            email = sub.email.casefold()
+            email = sub.key
             key = keys[email]
             lacks = (
                 key is not None and (email, key) not in state.sent_on and (email, key) not in state.refused_on
@@ -192,7 +196,7 @@ def due_now(settings: Settings, store: Store, now: datetime, since: datetime | N
 def period_keys(
     subs: Sequence[Subscriber], store: Store, now: datetime, default: When, *, any_hour: bool = False
 ) -> dict[str, date | None]:
-    """Each subscriber's current period key (casefolded address), or None when they are waiting: between
+    """Each subscriber's current period key (by mailbox key), or None when they are waiting: between
     periods, and not new (a reader never sent a digest gets their first at once, see ``first_key``)."""
     keys: dict[str, date | None] = {}
     between: list[str] = []
@@ -200,15 +204,15 @@ def period_keys(
         when = reader_when(sub, default)
         period = period_of(when, now)
         if period is not None:
-            keys[sub.email.casefold()] = period.key
+            keys[sub.key] = period.key
         elif any_hour:
-            keys[sub.email.casefold()] = first_key(when, now)
+            keys[sub.key] = first_key(when, now)
         else:
             between.append(sub.email)
     if between:
         had = store.ever_sent(between)
         for sub in subs:
-            key = sub.email.casefold()
+            key = sub.key
             if key not in keys:
                 keys[key] = None if key in had else first_key(reader_when(sub, default), now)
     return keys
@@ -229,25 +233,25 @@ def plan_batch(
     days = {k for k in keys.values() if k is not None}
     # A waiting reader may have had today's digest already (a first one): so that their note names the
     # opening they will really get a digest at, ask about today's date too.
-    days.update(first_key(reader_when(s, default), now) for s in live if keys[s.email.casefold()] is None)
+    days.update(first_key(reader_when(s, default), now) for s in live if keys[s.key] is None)
     state = store.delivery_state([s.email for s in live], days)
     stale: list[int] = []
     early: dict[str, list[Planned]] = {}
     choosing: list[tuple[Subscriber, date, list[Planned]]] = []
     for sub in subs:
-        decided = decide(sub, keys.get(sub.email.casefold()), state, store, now, default, stale)
+        decided = decide(sub, keys.get(sub.key), state, store, now, default, stale)
         if isinstance(decided, tuple):
             choosing.append((sub, *decided))
         else:
-            early[sub.email] = decided
+            early[sub.key] = decided
     if stale and not store.read_only:
         store.expire_messages(stale, now)
     if choosing:
         sent = store.sent_refs([s.email for s, _, _ in choosing], pool.min_ref)
         tastes = tastes_of([s for s, _, _ in choosing], pool, store)
         for sub, key, resends in choosing:
-            early[sub.email] = resends + choose(sub, key, pool, sent, resends, tastes.get(sub.email))
-    return [p for sub in subs for p in early[sub.email]]
+            early[sub.key] = resends + choose(sub, key, pool, sent, resends, tastes.get(sub.key))
+    return [p for sub in subs for p in early[sub.key]]
 
 
 def decide(
@@ -269,7 +273,7 @@ def decide(
         detail = "; ".join(str(ProfileError(why, subscriber=sub.email, keyword=kw)) for kw, why in problems)
         log.warning("invalid profile, not sent: %s", detail)
         return [Skip(sub, Status.FAILED, error=f"invalid profile: {detail}")]
-    email = sub.email.casefold()
+    email = sub.key
     out: list[Planned] = []
     has_period = False
     for row in state.unfinished.get(email, ()):
@@ -307,20 +311,22 @@ def choose(
     taste: Taste | None,
 ) -> list[Planned]:
     """Step 4: the period's digest, or nothing new."""
-    skip = set(sent.get(sub.email.casefold(), set()))
+    skip = set(sent.get(sub.key, set()))
     for item in resends:
         if isinstance(item, Send) and item.resend is not None:
             skip.update(item.resend.refs)
     matches, total = pool.select(sub.profile, skip, sub.profile.max_papers, taste)
     if not matches:
-        return [Skip(sub, Status.NOTHING_NEW)]
+        p = sub.profile
+        waits = p.seeds and not (p.keywords or p.about) and not any(pool.named.get(n) for n in p.seeds)
+        return [Skip(sub, Status.NOTHING_NEW, note=SEEDS_UNKNOWN if waits else None)]
     return [Send(sub, Digest(sub, tuple(matches), key, more=total - len(matches)))]
 
 
 def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store) -> dict[str, Taste]:
     """The taste (see ``semantic``) of each subscriber in a batch whose profile has a description, seed
-    papers or feedback, in the pool's space: one feedback query per batch, each seed name looked up once
-    per pool, each distinct (description, liked, disliked) made once per pool."""
+    papers or feedback, by mailbox key, in the pool's space: one feedback query per batch, each seed name
+    looked up once per pool, each distinct (description, liked, disliked) made once per pool."""
     wanted = [s for s in subs if not s.profile.trending]
     if not wanted:
         return {}
@@ -332,12 +338,12 @@ def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store) -> dic
     pool.embed_abouts(s.profile.about for s in wanted)
     out: dict[str, Taste] = {}
     for sub in wanted:
-        mine = feedback.get(sub.email.casefold(), {})
+        mine = feedback.get(sub.key, {})
         liked = [p for n in sub.profile.seeds if (p := pool.named.get(n)) is not None]
         liked += mine.get("more", [])
         if not (sub.profile.about.strip() or liked):
             continue
         taste = pool.taste(sub.profile.about, liked, mine.get("less", []))
         if taste is not None:
-            out[sub.email] = taste
+            out[sub.key] = taste
     return out

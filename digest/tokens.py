@@ -5,6 +5,12 @@ an unsubscribe token cannot be used to manage a profile, and no token can be mad
 secret key. Keys rotate: ``DIGEST_SECRET_KEY`` signs, and every key in ``DIGEST_OLD_SECRET_KEYS`` still
 verifies, so links in mail sent before a rotation keep working until the old key is dropped.
 
+A token names a mailbox by its canonical key (``identity.mailbox_key``), never by the address as typed, so
+one token acts for one mailbox whatever case or domain form the address was written in, and two mailboxes
+never share a token. Links signed before keys existed carried ``str.casefold()`` of the address under the
+older salt; ``read`` still accepts them (mail already sent keeps working) and says so (``Bearer.legacy``),
+and the web app honours one only when no other subscriber could be meant (``identity.legacy_variants``).
+
 Unsubscribe links carry no timestamp: a mail read months later must still unsubscribe, and a message's
 bytes stay the same when it is sent again. A confirmation link is timed (48 hours by default) and carries
 the profile the reader asked for, so nothing is stored until it is followed.
@@ -13,12 +19,15 @@ the profile the reader asked for, so nothing is stored until it is followed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from digest.errors import ConfigError, TokenError
+from digest.identity import mailbox_key
 
 MIN_KEY_LENGTH = 32  # characters; e.g. python3 -c "import secrets; print(secrets.token_urlsafe(32))"
 
@@ -28,9 +37,19 @@ class Purpose(StrEnum):
 
     UNSUBSCRIBE = "unsubscribe"
     MANAGE = "manage"  # the reader's own profile page: edit, pause, preview
-    VIEW = "view"  # one sent digest in a browser: the value is "address|YYYY-MM-DD"
+    VIEW = "view"  # one sent digest in a browser: the token also names its day
     CONFIRM = "confirm"  # a subscription asked for on the web: timed, carries the profile asked for
-    FEEDBACK = "feedback"  # "more / less like this" on one sent digest's papers: "address|YYYY-MM-DD"
+    FEEDBACK = "feedback"  # "more / less like this" on one sent digest's papers: also names its day
+
+
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """Whom a token acts for: a mailbox key, the digest's day for ``VIEW`` and ``FEEDBACK`` tokens, and
+    whether it is a link signed before keys (its key is then the casefolded address it carried)."""
+
+    key: str
+    day: date | None = None
+    legacy: bool = False
 
 
 def check_keys(current: str | None, old: Sequence[str] = ()) -> list[str]:
@@ -60,33 +79,52 @@ class Signer:
 
     def __init__(self, keys: Sequence[str]) -> None:
         self.keys = list(keys)
-        self._serializers: dict[Purpose, URLSafeSerializer] = {}
+        self._serializers: dict[str, URLSafeSerializer] = {}
 
-    def _serializer(self, purpose: Purpose) -> URLSafeSerializer:
-        # One per purpose, made once: building one derives its keys, a tenth of a request's time.
-        serializer = self._serializers.get(purpose)
+    def _serializer(self, salt: str) -> URLSafeSerializer:
+        # One per salt, made once: building one derives its keys, a tenth of a request's time.
+        serializer = self._serializers.get(salt)
         if serializer is None:
-            serializer = self._serializers[purpose] = URLSafeSerializer(self.keys, salt=f"digest.{purpose}")
+            serializer = self._serializers[salt] = URLSafeSerializer(self.keys, salt=salt)
         return serializer
 
-    def make(self, purpose: Purpose, email: str) -> str:
-        """A token for ``email`` and ``purpose`` (the same inputs give the same token, untimed).
+    def make(self, purpose: Purpose, email: str, day: date | None = None) -> str:
+        """A token for the mailbox of ``email``, ``purpose`` and (a sent digest's) ``day``; the same
+        inputs give the same token, untimed, and so do two spellings of one mailbox.
 
         >>> s = Signer(["a-long-enough-secret-key-for-the-doctest"])
-        >>> s.read(Purpose.UNSUBSCRIBE, s.make(Purpose.UNSUBSCRIBE, "Ada@example.org"))
-        'ada@example.org'
+        >>> s.read(Purpose.UNSUBSCRIBE, s.make(Purpose.UNSUBSCRIBE, "Ada@Example.org"))
+        Bearer(key='ada@example.org', day=None, legacy=False)
+        >>> s.make(Purpose.MANAGE, "Ada@example.org") == s.make(Purpose.MANAGE, "ada@EXAMPLE.org")
+        True
         """
-        return str(self._serializer(purpose).dumps(email.casefold()))
+        key = mailbox_key(email)
+        value = key if day is None else f"{key}|{day.isoformat()}"
+        return str(self._serializer(f"digest.v2.{purpose}").dumps(value))
 
-    def read(self, purpose: Purpose, token: str) -> str:
-        """The (casefolded) address a token was made for; TokenError if forged, altered or of another purpose."""
+    def read(self, purpose: Purpose, token: str) -> Bearer:
+        """Whom a token acts for; TokenError if forged, altered or of another purpose."""
+        legacy = False
         try:
-            value = self._serializer(purpose).loads(token)
-        except BadSignature as exc:
-            raise TokenError("this link is not valid") from exc
+            value = self._serializer(f"digest.v2.{purpose}").loads(token)
+        except BadSignature:
+            try:
+                value = self._serializer(f"digest.{purpose}").loads(token)
+            except BadSignature as exc:
+                raise TokenError("this link is not valid") from exc
+            legacy = True
         if not isinstance(value, str):
             raise TokenError("this link is not valid")
-        return value
+        email, day = value, None
+        if purpose in (Purpose.VIEW, Purpose.FEEDBACK):
+            email, _, stamp = value.rpartition("|")
+            try:
+                day = date.fromisoformat(stamp)
+            except ValueError as exc:
+                raise TokenError("this link is not valid") from exc
+        if legacy and not email.isascii():  # casefolded beyond ASCII: which mailbox is lost
+            raise TokenError("this link is from an older version of this service: use a recent digest's link")
+        return Bearer(mailbox_key(email), day, legacy)
 
     def make_timed(self, purpose: Purpose, data: dict[str, Any]) -> str:
         """A token carrying ``data`` (JSON), signed with the time it was made: see ``read_timed``."""

@@ -11,8 +11,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = [
-    {"errors"},
-    {"models"},
+    {"errors", "redact"},
+    {"identity", "models"},
     {
         "tokens",
         "dkimsign",

@@ -5,7 +5,9 @@ SQLite, one file. What it keeps:
 
 - ``papers``: every paper seen, keyed by arXiv id without version where known, else by normalised title;
   the same paper from two sources, or twice in one listing, is one row. ``first_seen`` drives the diff.
-- ``subscribers``: profiles added by ``digest subscribe`` or declared in the config (``origin``).
+- ``subscribers``: profiles added by ``digest subscribe`` or declared in the config (``origin``), keyed by
+  their mailbox's canonical key (``identity.mailbox_key``; ``address`` is the address as written). Every
+  method that takes an address keys it, so a caller may pass an address in any spelling.
 - ``messages`` and ``sent``: which papers went to whom, when, in which message. A paper is written here only
   after its message was accepted.
 - ``fetch_state``: ETag / Last-Modified per URL source, saved in the same transaction as its papers.
@@ -24,12 +26,20 @@ from datetime import date, datetime
 from pathlib import Path
 
 from digest.errors import StoreError
+from digest.identity import fingerprint, mailbox_key
 from digest.models import Paper, Profile, Subscriber, Validators, arxiv_id_from
 from digest.store.base import Database, _iso, store_error
 from digest.store.figures import Monitoring
 from digest.store.outbox import Outbox
 from digest.store.runs import Runs
-from digest.store.schema import MIGRATIONS, POSTGRESQL_PREAMBLE, SCHEMA_VERSION, for_postgresql
+from digest.store.schema import (
+    MIGRATIONS,
+    POSTGRESQL_PREAMBLE,
+    REKEY_STEP,
+    SCHEMA_VERSION,
+    for_postgresql,
+    rekey_addresses,
+)
 
 # A run's connection commits with synchronous=NORMAL: in WAL mode a commit then survives the process being
 # killed (the log is written before COMMIT returns) but not a power cut, which may undo its last commits.
@@ -38,10 +48,16 @@ from digest.store.schema import MIGRATIONS, POSTGRESQL_PREAMBLE, SCHEMA_VERSION,
 # several SMTP workers each recording every message as it is accepted, lock waits that cut throughput.
 RUN_SYNC = "NORMAL"
 
+# A subscriber's profile columns (``Store._profile_row`` gives their values, then the fingerprint that
+# ``_FLOOR`` reads): a reader erased earlier and added again is never sent a paper from before.
+_PROFILE = "email, address, name, keywords, exclude, max_papers, about, seeds, timezone, send_at, cadence"
+_PROFILE_MARKS = ",".join("?" * len(_PROFILE.split(",")))
+_FLOOR = "(SELECT coalesce(max(last_ref), 0) FROM erasures WHERE fingerprint = ?)"
+
 
 def _subscriber(r: sqlite3.Row) -> Subscriber:
     return Subscriber(
-        email=r["email"],
+        email=r["address"] or r["email"],
         name=r["name"],
         profile=Profile(
             tuple(json.loads(r["keywords"])),
@@ -208,6 +224,8 @@ class Store(Outbox, Runs, Monitoring):
                 for statement in MIGRATIONS[step].split(";"):
                     if statement.strip():
                         tx.execute(statement)
+                if step == REKEY_STEP:
+                    rekey_addresses(tx, self.dialect)
                 tx.execute(f"PRAGMA user_version = {step + 1}")
 
     def _migrate_postgresql(self) -> None:
@@ -221,6 +239,8 @@ class Store(Outbox, Runs, Monitoring):
             version = self._check_version()
             for step in range(version, SCHEMA_VERSION):
                 tx.execute(for_postgresql(MIGRATIONS[step]))
+                if step == REKEY_STEP:
+                    rekey_addresses(tx, self.dialect)
             if version < SCHEMA_VERSION:
                 tx.execute("DELETE FROM digest_schema")
                 tx.execute("INSERT INTO digest_schema (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -366,6 +386,7 @@ class Store(Outbox, Runs, Monitoring):
 
     def set_feedback(self, email: str, ref: int, kind: str | None, now: datetime) -> None:
         """Record the reader's "more" or "less" like paper ``ref`` (replacing an earlier one); None undoes it."""
+        email = mailbox_key(email)
         with self.transaction() as tx:
             if kind is None:
                 tx.execute("DELETE FROM feedback WHERE email = ? AND pid = ?", (email, ref))
@@ -377,17 +398,18 @@ class Store(Outbox, Runs, Monitoring):
                 )
 
     def feedback(self, emails: Sequence[str]) -> dict[str, dict[str, list[Paper]]]:
-        """For a batch of subscribers: casefolded address -> {"more": papers, "less": papers}, oldest first."""
+        """For a batch of subscribers: mailbox key -> {"more": papers, "less": papers}, oldest first."""
         out: dict[str, dict[str, list[Paper]]] = {}
-        for start in range(0, len(emails), 500):
-            chunk = emails[start : start + 500]
+        keys = [mailbox_key(e) for e in emails]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for r in self.conn.execute(
                 f"SELECT f.email AS reader, f.kind, p.* FROM feedback f JOIN papers p ON p.pid = f.pid"
                 f" WHERE f.email IN ({marks}) ORDER BY f.at, f.pid",
                 tuple(chunk),
             ):
-                mine = out.setdefault(r["reader"].casefold(), {"more": [], "less": []})
+                mine = out.setdefault(r["reader"], {"more": [], "less": []})
                 mine[r["kind"]].append(self._paper(r))
         return out
 
@@ -438,10 +460,10 @@ class Store(Outbox, Runs, Monitoring):
             tx.execute("UPDATE subscribers SET in_config = 0")
             for s in subscribers:
                 tx.execute(
-                    "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, timezone,"
-                    " send_at, cadence, origin, in_config, active, created, updated)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,'config',1,1,?,?)"
-                    " ON CONFLICT (email) DO UPDATE SET name = excluded.name, keywords = excluded.keywords,"
+                    f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, in_config, active, created,"
+                    f" updated) VALUES ({_PROFILE_MARKS},{_FLOOR},'config',1,1,?,?)"
+                    " ON CONFLICT (email) DO UPDATE SET address = excluded.address, name = excluded.name,"
+                    " keywords = excluded.keywords,"
                     " exclude = excluded.exclude, max_papers = excluded.max_papers, about = excluded.about,"
                     " seeds = excluded.seeds, timezone = excluded.timezone, send_at = excluded.send_at,"
                     " cadence = excluded.cadence, origin = 'config',"
@@ -450,9 +472,12 @@ class Store(Outbox, Runs, Monitoring):
                 )
 
     @staticmethod
-    def _profile_row(s: Subscriber) -> tuple[str, str, str, str, int, str, str, str, str, str]:
+    def _profile_row(s: Subscriber) -> tuple[str | int, ...]:
+        """The values of ``_PROFILE`` and then ``_FLOOR`` for ``s``."""
         p = s.profile
+        key = s.key
         return (
+            key,
             s.email,
             s.name,
             json.dumps(list(p.keywords)),
@@ -463,16 +488,18 @@ class Store(Outbox, Runs, Monitoring):
             p.timezone,
             p.send_at,
             p.cadence,
+            fingerprint(key),
         )
 
     def add_subscriber(self, subscriber: Subscriber, now: datetime) -> bool:
-        """Add or update a subscriber from the command line, (re-)activating them. True if new."""
+        """Add or update a subscriber from the command line, (re-)activating them. True if new. A mailbox
+        already stored keeps the address as first written (the config's spelling wins for its readers)."""
         stamp = _iso(now)
         with self.transaction() as tx:
-            existed = tx.execute("SELECT 1 FROM subscribers WHERE email = ?", (subscriber.email,)).fetchone()
+            existed = tx.execute("SELECT 1 FROM subscribers WHERE email = ?", (subscriber.key,)).fetchone()
             tx.execute(
-                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, timezone,"
-                " send_at, cadence, origin, active, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,'cli',1,?,?)"
+                f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, active, created, updated)"
+                f" VALUES ({_PROFILE_MARKS},{_FLOOR},'cli',1,?,?)"
                 " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN subscribers.name"
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
@@ -489,8 +516,8 @@ class Store(Outbox, Runs, Monitoring):
         rows = [(*self._profile_row(s), stamp, stamp) for s in subscribers]
         with self.transaction() as tx:
             tx.executemany(
-                "INSERT INTO subscribers (email, name, keywords, exclude, max_papers, about, seeds, timezone,"
-                " send_at, cadence, origin, active, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?,'cli',1,?,?)"
+                f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, active, created, updated)"
+                f" VALUES ({_PROFILE_MARKS},{_FLOOR},'cli',1,?,?)"
                 " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
                 " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
@@ -509,7 +536,7 @@ class Store(Outbox, Runs, Monitoring):
         with self.transaction() as tx:
             cur = tx.executemany(
                 "UPDATE subscribers SET active = 0, updated = ? WHERE email = ?",
-                [(_iso(now), e) for e in emails],
+                [(_iso(now), mailbox_key(e)) for e in emails],
             )
         return max(int(cur.rowcount), 0)
 
@@ -520,8 +547,9 @@ class Store(Outbox, Runs, Monitoring):
     def subscriber_batches(
         self, size: int = 500, *, include_inactive: bool = False, start: str = "", stop: str | None = None
     ) -> Iterator[list[Subscriber]]:
-        """Subscribers in address order, ``size`` at a time, with addresses in [start, stop): a run's memory
-        does not grow with the number of subscribers, and workers can each take a range."""
+        """Subscribers in key order, ``size`` at a time, with keys in [start, stop) (``start`` and ``stop``
+        are mailbox keys, as ``subscriber_bounds`` gives them): a run's memory does not grow with the number
+        of subscribers, and workers can each take a range."""
         last, first = start, True
         while True:
             below = "" if stop is None else " AND email < ?"
@@ -542,7 +570,7 @@ class Store(Outbox, Runs, Monitoring):
         last = ""
         while True:
             rows = self.conn.execute(
-                "SELECT email, timezone, send_at, cadence, bouncing_since FROM subscribers WHERE email > ?"
+                "SELECT email, address, timezone, send_at, cadence, bouncing_since FROM subscribers WHERE email > ?"
                 " AND active = 1 AND (origin = 'cli' OR in_config = 1) ORDER BY email LIMIT ?",
                 (last, size),
             ).fetchall()
@@ -551,7 +579,7 @@ class Store(Outbox, Runs, Monitoring):
             last = rows[-1]["email"]
             yield [
                 Subscriber(
-                    r["email"],
+                    r["address"] or r["email"],
                     profile=Profile(timezone=r["timezone"], send_at=r["send_at"], cadence=r["cadence"]),
                     bouncing=r["bouncing_since"] is not None,
                 )
@@ -579,7 +607,7 @@ class Store(Outbox, Runs, Monitoring):
         return row is not None
 
     def subscriber_bounds(self, every: int) -> list[str]:
-        """Every ``every``-th subscriber address in order: the starts of equal ranges for workers."""
+        """Every ``every``-th subscriber key in order: the starts of equal ranges for workers."""
         rows = self.conn.execute(
             "SELECT email FROM (SELECT email, row_number() OVER (ORDER BY email) AS n FROM subscribers)"
             " AS numbered"
@@ -604,8 +632,8 @@ class Store(Outbox, Runs, Monitoring):
         return True
 
     def subscriber(self, email: str) -> Subscriber | None:
-        """The subscriber with this address, compared case-insensitively as the database does."""
-        row = self.conn.execute("SELECT * FROM subscribers WHERE email = ?", (email,)).fetchone()
+        """The subscriber of this address's mailbox (``identity.mailbox_key``), or None."""
+        row = self.conn.execute("SELECT * FROM subscribers WHERE email = ?", (mailbox_key(email),)).fetchone()
         return _subscriber(row) if row is not None else None
 
     def resume(self, email: str, now: datetime) -> bool:
@@ -615,6 +643,6 @@ class Store(Outbox, Runs, Monitoring):
                 "UPDATE subscribers SET active = 1, bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
                 " bounce_reason = NULL, updated = ?"
                 " WHERE email = ?",
-                (_iso(now), email),
+                (_iso(now), mailbox_key(email)),
             )
         return bool(cur.rowcount > 0)

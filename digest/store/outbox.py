@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from digest.bounces import SOFT
+from digest.identity import fingerprint, mailbox_key
 from digest.models import MessageState
 from digest.store.base import Connection, _chunks, _iso, _values
 
@@ -53,7 +54,7 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryState:
-    """What a batch of subscribers already has (see ``Store.delivery_state``); keys are casefolded."""
+    """What a batch of subscribers already has (see ``Store.delivery_state``), by mailbox key."""
 
     unfinished: dict[str, list[OutboxRow]]
     sent_on: set[tuple[str, date]]  # (reader, period key) with a digest sent
@@ -93,7 +94,7 @@ class Outbox(Connection):
                 values, flat = _values(
                     [
                         (
-                            m.email,
+                            mailbox_key(m.email),
                             m.message_id,
                             m.day.isoformat(),
                             MessageState.SENDING,
@@ -193,6 +194,7 @@ class Outbox(Connection):
         they are now bouncing; False for an address that is no subscriber."""
         stamp = _iso(now)
         fresh = _iso(now - SOFT_BOUNCE_WINDOW)
+        email = mailbox_key(email)
         with self.transaction() as tx:
             if kind == SOFT:
                 tx.execute(
@@ -221,16 +223,16 @@ class Outbox(Connection):
 
     def delivery_state(self, emails: Sequence[str], days: Collection[date]) -> DeliveryState:
         """For a batch of subscribers at once: their unfinished rows, and which of them already have a
-        digest sent (or refused) for any of ``days`` (the periods planning asks about). Keys are casefolded."""
+        digest sent (or refused) for any of ``days`` (the periods planning asks about), by mailbox key."""
         state = DeliveryState({}, set(), {})
         wanted = sorted(d.isoformat() for d in days)
-        for chunk in _chunks(emails):
+        for chunk in _chunks([mailbox_key(e) for e in emails]):
             marks = ",".join("?" * len(chunk))
             for r in self.conn.execute(
                 f"SELECT * FROM messages WHERE status IN (?, ?) AND email IN ({marks}) ORDER BY id",
                 (MessageState.SENDING, MessageState.RETRY, *chunk),
             ):
-                state.unfinished.setdefault(r["email"].casefold(), []).append(_outbox_row(r))
+                state.unfinished.setdefault(r["email"], []).append(_outbox_row(r))
             if not wanted:
                 continue
             # By address (messages_email): SQLite, without statistics, would take the index by day and
@@ -244,7 +246,7 @@ class Outbox(Connection):
                 f" AND email IN ({marks}) ORDER BY id",
                 (*wanted, MessageState.SENT, MessageState.FAILED, *chunk),
             ):
-                key = (r["email"].casefold(), date.fromisoformat(r["digest_date"]))
+                key = (r["email"], date.fromisoformat(r["digest_date"]))
                 if r["status"] == MessageState.SENT:
                     state.sent_on.add(key)
                 else:
@@ -252,35 +254,53 @@ class Outbox(Connection):
         return state
 
     def sent_refs(self, emails: Sequence[str], min_ref: int = 0) -> dict[str, set[int]]:
-        """The refs (at least ``min_ref``: the candidate pool's) already sent to each subscriber, casefolded."""
+        """The refs (at least ``min_ref``: the candidate pool's) already sent to each subscriber, or that
+        they must never get (papers from before they were erased and came back: ``sent_floor``), by key."""
         out: dict[str, set[int]] = {}
-        for chunk in _chunks(emails):
+        for chunk in _chunks([mailbox_key(e) for e in emails]):
             marks = ",".join("?" * len(chunk))
             for email, pid in self.conn.execute(
                 f"SELECT email, pid FROM sent WHERE pid >= ? AND email IN ({marks})", (min_ref, *chunk)
             ):
-                out.setdefault(email.casefold(), set()).add(pid)
+                out.setdefault(email, set()).add(pid)
+            for email, floor in self.conn.execute(
+                f"SELECT email, sent_floor FROM subscribers WHERE sent_floor > 0 AND sent_floor >= ?"
+                f" AND email IN ({marks})",
+                (min_ref, *chunk),
+            ):
+                out.setdefault(email, set()).update(range(min_ref, int(floor) + 1))
         return out
 
     def ever_sent(self, emails: Sequence[str]) -> set[str]:
-        """Which of ``emails`` were ever sent a digest (casefolded): one index probe each, stopping at the
+        """Which of ``emails`` were ever sent a digest (their keys): one index probe each, stopping at the
         first sent row, however long their history."""
         out: set[str] = set()
-        for chunk in _chunks(emails):
+        for chunk in _chunks([mailbox_key(e) for e in emails]):
             marks = ",".join("?" * len(chunk))
             for (email,) in self.conn.execute(
                 f"SELECT s.email FROM subscribers s WHERE s.email IN ({marks}) AND EXISTS"
                 " (SELECT 1 FROM messages m WHERE m.email = s.email AND m.status = ?)",
                 (*chunk, MessageState.SENT),
             ):
-                out.add(email.casefold())
+                out.add(email)
+        return out
+
+    def message_owners(self, message_ids: Collection[str]) -> dict[str, str]:
+        """Of ``message_ids``, those of digests we made: Message-ID -> the reader's mailbox key."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(sorted(message_ids)):
+            marks = ",".join("?" * len(chunk))
+            for mid, email in self.conn.execute(
+                f"SELECT message_id, email FROM messages WHERE message_id IN ({marks})", chunk
+            ):
+                out[mid] = email
         return out
 
     def sent_message(self, email: str, day: date) -> OutboxRow | None:
         """The digest sent to ``email`` for local date ``day``, if one was: for viewing it in a browser."""
         row = self.conn.execute(
             "SELECT * FROM messages WHERE email = ? AND digest_date = ? AND status = ?",
-            (email, day.isoformat(), MessageState.SENT),
+            (mailbox_key(email), day.isoformat(), MessageState.SENT),
         ).fetchone()
         return _outbox_row(row) if row else None
 
@@ -290,19 +310,31 @@ class Outbox(Connection):
             "SELECT p.arxiv_id, p.title_key, p.title, s.sent_at, m.message_id FROM sent s"
             " JOIN papers p ON p.pid = s.pid JOIN messages m ON m.id = s.message"
             " WHERE s.email = ? ORDER BY s.sent_at DESC, p.pid",
-            (email,),
+            (mailbox_key(email),),
         ).fetchall()
         return [
             SentRecord(r["arxiv_id"] or f"title:{r['title_key']}", r["title"], r["sent_at"], r["message_id"])
             for r in rows
         ]
 
-    def forget(self, email: str) -> bool:
+    def forget(self, email: str, now: datetime) -> bool:
         """Erase ``email``: their profile, every message row and every record of what they were sent, in one
-        transaction (a reader's "delete me"). False if there was no such subscriber."""
+        transaction (a reader's "delete me"). False if there was no such subscriber.
+
+        Kept: a SHA-256 of their mailbox key and the newest paper ref now (``erasures``), so that a reader
+        added again is never sent a paper that came before (``sent_floor``), whoever adds them."""
+        email = mailbox_key(email)
         with self.transaction() as tx:
             tx.execute("DELETE FROM sent WHERE email = ?", (email,))
             tx.execute("DELETE FROM feedback WHERE email = ?", (email,))
             tx.execute("DELETE FROM messages WHERE email = ?", (email,))
             cur = tx.execute("DELETE FROM subscribers WHERE email = ?", (email,))
-        return bool(cur.rowcount > 0)
+            if cur.rowcount <= 0:
+                return False
+            (last,) = tx.execute("SELECT coalesce(max(pid), 0) FROM papers").fetchone()
+            tx.execute(
+                "INSERT INTO erasures (fingerprint, last_ref, at) VALUES (?, ?, ?) ON CONFLICT (fingerprint)"
+                " DO UPDATE SET last_ref = excluded.last_ref, at = excluded.at",
+                (fingerprint(email), int(last), _iso(now)),
+            )
+        return True

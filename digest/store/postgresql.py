@@ -25,7 +25,8 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from digest.redact import redact_text, redact_url
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -50,11 +51,7 @@ def without_password(url: str) -> str:
     >>> without_password("postgresql://digest:s3cret@db.example.org:5432/digest")
     'postgresql://digest:***@db.example.org:5432/digest'
     """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact_url(url)
 
 
 class Row(tuple[Any, ...]):
@@ -80,7 +77,8 @@ def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
 def _as_sqlite_error(exc: Exception) -> sqlite3.Error:
     import psycopg
 
-    text = f"postgresql: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = f"postgresql: {redact_text(first)}"  # libpq may quote the connection string it was given
     if isinstance(exc, psycopg.errors.IntegrityError):
         return sqlite3.IntegrityError(text)
     if isinstance(exc, psycopg.OperationalError):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+from digest.identity import mailbox_key
+from digest.store.base import Database
+
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema.
     """
@@ -176,8 +181,120 @@ MIGRATIONS: list[str] = [
         alerted    TEXT
     );
     """,
+    # 11 -> 12: one canonical key per mailbox (``identity.mailbox_key``). Every ``email`` column holds the
+    # key (``rekey_addresses`` rewrites the rows), the subscriber's ``address`` the address as written, for
+    # the To: line. SQLite's NOCASE stays on the old columns: a key has no ASCII capital, so NOCASE compares
+    # keys byte for byte. PostgreSQL's ICU collation does not (it equates "ß" with "ss", "É" with "é"), so
+    # there the columns become byte-wise ("C"). ``erasures`` keeps, for a reader who asked to be erased,
+    # only a SHA-256 of their key and the newest paper ref at that moment, so that if they come back
+    # (``sent_floor``) they are never sent a paper from before, and nothing else about them.
+    """
+    ALTER TABLE subscribers ADD COLUMN address TEXT NOT NULL DEFAULT '';
+    ALTER TABLE subscribers ADD COLUMN sent_floor INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE erasures (
+        fingerprint TEXT PRIMARY KEY,
+        last_ref    INTEGER NOT NULL,
+        at          TEXT NOT NULL
+    );
+    -- postgresql: ALTER TABLE subscribers ALTER COLUMN email TYPE TEXT COLLATE "C";
+    -- postgresql: ALTER TABLE messages ALTER COLUMN email TYPE TEXT COLLATE "C";
+    -- postgresql: ALTER TABLE sent ALTER COLUMN email TYPE TEXT COLLATE "C";
+    -- postgresql: ALTER TABLE feedback ALTER COLUMN email TYPE TEXT COLLATE "C";
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+REKEY_STEP = 11  # the migration after which ``rekey_addresses`` runs, in the same transaction
+_LIVE = "('sending', 'sent', 'retry')"  # the statuses of messages_one_per_day
+
+
+def rekey_addresses(tx: Database, dialect: str) -> int:
+    """Rewrite every stored address as its mailbox key (schema 12); returns the subscribers merged.
+
+    Each address column is read once (distinct values) and only the rows whose key differs are written,
+    set by set: the (old, new) pairs go into a temporary table that each table is joined with once (one
+    statement per table, not per address, whose round trips dominate on PostgreSQL: bench/rekey.py). Matches
+    are byte for byte: on SQLite through the NOCASE index and then ``COLLATE BINARY`` (NOCASE alone would
+    match other spellings; BINARY alone could not use the index).
+
+    Two stored subscribers of one mailbox (an address stored with its domain as an A-label and once in
+    Unicode) become one: the active one, else the one updated last, keeps its profile; their history is
+    merged, a paper recorded for both is kept once, and a day with a digest for both keeps one live row.
+    Their rows are moved one spelling at a time, since one statement cannot see its own earlier writes.
+    """
+    rekey = _Rekey(tx, dialect)
+    tx.execute("UPDATE subscribers SET address = email")
+    merged = rekey.merge_subscribers()
+    text = "TEXT COLLATE BINARY" if rekey.sqlite else 'TEXT COLLATE "C"'
+    tx.execute(f"CREATE TEMP TABLE rekey (old {text} PRIMARY KEY, new {text} NOT NULL)")
+    for table, unique in (("subscribers", None), ("feedback", "pid"), ("sent", "pid"), ("messages", None)):
+        found = tx.execute(f"SELECT DISTINCT email FROM {table}").fetchall()
+        pairs = [(old, key) for (old,) in found if (key := mailbox_key(old)) != old]
+        spellings = Counter(key for _, key in pairs)
+        alone = [(old, key) for old, key in pairs if spellings[key] == 1]
+        for batch in [alone, *([pair] for pair in pairs if spellings[pair[1]] > 1)]:
+            rekey.move(table, unique, batch)
+    tx.execute("DROP TABLE rekey")
+    return merged
+
+
+class _Rekey:
+    """The statements of ``rekey_addresses`` in the store's two dialects."""
+
+    def __init__(self, tx: Database, dialect: str) -> None:
+        self.tx, self.sqlite = tx, dialect == "sqlite"
+
+    def same(self, column: str, other: str) -> str:
+        """``column`` equal to ``other`` byte for byte, through ``column``'s index."""
+        return (
+            f"{column} = {other} AND {column} COLLATE BINARY = {other}"
+            if self.sqlite
+            else f"{column} = {other}"
+        )
+
+    def merge_subscribers(self) -> int:
+        """Delete all but one stored subscriber of each mailbox (the active one, else the one updated last)."""
+        groups: dict[str, list[tuple[str, int, str]]] = {}
+        for email, active, updated in self.tx.execute(
+            "SELECT email, active, updated FROM subscribers"
+        ).fetchall():
+            groups.setdefault(mailbox_key(email), []).append((email, int(active), str(updated)))
+        gone = [m[0] for ms in groups.values() for m in sorted(ms, key=lambda m: (m[1], m[2]))[:-1]]
+        for email in gone:
+            self.tx.execute(
+                f"DELETE FROM subscribers WHERE {self.same('email', '?')}", (email,) * (1 + self.sqlite)
+            )
+        return len(gone)
+
+    def move(self, table: str, unique: str | None, pairs: list[tuple[str, str]]) -> None:
+        """Move ``table``'s rows from each old spelling in ``pairs`` to its key."""
+        if not pairs:
+            return
+        self.tx.execute("DELETE FROM rekey")
+        for start in range(0, len(pairs), 500):
+            part = pairs[start : start + 500]
+            marks = ",".join(["(?,?)"] * len(part))
+            self.tx.execute(
+                f"INSERT INTO rekey (old, new) VALUES {marks}", [v for pair in part for v in pair]
+            )
+        if not self.sqlite:  # plans from statistics: the temporary table has none, a migrated column lost its
+            self.tx.execute(f"ANALYZE rekey, {table}")
+        match = self.same(f"{table}.email", "r.old")
+        if unique:  # a paper recorded under both spellings is kept once
+            self.tx.execute(
+                f"UPDATE {table} SET email = r.new FROM rekey r WHERE {match} AND NOT EXISTS (SELECT 1 FROM {table}"
+                f" other WHERE {self.same('other.email', 'r.new')} AND other.{unique} = {table}.{unique})"
+            )
+            binary = " AND email COLLATE BINARY IN (SELECT old FROM rekey)" if self.sqlite else ""
+            self.tx.execute(f"DELETE FROM {table} WHERE email IN (SELECT old FROM rekey){binary}")
+            return
+        if table == "messages":  # one live digest per reader and day: a second one of that day is expired
+            self.tx.execute(
+                f"UPDATE messages SET status = 'expired' FROM rekey r WHERE {match} AND messages.status IN {_LIVE}"
+                f" AND EXISTS (SELECT 1 FROM messages other WHERE {self.same('other.email', 'r.new')}"
+                f" AND other.digest_date = messages.digest_date AND other.status IN {_LIVE})"
+            )
+        self.tx.execute(f"UPDATE {table} SET email = r.new FROM rekey r WHERE {match}")
+
 
 # PostgreSQL (#16) runs the same migrations, rewritten where SQLite's dialect differs. Case-insensitive
 # addresses (SQLite's NOCASE) become a nondeterministic ICU collation: equality and uniqueness ignore case,
@@ -190,6 +307,7 @@ _POSTGRESQL = (
     (") WITHOUT ROWID;", ");"),
     (" REAL", " DOUBLE PRECISION"),  # SQLite's REAL is 8 bytes; PostgreSQL's is 4 (too coarse for epochs)
     (" BLOB ", " BYTEA "),
+    ("-- postgresql: ", ""),  # statements for PostgreSQL only (SQLite reads the line as a comment)
 )
 
 
