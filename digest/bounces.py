@@ -2,20 +2,26 @@
 
 Relays report most failures later, as bounce messages, not as SMTP replies. With ``[bounces] address`` set,
 every digest's envelope sender (its Return-Path) is ``bounces+TAG@domain``, where TAG names the
-subscriber without showing the address and cannot be forged: 10 hex digits of the address's SHA-256 and
-10 of an HMAC over them with the secret key (``verp_tag``). A bounce then says whom it is about by the
-address it was sent to, whatever the remote server wrote in its text.
+subscriber without showing the address and cannot be forged: 10 hex digits of the SHA-256 of their mailbox
+key and 10 of an HMAC over them with the secret key (``verp_tag``).
 
 ``read_report`` sorts one returned message:
 
 - a feedback-loop complaint (ARF, RFC 5965: ``multipart/report; report-type=feedback-report``): the reader
   pressed "spam";
 - a delivery status notification (RFC 3464) or one of the many non-standard bounce formats (Exim's
-  ``X-Failed-Recipients``, Postfix's, qmail's…): flufl.bounce finds the permanently and temporarily failed
-  recipients;
+  ``X-Failed-Recipients``, Postfix's, qmail's…): flufl.bounce says whether the failure is permanent or
+  temporary;
 - anything else (an auto-reply, spam to the bounce address): nothing to act on.
 
-What to do about it (suspend, count) is the store's; moving files aside is the CLI's.
+Whom it is about is never taken from what the message says (anyone can write a bounce or a complaint that
+names an address): only from proof that it is about mail we sent. A report counts for a subscriber when it
+carries their signed VERP tag (the address the bounce was returned to, or the original's Return-Path), or
+one of our Message-IDs (in the returned original, which DSNs and ARF reports attach); ``subscriber_of``
+checks the first, the store the second (a digest's Message-ID is an HMAC under the secret key, so it can
+not be guessed either). Anything else is ignored.
+
+What to do about it (suspend, count) is the store's; moving files aside is the pipeline's.
 """
 
 from __future__ import annotations
@@ -24,25 +30,26 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from email import message_from_string
 from email.message import EmailMessage, Message
-from email.utils import getaddresses
 
 from flufl.bounce import all_failures
 
+from digest.identity import fingerprint, mailbox_key
+
 HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
 _TAG = re.compile(r"\+([0-9a-f]{10}-[0-9a-f]{10})@", re.IGNORECASE)
-# Where a returned message shows the address it was sent to: the local delivery agent's headers first.
-_DELIVERED = ("delivered-to", "x-original-to", "envelope-to", "to")
+_MESSAGE_ID = re.compile(r"^message-id:[ \t]*(<[^<>\s]{1,250}>)", re.IGNORECASE | re.MULTILINE)
+PARTS_MAX = 200  # parts of one returned message looked into
+TEXT_MAX = 1_000_000  # characters of its text looked into
 
 
 def address_key(email: str) -> str:
-    """The public half of a subscriber's tag: 10 hex digits of the casefolded address's SHA-256.
+    """The public half of a subscriber's tag: 10 hex digits of the SHA-256 of their mailbox key.
 
     >>> address_key("Ada@Example.org")
     'cfe00dde46'
     """
-    return hashlib.sha256(email.casefold().encode()).hexdigest()[:10]
+    return fingerprint(mailbox_key(email))[:10]
 
 
 def verp_tag(email: str, key: str) -> str:
@@ -79,68 +86,52 @@ def tag_matches(tag: str, keys: list[str]) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class BounceReport:
-    """What one returned message says: its kind (hard, soft, complaint, or None: not a bounce), the tags
-    of the VERP addresses it was delivered to, and the recipients it names as failed."""
+    """What one returned message says: its kind (hard, soft, complaint, or None: not a bounce), the VERP
+    tags it carries and the Message-IDs it quotes (the proof of whom it is about, checked by the caller)."""
 
     kind: str | None
     tags: frozenset[str]
-    recipients: frozenset[str]
+    message_ids: frozenset[str] = frozenset()
 
 
-def _tags(msg: Message) -> frozenset[str]:
-    found: set[str] = set()
-    for name in _DELIVERED:
-        for value in msg.get_all(name, []):
-            found.update(m.lower() for m in _TAG.findall(str(value)))
-    return frozenset(found)
+def _texts(msg: Message) -> list[str]:
+    """The message's header blocks and text parts, the attached original's included, within bounds."""
+    out: list[str] = []
+    size = 0
+    for number, part in enumerate(msg.walk()):
+        if number >= PARTS_MAX or size >= TEXT_MAX:
+            break
+        out.append("".join(f"{k}: {v}\n" for k, v in part.items()))
+        if part.get_content_maintype() == "text":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                out.append(payload[: TEXT_MAX - size].decode("utf-8", "replace"))
+        size += len(out[-1])
+    return out
 
 
-def _complaint(msg: Message) -> frozenset[str] | None:
-    """The complained-about recipients of an ARF report (its Original-Rcpt-To, else the original message's
-    To), or None when ``msg`` is not one."""
-    if msg.get_content_type() != "multipart/report" or msg.get_param("report-type") != "feedback-report":
-        return None
-    found: set[str] = set()
-    for part in msg.walk():
-        if part.get_content_type() == "message/feedback-report":
-            # The report's fields are a header block; the email package keeps them as the part's payload.
-            payload = part.get_payload()
-            blocks = payload if isinstance(payload, list) else []
-            for block in blocks:
-                if isinstance(block, Message):
-                    found.update(a for _, a in getaddresses(block.get_all("original-rcpt-to", [])))
-        elif part.get_content_type() in ("message/rfc822", "text/rfc822-headers") and not found:
-            inner = part.get_payload()
-            original = inner[0] if isinstance(inner, list) and inner else None
-            if isinstance(inner, str):  # text/rfc822-headers: the original's header block as text
-                original = message_from_string(inner)
-            if isinstance(original, Message):
-                found.update(a for _, a in getaddresses(original.get_all("to", [])))
-    return frozenset(a.lower() for a in found if "@" in a)
+def _complaint(msg: Message) -> bool:
+    return msg.get_content_type() == "multipart/report" and msg.get_param("report-type") == "feedback-report"
 
 
-def subscriber_of(
-    report: BounceReport, keys: list[str], by_key: dict[str, str], known: dict[str, str]
-) -> set[str]:
-    """The subscribers ``report`` is about: by its signed VERP tags (``by_key``: address_key -> address).
-    Without VERP (no ``keys``), and for complaints (a feedback loop writes to its own address), by the
-    recipients it names that are subscribers (``known``: casefolded -> address). With VERP a bounce must
-    carry a valid tag: anyone can write a bounce that names an address, nobody else can sign one."""
-    tagged = {by_key[t[:10]] for t in report.tags if t[:10] in by_key and tag_matches(t, keys)}
-    if tagged or (keys and report.kind != COMPLAINT):
-        return tagged
-    return {known[r] for r in report.recipients if r in known}
+def subscriber_of(report: BounceReport, keys: list[str], by_key: dict[str, str]) -> set[str]:
+    """The subscribers (``by_key``: address_key -> mailbox key) whose signed VERP tags ``report`` carries;
+    none without ``keys`` (VERP is off). The caller adds those whose Message-IDs it quotes."""
+    return (
+        {by_key[t[:10]] for t in report.tags if t[:10] in by_key and tag_matches(t, keys)} if keys else set()
+    )
 
 
 def read_report(msg: EmailMessage) -> BounceReport:
     """Sort one message from the bounce mailbox (see the module's docstring)."""
-    tags = _tags(msg)
-    complained = _complaint(msg)
-    if complained is not None:
-        return BounceReport(COMPLAINT, tags, complained)
+    texts = _texts(msg)
+    tags = frozenset(t.lower() for text in texts for t in _TAG.findall(text))
+    ids = frozenset(m for text in texts for m in _MESSAGE_ID.findall(text)) - {str(msg.get("message-id", ""))}
+    if _complaint(msg):
+        return BounceReport(COMPLAINT, tags, ids)
     temporary, permanent = all_failures(msg)
     if permanent:
-        return BounceReport(HARD, tags, frozenset(a.decode("ascii", "replace").lower() for a in permanent))
+        return BounceReport(HARD, tags, ids)
     if temporary:
-        return BounceReport(SOFT, tags, frozenset(a.decode("ascii", "replace").lower() for a in temporary))
-    return BounceReport(None, tags, frozenset())
+        return BounceReport(SOFT, tags, ids)
+    return BounceReport(None, tags, ids)

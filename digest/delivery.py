@@ -50,15 +50,17 @@ log = logging.getLogger("digest")
 
 
 def make_renderer(settings: Settings) -> Renderer:
-    """The renderer the settings describe; with ``base_url``, unsubscribe links are signed (see tokens)."""
-    signer = Signer(settings.signing_keys()) if settings.base_url else None
+    """The renderer the settings describe; with ``base_url``, unsubscribe links are signed (see tokens); with
+    a secret key, Message-IDs are keyed with it (see ``render.message_id_for``)."""
+    keys = settings.signing_keys() if settings.base_url or settings.secret_key else None
     return Renderer(
         sender=settings.sender,
         templates_dir=settings.templates_dir,
         base_url=settings.base_url,
-        signer=signer,
+        signer=Signer(keys) if keys and settings.base_url else None,
         dkim=settings.dkim_key(),
         return_path=settings.return_path(),
+        message_key=keys[-1] if keys else None,
     )
 
 

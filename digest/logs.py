@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from digest.sources.fetch import redact_text
+from digest.redact import redact_text
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_FORMAT = "%(asctime)s %(levelname)s %(name)s[worker]: %(message)s"
@@ -31,3 +31,6 @@ def configure(level: int, *, worker: bool = False) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # flufl.bounce logs a detector's exception with its traceback and then raises it; digest reports the
+    # message that could not be read once, as one line (the traceback with -vv).
+    logging.getLogger("flufl.bounce").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.CRITICAL)

@@ -255,29 +255,59 @@ class BounceOutcome:
     suspended: tuple[str, ...]
 
 
+BOUNCE_BYTES_MAX = 10_000_000  # a returned message larger than this is not read (moved to .unrecognised)
+
+
+def _read_bounce(path: Path) -> tuple[BounceReport, str]:
+    """(what the message at ``path`` says, its subject); raises for anything it cannot read."""
+    if not path.is_file() or path.is_symlink():
+        raise ValueError("not a message file")
+    with path.open("rb") as fh:
+        data = fh.read(BOUNCE_BYTES_MAX + 1)
+    if len(data) > BOUNCE_BYTES_MAX:
+        raise ValueError(f"larger than {BOUNCE_BYTES_MAX:,} bytes")
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return read_report(msg), " ".join(str(msg.get("subject", "")).split())[:200]
+
+
 def process_bounces(settings: Settings, store: Store, folder: Path, now: datetime) -> list[BounceOutcome]:
-    """Read every message in the Maildir ``folder`` (new/ and cur/), act on each bounce and complaint
-    (``Store.record_bounce``), and move each message aside into ``folder/.processed`` (acted on) or
-    ``folder/.unrecognised`` (nothing to do), so that no message is ever read twice."""
+    """Read every message in the Maildir ``folder`` (new/ and cur/), act on each bounce and complaint that
+    proves it is about a message we sent (``bounces``: a signed VERP tag, or one of our Message-IDs), and
+    move each message aside into ``folder/.processed`` (acted on) or ``folder/.unrecognised`` (nothing to
+    do, or it could not be read), so that no message is ever read twice. Each message is read inside its
+    own guard: one that cannot be read (too large, nested past parsing, not a file) is moved aside and the
+    others go on."""
     keys = settings.signing_keys() if settings.bounces.address else []
     everyone = store.subscribers(include_inactive=True)
-    by_key = {address_key(s.email): s.email for s in everyone}
-    known = {s.email.casefold(): s.email for s in everyone}
+    by_key = {address_key(s.email): s.key for s in everyone}
+    shown = {s.key: s.email for s in everyone}
     outcomes = []
     for path in sorted([*folder.glob("new/*"), *folder.glob("cur/*")]):
-        msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
         try:
-            report = read_report(msg)
+            report, reason = _read_bounce(path)
+            who = subscriber_of(report, keys, by_key) if report.kind else set()
+            if report.kind and report.message_ids:
+                who |= set(store.message_owners(report.message_ids).values())
         except Exception as exc:  # one odd message must not stop the rest, nor stay to be read again
-            log.warning("%s could not be read as a bounce (%r); moved to .unrecognised", path.name, exc)
-            report = BounceReport(None, frozenset(), frozenset())
-        who = sorted(subscriber_of(report, keys, by_key, known)) if report.kind else []
-        reason = " ".join(str(msg.get("subject", "")).split())[:200]
-        suspended = [e for e in who if report.kind and store.record_bounce(e, report.kind, reason, now)]
+            log.warning("%s could not be read as a bounce (%s); moved to .unrecognised", path.name, exc)
+            report, reason, who = BounceReport(None, frozenset()), "", set()
+        suspended = [
+            k for k in sorted(who) if report.kind and store.record_bounce(k, report.kind, reason, now)
+        ]
         aside = folder / (".processed" if who else ".unrecognised")
         for sub in ("new", "cur", "tmp"):
             (aside / sub).mkdir(parents=True, exist_ok=True)
-        os.replace(path, aside / "cur" / path.name)
-        outcomes.append(BounceOutcome(path.name, report.kind if who else None, tuple(who), tuple(suspended)))
+        try:
+            os.replace(path, aside / "cur" / path.name)
+        except OSError as exc:
+            log.error("could not move %s into %s: %s; it will be read again", path.name, aside.name, exc)
+        outcomes.append(
+            BounceOutcome(
+                path.name,
+                report.kind if who else None,
+                tuple(shown.get(k, k) for k in sorted(who)),
+                tuple(shown.get(k, k) for k in suspended),
+            )
+        )
     return outcomes

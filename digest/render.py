@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import logging
 import re
 import textwrap
@@ -123,10 +124,13 @@ def subject_for(digest: Digest, topics: list[str] | None = None) -> str:
     return f"{count} on {shown}{tail}"
 
 
-def message_id_for(digest: Digest, domain: str) -> str:
-    """Deterministic: the same subscriber, date and papers give the same Message-ID (a resend is recognisable)."""
-    h = hashlib.sha256()
-    h.update(digest.subscriber.email.encode())
+def message_id_for(digest: Digest, domain: str, key: bytes | None = None) -> str:
+    """Deterministic: the same subscriber, date and papers give the same Message-ID (a resend is
+    recognisable). With ``key`` (the secret key) it is an HMAC, which nobody without the key can work out
+    from what they know of a reader (their address, the day, the day's papers): a returned mail that quotes
+    it proves it is about our message (see ``bounces``)."""
+    h = hmac.new(key, digestmod=hashlib.sha256) if key else hashlib.sha256()
+    h.update(digest.subscriber.key.encode())
     h.update(digest.day.isoformat().encode())
     for m in digest.matches:
         h.update(b"\0" + m.paper.key.encode())
@@ -282,8 +286,10 @@ class Renderer:
         html_budget: int = HTML_BUDGET,
         dkim: DkimKey | None = None,
         return_path: Callable[[str], str] | None = None,
+        message_key: str | None = None,
     ) -> None:
         self.sender = sender
+        self.message_key = message_key.encode() if message_key else None  # keys the Message-IDs
         self.dkim = dkim
         self.return_path = return_path  # the envelope sender per recipient (VERP), else sender's address
         self.sender_name, self.sender_address = parseaddr(sender)
@@ -346,13 +352,13 @@ class Renderer:
         """``{base_url}/f/TOKEN``: with ``/N/more`` or ``/N/less``, the reader's opinion of this day's paper
         number N. One signature per email (not per paper): the app checks N against the digest as sent."""
         if self.base_url and self.signer:
-            return f"{self.base_url}/f/{self.signer.make(Purpose.FEEDBACK, f'{email}|{day.isoformat()}')}"
+            return f"{self.base_url}/f/{self.signer.make(Purpose.FEEDBACK, email, day)}"
         return None
 
     def view_url(self, email: str, day: date) -> str | None:
         """``{base_url}/v/TOKEN``: this day's digest as sent, in a browser, when base_url is set."""
         if self.base_url and self.signer:
-            return f"{self.base_url}/v/{self.signer.make(Purpose.VIEW, f'{email}|{day.isoformat()}')}"
+            return f"{self.base_url}/v/{self.signer.make(Purpose.VIEW, email, day)}"
         return None
 
     def context(self, digest: Digest, *, full: bool = True) -> dict[str, Any]:
@@ -464,7 +470,7 @@ class Renderer:
         digest, context, html = self.fit(digest)
         sub = digest.subscriber
         rcpt = ascii_address(sub.email)
-        mid = message_id or message_id_for(digest, self.domain)
+        mid = message_id or message_id_for(digest, self.domain, self.message_key)
         links = self.unsubscribe_links(sub.email)
         headers = [
             ("From", self._from),

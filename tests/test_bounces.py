@@ -146,7 +146,7 @@ Content-Disposition: inline
 From: Paper Digest <digest@example.org>
 To: {rcpt}
 Subject: Your paper digest
-Message-ID: <digest-1@example.org>
+Message-ID: {mid}
 
 The digest.
 --arf_boundary--
@@ -211,7 +211,12 @@ def test_bounces_and_complaints_suspend_the_right_subscribers_once(
         POSTFIX_DSN.format(verp=verp("ada"), rcpt="ada@example.org", subject="Undelivered Mail", **hard),
     )
     deliver(box, "grace", EXIM_BOUNCE.format(verp=verp("grace"), rcpt="grace@example.org"))
-    deliver(box, "hopper", ARF_COMPLAINT.format(verp=verp("hopper"), rcpt="hopper@example.org"))
+    mids = {rcpts[0]: str(m["Message-ID"]) for _, rcpts, m in smtp_server.handler.messages}
+    # A feedback loop reports to its own address, without our VERP tag: the original's Message-ID is the proof.
+    complaint = ARF_COMPLAINT.format(
+        verp="digest@example.org", rcpt="hopper@example.org", mid=mids["hopper@example.org"]
+    )
+    deliver(box, "hopper", complaint)
     soft = {"action": "delayed", "status": "4.2.2", "code": 452, "text": "Mailbox full"}
     deliver(
         box,
@@ -298,3 +303,106 @@ def test_a_bounce_maildir_that_is_not_one_is_a_clear_error(tmp_path: Path) -> No
         text=True,
     )
     assert out.returncode == 2 and "is not a Maildir" in out.stderr
+
+
+def forged_complaint(rcpts: list[str], mid: str) -> str:
+    """An ARF report anyone can write: no VERP tag, every reader named as a recipient, a made-up original."""
+    named = "".join(f"Original-Rcpt-To: <{r}>\n" for r in rcpts)
+    return ARF_COMPLAINT.format(verp="digest@example.org", rcpt=rcpts[0], mid=mid).replace(
+        f"Original-Rcpt-To: <{rcpts[0]}>\n", named
+    )
+
+
+def test_complaints_and_bounces_act_only_on_mail_we_sent(
+    configured: Path, now: datetime, smtp_server: SmtpServer
+) -> None:
+    """A forged ARF report naming five readers, a bounce naming a reader without our tag, a DSN quoting a
+    Message-ID we never made: nobody is suspended. A DSN quoting the real Message-ID of Lin's digest, and
+    naming Ada as the failed recipient, suspends Lin only: what a report says is never trusted."""
+    settings = load_settings(configured)
+    with Store.open(settings.database) as store:
+        pipeline.run_once(settings, make_transport(settings), store, now)
+    mids = {rcpts[0]: str(m["Message-ID"]) for _, rcpts, m in smtp_server.handler.messages}
+    box = settings.bounces.maildir
+    everyone = [f"{n}@example.org" for n in NAMES]
+    deliver(box, "arf", forged_complaint(everyone, "<digest.20261123.0123456789abcdef01234567@example.org>"))
+    hard = {"action": "failed", "status": "5.1.1", "code": 550, "text": "User unknown"}
+    untagged = POSTFIX_DSN.format(
+        verp="bounces@example.org", rcpt="grace@example.org", subject="Undelivered", **hard
+    )
+    deliver(box, "untagged", untagged)
+    quoting = POSTFIX_DSN.format(
+        verp="bounces@example.org", rcpt="ada@example.org", subject="Undelivered", **hard
+    )
+    quoting = quoting.replace(
+        "Subject: Your paper digest\n", f"Subject: Your paper digest\nMessage-ID: {mids['lin@example.org']}\n"
+    )
+    deliver(box, "quoting", quoting)
+    with Store.open(settings.database) as store:
+        outcomes = {o.file.split(".")[1]: o for o in pipeline.process_bounces(settings, store, box, now)}
+        bouncing = {s.email for s in store.subscribers(include_inactive=True) if s.bouncing}
+    assert {k: (o.subscribers, o.suspended) for k, o in outcomes.items()} == {
+        "arf": ((), ()),
+        "untagged": ((), ()),
+        "quoting": (("lin@example.org",), ("lin@example.org",)),
+    }
+    assert bouncing == {"lin@example.org"}
+    assert len(list((box / ".unrecognised" / "cur").iterdir())) == 2
+
+
+NESTED = 2000
+
+
+def nested_parts(levels: int) -> bytes:
+    """A message of ``levels`` multiparts each inside the one before: past what a recursive parser takes."""
+    head = b"From: x@example.net\nTo: bounces@example.org\nSubject: nested\nMIME-Version: 1.0\n"
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(levels)
+    )
+    closing = b"".join(b"\n--b%d--\n" % i for i in reversed(range(levels)))
+    return head + opening + b"Content-Type: text/plain\n\nx\n" + closing
+
+
+def test_one_bad_returned_mail_never_stops_the_others(
+    configured: Path, now: datetime, smtp_server: SmtpServer
+) -> None:
+    """A mail of 2,000 nested parts, a folder, an empty file and a mail over the size cap, around a real
+    bounce: the bounce is acted on, every other entry is moved to .unrecognised, `digest bounces` exits 0,
+    and a second run finds nothing left to read."""
+    settings = load_settings(configured)
+    with Store.open(settings.database) as store:
+        pipeline.run_once(settings, make_transport(settings), store, now)
+    box = settings.bounces.maildir
+    deliver(box, "0nested", "")
+    (box / "new" / "1795413662.0nested.mail.example.org").write_bytes(nested_parts(NESTED))
+    assert 100_000 < len(nested_parts(NESTED)) < 150_000
+    (box / "new" / "1795413662.1folder.mail.example.org").mkdir()
+    (box / "new" / "1795413662.2empty.mail.example.org").write_bytes(b"")
+    with (box / "new" / "1795413662.3huge.mail.example.org").open("wb") as fh:
+        fh.truncate(pipeline.BOUNCE_BYTES_MAX + 1)
+    hard = {"action": "failed", "status": "5.1.1", "code": 550, "text": "User unknown"}
+    deliver(
+        box,
+        "4ada",
+        POSTFIX_DSN.format(verp=verp("ada"), rcpt="ada@example.org", subject="Undelivered", **hard),
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DIGEST_CONFIG"}
+    out = subprocess.run(
+        [DIGEST, "bounces", "--json", "--config", str(configured)], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    outcomes = {o["file"].split(".")[1]: (o["kind"], o["suspended"]) for o in json.loads(out.stdout)}
+    assert outcomes == {
+        "0nested": (None, []),
+        "1folder": (None, []),
+        "2empty": (None, []),
+        "3huge": (None, []),
+        "4ada": (HARD, ["ada@example.org"]),
+    }
+    assert "Traceback" not in out.stderr
+    assert not any((box / "new").iterdir())
+    assert len(list((box / ".unrecognised" / "cur").iterdir())) == 4
+    again = subprocess.run(
+        [DIGEST, "bounces", "--config", str(configured)], env=env, capture_output=True, text=True
+    )
+    assert again.returncode == 0 and "read 0 message(s)" in again.stdout
