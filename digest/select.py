@@ -446,8 +446,10 @@ class PaperIndex:
         if taste is not None and not profile.trending:
             return self._select_hybrid(profile, skip, limit, taste)
         n = len(self.papers)
-        # No usable keyword in a keyword profile: nothing is a candidate (every score is 0).
-        keywords, score, mask = self._keyword_scores(profile, matched_only=bool(profile.keywords))
+        # Only the trending digest takes every paper. A profile that is not trending takes what its usable
+        # keywords match: none when it has no keyword that can match, nor a taste (seed papers not known
+        # yet), rather than the trending papers under a reason they do not have.
+        keywords, score, mask = self._keyword_scores(profile, matched_only=not profile.trending)
         self._leave_out(mask, skip)
         candidates = np.flatnonzero(mask)
         total = len(candidates)

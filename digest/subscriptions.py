@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -23,11 +24,12 @@ from typing import Any
 from digest.cadence import first_key, normalise_schedule
 from digest.dkimsign import signed
 from digest.errors import ProfileError, SubscriberError, TokenError
+from digest.identity import normalise_email
 from digest.mime import Outgoing, ascii_address, notice
 from digest.models import DEFAULT_MAX_PAPERS, Digest, Profile, Subscriber
 from digest.planning import reader_when, tastes_of
 from digest.select import PaperIndex, check_profile
-from digest.settings import Settings, normalise_email
+from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import Purpose, Signer
 
@@ -148,12 +150,21 @@ def preview_digest(
     """The digest ``subscriber`` (with a profile perhaps not saved yet) would get now from the stored papers
     in ``pool``, leaving out what they were already sent; None when nothing matches."""
     day = first_key(reader_when(subscriber, settings.default_when()), now)
-    skip = store.sent_refs([subscriber.email], pool.min_ref).get(subscriber.email.casefold(), set())
-    taste = tastes_of([subscriber], pool, store).get(subscriber.email)
+    skip = store.sent_refs([subscriber.email], pool.min_ref).get(subscriber.key, set())
+    taste = tastes_of([subscriber], pool, store).get(subscriber.key)
     matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers, taste)
     if not matches:
         return None
     return Digest(subscriber, tuple(matches), day, more=total - len(matches))
+
+
+def unknown_seeds(store: Store, seeds: Sequence[str]) -> list[str]:
+    """The seed papers (arXiv ids or titles) no stored paper answers to yet: said at subscribe time, since
+    until one is known the reader's digest follows their other signals only."""
+    if not seeds:
+        return []
+    found = store.find_papers(seeds)
+    return [s for s in seeds if s not in found]
 
 
 def confirmation_message(settings: Settings, request: Request, link: str, now: datetime) -> Outgoing:

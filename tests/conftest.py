@@ -117,6 +117,20 @@ def read_maildir(path: Path) -> list[EmailMessage]:
     return out
 
 
+def mails_to(folder: Path, address: str, expect: int | None = None, wait: float = 10.0) -> list[EmailMessage]:
+    """The messages in ``folder/var/outbox`` addressed to ``address``; with ``expect``, waiting up to
+    ``wait`` seconds for that many (the web app mails its confirmations from a thread of its own)."""
+    outbox = folder / "var" / "outbox"
+    deadline = time.monotonic() + wait
+    while True:
+        found = (
+            [m for m in read_maildir(outbox) if address in str(m["To"])] if (outbox / "new").is_dir() else []
+        )
+        if expect is None or len(found) >= expect or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 # -- a real HTTP server ------------------------------------------------------------------------------
 
 

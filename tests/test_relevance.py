@@ -79,6 +79,62 @@ def test_subscribe_takes_about_and_seeds_and_names_a_seed_not_stored_yet(tmp_pat
     assert bad.returncode == 2 and "the description is longer than 2,000 characters" in bad.stderr
 
 
+def test_seeds_that_match_nothing_bring_nothing_not_the_trending_papers(index: PaperIndex) -> None:
+    """Seed papers not stored yet give no taste: the profile has nothing to go by, so nothing is chosen
+    (it used to get the most upvoted papers, labelled "papers like yours"). With keywords too, the
+    keywords alone choose."""
+    unknown = Profile(seeds=("2501.99999", "A Paper Nobody Wrote"))
+    assert index.select(unknown, limit=20) == ([], 0)
+    matches, _ = index.select(Profile(("reasoning",), seeds=("2501.99999",)), limit=20)
+    assert matches and all(m.matched == ("reasoning",) for m in matches)
+    assert index.select(Profile(), limit=3)[0]  # the trending digest still takes every paper
+
+
+def test_a_reader_whose_seeds_are_unknown_is_told_so_everywhere_and_sent_nothing(tmp_path: Path) -> None:
+    """At subscribe time the CLI, the web app and the API say which seeds no stored paper answers to yet;
+    until one is known the reader's digest follows their other signals only: none here, so no email."""
+    port = free_port()
+    cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
+    run = [DIGEST, "--config", str(cfg)]
+    assert subprocess.run([*run, "ingest"], env=_env(), capture_output=True).returncode == 0
+    known = seed_papers()[0].title  # the captures carry titles, not arXiv ids
+    cli = subprocess.run(
+        [*run, "subscribe", "ada@example.org", "--seed", "2501.99999"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert "seed '2501.99999' is not among the stored papers yet" in cli.stdout
+    token = "api-token-for-tests-0123456789abcdef"
+    with serving(cfg, port, _env(DIGEST_API_TOKEN=token)) as base, httpx.Client(base_url=base) as client:
+        put = client.put(
+            "/api/subscribers/zoe@example.org",
+            json={"seeds": ["2501.88888", known]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert put.status_code == 200 and put.json()["unknown_seeds"] == ["2501.88888"]
+        from conftest import TEST_SECRET_KEY
+
+        from digest.tokens import Purpose, Signer
+
+        manage = f"/m/{Signer([TEST_SECRET_KEY]).make(Purpose.MANAGE, 'ada@example.org')}"
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get(manage).text)
+        assert csrf
+        saved = client.post(manage, data={"csrf": csrf.group(1), "seeds": "2501.77777", "action": "save"})
+        assert saved.status_code == 200 and "Not among the papers we know yet: 2501.77777" in saved.text
+    report = json.loads(
+        subprocess.run([*run, "run", "--json"], env=_env(), capture_output=True, text=True).stdout
+    )
+    ada = next(s for s in report["subscribers"] if s["email"] == "ada@example.org")
+    assert (
+        ada["status"] == "nothing-new"
+        and "none of their seed papers is among the stored papers" in ada["note"]
+    )
+    zoe = next(s for s in report["subscribers"] if s["email"] == "zoe@example.org")
+    assert zoe["status"] == "sent"  # the known seed counts
+    assert {str(m["To"]) for m in read_maildir(tmp_path / "var" / "outbox")} == {"zoe@example.org"}
+
+
 # -- the hybrid ranking ------------------------------------------------------------------------------------
 
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
+from conftest import TEST_SECRET_KEY, free_port, mails_to, read_maildir, samples_source, write_config
 
 from digest import pipeline
 from digest.models import Profile, Subscriber
@@ -43,8 +42,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serving(cfg: Path, port: int, env: dict[str, str], *extra: str) -> Iterator[str]:
-    """A real `digest serve` process on 127.0.0.1:port for the duration."""
+def served(
+    cfg: Path, port: int, env: dict[str, str], *extra: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A real `digest serve` process on 127.0.0.1:port, and the process, once its /healthz answers."""
     proc = subprocess.Popen(
         [DIGEST, "serve", "--port", str(port), "--config", str(cfg), *extra],
         env=env,
@@ -53,19 +54,27 @@ def serving(cfg: Path, port: int, env: dict[str, str], *extra: str) -> Iterator[
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()
-                assert time.monotonic() < deadline, "digest serve did not start"
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "digest serve did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=15)
+
+
+@contextmanager
+def serving(cfg: Path, port: int, env: dict[str, str], *extra: str) -> Iterator[str]:
+    """A real `digest serve` process on 127.0.0.1:port for the duration: its base URL."""
+    with served(cfg, port, env, *extra) as (base, _):
+        yield base
 
 
 def _setup(tmp_path: Path) -> tuple[Path, int]:
@@ -212,11 +221,6 @@ def _csrf(client: httpx.Client) -> str:
     return found.group(1)
 
 
-def _mails_to(tmp_path: Path, address: str) -> list[Any]:
-    outbox = tmp_path / "var" / "outbox"
-    return [m for m in read_maildir(outbox) if address in str(m["To"])] if (outbox / "new").is_dir() else []
-
-
 def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path) -> None:
     cfg, port = _signup_setup(tmp_path)
     with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
@@ -224,7 +228,7 @@ def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path)
         form = {"csrf": token, "email": "zoe@example.org", "keywords": "speculative decoding\nRAG"}
         sent = client.post("/", data={**form, "timezone": "America/New_York"})  # the browser's zone
         assert sent.status_code == 200 and "Check your inbox" in sent.text
-        (mail,) = _mails_to(tmp_path, "zoe@example.org")
+        (mail,) = mails_to(tmp_path, "zoe@example.org", expect=1)
         assert str(mail["Subject"]) == "Confirm your paper digest subscription"
         link = re.search(r"(http://127\.0\.0\.1:\d+/c/\S+)", mail.get_body(("plain",)).get_content())
         assert link
@@ -248,7 +252,7 @@ def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path)
     (zoe,) = report["subscribers"]
     assert zoe["status"] == "sent"
     assert {k for p in zoe["papers"] for k in p["matched"]} <= {"speculative decoding", "RAG"}
-    digest_mail = [m for m in _mails_to(tmp_path, "zoe@example.org") if "Confirm" not in str(m["Subject"])]
+    digest_mail = [m for m in mails_to(tmp_path, "zoe@example.org") if "Confirm" not in str(m["Subject"])]
     assert len(digest_mail) == 1
     subject = str(digest_mail[0]["Subject"])
     assert "speculative decoding" in subject or "RAG" in subject
@@ -262,7 +266,7 @@ def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: P
         assert no_token.status_code == 403
         token = _csrf(client)
         wrong = client.post("/", data={"csrf": token + "x", "email": "x@example.org", "keywords": "RAG"})
-        assert wrong.status_code == 403 and _mails_to(tmp_path, "x@example.org") == []
+        assert wrong.status_code == 403 and mails_to(tmp_path, "x@example.org") == []
 
         bad = client.post("/", data={"csrf": token, "email": "x@example.org", "keywords": "RAG, ***"})
         assert bad.status_code == 400
@@ -283,7 +287,7 @@ def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: P
             },
         )
         assert posted.status_code == 200 and "<script>" not in posted.text
-        (mail,) = _mails_to(tmp_path, "mallory@example.org")
+        (mail,) = mails_to(tmp_path, "mallory@example.org", expect=1)
         html = mail.get_body(("html",)).get_content()
         assert "<script>" not in html and "&lt;script&gt;" in html
         link = re.search(r"(http://127\.0\.0\.1:\d+/c/\S+)", mail.get_body(("plain",)).get_content())
@@ -303,7 +307,7 @@ def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: P
         for _ in range(4):
             again = client.post("/", data={"csrf": token, "email": "target@example.org", "keywords": "RAG"})
             assert again.status_code == 200 and "Check your inbox" in again.text
-        assert len(_mails_to(tmp_path, "target@example.org")) == 3
+        assert len(mails_to(tmp_path, "target@example.org", expect=3)) == 3
 
         # One client: 20 requests an hour (8 counted above; the two refused for CSRF are not), then 429.
         codes = [
@@ -332,7 +336,7 @@ def test_worker_processes_and_servers_on_one_database_share_the_rate_limits(tmp_
                 asked = {"csrf": token, "email": "target@example.org", "keywords": "RAG"}
                 answers.append(client.post("/", data=asked).status_code)
         assert answers == [200] * 6  # the same answer every time: no enumeration, no hint of the limit
-        assert len(_mails_to(tmp_path, "target@example.org")) == 3
+        assert len(mails_to(tmp_path, "target@example.org", expect=3)) == 3
         # The manage page works from every worker (each built its app from the same config).
         with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
             store.add_subscriber(Subscriber("ada@example.org", "", Profile(("RAG",))), datetime.now(UTC))
@@ -542,7 +546,7 @@ def test_sign_up_never_builds_its_mailed_link_from_the_host_header(tmp_path: Pat
             headers={"Host": "evil.example"},
         )
         assert answer.status_code == 503 and "base_url" in answer.text
-    assert _mails_to(tmp_path, "zoe@example.org") == []
+    assert mails_to(tmp_path, "zoe@example.org") == []
 
 
 def test_a_sent_digest_can_be_viewed_in_a_browser_by_its_reader_only(tmp_path: Path) -> None:
@@ -566,7 +570,9 @@ def test_a_sent_digest_can_be_viewed_in_a_browser_by_its_reader_only(tmp_path: P
         ]
         signer = Signer([TEST_SECRET_KEY])
         no_digest = client.get(
-            found.group(1).split("/v/")[0] + "/v/" + signer.make(Purpose.VIEW, "ada@example.org|2001-01-01")
+            found.group(1).split("/v/")[0]
+            + "/v/"
+            + signer.make(Purpose.VIEW, "ada@example.org", date(2001, 1, 1))
         )
         assert no_digest.status_code == 404
         forged = client.get(found.group(1)[:-2] + "xx")

@@ -2,15 +2,23 @@
 
 Every request carries ``Authorization: Bearer <DIGEST_API_TOKEN>`` (compared in constant time); without a
 configured token the API answers 404, as if it did not exist. No cookies, so no CSRF. Profiles are checked
-with the same rules and messages as ``digest subscribe``; a subscriber added here is active at once (the
-platform has confirmed the address itself).
+with the same rules and messages as ``digest subscribe``, and every field must have its type (``"active":
+"false"`` is refused, not read as true); a subscriber added here is active at once (the platform has
+confirmed the address itself).
 
-- ``GET /api/subscribers?after=EMAIL&limit=N``: subscribers in address order, N at most 500;
+- ``GET /api/subscribers?after=EMAIL&limit=N``: subscribers in mailbox-key order, N at most 500;
 - ``GET /api/subscribers/{email}``: one;
 - ``PUT /api/subscribers/{email}``: create or replace ``{"keywords": [...], "exclude": [...],
-  "max_papers": N, "about": "...", "seeds": [...], "name": "...", "active": true}``;
+  "max_papers": N, "about": "...", "seeds": [...], "name": "...", "active": true, "timezone": "...",
+  "send_at": "HH:MM", "cadence": "..."}``; the answer lists the seeds no stored paper answers to yet
+  (``unknown_seeds``);
 - ``DELETE /api/subscribers/{email}``: unsubscribe (history kept, so nothing is ever sent twice);
-  ``?erase=true`` erases the subscriber and their history instead.
+  ``?erase=true`` erases the subscriber and their history instead (a reader added again later is still
+  never sent a paper from before: see ``Store.forget``).
+
+A reader the operator's config declares belongs to the config: PUT and DELETE answer 409 with the reason
+and change nothing (a change would be undone by the next run, and an erasure would lose the record of what
+was sent while the config kept the reader).
 """
 
 from __future__ import annotations
@@ -27,40 +35,62 @@ from starlette.routing import Route
 
 from digest.cadence import normalise_schedule
 from digest.errors import ProfileError, SubscriberError
+from digest.identity import mailbox_key, normalise_email
 from digest.models import Profile, Subscriber
 from digest.select import check_profile
-from digest.settings import Settings, normalise_email
+from digest.settings import Settings
 from digest.store import Store
-from digest.web.stores import ThreadStores
+from digest.subscriptions import unknown_seeds
+from digest.web.state import Web
 
 PAGE_MAX = 500
+_READ_ONLY = {"email", "bouncing", "bounce_reason"}  # what GET shows and PUT may carry back, ignored
+_FIELDS = {
+    "keywords",
+    "exclude",
+    "seeds",
+    "about",
+    "name",
+    "max_papers",
+    "active",
+    "timezone",
+    "send_at",
+    "cadence",
+}
 
 
 def profile_from_json(body: Any, email: str) -> tuple[Profile, str, bool]:
-    """(profile, name, active) from a PUT body, checked like ``digest subscribe``'s arguments."""
+    """(profile, name, active) from a PUT body, checked like ``digest subscribe``'s arguments; every field
+    of its own type (ProfileError otherwise)."""
     if not isinstance(body, dict):
         raise ProfileError("the body must be a JSON object", subscriber=email)
+    unknown = sorted(set(body) - _FIELDS - _READ_ONLY)
+    if unknown:
+        raise ProfileError(
+            f"unknown field {unknown[0]!r}; the fields are {', '.join(sorted(_FIELDS))}", subscriber=email
+        )
     words = {k: body.get(k, []) for k in ("keywords", "exclude", "seeds")}
     if not all(isinstance(v, list) and all(isinstance(w, str) for w in v) for v in words.values()):
         raise ProfileError("keywords, exclude and seeds must be lists of strings", subscriber=email)
-    about = body.get("about", "")
-    if not isinstance(about, str):
-        raise ProfileError("about must be a string", subscriber=email)
+    texts = {k: body.get(k, "") for k in ("about", "name", "timezone", "send_at", "cadence")}
+    wrong = [k for k, v in texts.items() if not isinstance(v, str)]
+    if wrong:
+        raise ProfileError(f"{wrong[0]} must be a string", subscriber=email)
     max_papers = body.get("max_papers", 20)
     if not isinstance(max_papers, int) or isinstance(max_papers, bool) or not 1 <= max_papers <= 1000:
         raise ProfileError("max_papers must be a number from 1 to 1000", subscriber=email)
-    when = [body.get(k, "") for k in ("timezone", "send_at", "cadence")]
-    if not all(isinstance(v, str) for v in when):
-        raise ProfileError("timezone, send_at and cadence must be strings", subscriber=email)
+    active = body.get("active", True)
+    if not isinstance(active, bool):
+        raise ProfileError("active must be true or false", subscriber=email)
     try:
-        timezone, send_at, cadence = normalise_schedule(*when)
+        timezone, send_at, cadence = normalise_schedule(texts["timezone"], texts["send_at"], texts["cadence"])
     except ValueError as exc:
         raise ProfileError(str(exc), subscriber=email) from exc
     profile = Profile(
         tuple(words["keywords"]),
         tuple(words["exclude"]),
         max_papers,
-        " ".join(about.split()),
+        " ".join(texts["about"].split()),
         tuple(words["seeds"]),
         timezone=timezone,
         send_at=send_at,
@@ -70,8 +100,7 @@ def profile_from_json(body: Any, email: str) -> tuple[Profile, str, bool]:
     if problems:
         keyword, why = problems[0]
         raise ProfileError(why, subscriber=email, keyword=keyword)
-    name = body.get("name", "")
-    return profile, " ".join(str(name).split())[:100], body.get("active", True) is not False
+    return profile, " ".join(texts["name"].split())[:100], active
 
 
 def bearer_guard(settings: Settings) -> Callable[[Request], Response | None]:
@@ -94,69 +123,103 @@ def bearer_guard(settings: Settings) -> Callable[[Request], Response | None]:
     return authorised
 
 
-def api_routes(settings: Settings, stores: ThreadStores) -> list[Route]:
-    authorised = bearer_guard(settings)
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def api_routes(web: Web) -> list[Route]:
+    authorised = bearer_guard(web.settings)
 
     def with_store(work: Any) -> Any:
-        with stores.get() as store:
+        with web.stores.get() as store:
             return work(store)
 
     async def collection(request: Request) -> Response:
         refused = authorised(request)
         if refused:
             return refused
-        after = request.query_params.get("after", "")
+        after = mailbox_key(request.query_params.get("after", ""))
         try:
             limit = min(PAGE_MAX, max(1, int(request.query_params.get("limit", "100"))))
         except ValueError:
-            return JSONResponse({"error": "limit must be a number"}, status_code=400)
+            return _error(400, "limit must be a number")
 
         def page(store: Store) -> list[Subscriber]:
             for batch in store.subscriber_batches(limit, include_inactive=True, start=after):
-                return [s for s in batch if s.email.casefold() != after.casefold()]
+                return [s for s in batch if s.key != after]
             return []
 
         found = await run_in_threadpool(with_store, page)
         return JSONResponse({"subscribers": [s.to_json() for s in found], "limit": limit})
 
-    async def one(request: Request) -> Response:
+    def addressed(request: Request) -> str | Response:
+        """The address in the path, checked; or the answer to give (unauthorised, not an address)."""
         refused = authorised(request)
         if refused:
             return refused
         try:
-            email = normalise_email(request.path_params["email"])
+            return normalise_email(request.path_params["email"])
         except SubscriberError as exc:
-            return JSONResponse({"error": exc.message}, status_code=400)
-        now = datetime.now(UTC)
-        if request.method == "GET":
-            found = await run_in_threadpool(with_store, lambda store: store.subscriber(email))
-            if found is None:
-                return JSONResponse({"error": f"no subscriber {email}"}, status_code=404)
-            return JSONResponse(found.to_json())
-        if request.method == "DELETE":
-            erase = request.query_params.get("erase") == "true"
-            removed = await run_in_threadpool(
-                with_store, lambda store: store.forget(email) if erase else store.unsubscribe(email, now)
-            )
-            return JSONResponse({"email": email, "erased" if erase else "unsubscribed": bool(removed)})
+            return _error(400, exc.message)
+
+    def writable(request: Request) -> str | Response:
+        """The address in the path, for a change: or the answer to give (unauthorised, not an address, a
+        reader the config declares: 409)."""
+        email = addressed(request)
+        if isinstance(email, Response) or mailbox_key(email) not in web.declared:
+            return email
+        return _error(
+            409,
+            f"{email} is declared in the operator's config file, which owns their profile and subscription:"
+            " change it there",
+        )
+
+    async def one(request: Request) -> Response:
+        email = addressed(request)
+        if isinstance(email, Response):
+            return email
+        found = await run_in_threadpool(with_store, lambda store: store.subscriber(email))
+        if found is None:
+            return _error(404, f"no subscriber {email}")
+        return JSONResponse(found.to_json())
+
+    async def remove(request: Request) -> Response:
+        email = writable(request)
+        if isinstance(email, Response):
+            return email
+        erase, now = request.query_params.get("erase") == "true", datetime.now(UTC)
+        removed = await run_in_threadpool(
+            with_store, lambda store: store.forget(email, now) if erase else store.unsubscribe(email, now)
+        )
+        return JSONResponse({"email": email, "erased" if erase else "unsubscribed": bool(removed)})
+
+    async def put(request: Request) -> Response:
+        email = writable(request)
+        if isinstance(email, Response):
+            return email
         try:
             profile, name, active = profile_from_json(await request.json(), email)
+        except RecursionError:
+            return _error(400, "the body is nested too deeply")
         except ValueError:
-            return JSONResponse({"error": "the body is not JSON"}, status_code=400)
+            return _error(400, "the body is not JSON")
         except ProfileError as exc:
-            return JSONResponse({"error": exc.message}, status_code=400)
+            return _error(400, exc.message)
 
-        def put(store: Store) -> Subscriber | None:
+        def save(store: Store) -> tuple[Subscriber | None, list[str]]:
+            now = datetime.now(UTC)
             store.add_subscriber(Subscriber(email, name, profile), now)
             if not active:
                 store.unsubscribe(email, now)
-            return store.subscriber(email)
+            return store.subscriber(email), unknown_seeds(store, profile.seeds)
 
-        saved = await run_in_threadpool(with_store, put)
+        saved, unknown = await run_in_threadpool(with_store, save)
         assert saved is not None
-        return JSONResponse(saved.to_json())
+        return JSONResponse({**saved.to_json(), "unknown_seeds": unknown})
 
     return [
         Route("/api/subscribers", collection, methods=["GET"]),
-        Route("/api/subscribers/{email}", one, methods=["GET", "PUT", "DELETE"]),
+        Route("/api/subscribers/{email}", one, methods=["GET"]),
+        Route("/api/subscribers/{email}", put, methods=["PUT"]),
+        Route("/api/subscribers/{email}", remove, methods=["DELETE"]),
     ]

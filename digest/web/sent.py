@@ -10,8 +10,8 @@ lists what they said and undoes it.
 
 from __future__ import annotations
 
+import re
 import secrets
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 from starlette.concurrency import run_in_threadpool
@@ -20,38 +20,29 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest.delivery import make_renderer
-from digest.errors import TokenError
 from digest.models import Digest, Paper
 from digest.select import explain
-from digest.settings import Settings
-from digest.tokens import Purpose, Signer
-from digest.web.pages import CSRF_COOKIE, Pages
-from digest.web.stores import ThreadStores
+from digest.tokens import Bearer, Purpose
+from digest.web.pages import CSRF_COOKIE
+from digest.web.state import Web
 
 VIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 KINDS = {"more": "More papers like this", "less": "Fewer papers like this"}
+_NUMBER = re.compile(r"[0-9]{1,4}")  # a paper's place in a digest (at most 1,000 papers)
 
 
-def sent_digest_routes(
-    settings: Settings,
-    signer: Signer,
-    stores: ThreadStores,
-    pages: Pages,
-    csrf_refused: Callable[[Request, dict[str, str]], Response | None],
-    with_csrf_cookie: Callable[[Response, str], Response],
-    manage_link: Callable[[str], str],
-) -> list[Route]:
-    renderer = make_renderer(settings)
+def sent_digest_routes(web: Web) -> list[Route]:
+    renderer = make_renderer(web.settings)
 
     def invalid(request: Request) -> Response:
-        return pages.page(
+        return web.pages.page(
             request, 400, "This link is not valid", "It may have been changed, or its digest deleted."
         )
 
-    def sent_digest_html(email: str, day: date) -> str | None:
-        with stores.get() as store:
-            subscriber = store.subscriber(email)
-            row = store.sent_message(email, day) if subscriber else None
+    def sent_digest_html(key: str, day: date) -> str | None:
+        with web.stores.get() as store:
+            subscriber = store.subscriber(key)
+            row = store.sent_message(key, day) if subscriber else None
             papers = store.papers_by_refs(row.refs) if row else []
         if subscriber is None or row is None or not papers:
             return None
@@ -61,70 +52,79 @@ def sent_digest_routes(
 
     async def view(request: Request) -> Response:
         """A sent digest as its HTML part: only the reader's own, only one that was sent."""
-        try:
-            email, _, day = signer.read(Purpose.VIEW, request.path_params["token"]).rpartition("|")
-            html = await run_in_threadpool(sent_digest_html, email, date.fromisoformat(day))
-        except (TokenError, ValueError):
+        found = web.bearer(Purpose.VIEW, request.path_params["token"])
+        if found is None or found.day is None:
             return invalid(request)
+        html = await run_in_threadpool(sent_digest_html, found.key, found.day)
         if html is None:
-            return pages.page(
+            return web.pages.page(
                 request, 404, "This digest is not here", "It may have been deleted with your data."
             )
         # The email's own inline styles are allowed here, and nothing else (no script, no image, no form).
         return HTMLResponse(html, headers={"Content-Security-Policy": VIEW_CSP})
 
-    def sent_paper(email: str, day: date, number: int) -> Paper | None:
-        with stores.get() as store:
-            row = store.sent_message(email, day)
+    def sent_paper(key: str, day: date, number: int) -> Paper | None:
+        with web.stores.get() as store:
+            row = store.sent_message(key, day)
             if row is None or not 1 <= number <= len(row.refs):
                 return None
             found = store.papers_by_refs([row.refs[number - 1]])
         return found[0] if found else None
 
-    def record(email: str, paper: Paper, kind: str) -> None:
+    async def about(request: Request) -> tuple[Bearer, Paper, str] | Response:
+        """Whose link, the paper it speaks of and "more" or "less"; else the page to answer."""
+        kind, number = request.path_params["kind"], request.path_params["number"]
+        found = web.bearer(Purpose.FEEDBACK, request.path_params["token"])
+        if found is None or found.day is None or kind not in KINDS or not _NUMBER.fullmatch(number):
+            return invalid(request)
+        paper = await run_in_threadpool(sent_paper, found.key, found.day, int(number))
+        return (found, paper, kind) if paper is not None else invalid(request)
+
+    async def feedback_page(request: Request) -> Response:
+        """GET and HEAD: the paper and one button; nothing changes (scanners fetch links)."""
+        found = await about(request)
+        if isinstance(found, Response):
+            return found
+        _, paper, kind = found
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        page = web.pages.page(
+            request,
+            200,
+            f"{KINDS[kind]}?",
+            paper.title,
+            action=request.url.path,
+            button=KINDS[kind],
+            positive=kind == "more",
+            csrf=csrf,
+            footnote="It changes your next digests, not this one. Your settings page lists it.",
+        )
+        return web.with_csrf_cookie(page, csrf)
+
+    def record(key: str, paper: Paper, kind: str) -> None:
         assert paper.ref is not None
-        with stores.get() as store:
-            store.set_feedback(email, paper.ref, kind, datetime.now(UTC))
+        with web.stores.get() as store:
+            store.set_feedback(key, paper.ref, kind, datetime.now(UTC))
 
     async def feedback(request: Request) -> Response:
-        kind = request.path_params["kind"]
-        try:
-            email, _, day = signer.read(Purpose.FEEDBACK, request.path_params["token"]).rpartition("|")
-            number = int(request.path_params["number"])
-            paper = await run_in_threadpool(sent_paper, email, date.fromisoformat(day), number)
-        except (TokenError, ValueError):
-            paper = None
-        if paper is None or kind not in KINDS:
-            return invalid(request)
-        if request.method == "GET":  # never acts: scanners and previews fetch links
-            csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
-            page = pages.page(
-                request,
-                200,
-                f"{KINDS[kind]}?",
-                paper.title,
-                action=request.url.path,
-                button=KINDS[kind],
-                positive=kind == "more",
-                csrf=csrf,
-                footnote="It changes your next digests, not this one. Your settings page lists it.",
-            )
-            return with_csrf_cookie(page, csrf)
-        form = {k: str(v) for k, v in (await request.form()).items()}
-        refused = csrf_refused(request, form)
+        found = await about(request)
+        if isinstance(found, Response):
+            return found
+        bearer, paper, kind = found
+        refused = web.csrf_refused(request, await web.form(request))
         if refused:
             return refused
-        await run_in_threadpool(record, email, paper, kind)
-        return pages.page(
+        await run_in_threadpool(record, bearer.key, paper, kind)
+        return web.pages.page(
             request,
             200,
             "Thank you",
             f"You will get {'more' if kind == 'more' else 'fewer'} papers like “{paper.title}”.",
-            link=manage_link(email),
+            link=web.manage_path(bearer.key),
             link_text="See and undo what you said",
         )
 
     return [
         Route("/v/{token}", view, methods=["GET"]),
-        Route("/f/{token}/{number}/{kind}", feedback, methods=["GET", "POST"]),
+        Route("/f/{token}/{number}/{kind}", feedback_page, methods=["GET"]),
+        Route("/f/{token}/{number}/{kind}", feedback, methods=["POST"]),
     ]

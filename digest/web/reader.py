@@ -1,0 +1,323 @@
+"""The reader's own pages, reached from the links in their digests: unsubscribe, manage, data, delete.
+
+The unsubscribe link of every digest (RFC 8058):
+
+- ``GET /u/{token}`` (and HEAD) shows one button and changes nothing: mail scanners fetch links;
+- ``POST /u/{token}`` with ``List-Unsubscribe=One-Click`` (what Gmail and Yahoo send, without cookies, and
+  what the button sends) unsubscribes at once. No CSRF token: the RFC requires the bare POST to work, and
+  the signed token already proves the link came from the subscriber's own mail.
+
+Managing (``/m/{token}``, linked from every digest): the reader's topics, exclusions, papers per email,
+trending or not, paused or not, with a preview of the digest those settings give on the papers stored now
+("matched" reasons and highlights), updated as they type by a small script (and by a Preview button
+without it). Saving needs the form's CSRF token. ``data.json`` downloads everything kept about them;
+``delete`` (two steps, CSRF) erases it. A reader the operator's config declares is shown their page but
+cannot change or erase it there.
+
+Every change is a POST; a GET or HEAD of any of these pages reads only, and any other method is refused
+(405) by the router. Where the work runs: the manage page and its live preview read on the event loop,
+with the loop thread's own SQLite connection (in WAL mode a reader never waits for a writer, and under the
+GIL a worker thread would add a hand-over per request and no parallelism: bench/web.py measured 1,480
+against 2,240 pages/s). Anything that writes, and so may wait for a ``digest run``'s transaction, runs in
+a worker thread.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import zoneinfo
+from dataclasses import replace
+from datetime import UTC, datetime
+from html import escape
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from digest.cadence import CADENCES, cadence_label
+from digest.errors import ProfileError
+from digest.identity import shown
+from digest.models import Profile, Subscriber
+from digest.planning import reader_when
+from digest.select import PaperIndex
+from digest.subscriptions import preview_digest, profile_from_form, unknown_seeds
+from digest.tokens import Purpose
+from digest.web.pages import CSRF_COOKIE, highlighted_title
+from digest.web.state import Web
+from digest.web.stores import PoolCache, UnsubscribeBatcher
+
+ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
+ZONES = sorted(zoneinfo.available_timezones())  # the manage page's time zone suggestions
+_REF = re.compile(r"[0-9]{1,18}")  # a paper's ref as the manage page's undo buttons send it
+CONFIG_OWNED = "your digest is set up in the operator's configuration: reply to a digest to change it"
+
+
+def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> list[Route]:
+    settings = web.settings
+    default_when = settings.default_when()
+
+    # -- unsubscribe -----------------------------------------------------------------------------------
+
+    async def unsubscribe_page(request: Request) -> Response:
+        found = web.bearer(Purpose.UNSUBSCRIBE, request.path_params["token"])
+        if found is None:
+            return web.invalid(request)
+        return web.pages.page(
+            request,
+            200,
+            "Unsubscribe from the digest?",
+            f"{shown(found.key)} will get no more digest emails.",
+            action=request.url.path,
+            button="Unsubscribe",
+            one_click=True,
+            footnote="Changed your mind? Just close this page.",
+        )
+
+    async def unsubscribe(request: Request) -> Response:
+        found = web.bearer(Purpose.UNSUBSCRIBE, request.path_params["token"])
+        if found is None:
+            return web.invalid(request)
+        form = await web.form(request)
+        if form.get("List-Unsubscribe") != ONE_CLICK:
+            return PlainTextResponse("expected List-Unsubscribe=One-Click", status_code=400)
+        await batcher.unsubscribe(found.key)
+        return web.pages.page(
+            request, 200, "You are unsubscribed", f"{shown(found.key)} will get no more digest emails."
+        )
+
+    # -- manage ----------------------------------------------------------------------------------------
+
+    def manage_key(request: Request) -> str | None:
+        """The mailbox a manage link was made for, or None for a forged, altered or foreign one."""
+        found = web.bearer(Purpose.MANAGE, request.path_params["token"])
+        return found.key if found is not None else None
+
+    async def manage_post(request: Request) -> tuple[str, dict[str, str]] | Response:
+        """(key, form) of a POST to a manage link that carries its CSRF token; else the page to answer."""
+        key = manage_key(request)
+        if key is None:
+            return web.invalid(request)
+        form = await web.form(request)
+        return web.csrf_refused(request, form) or (key, form)
+
+    def preview_html(subscriber: Subscriber, pool: PaperIndex) -> str:
+        with web.stores.get() as store:
+            digest = preview_digest(settings, store, subscriber, datetime.now(UTC), pool)
+        entries = [
+            {
+                "title": highlighted_title(m.paper.title, m.matched),
+                "matched": m.matched,
+                "likeness": m.likeness,
+            }
+            for m in (digest.matches if digest else ())
+        ]
+        return web.pages.env.get_template("preview.html").render(
+            entries=entries, more=digest.more if digest else 0
+        )
+
+    def save_profile(subscriber: Subscriber, paused: bool) -> list[str]:
+        now = datetime.now(UTC)
+        with web.stores.get() as store:
+            store.add_subscriber(subscriber, now)
+            if paused:
+                store.unsubscribe(subscriber.email, now)
+            return unknown_seeds(store, subscriber.profile.seeds)
+
+    def manage_view(
+        key: str, profile: Profile | None, save: bool, paused: bool, pool: PaperIndex
+    ) -> tuple[Subscriber | None, str, list[str]]:
+        """The subscriber (with ``profile`` if given, saved if ``save``), the preview of their digest, and
+        the seeds saved that no stored paper answers to yet."""
+        with web.stores.get() as store:
+            subscriber = store.subscriber(key)
+        if subscriber is None:
+            return None, "", []
+        if profile is not None:
+            subscriber = replace(subscriber, profile=profile)
+        unknown = save_profile(subscriber, paused) if save else []
+        return subscriber, preview_html(subscriber, pool), unknown
+
+    def said_of(key: str) -> list[dict[str, Any]]:
+        """What the reader said with "more / less like this", for the manage page to list and undo."""
+        with web.stores.get() as store:
+            mine = store.feedback([key]).get(key, {})
+        return [
+            {"ref": p.ref, "title": p.title, "kind": kind}
+            for kind in ("more", "less")
+            for p in mine.get(kind, [])
+        ]
+
+    async def manage_page(request: Request) -> Response:
+        return await manage(request, None)
+
+    async def manage_save(request: Request) -> Response:
+        posted = await manage_post(request)
+        if isinstance(posted, Response):
+            return posted
+        return await manage(request, posted)
+
+    async def manage(request: Request, posted: tuple[str, dict[str, str]] | None) -> Response:
+        key = posted[0] if posted else manage_key(request)
+        if key is None:
+            return web.invalid(request)
+        preview_only = request.url.path.endswith("/preview")
+        csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        form = posted[1] if posted else None
+        profile, error, save = None, "", False
+        if form is not None:
+            try:
+                profile = profile_from_form(form, key)
+            except ProfileError as exc:
+                if preview_only:
+                    return HTMLResponse(
+                        f'<section id="preview"><p class="error">{escape(exc.message)}</p></section>'
+                    )
+                error = exc.message
+            save = not preview_only and not error and form.get("action") == "save"
+            if save and key in web.declared:
+                error, save = CONFIG_OWNED, False
+        paused = form is not None and form.get("paused") == "yes"
+        pool = await pools.get()
+        if save:  # a write may wait for a `digest run`'s transaction: in a worker thread
+            subscriber, preview, unknown = await run_in_threadpool(
+                manage_view, key, profile, True, paused, pool
+            )
+        else:  # reads only: on the event loop (see the module's docstring)
+            subscriber, preview, unknown = manage_view(key, profile, False, paused, pool)
+        if subscriber is None:
+            return web.pages.page(
+                request,
+                404,
+                "No subscription here",
+                f"{shown(key)} is not subscribed.",
+                footnote="Subscribe again from the form.",
+            )
+        if preview_only:
+            return HTMLResponse(preview)
+        response = web.pages.page(
+            request,
+            400 if error else 200,
+            "Your paper digest",
+            f"For {subscriber.email}. Changes apply from the next digest.",
+            template="manage.html",
+            action=request.url.path,
+            csrf=csrf,
+            form=form or profile_form(subscriber),
+            error=error,
+            saved=save,
+            unknown=unknown,
+            preview=preview,
+            said=said_of(key),
+            when=reader_when(subscriber, default_when).describe(),
+            cadences=[("", f"As the digest: {default_when.every()}")]
+            + [(c, cadence_label(c)) for c in CADENCES],
+            zones=ZONES,
+            default_zone=settings.timezone,
+        )
+        return web.with_csrf_cookie(response, csrf)
+
+    def undo_feedback(key: str, ref: int) -> None:
+        with web.stores.get() as store:
+            store.set_feedback(key, ref, None, datetime.now(UTC))
+
+    async def undo(request: Request) -> Response:
+        posted = await manage_post(request)
+        if isinstance(posted, Response):
+            return posted
+        key, form = posted
+        if not _REF.fullmatch(form.get("ref", "")):
+            return PlainTextResponse("ref must be a paper's number", status_code=400)
+        await run_in_threadpool(undo_feedback, key, int(form["ref"]))
+        return RedirectResponse(request.url.path.removesuffix("/feedback"), status_code=303)
+
+    # -- data and deletion -----------------------------------------------------------------------------
+
+    def my_data(key: str) -> dict[str, Any] | None:
+        with web.stores.get() as store:
+            subscriber = store.subscriber(key)
+            if subscriber is None:
+                return None
+            sent = store.history(key)
+        sent_json = [
+            {"id": r.key, "title": r.title, "sent_at": r.sent_at, "message_id": r.message_id} for r in sent
+        ]
+        return {**subscriber.to_json(), "sent": sent_json}
+
+    async def data(request: Request) -> Response:
+        key = manage_key(request)
+        if key is None:
+            return web.invalid(request)
+        found = await run_in_threadpool(my_data, key)
+        if found is None:
+            return JSONResponse({"error": "not subscribed"}, status_code=404)
+        return JSONResponse(
+            found, headers={"Content-Disposition": 'attachment; filename="my-paper-digest.json"'}
+        )
+
+    def forget_now(key: str) -> None:
+        with web.stores.get() as store:
+            store.forget(key, datetime.now(UTC))
+
+    async def delete(request: Request) -> Response:
+        posted = await manage_post(request)
+        if isinstance(posted, Response):
+            return posted
+        key, form = posted
+        if key in web.declared:
+            return web.pages.page(
+                request,
+                400,
+                "Not here",
+                "Your digest is set up in the operator's configuration: reply to a digest.",
+            )
+        if form.get("confirm") != "yes":  # a second, explicit step: nothing is erased by one stray click
+            return web.pages.page(
+                request,
+                200,
+                "Delete everything?",
+                f"{shown(key)}, your topics and the record of every paper sent to you will be erased. No digest "
+                "will be sent again. This cannot be undone.",
+                template="delete.html",
+                action=request.url.path,
+                csrf=request.cookies[CSRF_COOKIE],
+            )
+        await run_in_threadpool(forget_now, key)
+        return web.pages.page(
+            request,
+            200,
+            "Deleted",
+            f"Everything about {shown(key)} is gone. No digest will be sent again.",
+            footnote="Kept: a one-way fingerprint of the address, so that if you subscribe again you are never "
+            "sent a paper from before.",
+        )
+
+    return [
+        Route("/u/{token}", unsubscribe_page, methods=["GET"]),
+        Route("/u/{token}", unsubscribe, methods=["POST"]),
+        Route("/m/{token}", manage_page, methods=["GET"]),
+        Route("/m/{token}", manage_save, methods=["POST"]),
+        Route("/m/{token}/preview", manage_save, methods=["POST"]),
+        Route("/m/{token}/feedback", undo, methods=["POST"]),
+        Route("/m/{token}/data.json", data, methods=["GET"]),
+        Route("/m/{token}/delete", delete, methods=["POST"]),
+    ]
+
+
+def profile_form(subscriber: Subscriber) -> dict[str, str]:
+    """The manage form's fields for a stored subscriber."""
+    p = subscriber.profile
+    return {
+        "keywords": "\n".join(p.keywords),
+        "exclude": ", ".join(p.exclude),
+        "max_papers": str(p.max_papers),
+        "trending": "yes" if p.trending else "",
+        "paused": "" if subscriber.active else "yes",
+        "about": p.about,
+        "seeds": "\n".join(p.seeds),
+        "timezone": p.timezone,
+        "send_at": p.send_at,
+        "cadence": p.cadence,
+    }

@@ -1,0 +1,274 @@
+"""Signing up on the web: the form (``/``), the confirmation link (``/c/{token}``), and the thread that mails
+the confirmations.
+
+The form is CSRF-protected (a random token in a SameSite=Strict cookie and in the form); the request is
+checked like ``digest subscribe`` and mailed as a confirmation link (double opt-in, see ``subscriptions``);
+the answer is the same whether the address is known or not. Limits, counted in the store so every process
+and host shares them: 3 confirmation emails per address an hour, 20 requests per client an hour (the
+client is the connection's address, or what a proxy named in ``[web] trusted_proxies`` says), and
+``[web] confirmations_per_hour`` emails in all, so no header a stranger sends can turn the form into a relay.
+
+Confirmation emails are handed to a ``ConfirmationMailer``: one thread of its own sends them, so a relay
+that stalls delays only confirmations, never a reader's page, an unsubscribe or another sign-up (they
+used to be sent on the request's thread pool, which a stalled relay could fill).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError, TransientDeliveryError
+from digest.mime import Outgoing
+from digest.subscriptions import (
+    ASK_WINDOW,
+    ASKS_PER_ADDRESS,
+    ASKS_PER_CLIENT,
+    confirm_link,
+    confirmation_message,
+    read_confirmation,
+    unknown_seeds,
+)
+from digest.subscriptions import Request as SignupRequest
+from digest.transport import Transport
+from digest.web.pages import CSRF_COOKIE
+from digest.web.state import Web
+
+log = logging.getLogger("digest.web")
+
+
+class ConfirmationMailer:
+    """Sends queued messages from one thread of its own (see the module's docstring).
+
+    ``submit`` never waits: it answers False when ``capacity`` messages are already waiting (the relay is
+    down or slow), and the page says to try again later. A transient failure is tried ``attempts`` times,
+    ``backoff`` seconds apart; what is still queued at shutdown is given ``close``'s grace, then dropped
+    with a log line (a confirmation is asked for again from the form; nothing of a reader's is lost).
+    """
+
+    def __init__(
+        self,
+        transport: Callable[[], Transport],
+        capacity: int = 500,
+        attempts: int = 3,
+        backoff: float = 5.0,
+    ) -> None:
+        self.transport, self.attempts, self.backoff = transport, attempts, backoff
+        self.waiting: queue.Queue[Outgoing | None] = queue.Queue(capacity)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="digest-confirmations", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, message: Outgoing) -> bool:
+        try:
+            self.waiting.put_nowait(message)
+        except queue.Full:
+            return False
+        return True
+
+    def close(self, grace: float = 5.0) -> None:
+        """Stop after sending what is queued, waiting at most ``grace`` seconds."""
+        if not self.thread.is_alive():
+            return
+        deadline = time.monotonic() + grace
+        while self.waiting.qsize() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.stopping.set()
+        left = self.waiting.qsize()
+        if left:
+            log.warning(
+                "%d confirmation email(s) not sent before shutdown; their readers can ask again", left
+            )
+        with contextlib.suppress(queue.Full):
+            self.waiting.put_nowait(None)
+        self.thread.join(max(0.0, deadline - time.monotonic()) + 0.1)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            message = self.waiting.get()
+            if message is None:
+                return
+            batch = [message]
+            while len(batch) < 50:  # what else is waiting goes over the same connection
+                try:
+                    more = self.waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self.stopping.set()
+                    break
+                batch.append(more)
+            self._send(batch)
+
+    def _send(self, batch: list[Outgoing]) -> None:
+        failures = 0
+        while batch:
+            try:
+                with self.transport() as transport:
+                    while batch:
+                        transport.send(batch[0])
+                        batch.pop(0)
+                    transport.flush()
+            except TransientDeliveryError as exc:
+                failures += 1
+                if failures == self.attempts or self.stopping.wait(self.backoff):
+                    log.warning("%d confirmation email(s) not sent: %s", len(batch), exc.reason)
+                    return
+            except DeliveryError as exc:  # refused for good (that address): the others go on
+                log.warning("a confirmation email was refused: %s", exc.reason)
+                batch.pop(0)
+            except Exception:
+                log.exception("sending %d confirmation email(s) failed", len(batch))
+                return
+
+
+def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
+    settings = web.settings
+    default_when = settings.default_when()
+
+    def allowed(what: str, limit: int) -> bool:
+        with web.stores.get() as store:
+            return store.allow(what, limit, ASK_WINDOW, time.time())
+
+    def form_page(
+        request: Request, status: int, csrf: str, form: dict[str, str], error: str = ""
+    ) -> Response:
+        response = web.pages.page(
+            request,
+            status,
+            "Get new papers on your topics, every morning",
+            "One email a day with the new research papers that match your topics, never the same paper twice.",
+            template="subscribe.html",
+            csrf=csrf,
+            form=form,
+            error=error,
+            when=default_when.every(),
+        )
+        return web.with_csrf_cookie(response, csrf)
+
+    async def show_form(request: Request) -> Response:
+        return form_page(request, 200, secrets.token_urlsafe(24), {})
+
+    def ask(asked: SignupRequest) -> str:
+        """Mail ``asked`` their confirmation link, within the limits: "sent", "limited" (the address asked
+        too often: the same answer as "sent", so nobody learns of it), "capped" or "busy"."""
+        if not allowed(f"address:{asked.subscriber().key}", ASKS_PER_ADDRESS):
+            return "limited"
+        if not allowed("confirmations", settings.web.confirmations_per_hour):
+            log.warning(
+                "sign-up: [web] confirmations_per_hour (%d) reached; confirmations wait for the next hour",
+                settings.web.confirmations_per_hour,
+            )
+            return "capped"
+        assert settings.base_url is not None
+        link = confirm_link(web.signer, settings.base_url, asked)
+        return (
+            "sent"
+            if mailer.submit(confirmation_message(settings, asked, link, datetime.now(UTC)))
+            else "busy"
+        )
+
+    async def subscribe(request: Request) -> Response:
+        form = await web.form(request)
+        refused = web.csrf_refused(request, form)
+        if refused:
+            return refused
+        cookie = request.cookies[CSRF_COOKIE]
+        client = request.client.host if request.client else "unknown"
+        if not await run_in_threadpool(allowed, f"client:{client}", ASKS_PER_CLIENT):
+            return web.pages.page(request, 429, "Too many requests", "Please try again in an hour.")
+        try:
+            asked = SignupRequest.from_form(form)
+        except (ProfileError, SubscriberError) as exc:
+            return form_page(request, 400, cookie, form, error=exc.message)
+        # The mailed link is built from base_url only, never from the Host header a client sends.
+        if not settings.base_url:
+            return web.pages.page(
+                request, 503, "Sign-up is not set up here", "The operator has to set base_url."
+            )
+        outcome = await run_in_threadpool(ask, asked)
+        if outcome in ("capped", "busy"):
+            return web.pages.page(
+                request, 503, "We could not send the email now", "Please try again in an hour."
+            )
+        # The same answer whether the address is new, known, or has asked too often: no enumeration.
+        return web.pages.page(
+            request,
+            200,
+            "Check your inbox",
+            f"We sent a confirmation link to {asked.email}. Follow it within 48 hours to start your digest.",
+            footnote="Nothing arrives? Look in the spam folder, or send the form again in a while.",
+        )
+
+    def confirmed(request: Request) -> SignupRequest | Response:
+        try:
+            return read_confirmation(web.signer, request.path_params["token"])
+        except TokenError as exc:
+            return web.pages.page(
+                request,
+                400,
+                f"This link {exc.message.removeprefix('this link ')}",
+                "Subscribe again from the form.",
+            )
+
+    def what_of(asked: SignupRequest) -> str:
+        return "the trending papers" if asked.profile.trending else ", ".join(asked.profile.topics)
+
+    async def confirm_page(request: Request) -> Response:
+        """GET and HEAD: one button, nothing changes (mail scanners and link previews fetch links)."""
+        asked = confirmed(request)
+        if isinstance(asked, Response):
+            return asked
+        return web.pages.page(
+            request,
+            200,
+            "Confirm your subscription",
+            f"{asked.email} will get a daily digest on: {what_of(asked)}.",
+            action=request.url.path,
+            button="Confirm",
+            positive=True,
+        )
+
+    def add_now(asked: SignupRequest) -> list[str]:
+        with web.stores.get() as store:
+            store.add_subscriber(asked.subscriber(), datetime.now(UTC))
+            return unknown_seeds(store, asked.profile.seeds)
+
+    async def confirm(request: Request) -> Response:
+        asked = confirmed(request)
+        if isinstance(asked, Response):
+            return asked
+        unknown = await run_in_threadpool(add_now, asked)
+        notes = [
+            f"Not among the papers we know yet: {', '.join(unknown)}. They count once a listing brings them."
+        ]
+        return web.pages.page(
+            request,
+            200,
+            "You are subscribed",
+            f"{asked.email} gets a daily digest on: {what_of(asked)}.",
+            *(notes if unknown else []),
+            link=web.manage_path(asked.email),
+            link_text="Tune your topics and preview your digest",
+            footnote="Every digest links to this page, and to unsubscribe in one click.",
+        )
+
+    return [
+        Route("/", show_form, methods=["GET"]),
+        Route("/", subscribe, methods=["POST"]),
+        Route("/c/{token}", confirm_page, methods=["GET"]),
+        Route("/c/{token}", confirm, methods=["POST"]),
+    ]

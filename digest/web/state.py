@@ -1,0 +1,92 @@
+"""What every area of the web app shares, built once per process: the settings, the signer, the store
+connections, the pages, and the few checks every acting route makes (whose link this is, the CSRF token).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from digest.errors import TokenError
+from digest.identity import legacy_variants, mailbox_key
+from digest.settings import Settings
+from digest.tokens import Bearer, Purpose, Signer
+from digest.web.pages import CSRF_COOKIE, Pages
+from digest.web.stores import ThreadStores
+
+FORM_FIELDS_MAX = 100  # fields one form may carry (the manage form has 13)
+
+
+@dataclass
+class Web:
+    """The app's state: see the module's docstring."""
+
+    settings: Settings
+    signer: Signer
+    stores: ThreadStores
+    pages: Pages
+    declared: frozenset[str] = field(default_factory=frozenset)  # config readers' keys: the config owns them
+
+    @classmethod
+    def build(cls, settings: Settings) -> Web:
+        """The state for ``settings``; ConfigError if the signing keys are missing or weak."""
+        pages = Pages(settings.sender.split("<")[0].strip().strip('"') or "Paper Digest")
+        return cls(
+            settings,
+            Signer(settings.signing_keys()),
+            ThreadStores(settings.database),
+            pages,
+            frozenset(mailbox_key(s.email) for s in settings.subscribers),
+        )
+
+    @property
+    def secure_cookie(self) -> bool:
+        return (self.settings.base_url or "").startswith("https://")
+
+    def bearer(self, purpose: Purpose, token: str) -> Bearer | None:
+        """Whom ``token`` acts for, or None for a forged, altered or other-purpose one. A link signed before
+        mailbox keys (``Bearer.legacy``) counts only when no other subscriber could be meant by it."""
+        try:
+            found = self.signer.read(purpose, token)
+        except TokenError:
+            return None
+        if found.legacy:
+            variants = legacy_variants(found.key)
+            if variants:
+                with self.stores.get() as store:
+                    if any(store.subscriber(v) is not None for v in variants):
+                        return None
+        return found
+
+    async def form(self, request: Request) -> dict[str, str]:
+        """The posted form's fields (no files; ``guards.BodyLimit`` has bounded its size already)."""
+        posted = await request.form(max_files=0, max_fields=FORM_FIELDS_MAX)
+        return {k: v for k, v in posted.items() if isinstance(v, str)}
+
+    def csrf_refused(self, request: Request, form: dict[str, str]) -> Response | None:
+        """None when the form's CSRF token matches its cookie (both present), else the 403 page."""
+        cookie, given = request.cookies.get(CSRF_COOKIE, ""), form.get("csrf", "")
+        if cookie and given and secrets.compare_digest(cookie.encode(), given.encode()):
+            return None
+        return self.pages.page(request, 403, "This form has expired", "Reload the page and send it again.")
+
+    def with_csrf_cookie(self, response: Response, csrf: str) -> Response:
+        """The response carrying the form's CSRF token in a cookie scripts and other sites cannot read."""
+        response.set_cookie(
+            CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=self.secure_cookie, path="/"
+        )
+        return response
+
+    def invalid(self, request: Request) -> HTMLResponse:
+        return self.pages.page(
+            request,
+            400,
+            "This link is not valid",
+            "It may have been changed or cut short. Use the link in a recent digest email.",
+        )
+
+    def manage_path(self, email: str) -> str:
+        return f"/m/{self.signer.make(Purpose.MANAGE, email)}"
