@@ -11,7 +11,6 @@ import dataclasses
 import functools
 import json
 import logging
-import os
 import re
 import sys
 import traceback
@@ -29,13 +28,15 @@ from rich.text import Text
 from digest import __version__, logs, pipeline
 from digest.cadence import normalise_schedule
 from digest.errors import ConfigError, DigestError, ProfileError, SubscriberError
+from digest.identity import mailbox_key, normalise_email
 from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
 from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
 from digest.planning import Send, Skip, reader_when, resume_hint
+from digest.redact import redact_text
 from digest.render import one_line
 from digest.runlock import database_lock
 from digest.select import check_profile
-from digest.settings import Settings, load_settings, normalise_email, resolve_config_path
+from digest.settings import Settings, load_settings
 from digest.store import RUN_SYNC, Store, as_store_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,10 +110,11 @@ _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 def _fail(message: str, exc: BaseException, verbose: int) -> None:
-    """One message on stderr; control characters (terminal escapes from feed text) dropped."""
-    click.echo(f"digest: {_CONTROL.sub('', message)}", err=True)
+    """One message on stderr, credentials redacted; control characters (terminal escapes from feed text)
+    dropped."""
+    click.echo(f"digest: {_CONTROL.sub('', redact_text(message))}", err=True)
     if verbose >= 2:
-        click.echo("".join(traceback.format_exception(exc)), err=True)
+        click.echo(redact_text("".join(traceback.format_exception(exc))), err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -365,7 +367,7 @@ def subscribe(
         click.echo(f"re-enabled {address}: it was skipped as bouncing after repeated refusals")
     if before is not None and profile != before.profile:
         click.echo(f"note: this replaced {address}'s profile; {resume_hint(address)} re-enables without that")
-    if any(s.email == address for s in settings.subscribers):
+    if any(mailbox_key(s.email) == mailbox_key(address) for s in settings.subscribers):
         click.echo(f"note: {address} is declared in {settings.config_path}; the config's profile applies")
 
 
@@ -400,7 +402,7 @@ def feedback(config: str | None, email: str, paper: str, kind: str | None) -> No
     settings = settings_for(config)
     address = normalise_email(email)
     with Store.open(settings.database) as store:
-        declared = any(s.email == address for s in settings.subscribers)
+        declared = any(mailbox_key(s.email) == mailbox_key(address) for s in settings.subscribers)
         if store.subscriber(address) is None and not declared:
             raise SubscriberError(f"no subscriber {address}", hint="see them with: digest subscribers")
         found = store.find_papers([paper]).get(paper)
@@ -525,29 +527,26 @@ def serve(config: str | None, host: str, port: int, workers: int) -> None:
     """Serve the reader's web app for base_url: sign-up with confirmation, the manage page with its live
     preview, one-click unsubscribe, the digests viewed in a browser, and the /api for platforms.
 
-    Needs DIGEST_SECRET_KEY (the key that signs the links). Put it behind a reverse proxy for https; it is
-    safe to run beside `digest run` on the same database. Stops on Ctrl-C or SIGTERM.
+    Needs DIGEST_SECRET_KEY (the key that signs the links). Put it behind a reverse proxy for https (and
+    name the proxy in [web] trusted_proxies); it is safe to run beside `digest run` on the same database.
+    Exit 2 when it cannot start (the key, the database, the address), 130 on Ctrl-C, 0 on SIGTERM.
     """
-    import uvicorn
-
-    from digest.web import create_app
+    from digest.web.server import serve as serve_web
 
     settings = settings_for(config)
-    app = create_app(settings)  # checks the keys and the database before anything listens
-    if not settings.base_url:
-        click.echo("note: base_url is not set, so the emails link to no page of this app", err=True)
-    click.echo(
-        f"digest serve: http://{host}:{port} (for {settings.base_url or 'no base_url'}); Ctrl-C stops",
-        err=True,
-    )
-    options: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "server_header": False}
-    if workers == 1:
-        uvicorn.run(app, **options)
-        return
-    # Each worker process builds its own app from the same config (uvicorn imports the factory by name).
-    root = click.get_current_context().find_root().params.get("config")
-    os.environ["DIGEST_CONFIG"] = str(resolve_config_path(config or root).resolve())
-    uvicorn.run("digest.web:app_from_environment", factory=True, workers=workers, **options)
+
+    def serving() -> None:
+        if not settings.base_url:
+            click.echo("note: base_url is not set, so the emails link to no page of this app", err=True)
+        click.echo(
+            f"digest serve: http://{host}:{port} (for {settings.base_url or 'no base_url'}); Ctrl-C stops",
+            err=True,
+        )
+
+    status = serve_web(settings, host, port, workers, serving)
+    if status == EXIT_INTERRUPTED:
+        click.echo("digest serve: stopped", err=True)
+    sys.exit(status)
 
 
 @main.command()

@@ -33,6 +33,7 @@ SIGNED = (
     b"list-id",
 )
 KEY_VARIABLE = "DIGEST_DKIM__PRIVATE_KEY"
+MIN_BITS = 1024  # RFC 8301: verifiers must not accept signatures with shorter RSA keys
 
 
 def pem(text: str) -> bytes:
@@ -57,13 +58,20 @@ class DkimKey:
         """A key checked now, so that a bad one stops the run before anything is sent (ConfigError)."""
         key = pem(private_key)
         try:
-            parse_pem_private_key(key)
-        except (UnparsableKeyError, ValueError, IndexError) as exc:
+            bits = int(parse_pem_private_key(key)["modulus"]).bit_length()
+        except (UnparsableKeyError, ValueError, IndexError, KeyError, TypeError) as exc:
             raise ConfigError(
                 f"the DKIM private key cannot be read: {exc}",
                 key="dkim.private_key",
                 hint=f"set {KEY_VARIABLE} to an RSA private key in PEM form (openssl genrsa 2048)",
             ) from exc
+        if bits < MIN_BITS:
+            raise ConfigError(
+                f"the DKIM private key has {bits} bits; RFC 8301 asks for at least {MIN_BITS} (receivers"
+                " ignore signatures made with shorter keys)",
+                key="dkim.private_key",
+                hint=f"make a 2048-bit key (openssl genrsa 2048), set {KEY_VARIABLE} and publish its public key",
+            )
         return cls(selector, domain, key)
 
     def sign(self, data: bytes) -> bytes:

@@ -127,7 +127,8 @@ class SentenceModel:
 
         transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # none in a run's output
         self._name = name
-        self.encoder = SentenceTransformer(name, device="cpu")
+        # From the folder or the local cache only (``check_model`` found it there): never a download.
+        self.encoder = SentenceTransformer(name, device="cpu", local_files_only=True)
 
     @property
     def name(self) -> str:

@@ -10,9 +10,13 @@ folder, so a config works wherever ``digest`` is started from.
 
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import logging
 import os
+import re
 import tomllib
+from collections import Counter
 from collections.abc import Callable
 from datetime import time
 from email.utils import formataddr, parseaddr
@@ -34,30 +38,33 @@ from pydantic import (
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from digest.bounces import verp_address
-from digest.cadence import When, normalise_schedule, parse_cadence
+from digest.cadence import When, normalise_schedule, parse_cadence, parse_send_at
 from digest.dkimsign import KEY_VARIABLE, DkimKey
 from digest.errors import ConfigError, SubscriberError
+from digest.identity import mailbox_key, normalise_email
 from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
+from digest.redact import redact_text, redact_url
 from digest.tokens import check_keys
 
 DEFAULT_CONFIG = Path("config/digest.toml")
 log = logging.getLogger("digest")
 
 
-def normalise_email(address: str) -> str:
-    """A subscriber address checked for syntax and normalised (domain lower-cased, IDNA handled).
-
-    >>> normalise_email("Ada@Example.ORG")
-    'Ada@example.org'
-    """
-    try:
-        return validate_email(address.strip(), check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise SubscriberError(f"{address!r} is not a usable email address: {exc}") from exc
+def _no_booleans(model: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """A number setting given ``true`` or ``false`` is refused (pydantic would read it as 1 or 0)."""
+    kind = model.model_fields[str(info.field_name)].annotation
+    if isinstance(value, bool) and kind in (int, float, int | None, float | None):
+        raise ValueError("expected a number, not true or false")
+    return value
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return _no_booleans(cls, value, info)
 
 
 class SourceConfig(_Strict):
@@ -226,6 +233,31 @@ class DkimConfig(_Strict):
     private_key: SecretStr | None = None
 
 
+class WebConfig(_Strict):
+    """``[web]``: what ``digest serve`` believes and how much mail its sign-up form may cause."""
+
+    # Reverse proxies (IP addresses or networks such as "10.0.0.0/8") whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed. None by default: the client is the connection's own address, so
+    # nobody can pick their own rate-limit bucket by sending the header.
+    trusted_proxies: list[str] = []
+    # Confirmation emails the sign-up form may send per hour, in all (every process and host on the
+    # database): whatever a client claims to be, the form cannot become a relay.
+    confirmations_per_hour: int = Field(default=100, ge=1, le=100_000)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network; name each proxy, e.g. '127.0.0.1' or"
+                    " '10.0.0.0/8' (a proxy trusted by name, or every client, would let anyone claim any address)"
+                ) from None
+        return [entry.strip() for entry in value]
+
+
 class Settings(BaseSettings):
     """Every setting, with its default. The README's configuration reference mirrors this class."""
 
@@ -261,20 +293,36 @@ class Settings(BaseSettings):
     bounces: BouncesConfig = BouncesConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     alerts: AlertsConfig = AlertsConfig()
+    web: WebConfig = WebConfig()
     sources: list[SourceConfig] = []
     subscribers: list[SubscriberConfig] = []
     # Where this configuration was read from; relative paths were resolved against its folder.
     config_path: Path | None = None
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return _no_booleans(cls, value, info)
+
+    @field_validator("send_at", mode="before")
+    @classmethod
+    def _send_at(cls, value: Any) -> Any:
+        """A time of day: "HH:MM" (or a TOML time, 07:00:00); a bare number is refused (pydantic would
+        read 7 as seven seconds past midnight)."""
+        if isinstance(value, time):
+            return value
+        if not isinstance(value, str):
+            raise ValueError('write the time of day as a string, "HH:MM" (e.g. "07:00")')
+        return parse_send_at(value)
+
     @field_validator("database")
     @classmethod
     def _database(cls, value: Path | str) -> Path | str:
         if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
-            from urllib.parse import urlsplit
-
-            if urlsplit(value).password is not None:
+            if redact_url(value) != value:
                 raise ValueError(
-                    "the URL holds a password: set PGPASSWORD (or ~/.pgpass) in the environment instead"
+                    f"the URL {redact_url(value)} holds a password: remove it there and set PGPASSWORD"
+                    " (or ~/.pgpass) in the environment instead"
                 )
             return value
         return Path(value)
@@ -317,12 +365,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
-        names = [s.name for s in self.sources]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        names = Counter(s.name for s in self.sources)
+        dupes = sorted(n for n, seen in names.items() if seen > 1)
         if dupes:
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
-        emails = [s.email.casefold() for s in self.subscribers]
-        dupes = sorted({e for e in emails if emails.count(e) > 1})
+        mailboxes = Counter(mailbox_key(s.email) for s in self.subscribers)  # one mailbox, one reader
+        dupes = sorted(e for e, seen in mailboxes.items() if seen > 1)
         if dupes:
             raise ValueError(f"subscriber emails must be unique; repeated: {', '.join(dupes)}")
         return self
@@ -371,12 +419,61 @@ class Settings(BaseSettings):
         return [s.to_subscriber() for s in self.subscribers]
 
 
+INSTALL_HINT = (
+    "install the model's library (pip install 'digest[semantic]', PyTorch's CPU build first: see the README),"
+    ' or set [relevance] model = "tfidf"'
+)
+
+
+def check_model(name: str, base: Path) -> str:
+    """The model ``[relevance] model`` names, checked without loading it or touching the network: "tfidf";
+    a model folder (an absolute path, or relative to ``base``, the config's folder), returned absolute; or
+    a model hub name found in the local Hugging Face cache. ConfigError naming the setting and the fix
+    otherwise: a run never waits on a download, nor fails half-way for a model it cannot load."""
+    if name == "tfidf":
+        return name
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise ConfigError(
+            f"the model {name!r} needs sentence-transformers, which is not installed",
+            key="relevance.model",
+            hint=INSTALL_HINT,
+        )
+    folder = (base / Path(name).expanduser()).resolve()
+    if folder.is_dir():
+        if not any((folder / f).is_file() for f in ("modules.json", "config.json")):
+            raise ConfigError(
+                f"{folder} holds no sentence-transformers model (no modules.json or config.json)",
+                key="relevance.model",
+                hint="point it at the folder a model was saved or downloaded into",
+            )
+        return str(folder)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ConfigError(
+            f"there is no model folder at {folder}",
+            key="relevance.model",
+            hint="put the model's folder there (model.save(FOLDER), or hf download NAME --local-dir FOLDER)",
+        )
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    if not isinstance(try_to_load_from_cache(repo, "modules.json"), str):
+        raise ConfigError(
+            f"the model {name!r} is neither a folder nor in this machine's Hugging Face cache; runs do not download it",
+            key="relevance.model",
+            hint=f"download it once (hf download {repo}), or save it into a folder and name the folder",
+        )
+    return name
+
+
 def _loc(loc: tuple[Any, ...]) -> str:
     """``("sources", 1, "kind")`` -> ``"sources[1].kind"``."""
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
+
+
+_SECRET_SETTING = re.compile(r"password|secret|token|private_key", re.I)  # values never shown
 
 
 def _explain(exc: ValidationError, where: str) -> ConfigError:
@@ -388,8 +485,13 @@ def _explain(exc: ValidationError, where: str) -> ConfigError:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting; check its spelling against the README's configuration reference"
-        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
-            msg += f" (got {err['input']!r})"
+        elif (
+            "input" in err
+            and err["type"] not in ("missing",)
+            and not isinstance(err["input"], dict | list)
+            and not _SECRET_SETTING.search(key)
+        ):
+            msg += f" (got {redact_text(repr(err['input']))})"
         lines.append(f"{key or '(top level)'}: {msg}")
     return ConfigError(f"invalid configuration in {where}:\n  " + "\n  ".join(lines), key=None)
 
@@ -530,6 +632,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
                 key="templates_dir",
                 hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
             )
+    model = check_model(loaded.relevance.model, base)
     values = loaded.model_dump(
         exclude={
             "delivery",
@@ -539,6 +642,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
             "bounces",
             "schedule",
             "alerts",
+            "web",
             "sources",
             "subscribers",
         }
@@ -552,10 +656,11 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
         **values,
         delivery=loaded.delivery.model_copy(update={"maildir": _resolve(loaded.delivery.maildir, base)}),
         smtp=loaded.smtp,
-        relevance=loaded.relevance,
+        relevance=loaded.relevance.model_copy(update={"model": model}),
         dkim=loaded.dkim,
         schedule=loaded.schedule,
         alerts=loaded.alerts,
+        web=loaded.web,
         bounces=loaded.bounces.model_copy(update={"maildir": _resolve(loaded.bounces.maildir, base)}),
         sources=[
             s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path else s

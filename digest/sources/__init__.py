@@ -13,9 +13,10 @@ from datetime import date
 
 from digest.errors import ParseError
 from digest.models import Paper, Validators
+from digest.redact import redact_url
 from digest.settings import SourceConfig
 from digest.sources.feed import parse_feed
-from digest.sources.fetch import fetch_url, headers_from_env, read_paths, redact_url
+from digest.sources.fetch import fetch_url, headers_from_env, read_paths
 from digest.sources.hfjson import parse_hf_json
 from digest.sources.snapshot import looks_like_html, looks_like_listing, parse_snapshot
 

@@ -21,60 +21,23 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 import threading
 import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
 from digest import __version__
 from digest.errors import FetchError
 from digest.models import Validators
+from digest.redact import redact_text, redact_url
 
 USER_AGENT = f"digest/{__version__} (research-paper email digest)"
 MAX_REDIRECTS = 10
 DEFAULT_MAX_BYTES = 50_000_000
-_SECRET_PARAM = re.compile(r"(key|token|secret|password|passwd|pwd|auth|signature|sig|credential)", re.I)
-_URL_IN_TEXT = re.compile(r"https?://[^\s'\"<>]+")
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password and secret-looking query values replaced by ``***``.
-
-    >>> redact_url("https://ada:hunter2@example.org/feed?api_key=abc&cat=cs.CL")
-    'https://ada:***@example.org/feed?api_key=***&cat=cs.CL'
-    >>> redact_url("https://example.org/feed.xml")
-    'https://example.org/feed.xml'
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "(a URL that cannot be parsed)"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(_SECRET_PARAM.search(k) for k, _ in pairs):
-            query = urlencode([(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def redact_text(text: str) -> str:
-    """Every URL in ``text`` redacted (an exception's message may quote the URL it was given).
-
-    >>> redact_text("Client error for url 'https://u:p@h/x?token=1'")
-    "Client error for url 'https://u:***@h/x?token=***'"
-    """
-    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
 @dataclass(frozen=True, slots=True)
