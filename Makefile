@@ -63,6 +63,7 @@ bench: install-dev
 	cd bench && ../$(BIN)/python fsync.py
 	cd bench && ../$(BIN)/python dkim_signing.py
 	cd bench && ../$(BIN)/python schedule_wake.py
+	cd bench && ../$(BIN)/python rekey.py
 	cd bench && (test -x /usr/sbin/smtp-sink && ../$(BIN)/python pipelining.py || echo "pipelining.py needs smtp-sink")
 	cd bench && (command -v wrk >/dev/null && ../$(BIN)/python web.py || echo "web.py needs wrk")
 	cd bench && (test -x /usr/lib/postgresql/15/bin/initdb && ../$(BIN)/python postgresql.py || echo "postgresql.py needs Debian's postgresql")
