@@ -147,6 +147,9 @@ def test_migrate_store_copies_everything_and_the_history_holds(database: str, tm
     )
     assert moved.returncode == 0, moved.stderr
     assert f"papers: {before['papers']:,} rows copied and counted" in moved.stdout
+    with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
+        tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {line.split(":")[0] for line in moved.stdout.splitlines() if "rows copied" in line} == tables
     again = subprocess.run(
         [*digest, "migrate-store", "--to", database], env=env, capture_output=True, text=True
     )

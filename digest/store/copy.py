@@ -26,6 +26,8 @@ TABLES = (
     "runs",
     "run_ranges",
     "ingests",
+    "source_health",
+    "erasures",
 )
 IDENTITIES = (("papers", "pid"), ("messages", "id"), ("runs", "id"), ("run_ranges", "id"), ("ingests", "id"))
 BATCH = 2_000
