@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from render_email import digests
 
-from digest.dkimsign import DkimKey
-from digest.render import Renderer
+from digest.email.dkim import DkimKey
+from digest.email.render import Renderer
 
 
 def pem(bits: int) -> str:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from digest.transport import SYNC_THREADS, fsync_path
+from digest.email.transport import SYNC_THREADS, fsync_path
 
 BATCH = 256
 

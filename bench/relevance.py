@@ -29,8 +29,8 @@ from pathlib import Path
 from synthetic import REPO, seed_papers
 
 from digest.models import Paper, Profile, normalise_title
-from digest.select import PaperIndex
-from digest.semantic import make_model
+from digest.selection.index import PaperIndex
+from digest.selection.semantic import make_model
 
 LABELS = REPO.parent / "shared" / "relevance" / "labels.json"
 DRAWS, LIKED = 5, 3

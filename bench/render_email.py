@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 
 from synthetic import VOCABULARY, seed_papers
 
+from digest.email.render import Renderer, inline_css
 from digest.models import Digest, Profile, Subscriber
-from digest.render import Renderer, inline_css
-from digest.select import PaperIndex
+from digest.selection.index import PaperIndex
 
 
 def digests(n: int, seed: int = 11) -> list[Digest]:

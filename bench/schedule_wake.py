@@ -27,7 +27,7 @@ from pathlib import Path
 
 from synthetic import subscribers
 
-from digest.planning import due_now
+from digest.run.planning import due_now
 from digest.settings import Settings
 from digest.store import NewMessage, Store
 

@@ -19,7 +19,7 @@ import time
 from synthetic import VOCABULARY, make_profiles, seed_papers
 
 from digest.models import Paper, Profile
-from digest.select import PaperIndex
+from digest.selection.index import PaperIndex
 
 
 def straightforward(papers: list[Paper], profile: Profile) -> list[tuple[int, int, str]]:

@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from html import escape
 from zoneinfo import ZoneInfo
 
-from digest.mime import Outgoing, notice
+from digest.email.mime import Outgoing, notice
 
 FAILING, STALE = "failing", "stale"
 

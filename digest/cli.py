@@ -25,17 +25,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from digest import __version__, logs, pipeline
+from digest import __version__, logs
 from digest.cadence import normalise_schedule
+from digest.email.render import one_line
 from digest.errors import ConfigError, DigestError, ProfileError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
+from digest.keywords import check_profile
 from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
-from digest.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
-from digest.planning import Send, Skip, reader_when, resume_hint
 from digest.redact import redact_text
-from digest.render import one_line
-from digest.runlock import database_lock
-from digest.select import check_profile
+from digest.run import pipeline
+from digest.run.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
+from digest.run.planning import Send, Skip, reader_when, resume_hint
+from digest.run.runlock import database_lock
 from digest.settings import Settings, load_settings
 from digest.store import RUN_SYNC, Store, as_store_error
 

@@ -26,10 +26,10 @@ from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from digest import pipeline
 from digest.errors import DigestError
-from digest.planning import due_now
-from digest.runlock import database_lock
+from digest.run import pipeline
+from digest.run.planning import due_now
+from digest.run.runlock import database_lock
 from digest.settings import Settings, load_settings
 from digest.store import RUN_SYNC, Store
 

@@ -37,9 +37,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from digest.bounces import verp_address
 from digest.cadence import When, normalise_schedule, parse_cadence, parse_send_at
-from digest.dkimsign import KEY_VARIABLE, DkimKey
+from digest.email.bounces import verp_address
+from digest.email.dkim import KEY_VARIABLE, DkimKey
 from digest.errors import ConfigError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
 from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber

@@ -22,13 +22,14 @@ from html import escape
 from typing import Any
 
 from digest.cadence import first_key, normalise_schedule
-from digest.dkimsign import signed
+from digest.email.dkim import signed
+from digest.email.mime import Outgoing, ascii_address, notice
 from digest.errors import ProfileError, SubscriberError, TokenError
 from digest.identity import normalise_email
-from digest.mime import Outgoing, ascii_address, notice
+from digest.keywords import check_profile
 from digest.models import DEFAULT_MAX_PAPERS, Digest, Profile, Subscriber
-from digest.planning import reader_when, tastes_of
-from digest.select import PaperIndex, check_profile
+from digest.run.planning import reader_when, tastes_of
+from digest.selection.index import PaperIndex
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import Purpose, Signer

@@ -16,9 +16,9 @@ import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from digest.email.render import Renderer
 from digest.models import Digest, Paper, Profile, Subscriber
-from digest.render import Renderer
-from digest.select import PaperIndex
+from digest.selection.index import PaperIndex
 from digest.sources.snapshot import parse_snapshot
 from digest.tokens import Signer
 

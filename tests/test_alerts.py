@@ -10,10 +10,10 @@ from typing import Any
 from conftest import read_maildir, write_config
 from test_cadence import listing
 
-from digest import pipeline
+from digest.email.transport import MemoryTransport
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
-from digest.transport import MemoryTransport
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

@@ -12,48 +12,56 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = [
     {"errors", "redact"},
-    {"identity", "models"},
+    {"identity", "models", "keywords", "cadence"},
     {
         "tokens",
-        "dkimsign",
-        "bounces",
-        "cadence",
         "alerts",
         "settings",
-        "semantic",
-        "select",
-        "mime",
-        "fragments",
-        "render",
+        "selection.semantic",
+        "selection.index",
+        "email.mime",
+        "email.fragments",
+        "email.render",
+        "email.dkim",
+        "email.bounces",
     },
-    {"sources", "store", "transport", "runlock", "progress", "logs"},
-    {"courier", "planning", "delivery", "subscriptions"},
-    {"sharing"},
-    {"workers"},
-    {"pipeline"},
+    {"sources", "store", "email.transport", "run.runlock", "run.progress", "logs"},
+    {"run.courier", "run.planning", "run.delivery", "subscriptions"},
+    {"run.sharing"},
+    {"run.workers"},
+    {"run.pipeline"},
     {"web"},
     {"cli", "scheduler"},
 ]
+STAGES = {"email", "run", "selection"}  # packages whose modules are layered one by one
 
 
-def _module(path: Path) -> str:
-    return path.relative_to(PACKAGE).with_suffix("").parts[0]
+def _unit(parts: tuple[str, ...]) -> str:
+    """The unit a module belongs to: ``email.render``, ``run.planning``; else its top-level module or
+    package (``store``, ``web``, ``sources``)."""
+    return ".".join(parts[:2]) if parts[0] in STAGES and len(parts) > 1 else parts[0]
 
 
 def _imports() -> dict[str, set[str]]:
-    """Top-level digest module -> the top-level digest modules it imports (anywhere in it)."""
+    """Unit -> the units of digest it imports (anywhere in it)."""
     graph: dict[str, set[str]] = {}
     for path in PACKAGE.rglob("*.py"):
-        here = _module(path)
-        if here == "__init__":
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__" and (len(parts) == 1 or parts[0] in STAGES):
             continue
+        here = _unit(parts)
         found = graph.setdefault(here, set())
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("digest"):
-                parts = node.module.split(".")
-                names = [parts[1]] if len(parts) > 1 else [a.name for a in node.names]
+                module = tuple(node.module.split(".")[1:])
+                if not module or (module[0] in STAGES and len(module) == 1):  # from digest(.run) import x
+                    names = [_unit((*module, a.name)) for a in node.names]
+                else:
+                    names = [_unit(module)]
             elif isinstance(node, ast.Import):
-                names = [a.name.split(".")[1] for a in node.names if a.name.startswith("digest.")]
+                names = [
+                    _unit(tuple(a.name.split(".")[1:])) for a in node.names if a.name.startswith("digest.")
+                ]
             else:
                 continue
             found.update(n for n in names if n != here and n != "__version__")

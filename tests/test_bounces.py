@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from conftest import TEST_SECRET_KEY, SmtpServer, samples_source, write_config
 
-from digest import pipeline
-from digest.bounces import COMPLAINT, HARD, SOFT, verp_address
+from digest.email.bounces import COMPLAINT, HARD, SOFT, verp_address
+from digest.email.transport import make_transport
 from digest.models import Profile, Status, Subscriber
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
-from digest.transport import make_transport
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 NAMES = ("ada", "grace", "hopper", "katherine", "lin")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_email import NOW, SENDER, SIGNER, golden_cases, hostile_digest
 
-from digest.render import Renderer
+from digest.email.render import Renderer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Under CI the browser is part of the test set-up (.ci/run installs it): there, a missing Chromium fails.

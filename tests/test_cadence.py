@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import NOW, write_config
 
-from digest import pipeline
 from digest.cadence import When, first_key, next_opening, normalise_schedule, period_at
+from digest.email.transport import MemoryTransport
 from digest.models import Profile, Status, Subscriber
+from digest.run import pipeline
 from digest.settings import Settings, load_settings
 from digest.store import Store
-from digest.transport import MemoryTransport
 
 UTC_MINUS_12 = "Etc/GMT+12"  # POSIX signs: this is UTC-12 (Baker Island)
 UTC_PLUS_14 = "Pacific/Kiritimati"

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from conftest import REPO, SAMPLES_REPORT, HttpServer, Route, read_maildir, samples_source, write_config
 
 from digest.cli import main
-from digest.runlock import run_lock
+from digest.run.runlock import run_lock
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 ADA = {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3}

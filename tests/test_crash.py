@@ -27,10 +27,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import RecordingHandler, free_port, samples_source, sent_refs, write_config
 
-from digest import pipeline
+from digest.email.transport import MemoryTransport
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
-from digest.transport import MemoryTransport
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 VOCABULARY = [

@@ -17,13 +17,13 @@ from conftest import free_port, samples_source, write_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from digest import pipeline
+from digest.email.transport import make_transport
 from digest.errors import ConfigError
 from digest.models import Profile, Status
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
 from digest.subscriptions import Request, confirmation_message
-from digest.transport import make_transport
 
 SUBSCRIBERS = [
     {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3},

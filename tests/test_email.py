@@ -19,15 +19,15 @@ import pytest
 from conftest import TEST_SECRET_KEY, SmtpServer, sent_refs
 from lxml import html as lxml_html
 
-from digest import pipeline
-from digest.mime import qp
+from digest.email.mime import qp
+from digest.email.render import HTML_BUDGET, Composed, Renderer, inline_css, preinline_template
+from digest.email.transport import MemoryTransport
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
-from digest.render import HTML_BUDGET, Composed, Renderer, inline_css, preinline_template
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.sources.snapshot import parse_snapshot
 from digest.store import Store
 from digest.tokens import Purpose, Signer
-from digest.transport import MemoryTransport
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SAMPLES = Path(__file__).resolve().parent.parent / "config" / "samples"

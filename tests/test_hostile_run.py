@@ -30,13 +30,13 @@ from conftest import (
     write_config,
 )
 
-from digest import pipeline
+from digest.email.render import SUBJECT_MAX, Renderer
+from digest.email.transport import SmtpTransport
 from digest.models import Digest, Match, Paper, Profile, Reason, Status, Subscriber
-from digest.render import SUBJECT_MAX, Renderer
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import BOUNCE_LIMIT, Store
 from digest.tokens import Signer
-from digest.transport import SmtpTransport
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from conftest import REPO, HostileServer, count_papers, read_maildir, samples_source, write_config
 
-from digest import pipeline
+from digest.email.render import HTML_BUDGET, Renderer
+from digest.email.transport import make_transport
 from digest.errors import FetchError, RenderError
 from digest.models import Digest, Match, Paper, Profile, Status, Subscriber
-from digest.render import HTML_BUDGET, Renderer
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.sources.fetch import fetch_url
 from digest.store import Store
-from digest.transport import make_transport
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)

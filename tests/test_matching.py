@@ -10,10 +10,11 @@ from functools import cache
 import pytest
 from conftest import SAMPLES
 
+from digest.email.render import marked
 from digest.errors import KeywordError
+from digest.keywords import check_profile, compile_keyword, match_spans
 from digest.models import Paper, Profile
-from digest.render import marked
-from digest.select import PaperIndex, check_profile, compile_keyword, match_spans
+from digest.selection.index import PaperIndex
 from digest.sources.snapshot import parse_snapshot
 
 

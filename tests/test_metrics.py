@@ -12,10 +12,10 @@ from conftest import TEST_SECRET_KEY, free_port, samples_source, write_config
 from prometheus_client.parser import text_string_to_metric_families
 from test_web import _env, serving
 
-from digest import pipeline
+from digest.email.transport import make_transport
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
-from digest.transport import make_transport
 
 TOKEN = "metrics-token-for-tests-0123456789"
 SUBSCRIBERS = [

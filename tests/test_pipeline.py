@@ -20,16 +20,16 @@ from conftest import (
     write_config,
 )
 
-from digest import pipeline
-from digest.courier import Courier
-from digest.delivery import Delivery, make_renderer
+from digest.email.transport import MaildirTransport, MemoryTransport, SmtpTransport, make_transport
 from digest.errors import PermanentDeliveryError
 from digest.models import Paper, Status
-from digest.planning import Send, Skip, plan, plan_batches
-from digest.select import PaperIndex
+from digest.run import pipeline
+from digest.run.courier import Courier
+from digest.run.delivery import Delivery, make_renderer
+from digest.run.planning import Send, Skip, plan, plan_batches
+from digest.selection.index import PaperIndex
 from digest.settings import Settings, load_settings
 from digest.store import Store
-from digest.transport import MaildirTransport, MemoryTransport, SmtpTransport, make_transport
 
 ADA = {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3}
 GRACE = {"email": "grace@example.org", "keywords": [], "max_papers": 5}

@@ -20,15 +20,15 @@ from click.testing import CliRunner
 from conftest import ScriptedHandler, free_port, samples_source, sent_refs, write_config
 from rich.console import Console
 
-from digest import pipeline
 from digest.cli import main, print_summary
-from digest.courier import Courier, RetryBudget
+from digest.email.mime import Outgoing
+from digest.email.transport import MemoryTransport, SmtpTransport
 from digest.errors import TransientDeliveryError
-from digest.mime import Outgoing
 from digest.models import RunReport, Status
+from digest.run import pipeline
+from digest.run.courier import Courier, RetryBudget
 from digest.settings import Settings, load_settings
 from digest.store import BOUNCE_LIMIT, Store
-from digest.transport import MemoryTransport, SmtpTransport
 
 SUBSCRIBERS = [
     {"email": f"{name}@example.org", "keywords": keywords}

@@ -9,9 +9,9 @@ from datetime import date, datetime
 import pytest
 from conftest import TEST_SECRET_KEY
 
+from digest.email.render import Renderer, cut_abstract, subject_for
 from digest.errors import ConfigError
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
-from digest.render import Renderer, cut_abstract, subject_for
 from digest.tokens import Purpose, Signer
 
 ADA = Subscriber("ada@example.org", "Ada Lovelace", Profile(("speculative decoding", "RAG")))

@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import read_maildir, write_config
 from test_cadence import listing
 
-from digest.runlock import run_lock
+from digest.run.runlock import run_lock
 from digest.scheduler import JOB_ID, Waker, build_scheduler
 from digest.settings import load_settings
 

@@ -23,12 +23,12 @@ import httpx
 import pytest
 from conftest import TEST_SECRET_KEY, free_port, mails_to, read_maildir, samples_source, write_config
 
-from digest import pipeline
+from digest.email.transport import make_transport
 from digest.models import Profile, Subscriber
+from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
 from digest.tokens import Purpose, Signer
-from digest.transport import make_transport
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 ADA = {"email": "ada@example.org", "keywords": ["speculative decoding"], "max_papers": 3}
@@ -588,7 +588,7 @@ def test_the_preview_index_is_rebuilt_only_when_the_stored_papers_change() -> No
     kept when not, and kept (not lost) when a rebuild fails."""
     import asyncio
 
-    from digest.select import PaperIndex
+    from digest.selection.index import PaperIndex
     from digest.web.stores import PoolCache
 
     version, builds = [1], [0]

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from conftest import read_maildir, samples_source, write_config
 
-from digest import pipeline, workers
-from digest.courier import RetryBudget, make_courier
+from digest.email.transport import make_transport
 from digest.models import Profile, Status, Subscriber
-from digest.progress import LogLines
+from digest.run import pipeline, workers
+from digest.run.courier import RetryBudget, make_courier
+from digest.run.progress import LogLines
 from digest.settings import Settings, load_settings
 from digest.store import Store
-from digest.transport import make_transport
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
@@ -171,7 +171,7 @@ def test_worker_count() -> None:
 def test_progress_log_lines(caplog: pytest.LogCaptureFixture) -> None:
     clock = iter([0.0, 1.0, 12.0, 13.0, 25.0, 25.0]).__next__
     lines = LogLines(1000, every=10, clock=clock)
-    with caplog.at_level(logging.INFO, logger="digest.progress"):
+    with caplog.at_level(logging.INFO, logger="digest.run.progress"):
         lines.advance(100)  # t=1: too soon for a line
         lines.advance(400)  # t=12
         lines.advance(100)  # t=13: too soon again
@@ -185,8 +185,8 @@ def test_progress_log_lines(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_tally_counts_everyone_and_keeps_details_bounded() -> None:
-    from digest.delivery import Tally
     from digest.models import SubscriberReport
+    from digest.run.delivery import Tally
 
     FAILED, NOTHING_NEW = Status.FAILED, Status.NOTHING_NEW
 

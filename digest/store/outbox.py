@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from digest.bounces import SOFT
+from digest.email.bounces import SOFT
 from digest.identity import fingerprint, mailbox_key
 from digest.models import MessageState
 from digest.store.base import Connection, _chunks, _iso, _values
@@ -188,7 +188,7 @@ class Outbox(Connection):
         return bool(bouncing and bouncing[0])
 
     def record_bounce(self, email: str, kind: str, reason: str, now: datetime) -> bool:
-        """Returned mail about ``email`` (see ``digest.bounces``): a hard bounce or a complaint suspends them
+        """Returned mail about ``email`` (see ``digest.email.bounces``): a hard bounce or a complaint suspends them
         at once (bouncing: no more mail until ``digest resume``); a soft bounce counts, and ``BOUNCE_LIMIT``
         of them with less than ``SOFT_BOUNCE_WINDOW`` between one and the next suspend them too. True when
         they are now bouncing; False for an address that is no subscriber."""

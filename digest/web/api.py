@@ -36,8 +36,8 @@ from starlette.routing import Route
 from digest.cadence import normalise_schedule
 from digest.errors import ProfileError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
+from digest.keywords import check_profile
 from digest.models import Profile, Subscriber
-from digest.select import check_profile
 from digest.settings import Settings
 from digest.store import Store
 from digest.subscriptions import unknown_seeds

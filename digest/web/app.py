@@ -31,10 +31,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest.planning import candidate_pool
-from digest.select import PaperIndex
+from digest.email.transport import make_transport
+from digest.run.planning import candidate_pool
+from digest.selection.index import PaperIndex
 from digest.settings import Settings
-from digest.transport import make_transport
 from digest.web.api import api_routes, bearer_guard
 from digest.web.guards import KIB, BodyLimit, InternalErrors
 from digest.web.metrics import metrics_routes

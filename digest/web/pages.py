@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.render import cut_title, default_templates_dir, marked
+from digest.email.render import cut_title, default_templates_dir, marked
 
 CSRF_COOKIE = "digest_csrf"  # the double-submit cookie every form's CSRF token is checked against
 

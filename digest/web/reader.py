@@ -41,8 +41,8 @@ from digest.cadence import CADENCES, cadence_label
 from digest.errors import ProfileError
 from digest.identity import shown
 from digest.models import Profile, Subscriber
-from digest.planning import reader_when
-from digest.select import PaperIndex
+from digest.run.planning import reader_when
+from digest.selection.index import PaperIndex
 from digest.subscriptions import preview_digest, profile_from_form, unknown_seeds
 from digest.tokens import Purpose
 from digest.web.pages import CSRF_COOKIE, highlighted_title

@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from digest.delivery import make_renderer
 from digest.models import Digest, Paper
-from digest.select import explain
+from digest.run.delivery import make_renderer
+from digest.selection.index import explain
 from digest.tokens import Bearer, Purpose
 from digest.web.pages import CSRF_COOKIE
 from digest.web.state import Web

@@ -29,8 +29,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest.email.mime import Outgoing
+from digest.email.transport import Transport
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError, TransientDeliveryError
-from digest.mime import Outgoing
 from digest.subscriptions import (
     ASK_WINDOW,
     ASKS_PER_ADDRESS,
@@ -41,7 +42,6 @@ from digest.subscriptions import (
     unknown_seeds,
 )
 from digest.subscriptions import Request as SignupRequest
-from digest.transport import Transport
 from digest.web.pages import CSRF_COOKIE
 from digest.web.state import Web
 

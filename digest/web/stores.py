@@ -21,7 +21,7 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
-from digest.select import PaperIndex
+from digest.selection.index import PaperIndex
 from digest.store import Store, as_store_error
 
 log = logging.getLogger(__name__)

@@ -30,253 +30,31 @@ description". Exclusions drop a paper whatever its likeness.
 from __future__ import annotations
 
 import bisect
-import functools
-import re
 from array import array
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from digest.errors import KeywordError
+from digest.keywords import (
+    FIELD_NAME,
+    SCORE,
+    TITLE,
+    Field,
+    Keyword,
+    KeywordWord,
+    compiled,
+    match_spans,
+    tokenize,
+)
 from digest.models import Likeness, Match, Paper, Profile, Reason, Where
-from digest.semantic import Space, Taste, TextModel, TfidfModel, make_taste
+from digest.selection.semantic import Space, Taste, TextModel, TfidfModel, make_taste
 
-_WORD = re.compile(r"[^\W_]+")
-KEYWORD_MAX = 100  # characters in one keyword
-PROFILE_MAX = 100  # keywords, and exclusions, in one profile
-ABOUT_MAX = 2_000  # characters in a profile's description
-SEEDS_MAX = 50  # seed papers in one profile
-SEED_MAX = 500  # characters in one seed (an arXiv id, or a title)
-TITLE, ABSTRACT = 0, 1
-_FIELD_NAME: tuple[Where, Where] = ("title", "abstract")
-_SCORE = (2, 1)  # title, abstract
 # Tuned on the labelled seed papers (bench/relevance.py prints the figures; nothing reads the labels here).
 SIMILAR_ENOUGH = 0.1  # the likeness (cosine with the taste) at which a paper without a keyword is chosen
 LIKENESS_WEIGHT = 1.0  # likeness against the scaled keyword score (the profile's best keyword match = 1)
 CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
-
-
-def is_cased(word: str) -> bool:
-    """A word whose case matters: a capital after its first letter.
-
-    >>> [is_cased(w) for w in ("LLM", "MoE", "LoRA", "Transformer", "rag")]
-    [True, True, True, False, False]
-    """
-    return any(c.isupper() for c in word[1:])
-
-
-def singular(word: str) -> str:
-    """The regular English singular of a folded word, so plural and singular meet.
-
-    >>> [singular(w) for w in ("transformers", "queries", "boxes", "classes", "agent", "analysis", "loss")]
-    ['transformer', 'query', 'box', 'class', 'agent', 'analysis', 'loss']
-    """
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("es") and word[:-2].endswith(("s", "x", "z", "ch", "sh")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
-def cased_form(word: str) -> str:
-    """A case-sensitive word without its plural "s": ``"LLMs"`` -> ``"LLM"``."""
-    return word[:-1] if len(word) > 2 and word.endswith("s") and is_cased(word[:-1]) else word
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    raw: str
-    folded: str  # casefolded, for prefixes
-    ci: str  # casefolded singular, for case-insensitive words
-    cs: str  # case kept, plural "s" dropped, for case-sensitive words
-
-
-@functools.lru_cache(maxsize=1 << 17)
-def _token(raw: str) -> Token:
-    """Words repeat a lot across abstracts; each distinct spelling is worked out once."""
-    folded = raw.casefold()
-    return Token(raw, folded, singular(folded), cased_form(raw))
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """A text's words, with where each starts and ends (for literals and highlighting)."""
-
-    text: str
-    tokens: list[Token]
-    starts: array[int]
-    ends: array[int]
-
-
-def tokenize(text: str) -> Field:
-    """Words of ``text`` in order, each in the forms matching compares.
-
-    >>> [t.ci for t in tokenize("Test-Time Scaling of LLMs").tokens]
-    ['test', 'time', 'scaling', 'of', 'llm']
-    """
-    tokens, starts, ends = [], array("I"), array("I")
-    for m in _WORD.finditer(text):
-        tokens.append(_token(m.group()))
-        starts.append(m.start())
-        ends.append(m.end())
-    return Field(text, tokens, starts, ends)
-
-
-@dataclass(frozen=True, slots=True)
-class KeywordWord:
-    form: str
-    cased: bool
-    prefix: bool = False
-
-    def matches(self, tok: Token) -> bool:
-        if self.prefix:
-            return tok.raw.startswith(self.form) if self.cased else tok.folded.startswith(self.form)
-        return (tok.cs if self.cased else tok.ci) == self.form
-
-
-@dataclass(frozen=True, slots=True)
-class Keyword:
-    """A compiled keyword: its words in order (the last maybe a prefix), and literal text around them."""
-
-    text: str
-    words: tuple[KeywordWord, ...]
-    lead: str = ""  # literal characters right before the first word: "." of ".NET"
-    trail: str = ""  # literal characters right after the last word: "++" of "C++"
-
-    def match_at(self, f: Field, pos: int) -> bool:
-        """Whether the keyword matches ``f``'s words starting at word ``pos``."""
-        last = pos + len(self.words) - 1
-        if last >= len(f.tokens):
-            return False
-        if not all(w.matches(f.tokens[pos + k]) for k, w in enumerate(self.words)):
-            return False
-        if self.lead and not f.text[f.ends[pos - 1] if pos else 0 : f.starts[pos]].endswith(self.lead):
-            return False
-        if self.trail:
-            after_end = f.starts[last + 1] if last + 1 < len(f.tokens) else len(f.text)
-            if not f.text[f.ends[last] : after_end].startswith(self.trail):
-                return False
-        return True
-
-
-def compile_keyword(text: str) -> Keyword:
-    """Parse a keyword as written in a profile.
-
-    >>> [(w.form, w.cased, w.prefix) for w in compile_keyword("quantiz*").words]
-    [('quantiz', False, True)]
-    >>> [w.form for w in compile_keyword("Test-Time Scaling").words]
-    ['test', 'time', 'scaling']
-    >>> k = compile_keyword("C++"); (k.words[0].form, k.trail)
-    ('c', '++')
-    """
-    stripped = text.strip()
-    if not stripped:
-        raise KeywordError("the keyword is empty")
-    if len(stripped) > KEYWORD_MAX:
-        raise KeywordError(f"the keyword is longer than {KEYWORD_MAX} characters; use a shorter phrase")
-    prefix = stripped.endswith("*")
-    body = stripped[:-1] if prefix else stripped
-    found = list(_WORD.finditer(body))
-    if not found:
-        raise KeywordError("the keyword has no letters or digits")
-    words = []
-    for i, m in enumerate(found):
-        raw = m.group()
-        cased = is_cased(raw)
-        if prefix and i == len(found) - 1:
-            words.append(KeywordWord(raw if cased else raw.casefold(), cased, True))
-        else:
-            words.append(KeywordWord(cased_form(raw) if cased else singular(raw.casefold()), cased))
-    lead = body[: found[0].start()]
-    trail = "" if prefix else body[found[-1].end() :]
-    return Keyword(text, tuple(words), lead, trail)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def compiled(text: str) -> Keyword | None:
-    """``compile_keyword`` once per distinct text; None for a keyword that cannot match."""
-    try:
-        return compile_keyword(text)
-    except KeywordError:
-        return None
-
-
-def check_profile(profile: Profile) -> list[tuple[str, str]]:
-    """Every (keyword, problem) in a profile; empty when the profile is usable.
-
-    >>> check_profile(Profile(("RAG", "+++")))
-    [('+++', 'the keyword has no letters or digits')]
-    >>> [why for _, why in check_profile(Profile(about="x" * 2001, seeds=("",)))]
-    ['the description is longer than 2,000 characters', 'a seed paper is an arXiv id or a title of 1 to 500 characters']
-    """
-    problems = [
-        (kw, why) for kw in (*profile.keywords, *profile.exclude) if (why := _problem(kw)) is not None
-    ]
-    for words, what in ((profile.keywords, "keywords"), (profile.exclude, "exclusions")):
-        if len(words) > PROFILE_MAX:
-            problems.append(
-                (words[PROFILE_MAX], f"more than {PROFILE_MAX} {what}; keep those that matter most")
-            )
-    if len(profile.about) > ABOUT_MAX:
-        problems.append(("about", f"the description is longer than {ABOUT_MAX:,} characters"))
-    if len(profile.seeds) > SEEDS_MAX:
-        problems.append((profile.seeds[SEEDS_MAX], f"more than {SEEDS_MAX} seed papers; keep the closest"))
-    for seed in profile.seeds:
-        if not seed.strip() or len(seed) > SEED_MAX:
-            problems.append(
-                (seed[:60], f"a seed paper is an arXiv id or a title of 1 to {SEED_MAX} characters")
-            )
-    return problems
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _problem(keyword: str) -> str | None:
-    try:
-        compile_keyword(keyword)
-    except KeywordError as exc:
-        return str(exc)
-    return None
-
-
-def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:
-    """Character spans of ``text`` that the keywords match, merged and in order: what to highlight.
-
-    >>> match_spans("Speculative decoding, fast speculative  decoding.", ["speculative decoding"])
-    [(0, 20), (27, 48)]
-    """
-    spans = [span for text_kw in keywords for span in _keyword_spans(text, text_kw)]
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-@functools.lru_cache(maxsize=1 << 12)
-def _tokenized(text: str) -> Field:
-    """``tokenize``, cached: a run highlights the same titles and abstracts for many emails."""
-    return tokenize(text)
-
-
-@functools.lru_cache(maxsize=1 << 15)
-def _keyword_spans(text: str, text_kw: str) -> tuple[tuple[int, int], ...]:
-    kw = compiled(text_kw)
-    if kw is None:
-        return ()
-    f = _tokenized(text)
-    return tuple(
-        (f.starts[pos] - len(kw.lead), f.ends[pos + len(kw.words) - 1] + len(kw.trail))
-        for pos in range(len(f.tokens))
-        if kw.match_at(f, pos)
-    )
-
 
 Vector = npt.NDArray[np.int32]
 
@@ -374,7 +152,7 @@ class PaperIndex:
                 continue
             if keyword.match_at(self._fields[pi][fi], pos):
                 best[pi] = min(best.get(pi, fi), fi)
-        result = {pi: _FIELD_NAME[fi] for pi, fi in best.items()}
+        result = {pi: FIELD_NAME[fi] for pi, fi in best.items()}
         self._hits[keyword.text] = result
         return result
 
@@ -387,7 +165,7 @@ class PaperIndex:
                 return None
             vec = np.zeros(len(self.papers), dtype=np.int32)
             for pi, where in self.hits(kw).items():
-                vec[pi] = _SCORE[0] if where == "title" else _SCORE[1]
+                vec[pi] = SCORE[0] if where == "title" else SCORE[1]
             self._vectors[text] = vec
         return vec
 
@@ -476,7 +254,7 @@ class PaperIndex:
         hits = [self._vectors[kw][chosen].tolist() for kw in keywords]
         return [
             tuple(
-                self._reason(kw, "title" if row[j] == _SCORE[0] else "abstract")
+                self._reason(kw, "title" if row[j] == SCORE[0] else "abstract")
                 for kw, row in zip(keywords, hits, strict=True)
                 if row[j]
             )
@@ -545,4 +323,4 @@ def explain(paper: Paper, profile: Profile) -> Match:
             reasons.append(Reason(text, "title"))
         elif match_spans(paper.abstract, [text]):
             reasons.append(Reason(text, "abstract"))
-    return Match(paper, sum(_SCORE[0] if r.where == "title" else _SCORE[1] for r in reasons), tuple(reasons))
+    return Match(paper, sum(SCORE[0] if r.where == "title" else SCORE[1] for r in reasons), tuple(reasons))

@@ -22,6 +22,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from digest.email.mime import Outgoing
 from digest.errors import (
     DeliveryAbortedError,
     DeliveryError,
@@ -29,7 +30,6 @@ from digest.errors import (
     ServerUnavailableError,
     TransientDeliveryError,
 )
-from digest.mime import Outgoing
 from digest.settings import Settings, SmtpConfig
 
 

@@ -31,12 +31,12 @@ from jinja2 import (
     select_autoescape,
 )
 
-from digest.dkimsign import DkimKey
+from digest.email.dkim import DkimKey
+from digest.email.fragments import VARYING, Body, SplitTemplate
+from digest.email.mime import Outgoing, address, ascii_address, assemble, encode_words
 from digest.errors import ConfigError, RenderError
-from digest.fragments import VARYING, Body, SplitTemplate
-from digest.mime import Outgoing, address, ascii_address, assemble, encode_words
+from digest.keywords import match_spans
 from digest.models import Digest, Paper
-from digest.select import match_spans
 from digest.tokens import Purpose, Signer
 
 ABSTRACT_LIMIT = 600
@@ -45,13 +45,14 @@ TEXT_WIDTH = 72
 SUBJECT_MAX = 120  # characters; mail clients show about 60-80, and no keyword may make a header huge
 NAME_MAX = 100  # characters of a subscriber's display name in the To header
 HTML_BUDGET = 100_000  # bytes of HTML; Gmail clips a message at about 102 KB and hides the rest
-log = logging.getLogger("digest.render")
+log = logging.getLogger("digest.email.render")
 
 
 def default_templates_dir() -> Path:
     """The templates shipped with digest: inside the installed package, or the repository's templates/."""
-    packaged = Path(__file__).parent / "_templates"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "templates"
+    package = Path(__file__).resolve().parent.parent  # digest/
+    packaged = package / "_templates"
+    return packaged if packaged.is_dir() else package.parent / "templates"
 
 
 def short_date(day: date) -> str:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
+from digest.email.mime import Outgoing
 from digest.errors import ConfigError
-from digest.mime import Outgoing
 
 SIGNED = (
     b"from",

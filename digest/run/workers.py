@@ -29,14 +29,14 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from digest import logs
-from digest.courier import RetryBudget, make_courier
-from digest.delivery import RangeContext, Tally
+from digest.email.transport import make_transport
 from digest.errors import WorkerError
-from digest.runlock import hold_as_worker_of
+from digest.run.courier import RetryBudget, make_courier
+from digest.run.delivery import RangeContext, Tally
+from digest.run.runlock import hold_as_worker_of
+from digest.run.sharing import Sharing, deliver_claims
 from digest.settings import Settings
-from digest.sharing import Sharing, deliver_claims
 from digest.store import CHUNK, RUN_SYNC, Store, owner_name
-from digest.transport import make_transport
 
 PROGRESS_EVERY = 0.25  # seconds between progress updates from the workers' counters
 AUTO_MIN = 2 * CHUNK  # with fewer subscribers, starting processes costs more than it saves

@@ -26,18 +26,18 @@ from pathlib import Path
 
 from digest import sources
 from digest.alerts import Change, alert_message, changes
-from digest.bounces import BounceReport, address_key, read_report, subscriber_of
-from digest.courier import make_courier
-from digest.delivery import RangeContext, Tally, deliver_range, make_renderer
-from digest.dkimsign import signed
+from digest.email.bounces import BounceReport, address_key, read_report, subscriber_of
+from digest.email.dkim import signed
+from digest.email.transport import Transport, make_transport
 from digest.errors import DeliveryError, SourceError, StoreError, SubscriberError
 from digest.models import RunReport, SourceReport
-from digest.planning import Planned, Send, digest_day, plan
+from digest.run.courier import make_courier
+from digest.run.delivery import RangeContext, Tally, deliver_range, make_renderer
+from digest.run.planning import Planned, Send, digest_day, plan
+from digest.run.sharing import Sharing, deliver_claims
+from digest.run.workers import deliver_in_workers, worker_count
 from digest.settings import Settings
-from digest.sharing import Sharing, deliver_claims
 from digest.store import CHUNK, Store, as_store_error, owner_name
-from digest.transport import Transport, make_transport
-from digest.workers import deliver_in_workers, worker_count
 
 log = logging.getLogger("digest")
 EXIT_OK, EXIT_RETRY, EXIT_CANNOT_RUN = 0, 1, 2
@@ -195,7 +195,7 @@ def run_configured(
     """``run_once`` as the CLI and the scheduler run it: the transport and the number of worker processes
     from the settings (``[delivery] workers``; automatic by default), and progress on stderr for long
     runs (see ``progress``)."""
-    from digest.progress import run_progress
+    from digest.run.progress import run_progress
 
     subscribers = store.count_subscribers()
     workers = worker_count(settings.delivery.workers, subscribers, settings.delivery.method)

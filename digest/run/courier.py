@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from digest.email.mime import Outgoing
+from digest.email.transport import Transport
 from digest.errors import TransientDeliveryError
-from digest.mime import Outgoing
 from digest.settings import Settings
-from digest.transport import Transport
 
 log = logging.getLogger("digest")
 

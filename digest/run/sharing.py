@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from digest.delivery import RangeContext, Tally, deliver_range
+from digest.run.delivery import RangeContext, Tally, deliver_range
 from digest.store import Claim
 
 log = logging.getLogger(__name__)

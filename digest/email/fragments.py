@@ -21,7 +21,7 @@ from typing import Any
 
 from jinja2 import Environment, Template, TemplateError, nodes
 
-from digest.mime import qp
+from digest.email.mime import qp
 
 SLOT = "\x00"  # never in rendered feed text: one_line() drops control characters
 # Entry fields that vary per email; everything else in an entry follows from its paper and matched keywords.
@@ -30,7 +30,7 @@ VARYING = ("number", "score")
 # matched keywords: 100,000 random profiles over the 375 seed papers meet ~30,000 such pairs, a few thousand
 # of them often; the cache keeps the recently used (two generations), so memory stays flat.
 CACHE_LIMIT = 12_000
-log = logging.getLogger("digest.render")
+log = logging.getLogger("digest.email.render")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 SHOW_FROM = 500  # subscribers; a shorter run is over before a bar would help
 LOG_EVERY = 10.0  # seconds between log lines when stderr is not a terminal
-log = logging.getLogger("digest.progress")
+log = logging.getLogger("digest.run.progress")
 
 
 class LogLines:

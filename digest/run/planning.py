@@ -29,9 +29,10 @@ import numpy as np
 from digest.cadence import WEEK_WINDOW_DAYS, Period, When, first_key, key_of, next_opening, period_at
 from digest.errors import ProfileError
 from digest.identity import mailbox_key
+from digest.keywords import check_profile
 from digest.models import Digest, Paper, Status, Subscriber
-from digest.select import PaperIndex, check_profile, explain
-from digest.semantic import SentenceModel, Space, Taste, make_model
+from digest.selection.index import PaperIndex, explain
+from digest.selection.semantic import SentenceModel, Space, Taste, make_model
 from digest.settings import Settings
 from digest.store import DeliveryState, OutboxRow, Store
 

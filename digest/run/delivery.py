@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from digest.courier import Courier
+from digest.email.render import Composed, Renderer
 from digest.errors import (
     DeliveryAbortedError,
     DeliveryError,
@@ -39,9 +39,9 @@ from digest.models import (
     SubscriberReport,
     is_problem,
 )
-from digest.planning import Planned, Send, Skip, candidate_pool, plan_batches
-from digest.render import Composed, Renderer
-from digest.select import PaperIndex
+from digest.run.courier import Courier
+from digest.run.planning import Planned, Send, Skip, candidate_pool, plan_batches
+from digest.selection.index import PaperIndex
 from digest.settings import Settings
 from digest.store import NewMessage, Store
 from digest.tokens import Signer
