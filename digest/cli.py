@@ -26,12 +26,11 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import __version__, logs
-from digest.cadence import normalise_schedule
 from digest.email.render import one_line
-from digest.errors import ConfigError, DigestError, ProfileError, SubscriberError
+from digest.errors import ConfigError, DigestError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
-from digest.keywords import check_profile
-from digest.models import Profile, RunReport, SourceReport, Status, Subscriber, is_problem
+from digest.models import RunReport, SourceReport, Status, Subscriber, is_problem
+from digest.profiles import MAX_PAPERS, ProfileInput
 from digest.redact import redact_text
 from digest.run import pipeline
 from digest.run.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
@@ -296,7 +295,7 @@ def preview(config: str | None, email: str, fmt: str) -> None:
 @click.option(
     "--max",
     "max_papers",
-    type=click.IntRange(1, 1000),
+    type=click.IntRange(1, MAX_PAPERS),
     default=20,
     show_default=True,
     help="At most this many papers per email.",
@@ -334,24 +333,21 @@ def subscribe(
     """
     settings = settings_for(config)
     address = normalise_email(email)
-    try:
-        timezone, send_at, cadence = normalise_schedule(timezone, send_at, cadence)
-    except ValueError as exc:
-        raise ProfileError(str(exc), subscriber=address) from exc
-    profile = Profile(
-        tuple(keywords),
-        tuple(exclude),
-        max_papers,
-        about.strip(),
-        tuple(seeds),
-        timezone=timezone,
-        send_at=send_at,
-        cadence=cadence,
+    asked = ProfileInput.checked(
+        {
+            "name": name,
+            "keywords": list(keywords),
+            "exclude": list(exclude),
+            "max_papers": max_papers,
+            "about": about,
+            "seeds": list(seeds),
+            "timezone": timezone,
+            "send_at": send_at,
+            "cadence": cadence,
+        },
+        subscriber=address,
     )
-    problems = check_profile(profile)
-    if problems:
-        kw, why = problems[0]
-        raise ProfileError(why, subscriber=address, keyword=kw)
+    profile, name = asked.profile(), asked.name
     with Store.open(settings.database) as store:
         before = store.subscriber(address)
         new = store.add_subscriber(Subscriber(address, name, profile), _now())

@@ -28,14 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from digest.errors import KeywordError
-from digest.models import Profile, Where
+from digest.models import Where
 
 _WORD = re.compile(r"[^\W_]+")
 KEYWORD_MAX = 100  # characters in one keyword
-PROFILE_MAX = 100  # keywords, and exclusions, in one profile
-ABOUT_MAX = 2_000  # characters in a profile's description
-SEEDS_MAX = 50  # seed papers in one profile
-SEED_MAX = 500  # characters in one seed (an arXiv id, or a title)
 TITLE, ABSTRACT = 0, 1
 FIELD_NAME: tuple[Where, Where] = ("title", "abstract")
 SCORE = (2, 1)  # a keyword in the title, in the abstract
@@ -186,43 +182,6 @@ def compiled(text: str) -> Keyword | None:
         return compile_keyword(text)
     except KeywordError:
         return None
-
-
-def check_profile(profile: Profile) -> list[tuple[str, str]]:
-    """Every (keyword, problem) in a profile; empty when the profile is usable.
-
-    >>> check_profile(Profile(("RAG", "+++")))
-    [('+++', 'the keyword has no letters or digits')]
-    >>> [why for _, why in check_profile(Profile(about="x" * 2001, seeds=("",)))]
-    ['the description is longer than 2,000 characters', 'a seed paper is an arXiv id or a title of 1 to 500 characters']
-    """
-    problems = [
-        (kw, why) for kw in (*profile.keywords, *profile.exclude) if (why := _problem(kw)) is not None
-    ]
-    for words, what in ((profile.keywords, "keywords"), (profile.exclude, "exclusions")):
-        if len(words) > PROFILE_MAX:
-            problems.append(
-                (words[PROFILE_MAX], f"more than {PROFILE_MAX} {what}; keep those that matter most")
-            )
-    if len(profile.about) > ABOUT_MAX:
-        problems.append(("about", f"the description is longer than {ABOUT_MAX:,} characters"))
-    if len(profile.seeds) > SEEDS_MAX:
-        problems.append((profile.seeds[SEEDS_MAX], f"more than {SEEDS_MAX} seed papers; keep the closest"))
-    for seed in profile.seeds:
-        if not seed.strip() or len(seed) > SEED_MAX:
-            problems.append(
-                (seed[:60], f"a seed paper is an arXiv id or a title of 1 to {SEED_MAX} characters")
-            )
-    return problems
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _problem(keyword: str) -> str | None:
-    try:
-        compile_keyword(keyword)
-    except KeywordError as exc:
-        return str(exc)
-    return None
 
 
 def match_spans(text: str, keywords: Iterable[str]) -> list[tuple[int, int]]:

@@ -37,12 +37,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from digest.cadence import When, normalise_schedule, parse_cadence, parse_send_at
+from digest.cadence import When, parse_cadence, parse_send_at
 from digest.email.bounces import verp_address
 from digest.email.dkim import KEY_VARIABLE, DkimKey
 from digest.errors import ConfigError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
-from digest.models import DEFAULT_MAX_PAPERS, Profile, Subscriber
+from digest.models import Subscriber
+from digest.profiles import ProfileInput
 from digest.redact import redact_text, redact_url
 from digest.tokens import check_keys
 
@@ -91,26 +92,11 @@ class SourceConfig(_Strict):
         return self
 
 
-class SubscriberConfig(_Strict):
-    """One ``[[subscribers]]`` table."""
+class SubscriberConfig(ProfileInput):
+    """One ``[[subscribers]]`` table: an address and the one reader profile (``profiles``), checked when
+    the config loads, with the same rules and messages as every other way a profile comes in."""
 
     email: str
-    name: str = ""
-    keywords: list[str] = []
-    exclude: list[str] = []
-    max_papers: int = Field(default=DEFAULT_MAX_PAPERS, ge=1, le=1000)
-    about: str = ""  # the reader's field in a sentence or two: papers close to it are chosen too (#15)
-    seeds: list[str] = []  # papers like the reader's own: arXiv ids or exact titles
-    # Their own schedule (#17); unset follows the top-level timezone, send_at and cadence.
-    timezone: str = ""
-    send_at: str = ""
-    cadence: str = ""
-
-    @field_validator("timezone", "send_at", "cadence")
-    @classmethod
-    def _schedule(cls, value: str, info: ValidationInfo) -> str:
-        at = ("timezone", "send_at", "cadence").index(str(info.field_name))
-        return normalise_schedule(*(value if i == at else "" for i in range(3)))[at]  # ValueError: the why
 
     @field_validator("email")
     @classmethod
@@ -121,17 +107,7 @@ class SubscriberConfig(_Strict):
             raise ValueError(exc.message) from exc
 
     def to_subscriber(self) -> Subscriber:
-        profile = Profile(
-            tuple(self.keywords),
-            tuple(self.exclude),
-            self.max_papers,
-            self.about.strip(),
-            tuple(self.seeds),
-            timezone=self.timezone,
-            send_at=self.send_at,
-            cadence=self.cadence,
-        )
-        return Subscriber(self.email, self.name, profile)
+        return Subscriber(self.email, self.name, self.profile())
 
 
 class RelevanceConfig(_Strict):

@@ -14,8 +14,7 @@ process and host shares them.
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -26,8 +25,8 @@ from digest.email.dkim import signed
 from digest.email.mime import Outgoing, ascii_address, notice
 from digest.errors import ProfileError, SubscriberError, TokenError
 from digest.identity import normalise_email
-from digest.keywords import check_profile
-from digest.models import DEFAULT_MAX_PAPERS, Digest, Profile, Subscriber
+from digest.models import Digest, Profile, Subscriber
+from digest.profiles import ProfileInput, profile_from_form
 from digest.run.planning import reader_when, tastes_of
 from digest.selection.index import PaperIndex
 from digest.settings import Settings
@@ -40,34 +39,25 @@ ASKS_PER_ADDRESS = 3  # confirmation emails one address may be sent per window
 ASKS_PER_CLIENT = 20  # sign-up requests one client (IP address) may send per window
 
 
-def split_words(text: str) -> tuple[str, ...]:
-    """Keywords as typed in a form: one per line or separated by commas, blanks dropped.
-
-    >>> split_words("RAG, speculative decoding\\n  quantiz*\\n\\n")
-    ('RAG', 'speculative decoding', 'quantiz*')
-    """
-    return tuple(w.strip() for w in re.split(r"[,\n]", text) if w.strip())
-
-
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What a reader asked for on the sign-up form, checked."""
+    """What a reader asked for on the sign-up form, checked (``profiles``)."""
 
     email: str
     name: str
     profile: Profile
 
     @classmethod
-    def from_form(cls, form: dict[str, str]) -> Request:
-        """The form's fields checked as ``digest subscribe`` checks its arguments; SubscriberError or
-        ProfileError (with the CLI's messages) otherwise."""
+    def from_form(cls, form: Mapping[str, str]) -> Request:
+        """The form's fields checked as every profile is (``profiles.profile_from_form``); SubscriberError
+        or ProfileError otherwise."""
         email = normalise_email(form.get("email", ""))
-        name = " ".join(form.get("name", "").split())[:100]
         try:  # the sign-up form's zone is the browser's own guess, not the reader's choice: drop a bad one
             normalise_schedule(form.get("timezone", ""), "", "")
         except ValueError:
             form = {**form, "timezone": ""}
-        return cls(email, name, profile_from_form(form, email))
+        asked = profile_from_form(form, email)
+        return cls(email, asked.name, asked.profile())
 
     def token_data(self) -> dict[str, Any]:
         """What a confirmation token carries: the subscriber as ``to_json`` shows them, less their state."""
@@ -77,72 +67,13 @@ class Request:
 
     @classmethod
     def from_token_data(cls, data: dict[str, Any]) -> Request:
-        profile = Profile(
-            tuple(str(k) for k in data.get("keywords", [])),
-            tuple(str(k) for k in data.get("exclude", [])),
-            int(data.get("max_papers", DEFAULT_MAX_PAPERS)),
-            str(data.get("about", "")),
-            tuple(str(k) for k in data.get("seeds", [])),
-            timezone=str(data.get("timezone", "")),
-            send_at=str(data.get("send_at", "")),
-            cadence=str(data.get("cadence", "")),
-        )
-        return cls(str(data["email"]), str(data.get("name", "")), profile)
+        """The request a confirmation token carries, checked again (a rule may be newer than the token)."""
+        email = normalise_email(str(data.get("email", "")))
+        asked = ProfileInput.checked({k: v for k, v in data.items() if k != "email"}, subscriber=email)
+        return cls(email, asked.name, asked.profile())
 
     def subscriber(self) -> Subscriber:
         return Subscriber(self.email, self.name, self.profile)
-
-
-MAX_PAPERS_CHOICES = range(1, 101)
-
-
-def profile_from_form(form: dict[str, str], email: str) -> Profile:
-    """The profile a sign-up or manage form describes, checked like ``digest subscribe``'s arguments
-    (ProfileError with the same messages): keywords, a description (``about``) and seed papers (``seeds``,
-    one per line), or ``trending=yes``; exclusions; papers per email; and when (``timezone``, ``send_at``,
-    ``cadence``: empty follows the operator's settings).
-
-    >>> profile_from_form({"keywords": "RAG, agents", "exclude": "survey", "max_papers": "5"}, "a@b.org")
-    Profile(keywords=('RAG', 'agents'), exclude=('survey',), max_papers=5, about='', seeds=(), timezone='', send_at='', cadence='')
-    >>> profile_from_form({"about": " LLM  inference ", "seeds": "2501.01234\\n\\n"}, "a@b.org").seeds
-    ('2501.01234',)
-    """
-    trending = form.get("trending") == "yes"
-    keywords = () if trending else split_words(form.get("keywords", ""))
-    about = "" if trending else " ".join(form.get("about", "").split())
-    seeds = () if trending else tuple(s.strip() for s in form.get("seeds", "").splitlines() if s.strip())
-    try:
-        max_papers = int(form.get("max_papers") or DEFAULT_MAX_PAPERS)
-    except ValueError:
-        max_papers = 0
-    if max_papers not in MAX_PAPERS_CHOICES:
-        raise ProfileError("papers per email must be a number from 1 to 100", subscriber=email)
-    if not trending and not (keywords or about or seeds):
-        raise ProfileError(
-            "give at least one keyword, a description or a seed paper, or choose the trending digest",
-            subscriber=email,
-        )
-    try:
-        timezone, send_at, cadence = normalise_schedule(
-            form.get("timezone", ""), form.get("send_at", ""), form.get("cadence", "")
-        )
-    except ValueError as exc:
-        raise ProfileError(str(exc), subscriber=email) from exc
-    profile = Profile(
-        keywords,
-        split_words(form.get("exclude", "")),
-        max_papers,
-        about,
-        seeds,
-        timezone=timezone,
-        send_at=send_at,
-        cadence=cadence,
-    )
-    problems = check_profile(profile)
-    if problems:
-        keyword, why = problems[0]
-        raise ProfileError(why, subscriber=email, keyword=keyword)
-    return profile
 
 
 def preview_digest(
@@ -200,5 +131,6 @@ def read_confirmation(signer: Signer, token: str, max_age: int = CONFIRM_MAX_AGE
     data = signer.read_timed(Purpose.CONFIRM, token, max_age)
     try:
         return Request.from_token_data(data)
-    except (KeyError, TypeError, ValueError, SubscriberError) as exc:  # signed by us, so only a bug gets here
+    except (KeyError, TypeError, ValueError, SubscriberError, ProfileError) as exc:  # signed by us: a bug, or
+        # a rule newer than the link
         raise TokenError("this link is not valid") from exc

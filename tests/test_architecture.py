@@ -14,6 +14,7 @@ LAYERS = [
     {"errors", "redact"},
     {"identity", "models", "keywords", "cadence"},
     {
+        "profiles",
         "tokens",
         "alerts",
         "settings",

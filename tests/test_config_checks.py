@@ -33,9 +33,21 @@ SECRET = "s3cret-Pa55word"
         ("[smtp]\ntimeout = false", "smtp.timeout: expected a number, not true or false"),
         (
             "[[subscribers]]\nemail = 'a@example.org'\nmax_papers = true",
-            "subscribers[0].max_papers: expected",
+            "subscribers[0].max_papers: Input should be a valid integer",
         ),
         ('[web]\ntrusted_proxies = ["*"]', "web.trusted_proxies: '*' is not an IP address or network"),
+        (
+            "[[subscribers]]\nemail = 'bad@example.org'\nkeywords = ['RAG', '***']",
+            "subscribers[0]: keyword '***': the keyword has no letters or digits",
+        ),
+        (
+            "[[subscribers]]\nemail = 'a@example.org'\nmax_papers = 1001",
+            "max_papers must be a number from 1 to 1,000",
+        ),
+        (
+            "[[subscribers]]\nemail = 'a@example.org'\nabout = 7",
+            "subscribers[0].about: Input should be a valid string",
+        ),
         ('[web]\ntrusted_proxies = ["proxy.internal"]', "is not an IP address or network"),
     ],
 )

@@ -12,8 +12,9 @@ from conftest import SAMPLES
 
 from digest.email.render import marked
 from digest.errors import KeywordError
-from digest.keywords import check_profile, compile_keyword, match_spans
+from digest.keywords import compile_keyword, match_spans
 from digest.models import Paper, Profile
+from digest.profiles import check_profile
 from digest.selection.index import PaperIndex
 from digest.sources.snapshot import parse_snapshot
 

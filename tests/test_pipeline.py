@@ -22,7 +22,7 @@ from conftest import (
 
 from digest.email.transport import MaildirTransport, MemoryTransport, SmtpTransport, make_transport
 from digest.errors import PermanentDeliveryError
-from digest.models import Paper, Status
+from digest.models import Paper, Profile, Status, Subscriber
 from digest.run import pipeline
 from digest.run.courier import Courier
 from digest.run.delivery import Delivery, make_renderer
@@ -240,8 +240,10 @@ def test_dry_run_changes_nothing(tmp_path: Path, now: datetime) -> None:
 
 
 def test_invalid_profile_fails_that_subscriber_only(tmp_path: Path, now: datetime) -> None:
-    subs = [{"email": "bad@example.org", "keywords": ["***"]}, ADA]
-    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs)
+    """A profile stored before a rule existed (the config's and every new one are checked when they come
+    in, see test_config_checks) fails its own reader at the run, and nobody else."""
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
+    store.add_subscriber(Subscriber("bad@example.org", "", Profile(("***",))), now)
     report = pipeline.run_once(settings, MemoryTransport(), store, now)
     status = {s.email: s for s in report.subscribers}
     assert status["bad@example.org"].status == Status.FAILED

@@ -19,10 +19,9 @@ import pytest
 from conftest import free_port, read_maildir, samples_source, write_config
 from test_web import _env, serving
 
-from digest.keywords import check_profile
 from digest.models import Paper, Profile
+from digest.profiles import check_profile, profile_from_form
 from digest.selection.index import PaperIndex
-from digest.subscriptions import profile_from_form
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from synthetic import seed_papers

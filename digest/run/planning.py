@@ -29,8 +29,8 @@ import numpy as np
 from digest.cadence import WEEK_WINDOW_DAYS, Period, When, first_key, key_of, next_opening, period_at
 from digest.errors import ProfileError
 from digest.identity import mailbox_key
-from digest.keywords import check_profile
 from digest.models import Digest, Paper, Status, Subscriber
+from digest.profiles import check_profile
 from digest.selection.index import PaperIndex, explain
 from digest.selection.semantic import SentenceModel, Space, Taste, make_model
 from digest.settings import Settings

@@ -33,11 +33,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from digest.cadence import normalise_schedule
 from digest.errors import ProfileError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
-from digest.keywords import check_profile
 from digest.models import Profile, Subscriber
+from digest.profiles import ProfileInput
 from digest.settings import Settings
 from digest.store import Store
 from digest.subscriptions import unknown_seeds
@@ -45,62 +44,19 @@ from digest.web.state import Web
 
 PAGE_MAX = 500
 _READ_ONLY = {"email", "bouncing", "bounce_reason"}  # what GET shows and PUT may carry back, ignored
-_FIELDS = {
-    "keywords",
-    "exclude",
-    "seeds",
-    "about",
-    "name",
-    "max_papers",
-    "active",
-    "timezone",
-    "send_at",
-    "cadence",
-}
 
 
 def profile_from_json(body: Any, email: str) -> tuple[Profile, str, bool]:
-    """(profile, name, active) from a PUT body, checked like ``digest subscribe``'s arguments; every field
-    of its own type (ProfileError otherwise)."""
+    """(profile, name, active) from a PUT body: the one reader profile (``profiles``), every field of its
+    own type, and ``active`` (a boolean) beside it; ProfileError otherwise."""
     if not isinstance(body, dict):
         raise ProfileError("the body must be a JSON object", subscriber=email)
-    unknown = sorted(set(body) - _FIELDS - _READ_ONLY)
-    if unknown:
-        raise ProfileError(
-            f"unknown field {unknown[0]!r}; the fields are {', '.join(sorted(_FIELDS))}", subscriber=email
-        )
-    words = {k: body.get(k, []) for k in ("keywords", "exclude", "seeds")}
-    if not all(isinstance(v, list) and all(isinstance(w, str) for w in v) for v in words.values()):
-        raise ProfileError("keywords, exclude and seeds must be lists of strings", subscriber=email)
-    texts = {k: body.get(k, "") for k in ("about", "name", "timezone", "send_at", "cadence")}
-    wrong = [k for k, v in texts.items() if not isinstance(v, str)]
-    if wrong:
-        raise ProfileError(f"{wrong[0]} must be a string", subscriber=email)
-    max_papers = body.get("max_papers", 20)
-    if not isinstance(max_papers, int) or isinstance(max_papers, bool) or not 1 <= max_papers <= 1000:
-        raise ProfileError("max_papers must be a number from 1 to 1000", subscriber=email)
     active = body.get("active", True)
     if not isinstance(active, bool):
         raise ProfileError("active must be true or false", subscriber=email)
-    try:
-        timezone, send_at, cadence = normalise_schedule(texts["timezone"], texts["send_at"], texts["cadence"])
-    except ValueError as exc:
-        raise ProfileError(str(exc), subscriber=email) from exc
-    profile = Profile(
-        tuple(words["keywords"]),
-        tuple(words["exclude"]),
-        max_papers,
-        " ".join(texts["about"].split()),
-        tuple(words["seeds"]),
-        timezone=timezone,
-        send_at=send_at,
-        cadence=cadence,
-    )
-    problems = check_profile(profile)
-    if problems:
-        keyword, why = problems[0]
-        raise ProfileError(why, subscriber=email, keyword=keyword)
-    return profile, " ".join(texts["name"].split())[:100], active
+    data = {k: v for k, v in body.items() if k not in _READ_ONLY and k != "active"}
+    asked = ProfileInput.checked(data, subscriber=email)
+    return asked.profile(), asked.name, active
 
 
 def bearer_guard(settings: Settings) -> Callable[[Request], Response | None]:

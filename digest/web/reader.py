@@ -41,9 +41,10 @@ from digest.cadence import CADENCES, cadence_label
 from digest.errors import ProfileError
 from digest.identity import shown
 from digest.models import Profile, Subscriber
+from digest.profiles import profile_from_form
 from digest.run.planning import reader_when
 from digest.selection.index import PaperIndex
-from digest.subscriptions import preview_digest, profile_from_form, unknown_seeds
+from digest.subscriptions import preview_digest, unknown_seeds
 from digest.tokens import Purpose
 from digest.web.pages import CSRF_COOKIE, highlighted_title
 from digest.web.state import Web
@@ -169,7 +170,7 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
         profile, error, save = None, "", False
         if form is not None:
             try:
-                profile = profile_from_form(form, key)
+                profile = profile_from_form(form, key).profile()
             except ProfileError as exc:
                 if preview_only:
                     return HTMLResponse(
