@@ -38,6 +38,7 @@ from digest.run.planning import Send, Skip, reader_when, resume_hint
 from digest.run.runlock import database_lock
 from digest.settings import Settings, load_settings
 from digest.store import RUN_SYNC, Store, as_store_error
+from digest.wiring import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
 REPORT_TO = "please report it, with the output of the same command run with -vv, to digest's maintainers"
@@ -149,10 +150,10 @@ def run(config: str | None, dry_run: bool, as_json: bool, any_hour: bool) -> Non
     Exit 0 when all went well, 1 when the run finished but a source or a delivery failed (it is retried
     next run), 2 when it could not run at all.
     """
-    settings = settings_for(config)
+    services = Services(settings_for(config))
     now = _now()
-    with database_lock(settings.database, now), Store.open(settings.database, sync=RUN_SYNC) as store:
-        report = pipeline.run_configured(settings, store, now, dry_run=dry_run, any_hour=any_hour)
+    with database_lock(services.database, now), services.open_store(sync=RUN_SYNC) as store:
+        report = pipeline.run_configured(services, store, now, dry_run=dry_run, any_hour=any_hour)
     if as_json:
         click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:
@@ -248,10 +249,10 @@ def preview(config: str | None, email: str, fmt: str) -> None:
     Changes nothing and fetches nothing: the database is opened read-only (never created or upgraded) and no
     source is read. To refresh the stored papers first, without sending anything: digest ingest.
     """
-    settings = settings_for(config)
+    services = Services(settings_for(config))
     now = _now()
-    with Store.open(settings.database, read_only=True) as store:
-        result = pipeline.preview(settings, store, normalise_email(email), now)
+    with services.open_store(read_only=True) as store:
+        result = pipeline.preview(services, store, normalise_email(email), now)
     planned = result.planned
     digest = planned.digest if isinstance(planned, Send) else None
     error = planned.error if isinstance(planned, Skip) else None
@@ -540,7 +541,7 @@ def serve(config: str | None, host: str, port: int, workers: int) -> None:
             err=True,
         )
 
-    status = serve_web(settings, host, port, workers, serving)
+    status = serve_web(Services(settings), host, port, workers, serving)
     if status == EXIT_INTERRUPTED:
         click.echo("digest serve: stopped", err=True)
     sys.exit(status)
@@ -573,10 +574,10 @@ def ingest(config: str | None, as_json: bool) -> None:
 
     Exit 0 when every source was read, 1 when one failed (the next run or ingest tries it again).
     """
-    settings = settings_for(config)
+    services = Services(settings_for(config))
     now = _now()
-    with database_lock(settings.database, now), Store.open(settings.database) as store:
-        reports = tuple(pipeline.ingest_once(settings, store, now))
+    with database_lock(services.database, now), services.open_store() as store:
+        reports = tuple(pipeline.ingest_once(services, store, now))
     if as_json:
         click.echo(json.dumps([r.to_json() for r in reports], ensure_ascii=False, indent=2))
     else:
@@ -604,8 +605,9 @@ def bounces(config: str | None, maildir: Path | None, as_json: bool) -> None:
             f"{folder} is not a Maildir (it has no new/ folder)",
             hint="point --maildir or [bounces] maildir at the folder the bounce address delivers into",
         )
-    with Store.open(settings.database) as store:
-        outcomes = pipeline.process_bounces(settings, store, folder, _now())
+    services = Services(settings)
+    with services.open_store() as store:
+        outcomes = pipeline.process_bounces(services, store, folder, _now())
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(o) for o in outcomes], ensure_ascii=False, indent=2))
         return

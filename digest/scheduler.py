@@ -32,6 +32,7 @@ from digest.run.planning import due_now
 from digest.run.runlock import database_lock
 from digest.settings import Settings, load_settings
 from digest.store import RUN_SYNC, Store
+from digest.wiring import Services
 
 log = logging.getLogger("digest.scheduler")
 JOB_ID = "digest-wake"
@@ -46,7 +47,7 @@ class Waker:
     last_run: datetime | None = None
 
     def should_run(self, settings: Settings, store: Store, now: datetime) -> bool:
-        due = due_now(settings, store, now, self.last_run)
+        due = due_now(store, now, settings.default_when(), self.last_run)
         if due.fresh:
             log.info("%d reader(s) due now", due.fresh)
             return True
@@ -61,15 +62,16 @@ class Waker:
         """One wake; returns the exit code of the run (0 when nothing was due)."""
         now = now or datetime.now(UTC)
         try:
-            settings = load_settings(self.config)
+            services = Services(load_settings(self.config))  # the config is read again at each wake
+            settings = services.settings
             with (
                 database_lock(settings.database, now),
-                Store.open(settings.database, sync=RUN_SYNC) as store,
+                services.open_store(sync=RUN_SYNC) as store,
             ):
                 store.sync_config_subscribers(settings.config_subscribers(), now)
                 if not self.should_run(settings, store, now):
                     return 0
-                report = pipeline.run_configured(settings, store, now)
+                report = pipeline.run_configured(services, store, now)
         except DigestError as exc:
             log.error("scheduled run could not run: %s", exc)
             return 2

@@ -17,7 +17,7 @@ import os
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import time
 from email.utils import formataddr, parseaddr
 from pathlib import Path
@@ -35,19 +35,23 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from digest.cadence import When, parse_cadence, parse_send_at
-from digest.email.bounces import verp_address
-from digest.email.dkim import KEY_VARIABLE, DkimKey
 from digest.errors import ConfigError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
 from digest.models import Subscriber
 from digest.profiles import ProfileInput
 from digest.redact import redact_text, redact_url
-from digest.tokens import check_keys
 
 DEFAULT_CONFIG = Path("config/digest.toml")
+# The TOML file of the settings being loaded (``load_settings``), for ``Settings.settings_customise_sources``.
+_TOML_FILE: ContextVar[Path | None] = ContextVar("digest_toml_file", default=None)
 log = logging.getLogger("digest")
 
 
@@ -154,7 +158,7 @@ class SmtpConfig(_Strict):
 
 # Secrets inside a table, refused in the config file: (table, setting, what they are, the variable to use).
 TABLE_SECRETS = (
-    ("dkim", "private_key", "private keys", KEY_VARIABLE),
+    ("dkim", "private_key", "private keys", "DIGEST_DKIM__PRIVATE_KEY"),
     ("smtp", "password", "passwords", "DIGEST_SMTP__PASSWORD"),
 )
 
@@ -351,6 +355,42 @@ class Settings(BaseSettings):
             raise ValueError(f"subscriber emails must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        """Relative paths (in the file or the environment) resolved against the config file's folder, the
+        templates folder and the relevance model checked: a config works from any working directory, and
+        what it points at is found now, not half-way through a run."""
+        if self.config_path is None:
+            return self
+        base = self.config_path.parent
+        if isinstance(self.database, Path):
+            self.database = _resolve(self.database, base)
+        self.delivery = self.delivery.model_copy(update={"maildir": _resolve(self.delivery.maildir, base)})
+        self.bounces = self.bounces.model_copy(update={"maildir": _resolve(self.bounces.maildir, base)})
+        self.sources = [
+            s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path is not None else s
+            for s in self.sources
+        ]
+        if self.templates_dir is not None:
+            self.templates_dir = _resolve(self.templates_dir, base)
+            _check_templates(self.templates_dir)
+        self.relevance = self.relevance.model_copy(update={"model": check_model(self.relevance.model, base)})
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence, highest first: the environment, ``.env``, the TOML file ``load_settings`` names."""
+        toml = _TOML_FILE.get()
+        file = [TomlConfigSettingsSource(settings_cls, toml_file=toml)] if toml is not None else []
+        return (init_settings, env_settings, dotenv_settings, *file)
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -362,34 +402,6 @@ class Settings(BaseSettings):
     @property
     def sender_address(self) -> str:
         return parseaddr(self.sender)[1]
-
-    def signing_keys(self) -> list[str]:
-        """The keys that sign and verify readers' links, the signing key last; ConfigError if missing or weak."""
-        old = self.old_secret_keys.get_secret_value().split(",") if self.old_secret_keys else []
-        current = self.secret_key.get_secret_value() if self.secret_key else None
-        return check_keys(current, [k.strip() for k in old if k.strip()])
-
-    def dkim_key(self) -> DkimKey | None:
-        """The DKIM signing key, when ``[dkim] selector`` is set; ConfigError if its key is missing or bad."""
-        if not self.dkim.selector:
-            return None
-        if self.dkim.private_key is None:
-            raise ConfigError(
-                "a selector is set but there is no private key",
-                key="dkim.private_key",
-                hint=f"set {KEY_VARIABLE} in the environment or in .env, or remove [dkim] selector",
-            )
-        domain = self.dkim.domain or self.sender_address.rpartition("@")[2]
-        return DkimKey.load(self.dkim.selector, domain, self.dkim.private_key.get_secret_value())
-
-    def return_path(self) -> Callable[[str], str] | None:
-        """Each subscriber's envelope sender when ``[bounces] address`` is set (VERP, signed with the secret
-        key: ConfigError without one), else None: the sender's address for everyone."""
-        bounce_address = self.bounces.address
-        if bounce_address is None:
-            return None
-        key = self.signing_keys()[-1]
-        return lambda email: verp_address(bounce_address, email, key)
 
     def config_subscribers(self) -> list[Subscriber]:
         return [s.to_subscriber() for s in self.subscribers]
@@ -472,11 +484,21 @@ def _explain(exc: ValidationError, where: str) -> ConfigError:
     return ConfigError(f"invalid configuration in {where}:\n  " + "\n  ".join(lines), key=None)
 
 
-def _resolve(path: Path | None, base: Path) -> Path | None:
-    if path is None:
-        return None
+def _resolve(path: Path, base: Path) -> Path:
     path = path.expanduser()
     return (path if path.is_absolute() else base / path).resolve()
+
+
+def _check_templates(folder: Path) -> None:
+    missing = [n for n in ("digest.html", "digest.txt") if not (folder / n).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{folder} has no {' or '.join(missing)}"
+            if folder.is_dir()
+            else f"the folder {folder} does not exist",
+            key="templates_dir",
+            hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
+        )
 
 
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
@@ -580,67 +602,10 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
                 hint=f"remove it there and set {variable} in the environment or in .env",
             )
 
-    class _FromFile(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return (init_settings, env_settings, dotenv_settings, InitSettingsSource(settings_cls, data))
-
+    token = _TOML_FILE.set(path)
     try:
-        loaded = _FromFile()
+        return Settings(config_path=path.resolve())
     except ValidationError as exc:
         raise _explain(exc, str(path)) from None
-    base = path.resolve().parent
-    templates_dir = _resolve(loaded.templates_dir, base)
-    if templates_dir is not None:
-        missing = [n for n in ("digest.html", "digest.txt") if not (templates_dir / n).is_file()]
-        if missing:
-            raise ConfigError(
-                f"{templates_dir} has no {' or '.join(missing)}"
-                if templates_dir.is_dir()
-                else f"the folder {templates_dir} does not exist",
-                key="templates_dir",
-                hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
-            )
-    model = check_model(loaded.relevance.model, base)
-    values = loaded.model_dump(
-        exclude={
-            "delivery",
-            "smtp",
-            "relevance",
-            "dkim",
-            "bounces",
-            "schedule",
-            "alerts",
-            "web",
-            "sources",
-            "subscribers",
-        }
-    )
-    values.update(
-        database=loaded.database if isinstance(loaded.database, str) else _resolve(loaded.database, base),
-        templates_dir=templates_dir,
-        config_path=path.resolve(),
-    )
-    return Settings.model_construct(
-        **values,
-        delivery=loaded.delivery.model_copy(update={"maildir": _resolve(loaded.delivery.maildir, base)}),
-        smtp=loaded.smtp,
-        relevance=loaded.relevance.model_copy(update={"model": model}),
-        dkim=loaded.dkim,
-        schedule=loaded.schedule,
-        alerts=loaded.alerts,
-        web=loaded.web,
-        bounces=loaded.bounces.model_copy(update={"maildir": _resolve(loaded.bounces.maildir, base)}),
-        sources=[
-            s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path else s
-            for s in loaded.sources
-        ],
-        subscribers=loaded.subscribers,
-    )
+    finally:
+        _TOML_FILE.reset(token)

@@ -20,8 +20,8 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
-from digest.cadence import first_key, normalise_schedule
-from digest.email.dkim import signed
+from digest.cadence import When, first_key, normalise_schedule
+from digest.email.dkim import DkimKey, signed
 from digest.email.mime import Outgoing, ascii_address, notice
 from digest.errors import ProfileError, SubscriberError, TokenError
 from digest.identity import normalise_email
@@ -29,7 +29,6 @@ from digest.models import Digest, Profile, Subscriber
 from digest.profiles import ProfileInput, profile_from_form
 from digest.run.planning import reader_when, tastes_of
 from digest.selection.index import PaperIndex
-from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import Purpose, Signer
 
@@ -77,11 +76,12 @@ class Request:
 
 
 def preview_digest(
-    settings: Settings, store: Store, subscriber: Subscriber, now: datetime, pool: PaperIndex
+    store: Store, subscriber: Subscriber, now: datetime, pool: PaperIndex, default: When
 ) -> Digest | None:
     """The digest ``subscriber`` (with a profile perhaps not saved yet) would get now from the stored papers
-    in ``pool``, leaving out what they were already sent; None when nothing matches."""
-    day = first_key(reader_when(subscriber, settings.default_when()), now)
+    in ``pool``, leaving out what they were already sent; None when nothing matches. ``default`` is the
+    schedule of readers who set none (it names the digest's period)."""
+    day = first_key(reader_when(subscriber, default), now)
     skip = store.sent_refs([subscriber.email], pool.min_ref).get(subscriber.key, set())
     taste = tastes_of([subscriber], pool, store).get(subscriber.key)
     matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers, taste)
@@ -99,8 +99,11 @@ def unknown_seeds(store: Store, seeds: Sequence[str]) -> list[str]:
     return [s for s in seeds if s not in found]
 
 
-def confirmation_message(settings: Settings, request: Request, link: str, now: datetime) -> Outgoing:
-    """The email that asks the address's owner to confirm: a short text and HTML part, no tracking."""
+def confirmation_message(
+    sender: str, dkim: DkimKey | None, request: Request, link: str, now: datetime
+) -> Outgoing:
+    """The email that asks the address's owner to confirm: a short text and HTML part, no tracking; from
+    ``sender``, signed with ``dkim`` when there is a key."""
     what = "the trending papers" if request.profile.trending else ", ".join(request.profile.topics)
     text = (
         f"Someone (we hope you) asked to get a daily digest of new research papers on: {what}.\n\n"
@@ -117,9 +120,7 @@ def confirmation_message(settings: Settings, request: Request, link: str, now: d
     rcpt = ascii_address(request.email)
     mid_hash = f"confirm.{hashlib.sha256(f'{rcpt}{now.isoformat()}'.encode()).hexdigest()[:24]}"
     subject = "Confirm your paper digest subscription"
-    return signed(
-        settings.dkim_key(), notice(settings.sender, request.email, subject, text, html, mid_hash, now)
-    )
+    return signed(dkim, notice(sender, request.email, subject, text, html, mid_hash, now))
 
 
 def confirm_link(signer: Signer, base_url: str, request: Request) -> str:

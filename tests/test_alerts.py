@@ -10,10 +10,10 @@ from typing import Any
 from conftest import read_maildir, write_config
 from test_cadence import listing
 
-from digest.email.transport import MemoryTransport
 from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
+from digest.wiring import Services
 
 MONDAY = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -37,9 +37,11 @@ def _alerts(tmp_path: Path) -> list[tuple[str, str]]:
 
 
 def _run(cfg: Path, now: datetime) -> None:
+    """A run into the config's Maildir: digests and the operator's alerts alike (``_alerts`` reads the
+    latter)."""
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        pipeline.run_once(settings, MemoryTransport(), store, now)
+        pipeline.run_once(Services(settings), store, now)
 
 
 def test_a_failing_source_is_alerted_once_and_its_recovery_once(tmp_path: Path) -> None:
@@ -95,7 +97,7 @@ def test_an_alert_that_cannot_be_sent_is_tried_again_by_the_next_run(tmp_path: P
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
         for hours in (0, 1):
-            pipeline.run_once(settings, MemoryTransport(), store, MONDAY + timedelta(hours=hours))
+            pipeline.run_once(Services(settings), store, MONDAY + timedelta(hours=hours))  # nobody answers
         (health,) = [h for h in store.source_health(["feed"])]
         assert health.failures == 2 and health.alerted is None  # nobody could be told: not marked
     maildir = write_config(

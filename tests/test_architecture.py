@@ -28,7 +28,7 @@ LAYERS = [
     },
     {"sources", "store", "email.transport", "run.runlock", "run.progress", "logs"},
     {"run.courier", "run.planning", "run.delivery", "subscriptions"},
-    {"run.sharing"},
+    {"wiring", "run.sharing"},
     {"run.workers"},
     {"run.pipeline"},
     {"web"},
@@ -100,3 +100,18 @@ def test_opening_the_store_loads_no_source_parser_or_http_client() -> None:
     code = "import sys, digest.store; print(sorted(m for m in ('httpx', 'feedparser', 'digest.sources') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+VALUES = {"errors", "redact", "identity", "models", "keywords", "cadence", "profiles"}  # no I/O, no services
+# Who may read the settings: the composition root, the edges that load them, and a run's worker processes,
+# which build their own services from them in a fresh interpreter.
+SETTINGS_READERS = {"wiring", "cli", "scheduler", "web", "run.workers"}
+
+
+def test_settings_imports_no_feature_module() -> None:
+    assert _imports()["settings"] <= VALUES, sorted(_imports()["settings"] - VALUES)
+
+
+def test_only_the_composition_root_and_the_edges_read_the_settings() -> None:
+    readers = {module for module, imported in _imports().items() if "settings" in imported}
+    assert readers <= SETTINGS_READERS, sorted(readers - SETTINGS_READERS)

@@ -16,11 +16,11 @@ import pytest
 from conftest import TEST_SECRET_KEY, SmtpServer, samples_source, write_config
 
 from digest.email.bounces import COMPLAINT, HARD, SOFT, verp_address
-from digest.email.transport import make_transport
 from digest.models import Profile, Status, Subscriber
 from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
+from digest.wiring import Services
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 NAMES = ("ada", "grace", "hopper", "katherine", "lin")
@@ -192,7 +192,7 @@ def test_bounces_and_complaints_suspend_the_right_subscribers_once(
 ) -> None:
     settings = load_settings(configured)
     with Store.open(settings.database) as store:
-        pipeline.run_once(settings, make_transport(settings), store, now)
+        pipeline.run_once(Services(settings), store, now)
     # Each digest's envelope sender is the subscriber's own signed return path.
     senders = {rcpts[0]: sender for sender, rcpts, _ in smtp_server.handler.messages}
     assert senders == {f"{n}@example.org": verp(n) for n in NAMES}
@@ -258,7 +258,7 @@ def test_bounces_and_complaints_suspend_the_right_subscribers_once(
     assert again.returncode == 0 and "read 0 message(s)" in again.stdout  # nothing is read twice
 
     with Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, make_transport(settings), store, now + timedelta(days=1))
+        report = pipeline.run_once(Services(settings), store, now + timedelta(days=1))
     status = {s.email: s.status for s in report.subscribers}
     assert {e for e, s in status.items() if s == Status.BOUNCED} == {
         "ada@example.org",
@@ -321,7 +321,7 @@ def test_complaints_and_bounces_act_only_on_mail_we_sent(
     naming Ada as the failed recipient, suspends Lin only: what a report says is never trusted."""
     settings = load_settings(configured)
     with Store.open(settings.database) as store:
-        pipeline.run_once(settings, make_transport(settings), store, now)
+        pipeline.run_once(Services(settings), store, now)
     mids = {rcpts[0]: str(m["Message-ID"]) for _, rcpts, m in smtp_server.handler.messages}
     box = settings.bounces.maildir
     everyone = [f"{n}@example.org" for n in NAMES]
@@ -339,7 +339,9 @@ def test_complaints_and_bounces_act_only_on_mail_we_sent(
     )
     deliver(box, "quoting", quoting)
     with Store.open(settings.database) as store:
-        outcomes = {o.file.split(".")[1]: o for o in pipeline.process_bounces(settings, store, box, now)}
+        outcomes = {
+            o.file.split(".")[1]: o for o in pipeline.process_bounces(Services(settings), store, box, now)
+        }
         bouncing = {s.email for s in store.subscribers(include_inactive=True) if s.bouncing}
     assert {k: (o.subscribers, o.suspended) for k, o in outcomes.items()} == {
         "arf": ((), ()),
@@ -371,7 +373,7 @@ def test_one_bad_returned_mail_never_stops_the_others(
     and a second run finds nothing left to read."""
     settings = load_settings(configured)
     with Store.open(settings.database) as store:
-        pipeline.run_once(settings, make_transport(settings), store, now)
+        pipeline.run_once(Services(settings), store, now)
     box = settings.bounces.maildir
     deliver(box, "0nested", "")
     (box / "new" / "1795413662.0nested.mail.example.org").write_bytes(nested_parts(NESTED))

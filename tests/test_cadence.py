@@ -21,6 +21,7 @@ from digest.models import Profile, Status, Subscriber
 from digest.run import pipeline
 from digest.settings import Settings, load_settings
 from digest.store import Store
+from digest.wiring import Services
 
 UTC_MINUS_12 = "Etc/GMT+12"  # POSIX signs: this is UTC-12 (Baker Island)
 UTC_PLUS_14 = "Pacific/Kiritimati"
@@ -70,7 +71,7 @@ def simulate(
             if last_listing is None or now - last_listing >= papers_every:
                 listing(feed, now)
                 last_listing = now
-            report = pipeline.run_once(settings, MemoryTransport(), store, now)
+            report = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, now)
             assert report.ok, report
             for s in report.subscribers:
                 if s.status == Status.SENT:
@@ -158,7 +159,7 @@ def test_a_weekly_digest_gathers_the_week_and_never_repeats_a_paper(tmp_path: Pa
         for day in range(8):  # Friday to Friday, two new papers a day
             now = friday + timedelta(days=day)
             listing(feed, now)
-            report = pipeline.run_once(settings, MemoryTransport(), store, now)
+            report = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, now)
             (fri,) = report.subscribers
             if fri.status == Status.SENT:
                 papers.append([m.paper.title for m in fri.matches])
@@ -175,7 +176,9 @@ def test_a_waiting_reader_is_told_when_their_next_digest_is_due(tmp_path: Path) 
     assert len(sent) == 1  # the first digest; Tokyo's next 08:15 is at 23:15 UTC
     settings = load_settings(tmp_path / "digest.toml")
     with Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, MemoryTransport(), store, datetime(2026, 11, 23, 22, tzinfo=UTC))
+        report = pipeline.run_once(
+            Services(settings, transport=MemoryTransport()), store, datetime(2026, 11, 23, 22, tzinfo=UTC)
+        )
     (ada,) = report.subscribers
     assert ada.status == Status.WAITING
     assert ada.note == "waiting: next digest Tue 2026-11-24 08:15 (daily at 08:15 (Asia/Tokyo))"
@@ -183,9 +186,11 @@ def test_a_waiting_reader_is_told_when_their_next_digest_is_due(tmp_path: Path) 
     with Store.open(settings.database) as store:  # a new reader whose first digest came before their hour
         store.add_subscriber(Subscriber("bo@example.org", profile=Profile(send_at="23:00")), NOW)
         early = datetime(2026, 11, 24, 6, tzinfo=UTC)
-        first = pipeline.run_once(settings, MemoryTransport(), store, early)
+        first = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, early)
         assert [s.status for s in first.subscribers if s.email == "bo@example.org"] == [Status.SENT]
-        later = pipeline.run_once(settings, MemoryTransport(), store, early + timedelta(hours=1))
+        later = pipeline.run_once(
+            Services(settings, transport=MemoryTransport()), store, early + timedelta(hours=1)
+        )
     (bo,) = [s for s in later.subscribers if s.email == "bo@example.org"]
     assert bo.note == "waiting: next digest Wed 2026-11-25 23:00 (daily at 23:00 (UTC))"  # not today's
 
@@ -196,9 +201,13 @@ def test_quiet_days_send_no_empty_email_and_a_late_paper_still_goes_out_that_day
     listing(feed, saturday - timedelta(days=1))
     transport = MemoryTransport()
     with Store.open(settings.database) as store:
-        pipeline.run_once(settings, transport, store, saturday - timedelta(days=1))  # Friday's digest
+        pipeline.run_once(
+            Services(settings, transport=transport), store, saturday - timedelta(days=1)
+        )  # Friday's digest
         for hours in (2, 5, 9):  # Saturday 08:00, 11:00: nothing new
-            report = pipeline.run_once(settings, transport, store, saturday + timedelta(hours=hours))
+            report = pipeline.run_once(
+                Services(settings, transport=transport), store, saturday + timedelta(hours=hours)
+            )
             assert [s.status for s in report.subscribers] == [Status.NOTHING_NEW] or hours == 9
             if hours == 5:
                 listing(feed, saturday + timedelta(hours=5))  # a paper comes late in the day
@@ -229,14 +238,18 @@ def test_run_now_treats_every_hour_as_come_and_still_one_digest_per_period(tmp_p
     monday = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     listing(feed, monday)
     with Store.open(settings.database) as store:
-        pipeline.run_once(settings, MemoryTransport(), store, monday)
+        pipeline.run_once(Services(settings, transport=MemoryTransport()), store, monday)
         listing(feed, monday + timedelta(hours=12))
         early = monday + timedelta(hours=20)  # Tuesday 05:00, before her hour
-        report = pipeline.run_once(settings, MemoryTransport(), store, early)
+        report = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, early)
         assert [s.status for s in report.subscribers] == [Status.WAITING]
-        report = pipeline.run_once(settings, MemoryTransport(), store, early, any_hour=True)
+        report = pipeline.run_once(
+            Services(settings, transport=MemoryTransport()), store, early, any_hour=True
+        )
         assert [s.status for s in report.subscribers] == [Status.SENT]
-        report = pipeline.run_once(settings, MemoryTransport(), store, early + timedelta(hours=3))
+        report = pipeline.run_once(
+            Services(settings, transport=MemoryTransport()), store, early + timedelta(hours=3)
+        )
         assert [s.note for s in report.subscribers] == ["already got the digest for 2026-11-24"]
 
 

@@ -31,6 +31,7 @@ from digest.email.transport import MemoryTransport
 from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
+from digest.wiring import Services
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 VOCABULARY = [
@@ -125,7 +126,7 @@ def _expected(cfg: Path) -> dict[str, str]:
     settings = load_settings(cfg)
     transport = MemoryTransport()
     with Store.open(":memory:") as store:
-        pipeline.run_once(settings, transport, store, datetime.now(UTC))
+        pipeline.run_once(Services(settings, transport=transport), store, datetime.now(UTC))
     return {str(m["To"]).split("<")[-1].rstrip(">"): _text(m) for m in transport.sent}
 
 

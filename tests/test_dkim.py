@@ -17,13 +17,13 @@ from conftest import free_port, samples_source, write_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from digest.email.transport import make_transport
 from digest.errors import ConfigError
 from digest.models import Profile, Status
 from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
 from digest.subscriptions import Request, confirmation_message
+from digest.wiring import Services
 
 SUBSCRIBERS = [
     {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3},
@@ -72,7 +72,7 @@ def test_every_digest_in_the_maildir_carries_a_signature_that_verifies(
     private, record = key_pair
     settings = settings_with_dkim(tmp_path, monkeypatch, private)
     with Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, make_transport(settings), store, now)
+        report = pipeline.run_once(Services(settings), store, now)
     assert {s.status for s in report.subscribers} == {Status.SENT}
     files = sorted((settings.delivery.maildir / "new").iterdir())
     assert len(files) == 2
@@ -126,7 +126,7 @@ def test_the_bytes_a_smtp_server_receives_verify(
     smtp = {"host": "127.0.0.1", "port": port, "security": "none", "timeout": 5}
     settings = settings_with_dkim(tmp_path, monkeypatch, private, delivery={"method": "smtp"}, smtp=smtp)
     with Store.open(settings.database) as store:
-        pipeline.run_once(settings, make_transport(settings), store, now)
+        pipeline.run_once(Services(settings), store, now)
     assert len(handler.received) == 2
     assert all(verifies(data, record) for data in handler.received)
 
@@ -137,7 +137,9 @@ def test_the_confirmation_email_is_signed_too(
     private, record = key_pair
     settings = settings_with_dkim(tmp_path, monkeypatch, private)
     request = Request("new@example.org", "New", Profile(keywords=("transformers",)))
-    message = confirmation_message(settings, request, "https://digest.example.org/c/token", now)
+    message = confirmation_message(
+        settings.sender, Services(settings).dkim, request, "https://digest.example.org/c/token", now
+    )
     assert verifies(message.data, record)
 
 
@@ -149,7 +151,7 @@ def test_a_selector_without_a_usable_key_stops_before_anything_is_sent(
         tmp_path, sources=[samples_source()], subscribers=SUBSCRIBERS, tables={"dkim": {"selector": "s"}}
     )
     with pytest.raises(ConfigError, match="DIGEST_DKIM__PRIVATE_KEY"):
-        load_settings(cfg).dkim_key()
+        Services(load_settings(cfg)).check()
 
     monkeypatch.setenv(
         "DIGEST_DKIM__PRIVATE_KEY",
@@ -157,7 +159,7 @@ def test_a_selector_without_a_usable_key_stops_before_anything_is_sent(
     )
     settings = load_settings(cfg)
     with Store.open(settings.database) as store, pytest.raises(ConfigError, match="cannot be read") as caught:
-        pipeline.run_once(settings, make_transport(settings), store, now, workers=2)  # not a dead worker
+        pipeline.run_once(Services(settings), store, now, workers=2)  # not a dead worker
     assert "not a key" not in str(caught.value)  # the key's text is never echoed
     assert not (settings.delivery.maildir / "new").exists() or not any(
         (settings.delivery.maildir / "new").iterdir()

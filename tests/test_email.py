@@ -28,6 +28,7 @@ from digest.settings import load_settings
 from digest.sources.snapshot import parse_snapshot
 from digest.store import Store
 from digest.tokens import Purpose, Signer
+from digest.wiring import Services
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SAMPLES = Path(__file__).resolve().parent.parent / "config" / "samples"
@@ -205,12 +206,12 @@ def test_papers_cut_by_the_size_budget_stay_candidates(tmp_path: Path, now: date
     settings = load_settings(cfg)
     transport = MemoryTransport()
     with Store.open(settings.database) as store:
-        first = pipeline.run_once(settings, transport, store, now)
+        first = pipeline.run_once(Services(settings, transport=transport), store, now)
         shown = len(first.subscribers[0].matches)
         assert 0 < shown < 120
         assert len(sent_refs(store, "ada@example.org")) == shown
         assert len(store.recent_papers(now - timedelta(days=7))) == 120
-        second = pipeline.run_once(settings, transport, store, now + timedelta(days=1))
+        second = pipeline.run_once(Services(settings, transport=transport), store, now + timedelta(days=1))
         assert len(sent_refs(store, "ada@example.org")) == min(120, 2 * shown)
     again = {m.paper.key for m in first.subscribers[0].matches} & {
         m.paper.key for m in second.subscribers[0].matches

@@ -37,6 +37,7 @@ from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import BOUNCE_LIMIT, Store
 from digest.tokens import Signer
+from digest.wiring import Services
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
@@ -273,7 +274,9 @@ def test_an_internationalised_domain_goes_as_punycode_without_smtputf8(
     for day in range(BOUNCE_LIMIT + 1):
         with Store.open(settings.database) as store:
             transport = SmtpTransport(settings.smtp, settings.sender_address)
-            report = pipeline.run_once(settings, transport, store, NOW + timedelta(days=day))
+            report = pipeline.run_once(
+                Services(settings, transport=transport), store, NOW + timedelta(days=day)
+            )
         status = {s.email: s for s in report.subscribers}
         assert status["zoë@example.org"].status == Status.FAILED, day
         assert "SMTPUTF8" in (status["zoë@example.org"].error or "")

@@ -19,13 +19,13 @@ import pytest
 from conftest import REPO, HostileServer, count_papers, read_maildir, samples_source, write_config
 
 from digest.email.render import HTML_BUDGET, Renderer
-from digest.email.transport import make_transport
 from digest.errors import FetchError, RenderError
 from digest.models import Digest, Match, Paper, Profile, Status, Subscriber
 from digest.run import pipeline
 from digest.settings import load_settings
 from digest.sources.fetch import fetch_url
 from digest.store import Store
+from digest.wiring import Services
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
@@ -126,7 +126,7 @@ def test_absurd_entries_are_cut_clamped_or_skipped_one_by_one(tmp_path: Path) ->
     )
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, make_transport(settings), store, NOW)
+        report = pipeline.run_once(Services(settings), store, NOW)
         stored = {p.arxiv_id: p for p in store.recent_papers(datetime(2000, 1, 1, tzinfo=UTC))}
     (source,) = report.sources
     assert (source.papers, source.skipped, source.clamped, source.error) == (3, 3, 2, None)
@@ -147,7 +147,7 @@ def test_a_huge_upvote_count_in_a_capture_is_clamped(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, sources=[{"kind": "snapshot", "name": "cap", "path": str(capture)}])
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        (source,) = pipeline.ingest(settings, store, NOW)
+        (source,) = pipeline.ingest(Services(settings), store, NOW)
         (paper,) = store.recent_papers(datetime(2000, 1, 1, tzinfo=UTC))
     assert source.error is None and source.clamped == 1 and paper.upvotes == 10**9
 
@@ -216,7 +216,7 @@ def test_a_file_that_is_not_a_listing_is_refused_not_mailed(tmp_path: Path, name
     )
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, make_transport(settings), store, NOW)
+        report = pipeline.run_once(Services(settings), store, NOW)
         assert count_papers(store) == 0
     (source,) = report.sources
     assert source.error is not None and "not a Daily Papers listing" in source.error and name in source.error

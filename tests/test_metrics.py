@@ -12,10 +12,10 @@ from conftest import TEST_SECRET_KEY, free_port, samples_source, write_config
 from prometheus_client.parser import text_string_to_metric_families
 from test_web import _env, serving
 
-from digest.email.transport import make_transport
 from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
+from digest.wiring import Services
 
 TOKEN = "metrics-token-for-tests-0123456789"
 SUBSCRIBERS = [
@@ -47,7 +47,7 @@ def test_metrics_show_the_run_the_subscribers_and_each_sources_freshness(
     monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, make_transport(settings), store, now)
+        report = pipeline.run_once(Services(settings), store, now)
         assert len(report.subscribers) == 3
         store.unsubscribe("gone@example.org", now)
 

@@ -20,16 +20,17 @@ from conftest import (
     write_config,
 )
 
-from digest.email.transport import MaildirTransport, MemoryTransport, SmtpTransport, make_transport
+from digest.email.transport import MaildirTransport, MemoryTransport, SmtpTransport
 from digest.errors import PermanentDeliveryError
 from digest.models import Paper, Profile, Status, Subscriber
 from digest.run import pipeline
 from digest.run.courier import Courier
-from digest.run.delivery import Delivery, make_renderer
+from digest.run.delivery import Delivery
 from digest.run.planning import Send, Skip, plan, plan_batches
 from digest.selection.index import PaperIndex
 from digest.settings import Settings, load_settings
 from digest.store import Store
+from digest.wiring import Services
 
 ADA = {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3}
 GRACE = {"email": "grace@example.org", "keywords": [], "max_papers": 5}
@@ -59,7 +60,7 @@ def setup(tmp_path: Path, **kw: object) -> tuple[Settings, Store]:
 
 def test_demo_shape_run_into_maildir(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE])
-    report = pipeline.run_once(settings, make_transport(settings), store, now)
+    report = pipeline.run_once(Services(settings), store, now)
     assert [s.to_json() for s in report.sources] == [{**SAMPLES_REPORT, "last_new": now.isoformat()}]
     assert [(s.email, s.status, len(s.matches)) for s in report.subscribers] == [
         ("ada@example.org", Status.SENT, 3),
@@ -81,8 +82,8 @@ def test_demo_shape_run_into_maildir(tmp_path: Path, now: datetime) -> None:
 def test_second_run_with_nothing_new_sends_nothing(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     transport = MemoryTransport()
-    pipeline.run_once(settings, transport, store, now)
-    second = pipeline.run_once(settings, transport, store, now + timedelta(hours=2))
+    pipeline.run_once(Services(settings, transport=transport), store, now)
+    second = pipeline.run_once(Services(settings, transport=transport), store, now + timedelta(hours=2))
     assert len(transport.sent) == 1
     assert [s.status for s in second.subscribers] == [Status.NOTHING_NEW]
     assert second.sources[0].new == 0
@@ -91,14 +92,14 @@ def test_second_run_with_nothing_new_sends_nothing(tmp_path: Path, now: datetime
 def test_cut_by_the_cap_stays_a_candidate_and_nothing_is_sent_twice(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     transport = MemoryTransport()
-    pipeline.ingest(settings, store, now)
+    pipeline.ingest(Services(settings), store, now)
     store.sync_config_subscribers(settings.config_subscribers(), now)
     _, total = PaperIndex(store.recent_papers(now - timedelta(days=7))).select(store.subscribers()[0].profile)
     assert total == 9  # "speculative decoding" in the seeds
     seen: list[str] = []
     day = now
     for _ in range(5):
-        report = pipeline.run_once(settings, transport, store, day)
+        report = pipeline.run_once(Services(settings, transport=transport), store, day)
         seen.extend(m.paper.key for s in report.subscribers for m in s.matches if s.status == Status.SENT)
         day += timedelta(days=1)
     assert len(seen) == total == len(set(seen))  # every match exactly once, 3 a day
@@ -110,7 +111,7 @@ def test_lookback_window(tmp_path: Path, now: datetime) -> None:
     store.ingest([Paper("Scaling Laws for Precision", "old news")], now - timedelta(days=8))
     store.ingest([Paper("Precision Matters", "fresh")], now - timedelta(days=6))
     store.sync_config_subscribers(settings.config_subscribers(), now)
-    (planned,) = plan(settings, store, now)
+    (planned,) = plan(store, now, settings.default_when(), Services(settings).pool(store, now))
     assert isinstance(planned, Send)
     assert [m.paper.title for m in planned.digest.matches] == ["Precision Matters"]
 
@@ -122,9 +123,12 @@ def test_keywords_exclude_and_whole_words(tmp_path: Path, now: datetime) -> None
         {"email": "ex@example.org", "keywords": ["speculative decoding"], "exclude": ["multi-sample"]},
     ]
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs)
-    pipeline.ingest(settings, store, now)
+    pipeline.ingest(Services(settings), store, now)
     store.sync_config_subscribers(settings.config_subscribers(), now)
-    plans = {p.subscriber.email: p for p in plan(settings, store, now)}
+    plans = {
+        p.subscriber.email: p
+        for p in plan(store, now, settings.default_when(), Services(settings).pool(store, now))
+    }
     rag = plans["rag@example.org"]
     assert isinstance(rag, Send)
     for m in rag.digest.matches:
@@ -148,7 +152,7 @@ def test_failing_source_is_reported_and_the_others_still_run(
         samples_source(),
     ]
     settings, store = setup(tmp_path, sources=srcs, subscribers=[ADA])
-    report = pipeline.run_once(settings, MemoryTransport(), store, now)
+    report = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, now)
     by_name = {s.name: s for s in report.sources}
     assert by_name["broken"].error is not None and "broken" in by_name["broken"].error
     assert "HTML page" in by_name["broken"].error
@@ -159,7 +163,7 @@ def test_failing_source_is_reported_and_the_others_still_run(
     assert pipeline.exit_status(report) == 1  # a source failed: it will be retried
     stored = count_papers(store)
     # The next run: arxiv is unchanged (304), the broken one still broken; nothing stored is lost.
-    again = pipeline.run_once(settings, MemoryTransport(), store, now + timedelta(days=1))
+    again = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, now + timedelta(days=1))
     assert {s.name: s.not_modified for s in again.sources}["arxiv"] is True
     assert count_papers(store) == stored
     # Each source says when it last brought something new: arxiv and the samples yesterday, broken never.
@@ -176,7 +180,7 @@ def test_refused_recipient_is_retried_next_run_exactly_once(
         "smtp": {"host": smtp_server.host, "port": smtp_server.port, "security": "none", "timeout": 5},
     }
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE], tables=tables)
-    first = pipeline.run_once(settings, make_transport(settings), store, now)
+    first = pipeline.run_once(Services(settings), store, now)
     status = {s.email: (s.status, s.error) for s in first.subscribers}
     assert status["grace@example.org"] == (Status.SENT, None)
     assert status["ada@example.org"][0] == Status.RETRY_LATER
@@ -187,7 +191,7 @@ def test_refused_recipient_is_retried_next_run_exactly_once(
     assert len(smtp_server.handler.sessions) == 1
 
     del smtp_server.handler.refuse["ada@example.org"]
-    second = pipeline.run_once(settings, make_transport(settings), store, now + timedelta(hours=1))
+    second = pipeline.run_once(Services(settings), store, now + timedelta(hours=1))
     assert {s.email: s.status for s in second.subscribers} == {
         "ada@example.org": Status.SENT,
         "grace@example.org": Status.NOTHING_NEW,
@@ -204,9 +208,9 @@ def test_one_smtp_connection_per_run(tmp_path: Path, now: datetime, smtp_server:
         "delivery": {"method": "smtp"},
     }
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs, tables=tables)
-    transport = make_transport(settings)
+    transport = Services(settings).transport()
     assert isinstance(transport, SmtpTransport)
-    report = pipeline.run_once(settings, transport, store, now)
+    report = pipeline.run_once(Services(settings, transport=transport), store, now)
     assert [s.status for s in report.subscribers] == [Status.SENT] * 6
     assert len(smtp_server.handler.messages) == 6
     assert len(smtp_server.handler.sessions) == 1
@@ -220,7 +224,7 @@ def test_permanent_refusal_fails_only_that_subscriber(tmp_path: Path, now: datet
     transport = MemoryTransport(
         refuse={"ada@example.org": PermanentDeliveryError("ada@example.org", "550 no")}
     )
-    report = pipeline.run_once(settings, transport, store, now)
+    report = pipeline.run_once(Services(settings, transport=transport), store, now)
     assert {s.email: s.status for s in report.subscribers} == {
         "ada@example.org": Status.FAILED,
         "grace@example.org": Status.SENT,
@@ -230,7 +234,7 @@ def test_permanent_refusal_fails_only_that_subscriber(tmp_path: Path, now: datet
 def test_dry_run_changes_nothing(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     report = pipeline.run_once(
-        settings, MaildirTransport(tmp_path / "var" / "outbox"), store, now, dry_run=True
+        Services(settings, transport=MaildirTransport(tmp_path / "var" / "outbox")), store, now, dry_run=True
     )
     assert [s.status for s in report.subscribers] == [Status.DRY_RUN]
     assert report.subscribers[0].matches
@@ -244,7 +248,7 @@ def test_invalid_profile_fails_that_subscriber_only(tmp_path: Path, now: datetim
     in, see test_config_checks) fails its own reader at the run, and nobody else."""
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     store.add_subscriber(Subscriber("bad@example.org", "", Profile(("***",))), now)
-    report = pipeline.run_once(settings, MemoryTransport(), store, now)
+    report = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, now)
     status = {s.email: s for s in report.subscribers}
     assert status["bad@example.org"].status == Status.FAILED
     assert "subscriber bad@example.org, keyword '***': the keyword has no letters or digits" in (
@@ -255,9 +259,9 @@ def test_invalid_profile_fails_that_subscriber_only(tmp_path: Path, now: datetim
 
 def test_preview_has_no_side_effects(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
-    pipeline.ingest(settings, store, now)
+    pipeline.ingest(Services(settings), store, now)
     before = _every_row(settings, store)
-    result = pipeline.preview(settings, store, "ada@example.org", now)
+    result = pipeline.preview(Services(settings), store, "ada@example.org", now)
     assert result.message is not None and isinstance(result.planned, Send)
     assert len(result.planned.digest.matches) == 3
     assert sent_refs(store, "ada@example.org") == set()
@@ -275,7 +279,7 @@ def _every_row(settings: Settings, store: Store) -> object:
 def test_preview_reads_no_source(tmp_path: Path, now: datetime) -> None:
     """Preview shows what is stored: with nothing ingested yet there is nothing new, whatever the sources."""
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
-    result = pipeline.preview(settings, store, "ada@example.org", now)
+    result = pipeline.preview(Services(settings), store, "ada@example.org", now)
     assert isinstance(result.planned, Skip) and result.message is None
     assert count_papers(store) == 0
 
@@ -286,7 +290,7 @@ def test_preview_unknown_subscriber(tmp_path: Path, now: datetime, email: str) -
 
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     with pytest.raises(SubscriberError, match="no subscriber"):
-        pipeline.preview(settings, store, email, now)
+        pipeline.preview(Services(settings), store, email, now)
 
 
 def test_a_digest_begun_elsewhere_meanwhile_is_not_sent_again(tmp_path: Path, now: datetime) -> None:
@@ -294,14 +298,14 @@ def test_a_digest_begun_elsewhere_meanwhile_is_not_sent_again(tmp_path: Path, no
     digest for the day: the batch's insert is refused by the database, and nothing is sent to her."""
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     store.sync_config_subscribers(settings.config_subscribers(), now)
-    pipeline.ingest(settings, store, now)
-    (batch,) = plan_batches(settings, store, now)
+    pipeline.ingest(Services(settings), store, now)
+    (batch,) = plan_batches(store, now, settings.default_when(), Services(settings).pool(store, now))
     assert isinstance(batch[0], Send)
     from digest.store import NewMessage
 
     store.begin_messages([NewMessage("ada@example.org", batch[0].digest.day, "<other@x>", ())], now)
     transport = MemoryTransport()
-    delivery = Delivery(store, make_renderer(settings), Courier(transport), now)
+    delivery = Delivery(store, Services(settings).renderer, Courier(transport), now)
     (report,) = delivery.deliver_batch(batch)
     assert report.status == Status.NOTHING_NEW and "already has a digest" in (report.note or "")
     assert transport.sent == []

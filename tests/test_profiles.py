@@ -23,6 +23,7 @@ from digest.store import Store
 from digest.subscriptions import Request
 from digest.tokens import Purpose, Signer
 from digest.web import create_app
+from digest.wiring import Services
 
 API_TOKEN = "api-token-for-tests-0123456789abcdef"
 NAME = "  Ada   " + "L" * 120  # collapsed and cut at 100
@@ -73,7 +74,7 @@ def test_every_way_in_stores_the_same_profile(app_env: Path) -> None:
     assert made.exit_code == 0, made.output
     assert _stored(app_env, "cli@example.org") == (name, WANT)
 
-    with TestClient(create_app(load_settings(app_env))) as client:
+    with TestClient(create_app(Services(load_settings(app_env)))) as client:
         body: dict[str, Any] = {
             "keywords": ["RAG", "speculative decoding"],
             "exclude": ["survey"],

@@ -29,6 +29,7 @@ from digest.run import pipeline
 from digest.run.courier import Courier, RetryBudget
 from digest.settings import Settings, load_settings
 from digest.store import BOUNCE_LIMIT, Store
+from digest.wiring import Services
 
 SUBSCRIBERS = [
     {"email": f"{name}@example.org", "keywords": keywords}
@@ -57,7 +58,9 @@ def _settings(tmp_path: Path, port: int, **smtp: Any) -> Settings:
 
 def _run(settings: Settings, now: datetime) -> RunReport:
     with Store.open(settings.database) as store:
-        return pipeline.run_once(settings, SmtpTransport(settings.smtp, settings.sender_address), store, now)
+        return pipeline.run_once(
+            Services(settings, transport=SmtpTransport(settings.smtp, settings.sender_address)), store, now
+        )
 
 
 def _status(report: RunReport) -> dict[str, str]:

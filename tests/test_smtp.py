@@ -25,6 +25,7 @@ from digest.models import Status
 from digest.run import pipeline
 from digest.settings import SmtpConfig, load_settings
 from digest.store import Store
+from digest.wiring import Services
 
 USER, PASSWORD = "digest", "s3cret-from-env"
 
@@ -111,7 +112,7 @@ def test_verified_tls_and_auth_with_the_password_from_the_environment(
     assert settings.smtp.password.get_secret_value() == PASSWORD
     transport = SmtpTransport(settings.smtp, settings.sender_address, context=server.client_context())
     with Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, transport, store, now)
+        report = pipeline.run_once(Services(settings, transport=transport), store, now)
     assert [s.status for s in report.subscribers] == [Status.SENT, Status.SENT]
     assert server.auth_attempts == [(USER, PASSWORD)]  # one login: one connection for the run
     assert len(server.handler.messages) == 2
@@ -127,7 +128,7 @@ def test_untrusted_certificate_aborts_before_any_password_is_sent(
     settings = _settings(tmp_path, starttls_server.port, "starttls")
     transport = SmtpTransport(settings.smtp, settings.sender_address)  # the system's trust store only
     with Store.open(settings.database) as store:
-        report = pipeline.run_once(settings, transport, store, now)
+        report = pipeline.run_once(Services(settings, transport=transport), store, now)
         assert sent_refs(store, "ada@example.org") == set()
     assert [s.status for s in report.subscribers] == [Status.FAILED, Status.RETRY_LATER]
     assert all("TLS with 127.0.0.1" in (s.error or "") for s in report.subscribers)

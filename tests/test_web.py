@@ -23,12 +23,12 @@ import httpx
 import pytest
 from conftest import TEST_SECRET_KEY, free_port, mails_to, read_maildir, samples_source, write_config
 
-from digest.email.transport import make_transport
 from digest.models import Profile, Subscriber
 from digest.run import pipeline
 from digest.settings import load_settings
 from digest.store import Store
 from digest.tokens import Purpose, Signer
+from digest.wiring import Services
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 ADA = {"email": "ada@example.org", "keywords": ["speculative decoding"], "max_papers": 3}
@@ -134,9 +134,7 @@ def test_one_click_unsubscribe_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        later = pipeline.run_once(
-            settings, make_transport(settings), store, datetime.now(UTC) + timedelta(days=1)
-        )
+        later = pipeline.run_once(Services(settings), store, datetime.now(UTC) + timedelta(days=1))
     assert "ada@example.org" not in {s.email for s in later.subscribers}
     received = [str(m["To"]) for m in read_maildir(tmp_path / "var" / "outbox")]
     assert received.count("ada@example.org") == 1
@@ -477,9 +475,7 @@ def test_download_my_data_and_delete_me(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        later = pipeline.run_once(
-            settings, make_transport(settings), store, datetime.now(UTC) + timedelta(days=1)
-        )
+        later = pipeline.run_once(Services(settings), store, datetime.now(UTC) + timedelta(days=1))
     assert later.subscribers == ()
     assert len(read_maildir(tmp_path / "var" / "outbox")) == 1
 

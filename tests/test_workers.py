@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 from conftest import read_maildir, samples_source, write_config
 
-from digest.email.transport import make_transport
 from digest.models import Profile, Status, Subscriber
 from digest.run import pipeline, workers
-from digest.run.courier import RetryBudget, make_courier
+from digest.run.courier import RetryBudget
 from digest.run.progress import LogLines
 from digest.settings import Settings, load_settings
 from digest.store import Store
+from digest.wiring import Services
 
 DIGEST = str(Path(sys.executable).parent / "digest")
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
@@ -58,13 +58,11 @@ def test_workers_deliver_each_subscriber_exactly_once(
     with Store.open(settings.database) as store:
         store.add_subscribers(_subscribers(300), NOW)
         steps: list[int] = []
-        report = pipeline.run_once(
-            settings, make_transport(settings), store, NOW, workers=2, progress=steps.append
-        )
+        report = pipeline.run_once(Services(settings), store, NOW, workers=2, progress=steps.append)
         assert report.status_counts == {Status.SENT: 300}
         assert sum(steps) == 300  # the workers' counters, read while they work
         assert report.ok and report.subscribers == ()  # workers send back problems only
-        again = pipeline.run_once(settings, make_transport(settings), store, NOW, workers=2)
+        again = pipeline.run_once(Services(settings), store, NOW, workers=2)
         assert Status.SENT not in again.status_counts
     messages = read_maildir(settings.delivery.maildir)
     assert sorted(str(m["To"]) for m in messages) == [f"w{i:05d}@example.org" for i in range(300)]
@@ -84,7 +82,7 @@ def test_workers_give_the_same_messages_as_one_process(
         settings = load_settings(cfg)
         with Store.open(settings.database) as store:
             store.add_subscribers(_subscribers(100), NOW)
-            pipeline.run_once(settings, make_transport(settings), store, NOW, workers=mode)
+            pipeline.run_once(Services(settings), store, NOW, workers=mode)
         bodies[mode] = {
             f.name: f.read_bytes().split(b"\n\n", 1)[1] for f in (settings.delivery.maildir / "new").iterdir()
         }
@@ -211,9 +209,9 @@ def test_tally_counts_everyone_and_keeps_details_bounded() -> None:
 def test_workers_share_the_rate_limit(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, tables={"delivery": {"method": "smtp"}, "smtp": {"rate_limit": 10}})
     settings = load_settings(cfg)
-    transport = make_transport(settings)
-    assert make_courier(settings, transport).interval == pytest.approx(0.1)
-    assert make_courier(settings, transport, share=4).interval == pytest.approx(0.4)  # 4 x 2.5/s = 10/s
+    transport = Services(settings).transport()
+    assert Services(settings).courier(transport).interval == pytest.approx(0.1)
+    assert Services(settings).courier(transport, share=4).interval == pytest.approx(0.4)  # 4 x 2.5/s = 10/s
 
 
 def test_workers_share_one_retry_budget() -> None:

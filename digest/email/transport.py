@@ -22,6 +22,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import SecretStr
+
 from digest.email.mime import Outgoing
 from digest.errors import (
     DeliveryAbortedError,
@@ -30,7 +32,23 @@ from digest.errors import (
     ServerUnavailableError,
     TransientDeliveryError,
 )
-from digest.settings import Settings, SmtpConfig
+
+
+class SmtpServer(Protocol):
+    """Where and how to reach the SMTP server (``[smtp]``, ``settings.SmtpConfig``)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def security(self) -> str: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> SecretStr | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def effective_port(self) -> int: ...
 
 
 class Transport(Protocol):
@@ -197,7 +215,7 @@ class SmtpTransport:
 
     idempotent = False
 
-    def __init__(self, config: SmtpConfig, sender: str, *, context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, config: SmtpServer, sender: str, *, context: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.sender = sender
         self.context = context or ssl.create_default_context()
@@ -404,10 +422,3 @@ def _by_code(rcpt: str, code: int, reply: bytes | str, stage: str) -> DeliveryEr
         f"server refused: {text}" + ("" if at_fault else f" (at {stage}: our message, not the address)"),
         recipient_at_fault=at_fault,
     )
-
-
-def make_transport(settings: Settings) -> Transport:
-    """The transport ``[delivery] method`` names."""
-    if settings.delivery.method == "smtp":
-        return SmtpTransport(settings.smtp, settings.sender_address)
-    return MaildirTransport(settings.delivery.maildir)

@@ -18,7 +18,6 @@ from typing import Any, Protocol
 from digest.email.mime import Outgoing
 from digest.email.transport import Transport
 from digest.errors import TransientDeliveryError
-from digest.settings import Settings
 
 log = logging.getLogger("digest")
 
@@ -112,25 +111,3 @@ class Courier:
                 log.info("transient failure (%s); retry %d in %.1f s", exc, attempt + 1, delay)
                 self.sleep(delay)
                 attempt += 1
-
-
-def make_courier(
-    settings: Settings,
-    transport: Transport,
-    *,
-    budget: RetryBudget | None = None,
-    share: int = 1,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Courier:
-    """The courier the settings describe; with ``share`` workers sending at once, each gets its share of
-    the rate limit, and all draw on one ``budget``."""
-    d = settings.delivery
-    rate = settings.smtp.rate_limit / share if d.method == "smtp" and settings.smtp.rate_limit else None
-    return Courier(
-        transport,
-        retries=d.retries,
-        backoff=d.retry_backoff,
-        budget=budget or RetryBudget(d.retry_budget),
-        rate_limit=rate,
-        sleep=sleep,
-    )

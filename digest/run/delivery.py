@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from digest.cadence import When
 from digest.email.render import Composed, Renderer
 from digest.errors import (
     DeliveryAbortedError,
@@ -40,28 +41,11 @@ from digest.models import (
     is_problem,
 )
 from digest.run.courier import Courier
-from digest.run.planning import Planned, Send, Skip, candidate_pool, plan_batches
+from digest.run.planning import Planned, Send, Skip, plan_batches
 from digest.selection.index import PaperIndex
-from digest.settings import Settings
 from digest.store import NewMessage, Store
-from digest.tokens import Signer
 
 log = logging.getLogger("digest")
-
-
-def make_renderer(settings: Settings) -> Renderer:
-    """The renderer the settings describe; with ``base_url``, unsubscribe links are signed (see tokens); with
-    a secret key, Message-IDs are keyed with it (see ``render.message_id_for``)."""
-    keys = settings.signing_keys() if settings.base_url or settings.secret_key else None
-    return Renderer(
-        sender=settings.sender,
-        templates_dir=settings.templates_dir,
-        base_url=settings.base_url,
-        signer=Signer(keys) if keys and settings.base_url else None,
-        dkim=settings.dkim_key(),
-        return_path=settings.return_path(),
-        message_key=keys[-1] if keys else None,
-    )
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -295,26 +279,13 @@ class Delivery:
 
 @dataclass
 class RangeContext:
-    """What delivering a range needs, built once per run (or once per worker process)."""
+    """What delivering a range needs, built once per run (or once per worker process): the delivery loop's
+    state, the candidate pool, the schedule of readers who set none."""
 
-    settings: Settings
     delivery: Delivery
     pool: PaperIndex
+    default: When
     any_hour: bool = False  # every reader's hour counts as come (``digest run --now``)
-
-    @classmethod
-    def build(
-        cls,
-        settings: Settings,
-        store: Store,
-        courier: Courier,
-        now: datetime,
-        *,
-        dry_run: bool = False,
-        any_hour: bool = False,
-    ) -> RangeContext:
-        delivery = Delivery(store, make_renderer(settings), courier, now, dry_run)
-        return cls(settings, delivery, candidate_pool(settings, store, now), any_hour)
 
 
 def deliver_range(
@@ -332,7 +303,7 @@ def deliver_range(
     tally = tally if tally is not None else Tally()
     d = context.delivery
     batches = plan_batches(
-        context.settings, d.store, d.now, pool=context.pool, start=start, stop=stop, any_hour=context.any_hour
+        d.store, d.now, context.default, context.pool, start=start, stop=stop, any_hour=context.any_hour
     )
     for batch in batches:
         tally.add(d.deliver_batch(batch))

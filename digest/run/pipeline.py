@@ -1,10 +1,13 @@
 """The daily job's orchestration: ingest every source, then deliver (``delivery``), in one process or
 spread over workers (``workers``); and the preview of one subscriber's digest.
 
-``run_once(settings, transport, store, now)`` is the whole run and returns a ``RunReport``; the CLI and the
-scheduler are thin wrappers around ``run_configured``. Failure is local: a source that fails is reported and
-the others still run; a message that is not accepted is reported and the other subscribers still get
-theirs. A failure of the database itself (``StoreError``) is nobody's source's fault: it stops the run.
+``run_once(services, store, now)`` is the whole run and returns a ``RunReport``; the CLI and the scheduler
+are thin wrappers around ``run_configured``. ``services`` (``wiring.Services``) holds what the run works
+with, built once from the settings: the renderer, transports and couriers, the candidate pool's model.
+
+Failure is local: a source that fails is reported and the others still run; a message that is not
+accepted is reported and the other subscribers still get theirs. A failure of the database itself
+(``StoreError``) is nobody's source's fault: it stops the run.
 
 Exit status (``exit_status``): 0 all well; 1 something failed that the next run retries; 2 the run could
 not run, or met an internal error (a bug: retrying will not fix it).
@@ -28,16 +31,14 @@ from digest import sources
 from digest.alerts import Change, alert_message, changes
 from digest.email.bounces import BounceReport, address_key, read_report, subscriber_of
 from digest.email.dkim import signed
-from digest.email.transport import Transport, make_transport
 from digest.errors import DeliveryError, SourceError, StoreError, SubscriberError
 from digest.models import RunReport, SourceReport
-from digest.run.courier import make_courier
-from digest.run.delivery import RangeContext, Tally, deliver_range, make_renderer
-from digest.run.planning import Planned, Send, digest_day, plan
+from digest.run.delivery import Delivery, RangeContext, Tally, deliver_range
+from digest.run.planning import Planned, Send, plan
 from digest.run.sharing import Sharing, deliver_claims
 from digest.run.workers import deliver_in_workers, worker_count
-from digest.settings import Settings
 from digest.store import CHUNK, Store, as_store_error, owner_name
+from digest.wiring import Services
 
 log = logging.getLogger("digest")
 EXIT_OK, EXIT_RETRY, EXIT_CANNOT_RUN = 0, 1, 2
@@ -52,12 +53,12 @@ def exit_status(report: RunReport) -> int:
     return EXIT_OK if report.ok else EXIT_RETRY
 
 
-def ingest(settings: Settings, store: Store, now: datetime) -> list[SourceReport]:
+def ingest(services: Services, store: Store, now: datetime) -> list[SourceReport]:
     """Read every source into the store, one transaction per source; failures are reported, not raised
     (except the database's own, which no other source could get past)."""
-    today = digest_day(settings, now)
+    today = services.day(now)
     reports = []
-    for cfg in settings.sources:
+    for cfg in services.settings.sources:
         try:
             validators = store.validators(cfg.name, cfg.url) if cfg.url else None
             loaded = sources.load(cfg, validators, today)
@@ -90,38 +91,35 @@ def ingest(settings: Settings, store: Store, now: datetime) -> list[SourceReport
     return reports
 
 
-def ingest_once(settings: Settings, store: Store, now: datetime) -> list[SourceReport]:
+def ingest_once(services: Services, store: Store, now: datetime) -> list[SourceReport]:
     """``ingest``, unless another host read the sources while this one waited for its turn (hosts started
     together read them once; see ``store.runs``): then each source is reported as read by that run."""
     with store.ingest_turn(now) as mine:
         if mine:
-            reports = ingest(settings, store, now)
+            reports = ingest(services, store, now)
             for report in reports:
                 store.record_read(report.name, report.error)
-            send_alerts(settings, store, now)
+            send_alerts(services, store, now)
             return reports
     log.info("the sources were read by a run on another host just now; not reading them again")
-    return [SourceReport(cfg.name, cfg.kind, shared=True) for cfg in settings.sources]
+    return [SourceReport(cfg.name, cfg.kind, shared=True) for cfg in services.settings.sources]
 
 
-def send_alerts(settings: Settings, store: Store, now: datetime) -> list[Change]:
+def send_alerts(services: Services, store: Store, now: datetime) -> list[Change]:
     """With ``[alerts] to``: one email naming the sources that began failing or went stale, or recovered,
     since the last one (see ``alerts``); each is marked alerted only once the email was accepted, so a
     failed send is tried again by the next run. Returns what was sent about."""
+    settings = services.settings
     if not settings.alerts.to:
         return []
     after = settings.alerts.after
     health = store.source_health([cfg.name for cfg in settings.sources])
-    found = changes(health, now, settings.zone, after)
+    found = changes(health, now, services.zone, after)
     if not found:
         return []
-    message = signed(
-        settings.dkim_key(), alert_message(settings.sender, settings.alerts.to, found, after, now)
-    )
+    message = signed(services.dkim, alert_message(settings.sender, settings.alerts.to, found, after, now))
     try:
-        with make_transport(settings) as transport:
-            transport.send(message)
-            transport.flush()
+        services.send_now(message)
     except DeliveryError as exc:
         log.error("the alert to %s was not sent (the next run tries again): %s", settings.alerts.to, exc)
         return []
@@ -136,8 +134,7 @@ def send_alerts(settings: Settings, store: Store, now: datetime) -> list[Change]
 
 
 def run_once(
-    settings: Settings,
-    transport: Transport,
+    services: Services,
     store: Store,
     now: datetime,
     *,
@@ -152,64 +149,61 @@ def run_once(
     nothing.
 
     ``progress`` is called with the number of subscribers done after each batch. With ``workers`` > 1
-    (and not a dry run), deliveries run in that many processes (see ``workers``), each through its own
-    transport made from ``settings``; ``transport`` then only names where the mail went.
+    (and not a dry run), deliveries run in that many processes (see ``workers``), each building its own
+    services from the settings.
     """
     started = time.perf_counter()
-    settings.dkim_key()  # a missing or bad DKIM key stops the run here, not in each worker process
-    settings.return_path()  # so does VERP without a secret key
+    services.check()  # a missing or bad DKIM key stops the run here, not in each worker process
+    transport = services.transport()
     # A dry run works on a copy (closed at the end), and claims nothing: it must not hold back a real run.
     with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
-        store.sync_config_subscribers(settings.config_subscribers(), now)
-        source_reports = tuple(ingest(settings, store, now) if dry_run else ingest_once(settings, store, now))
+        store.sync_config_subscribers(services.settings.config_subscribers(), now)
+        source_reports = tuple(ingest(services, store, now) if dry_run else ingest_once(services, store, now))
         fresh = store.last_new_papers()
         source_reports = tuple(replace(r, last_new=fresh.get(r.name)) for r in source_reports)
         ingested = time.perf_counter()
-        if dry_run:
-            with transport:
-                courier = make_courier(settings, transport, sleep=sleep)
-                context = RangeContext.build(settings, store, courier, now, dry_run=True, any_hour=any_hour)
-                tally = deliver_range(context, tally=Tally(), after_batch=progress)
-        elif workers > 1:
-            sharing = _join(settings, store, now)
-            tally = deliver_in_workers(settings, sharing, now, workers, progress, any_hour=any_hour)
+        if workers > 1 and not dry_run:
+            sharing = _join(services, store, now)
+            tally = deliver_in_workers(services.settings, sharing, now, workers, progress, any_hour=any_hour)
         else:
-            sharing = _join(settings, store, now)
             with transport:
-                courier = make_courier(settings, transport, sleep=sleep)
-                context = RangeContext.build(settings, store, courier, now, any_hour=any_hour)
-                tally = deliver_claims(context, sharing, tally=Tally(), after_batch=progress)
+                courier = services.courier(transport, sleep=sleep)
+                context = RangeContext(
+                    Delivery(store, services.renderer, courier, now, dry_run),
+                    services.pool(store, now),
+                    services.default_when,
+                    any_hour,
+                )
+                if dry_run:
+                    tally = deliver_range(context, tally=Tally(), after_batch=progress)
+                else:
+                    tally = deliver_claims(
+                        context, _join(services, store, now), tally=Tally(), after_batch=progress
+                    )
     timings = {"ingest": ingested - started, "deliver": time.perf_counter() - ingested}
     return tally.report(now, source_reports, transport.describe(), dry_run, timings)
 
 
-def _join(settings: Settings, store: Store, now: datetime) -> Sharing:
+def _join(services: Services, store: Store, now: datetime) -> Sharing:
     """This process's part in the day's shared run (joined, or begun: see ``store.runs``)."""
-    run = store.join_run(digest_day(settings, now), now, store.subscriber_bounds(CHUNK))
-    return Sharing(run, owner_name(), settings.delivery.claim_lease)
+    run = store.join_run(services.day(now), now, store.subscriber_bounds(CHUNK))
+    return Sharing(run, owner_name(), services.settings.delivery.claim_lease)
 
 
 def run_configured(
-    settings: Settings, store: Store, now: datetime, *, dry_run: bool = False, any_hour: bool = False
+    services: Services, store: Store, now: datetime, *, dry_run: bool = False, any_hour: bool = False
 ) -> RunReport:
-    """``run_once`` as the CLI and the scheduler run it: the transport and the number of worker processes
-    from the settings (``[delivery] workers``; automatic by default), and progress on stderr for long
-    runs (see ``progress``)."""
+    """``run_once`` as the CLI and the scheduler run it: the number of worker processes from the settings
+    (``[delivery] workers``; automatic by default), and progress on stderr for long runs (see
+    ``progress``)."""
     from digest.run.progress import run_progress
 
     subscribers = store.count_subscribers()
-    workers = worker_count(settings.delivery.workers, subscribers, settings.delivery.method)
-    transport = make_transport(settings)
+    delivery = services.settings.delivery
+    workers = worker_count(delivery.workers, subscribers, delivery.method)
     with run_progress(subscribers) as progress:
         return run_once(
-            settings,
-            transport,
-            store,
-            now,
-            dry_run=dry_run,
-            progress=progress,
-            workers=workers,
-            any_hour=any_hour,
+            services, store, now, dry_run=dry_run, progress=progress, workers=workers, any_hour=any_hour
         )
 
 
@@ -219,7 +213,7 @@ class Preview:
     message: EmailMessage | None
 
 
-def preview(settings: Settings, store: Store, email: str, now: datetime) -> Preview:
+def preview(services: Services, store: Store, email: str, now: datetime) -> Preview:
     """What ``email`` would get if the job ran now, from the papers already stored.
 
     It fetches nothing (``digest ingest`` refreshes the papers) and works on an in-memory copy, so
@@ -227,18 +221,18 @@ def preview(settings: Settings, store: Store, email: str, now: datetime) -> Prev
     """
     copy = store.snapshot()
     try:
-        copy.sync_config_subscribers(settings.config_subscribers(), now)
+        copy.sync_config_subscribers(services.settings.config_subscribers(), now)
         if copy.subscriber(email) is None:
             raise SubscriberError(
                 f"no subscriber {email}", hint=f"add one with: digest subscribe {email} --keyword ..."
             )
-        planned = plan(settings, copy, now, only=email, any_hour=True)
+        planned = plan(copy, now, services.default_when, services.pool(copy, now), only=email, any_hour=True)
         if not planned:
             raise SubscriberError(
                 f"{email} is unsubscribed", hint=f"re-enable them with: digest resume {email}"
             )
         item = next((p for p in planned if isinstance(p, Send)), planned[0])
-        message = make_renderer(settings).render(item.digest, now) if isinstance(item, Send) else None
+        message = services.renderer.render(item.digest, now) if isinstance(item, Send) else None
         return Preview(item, message)
     finally:
         copy.close()
@@ -271,14 +265,14 @@ def _read_bounce(path: Path) -> tuple[BounceReport, str]:
     return read_report(msg), " ".join(str(msg.get("subject", "")).split())[:200]
 
 
-def process_bounces(settings: Settings, store: Store, folder: Path, now: datetime) -> list[BounceOutcome]:
+def process_bounces(services: Services, store: Store, folder: Path, now: datetime) -> list[BounceOutcome]:
     """Read every message in the Maildir ``folder`` (new/ and cur/), act on each bounce and complaint that
     proves it is about a message we sent (``bounces``: a signed VERP tag, or one of our Message-IDs), and
     move each message aside into ``folder/.processed`` (acted on) or ``folder/.unrecognised`` (nothing to
     do, or it could not be read), so that no message is ever read twice. Each message is read inside its
     own guard: one that cannot be read (too large, nested past parsing, not a file) is moved aside and the
     others go on."""
-    keys = settings.signing_keys() if settings.bounces.address else []
+    keys = services.bounce_keys
     everyone = store.subscribers(include_inactive=True)
     by_key = {address_key(s.email): s.key for s in everyone}
     shown = {s.key: s.email for s in everyone}

@@ -32,8 +32,7 @@ from digest.identity import mailbox_key
 from digest.models import Digest, Paper, Status, Subscriber
 from digest.profiles import check_profile
 from digest.selection.index import PaperIndex, explain
-from digest.selection.semantic import SentenceModel, Space, Taste, make_model
-from digest.settings import Settings
+from digest.selection.semantic import SentenceModel, Space, Taste, TextModel
 from digest.store import DeliveryState, OutboxRow, Store
 
 BATCH = 256  # subscribers planned, begun, delivered and recorded together
@@ -41,12 +40,6 @@ SEEDS_UNKNOWN = (
     "none of their seed papers is among the stored papers yet; they count once a listing brings them"
 )
 log = logging.getLogger("digest")
-
-
-def digest_day(settings: Settings, now: datetime) -> date:
-    """The local date of a run at ``now`` in the operator's time zone: it names the run that hosts share,
-    and the sources' listing day. Each reader's digest is named by their own period (``cadence``)."""
-    return now.astimezone(settings.zone).date()
 
 
 def resume_hint(email: str) -> str:
@@ -95,14 +88,16 @@ def _when(timezone: str, send_at: str, cadence: str, default: When) -> When:
     return When.of(timezone, send_at, cadence, default)
 
 
-def candidate_pool(settings: Settings, store: Store, now: datetime) -> PaperIndex:
+def candidate_pool(
+    store: Store, now: datetime, *, lookback_days: int, weekly: bool, model: TextModel
+) -> PaperIndex:
     """The stored papers of the lookback window, indexed once per run (or once per worker). With weekly
-    readers the window spans at least a week (``WEEK_WINDOW_DAYS``), so their digest gathers the week."""
-    days = settings.lookback_days
-    if days < WEEK_WINDOW_DAYS and (settings.default_when().weekly or store.has_weekly_readers()):
+    readers (``weekly``: the default schedule is weekly, or a reader chose it) the window spans at least a
+    week (``WEEK_WINDOW_DAYS``), so their digest gathers the week."""
+    days = lookback_days
+    if days < WEEK_WINDOW_DAYS and (weekly or store.has_weekly_readers()):
         days = WEEK_WINDOW_DAYS
     papers = store.recent_papers(now - timedelta(days=days))
-    model = make_model(settings.relevance.model)
     if isinstance(model, SentenceModel):
         return PaperIndex(papers, model, stored_space(model, papers, store))
     return PaperIndex(papers, model)
@@ -128,23 +123,21 @@ def stored_space(model: SentenceModel, papers: Sequence[Paper], store: Store) ->
 
 
 def plan_batches(
-    settings: Settings,
     store: Store,
     now: datetime,
+    default: When,
+    pool: PaperIndex,
     *,
-    pool: PaperIndex | None = None,
     only: str | None = None,
     start: str = "",
     stop: str | None = None,
     size: int = BATCH,
     any_hour: bool = False,
 ) -> Iterator[list[Planned]]:
-    """Plan a batch of subscribers at a time (addresses in [start, stop)), each batch's state read in a
-    few queries; memory stays flat however many subscribers there are. With ``any_hour`` every reader's
-    hour counts as come (a preview, ``digest run --now``); their cadence still holds."""
-    if pool is None:
-        pool = candidate_pool(settings, store, now)
-    default = settings.default_when()
+    """Plan a batch of subscribers at a time (keys in [start, stop)), each batch's state read in a few
+    queries; memory stays flat however many subscribers there are. ``default`` is the schedule of readers
+    who set none; with ``any_hour`` every reader's hour counts as come (a preview, ``digest run --now``);
+    their cadence still holds."""
     for subs in store.subscriber_batches(size, start=start, stop=stop):
         if only is not None:
             subs = [s for s in subs if s.key == mailbox_key(only)]
@@ -153,10 +146,18 @@ def plan_batches(
 
 
 def plan(
-    settings: Settings, store: Store, now: datetime, *, only: str | None = None, any_hour: bool = False
+    store: Store,
+    now: datetime,
+    default: When,
+    pool: PaperIndex,
+    *,
+    only: str | None = None,
+    any_hour: bool = False,
 ) -> list[Planned]:
     """Every active subscriber's plan at ``now`` (see ``plan_batch``)."""
-    return [p for batch in plan_batches(settings, store, now, only=only, any_hour=any_hour) for p in batch]
+    return [
+        p for batch in plan_batches(store, now, default, pool, only=only, any_hour=any_hour) for p in batch
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +170,10 @@ class Due:
     open: int
 
 
-def due_now(settings: Settings, store: Store, now: datetime, since: datetime | None) -> Due:
+def due_now(store: Store, now: datetime, default: When, since: datetime | None) -> Due:
     """Count the readers due at ``now`` without selecting anything: what ``digest schedule`` asks at each
-    wake to decide whether to run (``since``: when it last ran, None for never)."""
-    default = settings.default_when()
+    wake to decide whether to run (``since``: when it last ran, None for never; ``default``: the schedule
+    of readers who set none)."""
     fresh = opened = 0
     for subs in store.schedule_batches(1000):
         live = [s for s in subs if not s.bouncing]

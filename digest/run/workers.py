@@ -29,14 +29,14 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 from digest import logs
-from digest.email.transport import make_transport
 from digest.errors import WorkerError
-from digest.run.courier import RetryBudget, make_courier
-from digest.run.delivery import RangeContext, Tally
+from digest.run.courier import RetryBudget
+from digest.run.delivery import Delivery, RangeContext, Tally
 from digest.run.runlock import hold_as_worker_of
 from digest.run.sharing import Sharing, deliver_claims
 from digest.settings import Settings
-from digest.store import CHUNK, RUN_SYNC, Store, owner_name
+from digest.store import CHUNK, RUN_SYNC, owner_name
+from digest.wiring import Services
 
 PROGRESS_EVERY = 0.25  # seconds between progress updates from the workers' counters
 AUTO_MIN = 2 * CHUNK  # with fewer subscribers, starting processes costs more than it saves
@@ -86,17 +86,20 @@ def _start(
     stop: Any,
     any_hour: bool,
 ) -> None:
-    """In each worker, once: the store, the transport, the pool and the renderer."""
+    """In each worker, once: its services (built from the settings, as every process builds its own), the
+    store, the transport, the pool and the renderer."""
     global _state, _lock_holder
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; workers see it gone
     _lock_holder = hold_as_worker_of(settings.database)  # kept for the process's life; released at its end
     logs.configure(log_level, worker=True)
-    store = Store.open(settings.database, sync=RUN_SYNC)
+    services = Services(settings)
+    store = services.open_store(sync=RUN_SYNC)
     store.attend_run(sharing.run)
-    transport = make_transport(settings)
+    transport = services.transport()
     transport.__enter__()
-    courier = make_courier(settings, transport, budget=RetryBudget(budget), share=workers)
-    context = RangeContext.build(settings, store, courier, now, any_hour=any_hour)
+    courier = services.courier(transport, budget=RetryBudget(budget), share=workers)
+    delivery = Delivery(store, services.renderer, courier, now)
+    context = RangeContext(delivery, services.pool(store, now), services.default_when, any_hour)
     with slots.get_lock():  # taken once at start (the budget's lock only on a transient failure)
         slot = slots.value
         slots.value += 1

@@ -8,13 +8,14 @@ cuts or clamps what is absurd in the rest (a 150 KB title, 10^23 upvotes) before
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import Protocol
 
 from digest.errors import ParseError
 from digest.models import Paper, Validators
 from digest.redact import redact_url
-from digest.settings import SourceConfig
 from digest.sources.feed import parse_feed
 from digest.sources.fetch import fetch_url, headers_from_env, read_paths
 from digest.sources.hfjson import parse_hf_json
@@ -111,7 +112,26 @@ def _bound_all(papers: list[Paper]) -> tuple[list[Paper], int]:
     return out, sum(a is not b for a, b in zip(out, papers, strict=True))
 
 
-def load(config: SourceConfig, validators: Validators | None, today: date) -> Loaded:
+class SourceSpec(Protocol):
+    """One configured source (``[[sources]]``, ``settings.SourceConfig``): what ``load`` reads."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def headers_from_env(self) -> Mapping[str, str]: ...
+
+
+def load(config: SourceSpec, validators: Validators | None, today: date) -> Loaded:
     """Fetch and parse one configured source."""
     if config.url is not None:
         result = fetch_url(

@@ -31,10 +31,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from digest.email.transport import make_transport
-from digest.run.planning import candidate_pool
 from digest.selection.index import PaperIndex
-from digest.settings import Settings
 from digest.web.api import api_routes, bearer_guard
 from digest.web.guards import KIB, BodyLimit, InternalErrors
 from digest.web.metrics import metrics_routes
@@ -44,6 +41,7 @@ from digest.web.sent import sent_digest_routes
 from digest.web.signup import ConfirmationMailer, signup_routes
 from digest.web.state import Web
 from digest.web.stores import PoolCache, UnsubscribeBatcher
+from digest.wiring import Services
 
 log = logging.getLogger("digest.web")
 
@@ -65,15 +63,17 @@ def body_limit(path: str) -> int:
     return SMALL_MAX
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The app for ``settings``: its database, its signing keys (refused at start-up if missing or weak)."""
-    web = Web.build(settings)
+def create_app(services: Services) -> Starlette:
+    """The app over this process's ``services``: its database, its signing keys (refused at start-up if
+    missing or weak)."""
+    settings = services.settings
+    web = Web.build(services)
     batcher = UnsubscribeBatcher(web.stores)
-    mailer = ConfirmationMailer(lambda: make_transport(settings))
+    mailer = ConfirmationMailer(services.transport)
 
     def build_pool() -> PaperIndex:
         with web.stores.get() as store:
-            pool = candidate_pool(settings, store, datetime.now(UTC))
+            pool = services.pool(store, datetime.now(UTC))
         _ = pool.space  # fit the text model here, in the worker thread, not at a request on the event loop
         return pool
 

@@ -106,7 +106,7 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
 
     def preview_html(subscriber: Subscriber, pool: PaperIndex) -> str:
         with web.stores.get() as store:
-            digest = preview_digest(settings, store, subscriber, datetime.now(UTC), pool)
+            digest = preview_digest(store, subscriber, datetime.now(UTC), pool, default_when)
         entries = [
             {
                 "title": highlighted_title(m.paper.title, m.matched),

@@ -20,7 +20,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest.models import Digest, Paper
-from digest.run.delivery import make_renderer
 from digest.selection.index import explain
 from digest.tokens import Bearer, Purpose
 from digest.web.pages import CSRF_COOKIE
@@ -32,7 +31,7 @@ _NUMBER = re.compile(r"[0-9]{1,4}")  # a paper's place in a digest (at most 1,00
 
 
 def sent_digest_routes(web: Web) -> list[Route]:
-    renderer = make_renderer(web.settings)
+    renderer = web.services.renderer
 
     def invalid(request: Request) -> Response:
         return web.pages.page(

@@ -27,7 +27,7 @@ from uvicorn.supervisors import Multiprocess
 
 from digest.errors import ConfigError, DigestError
 from digest.settings import Settings
-from digest.store import Store
+from digest.wiring import Services
 
 EXIT_INTERRUPTED = 130
 STARTUP_FAILURE = 3  # uvicorn's exit code for a worker whose app did not start
@@ -113,12 +113,13 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve(settings: Settings, host: str, port: int, workers: int, serving: Callable[[], None]) -> int:
+def serve(services: Services, host: str, port: int, workers: int, serving: Callable[[], None]) -> int:
     """Serve the web app until stopped (see the module's docstring); the exit status, or a DigestError."""
     from digest.web.app import create_app
 
-    app = create_app(settings)  # the keys are checked here
-    with Store.open(settings.database):  # the database answers (and is migrated) before anything listens
+    settings = services.settings
+    app = create_app(services)  # the keys are checked here
+    with services.open_store():  # the database answers (and is migrated) before anything listens
         pass
     sock = listen(host, port)
     if workers == 1:

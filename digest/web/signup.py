@@ -175,11 +175,8 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
             return "capped"
         assert settings.base_url is not None
         link = confirm_link(web.signer, settings.base_url, asked)
-        return (
-            "sent"
-            if mailer.submit(confirmation_message(settings, asked, link, datetime.now(UTC)))
-            else "busy"
-        )
+        message = confirmation_message(settings.sender, web.services.dkim, asked, link, datetime.now(UTC))
+        return "sent" if mailer.submit(message) else "busy"
 
     async def subscribe(request: Request) -> Response:
         form = await web.form(request)

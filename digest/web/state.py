@@ -16,6 +16,7 @@ from digest.settings import Settings
 from digest.tokens import Bearer, Purpose, Signer
 from digest.web.pages import CSRF_COOKIE, Pages
 from digest.web.stores import ThreadStores
+from digest.wiring import Services
 
 FORM_FIELDS_MAX = 100  # fields one form may carry (the manage form has 13)
 
@@ -24,23 +25,28 @@ FORM_FIELDS_MAX = 100  # fields one form may carry (the manage form has 13)
 class Web:
     """The app's state: see the module's docstring."""
 
-    settings: Settings
+    services: Services
     signer: Signer
     stores: ThreadStores
     pages: Pages
     declared: frozenset[str] = field(default_factory=frozenset)  # config readers' keys: the config owns them
 
     @classmethod
-    def build(cls, settings: Settings) -> Web:
-        """The state for ``settings``; ConfigError if the signing keys are missing or weak."""
+    def build(cls, services: Services) -> Web:
+        """The state over this process's ``services``; ConfigError if the signing keys are missing or weak."""
+        settings = services.settings
         pages = Pages(settings.sender.split("<")[0].strip().strip('"') or "Paper Digest")
         return cls(
-            settings,
-            Signer(settings.signing_keys()),
+            services,
+            services.signer,
             ThreadStores(settings.database),
             pages,
             frozenset(mailbox_key(s.email) for s in settings.subscribers),
         )
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
 
     @property
     def secure_cookie(self) -> bool:
