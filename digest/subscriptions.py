@@ -123,10 +123,6 @@ def confirmation_message(
     return signed(dkim, notice(sender, request.email, subject, text, html, mid_hash, now))
 
 
-def confirm_link(signer: Signer, base_url: str, request: Request) -> str:
-    return f"{base_url}/c/{signer.make_timed(Purpose.CONFIRM, request.token_data())}"
-
-
 def read_confirmation(signer: Signer, token: str, max_age: int = CONFIRM_MAX_AGE) -> Request:
     """The request a confirmation token carries; TokenError if forged, altered or expired."""
     data = signer.read_timed(Purpose.CONFIRM, token, max_age)

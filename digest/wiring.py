@@ -27,6 +27,7 @@ from digest.email.mime import Outgoing
 from digest.email.render import Renderer
 from digest.email.transport import MaildirTransport, SmtpTransport, Transport
 from digest.errors import ConfigError
+from digest.links import Links
 from digest.run.courier import Courier, RetryBudget
 from digest.run.planning import candidate_pool
 from digest.selection.index import PaperIndex
@@ -64,6 +65,11 @@ class Services:
     @cached_property
     def signer(self) -> Signer:
         return Signer(self.keys)
+
+    @cached_property
+    def links(self) -> Links | None:
+        """The reader's links under ``base_url`` (none without one: the email then says to reply)."""
+        return Links(self.signer, self.settings.base_url) if self.settings.base_url else None
 
     @cached_property
     def message_key(self) -> str | None:
@@ -109,8 +115,7 @@ class Services:
         return Renderer(
             sender=s.sender,
             templates_dir=s.templates_dir,
-            base_url=s.base_url,
-            signer=self.signer if s.base_url else None,
+            links=self.links,
             dkim=self.dkim,
             return_path=self.return_path,
             message_key=self.message_key,

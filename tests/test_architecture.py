@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ LAYERS = [
     {
         "profiles",
         "tokens",
+        "links",
         "alerts",
         "settings",
         "selection.semantic",
@@ -115,3 +117,29 @@ def test_settings_imports_no_feature_module() -> None:
 def test_only_the_composition_root_and_the_edges_read_the_settings() -> None:
     readers = {module for module, imported in _imports().items() if "settings" in imported}
     assert readers <= SETTINGS_READERS, sorted(readers - SETTINGS_READERS)
+
+
+_READER_PATH = re.compile(r"(^|/)[ucmvf]/(\{|$)|^/[ucmvf]/")
+
+
+def test_every_reader_url_is_made_in_links() -> None:
+    """Only ``links`` writes a reader's path (``/u/``, ``/m/``, ``/c/``, ``/v/``, ``/f/``), for the email and
+    the web app's routes alike: a link in a mail and the route that reads it cannot drift apart."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "links.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {
+            id(first.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(first := node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant) or id(node) in docstrings:
+                continue
+            if isinstance(node.value, str) and _READER_PATH.search(node.value):
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}")
+    assert not found, found

@@ -19,6 +19,7 @@ import pytest
 from test_email import NOW, SENDER, SIGNER, golden_cases, hostile_digest
 
 from digest.email.render import Renderer
+from digest.links import Links
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Under CI the browser is part of the test set-up (.ci/run installs it): there, a missing Chromium fails.
@@ -89,7 +90,11 @@ def look(tmp_path: Path, mail: str, width: int, dark: bool = False) -> dict[str,
 
 def html_of(name: str) -> str:
     digest, base_url = golden_cases()[name]
-    body = Renderer(sender=SENDER, base_url=base_url, signer=SIGNER).render(digest, NOW).get_body(("html",))
+    body = (
+        Renderer(sender=SENDER, links=Links(SIGNER, base_url) if base_url else None)
+        .render(digest, NOW)
+        .get_body(("html",))
+    )
     assert body is not None
     return str(body.get_content())
 

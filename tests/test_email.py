@@ -22,6 +22,7 @@ from lxml import html as lxml_html
 from digest.email.mime import qp
 from digest.email.render import HTML_BUDGET, Composed, Renderer, inline_css, preinline_template
 from digest.email.transport import MemoryTransport
+from digest.links import Links
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
 from digest.run import pipeline
 from digest.settings import load_settings
@@ -155,7 +156,7 @@ def golden_cases() -> dict[str, tuple[Digest, str | None]]:
 @pytest.mark.parametrize("name", ["normal", "trending", "one-paper", "200-papers", "hostile"])
 def test_golden_messages(name: str) -> None:
     digest, base_url = golden_cases()[name]
-    r = Renderer(sender=SENDER, base_url=base_url, signer=SIGNER)
+    r = Renderer(sender=SENDER, links=Links(SIGNER, base_url) if base_url else None)
     composed = r.compose(digest, NOW)
     msg = parses_back(r, composed)
     html = msg.get_body(("html",)).get_content()
@@ -233,8 +234,7 @@ def test_headers_are_never_folded_into_encoded_words() -> None:
     )
     r = Renderer(
         sender="Paper Digest <digest@example.org>",
-        base_url="https://digest.example.org/a/long/path",
-        signer=SIGNER,
+        links=Links(SIGNER, "https://digest.example.org/a/long/path"),
     )
     composed = r.compose(digest, NOW)
     msg = composed.outgoing.message()
@@ -263,7 +263,7 @@ def test_headers_arrive_unfolded_at_a_real_smtp_server(smtp_server: SmtpServer) 
     sub = Subscriber("a.rather.long.address.for.folding@research-lab.example.org", "", Profile(("RAG",)))
     digest = digest_of(sub, [(Paper("RAG", "About RAG."), (Reason("RAG", "title"),))])
     out = (
-        Renderer(sender=SENDER, base_url="https://digest.example.org/a/long/path", signer=SIGNER)
+        Renderer(sender=SENDER, links=Links(SIGNER, "https://digest.example.org/a/long/path"))
         .compose(digest, NOW)
         .outgoing
     )
@@ -296,7 +296,7 @@ def _styles(html: str) -> list[tuple[str, str, str]]:
 @pytest.mark.parametrize("name", ["normal", "trending", "hostile"])
 def test_css_inlined_once_gives_the_same_styles_as_premailer_per_email(name: str) -> None:
     digest, base_url = golden_cases()[name]
-    r = Renderer(sender=SENDER, base_url=base_url, signer=SIGNER)
+    r = Renderer(sender=SENDER, links=Links(SIGNER, base_url) if base_url else None)
     assert r.inlines_once
     context = r.context(digest)
     per_email = inline_css(r.env.get_template("digest.html").render(context))
@@ -329,7 +329,7 @@ def test_only_http_links_and_no_markup_from_feeds() -> None:
 @pytest.mark.parametrize("name", ["normal", "trending", "one-paper", "200-papers", "hostile"])
 def test_papers_rendered_once_and_spliced_give_the_same_bytes_as_whole_renders(name: str) -> None:
     digest, base_url = golden_cases()[name]
-    r = Renderer(sender=SENDER, base_url=base_url, signer=SIGNER)
+    r = Renderer(sender=SENDER, links=Links(SIGNER, base_url) if base_url else None)
     assert r.html_template is not None and r.html_template.split and r.text_template.split
     shown = r.fit(digest)[0]
     light, full = r.context(shown, full=False), r.context(shown)

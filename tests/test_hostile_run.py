@@ -32,6 +32,7 @@ from conftest import (
 
 from digest.email.render import SUBJECT_MAX, Renderer
 from digest.email.transport import SmtpTransport
+from digest.links import Links
 from digest.models import Digest, Match, Paper, Profile, Reason, Status, Subscriber
 from digest.run import pipeline
 from digest.settings import load_settings
@@ -79,8 +80,7 @@ def test_long_keywords_and_names_keep_every_header_line_within_998_octets() -> N
     )
     renderer = Renderer(
         sender="Paper Digest <d@example.org>",
-        base_url="https://digest.example.org/" + "p" * 800,
-        signer=Signer([TEST_SECRET_KEY]),
+        links=Links(Signer([TEST_SECRET_KEY]), "https://digest.example.org/" + "p" * 800),
     )
     message = renderer.compose(Digest(sub, matches, date(2026, 11, 23)), NOW).outgoing
     head = message.data.split(b"\n\n", 1)[0]

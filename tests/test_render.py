@@ -11,8 +11,11 @@ from conftest import TEST_SECRET_KEY
 
 from digest.email.render import Renderer, cut_abstract, subject_for
 from digest.errors import ConfigError
+from digest.links import Links
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
+from digest.settings import Settings
 from digest.tokens import Purpose, Signer
+from digest.wiring import Services
 
 ADA = Subscriber("ada@example.org", "Ada Lovelace", Profile(("speculative decoding", "RAG")))
 
@@ -48,11 +51,12 @@ def test_message_id_is_deterministic_and_unsubscribe_https_with_base_url() -> No
     assert render(d)["Message-ID"] == render(d)["Message-ID"]
     assert render(d)["Message-ID"] != render(make_digest(paper("Other")))["Message-ID"]
     signer = Signer([TEST_SECRET_KEY])
-    msg = render(d, base_url="https://digest.example.org", signer=signer)
+    msg = render(d, links=Links(signer, "https://digest.example.org"))
     token = signer.make(Purpose.UNSUBSCRIBE, "ada@example.org")
     assert msg["List-Unsubscribe"].startswith(f"<https://digest.example.org/u/{token}>, <mailto:")
+    unsigned = Services(Settings(base_url="https://digest.example.org", secret_key=None))
     with pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
-        render(d, base_url="https://digest.example.org")  # links that act for a reader are never unsigned
+        _ = unsigned.renderer  # links that act for a reader are never unsigned
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 

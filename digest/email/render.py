@@ -34,10 +34,10 @@ from jinja2 import (
 from digest.email.dkim import DkimKey
 from digest.email.fragments import VARYING, Body, SplitTemplate
 from digest.email.mime import Outgoing, address, ascii_address, assemble, encode_words
-from digest.errors import ConfigError, RenderError
+from digest.errors import RenderError
 from digest.keywords import match_spans
+from digest.links import Links
 from digest.models import Digest, Paper
-from digest.tokens import Purpose, Signer
 
 ABSTRACT_LIMIT = 600
 TITLE_LIMIT = 300
@@ -282,8 +282,7 @@ class Renderer:
         *,
         sender: str,
         templates_dir: Path | None = None,
-        base_url: str | None = None,
-        signer: Signer | None = None,
+        links: Links | None = None,
         html_budget: int = HTML_BUDGET,
         dkim: DkimKey | None = None,
         return_path: Callable[[str], str] | None = None,
@@ -297,14 +296,7 @@ class Renderer:
         self.domain = self.sender_address.rpartition("@")[2] or "localhost"
         self._from = address(one_line(self.sender_name), self.sender_address)
         self._list_id = f"{encode_words(one_line(self.sender_name or 'Paper Digest'))} <digest.{self.domain}>"
-        if base_url and signer is None:
-            raise ConfigError(
-                "base_url is set, so unsubscribe links must be signed, but no signing key was given",
-                key="base_url",
-                hint="set DIGEST_SECRET_KEY (32 random characters or more), or remove base_url",
-            )
-        self.base_url = base_url
-        self.signer = signer
+        self.links = links  # the reader's links (``links``), when base_url is set
         self._generated: dict[str, str] = {}  # templates made here: the HTML with its CSS inlined
         self.env = Environment(
             loader=ChoiceLoader(
@@ -334,33 +326,11 @@ class Renderer:
         self.text_template = SplitTemplate(self.env, "digest.txt", _full_entry, VARYING)
 
     def unsubscribe_links(self, email: str) -> dict[str, str | None]:
-        """``mailto`` always; ``https`` (``{base_url}/u/TOKEN``, the one-click page ``digest serve``
-        answers) when base_url is set; ``url`` the one to show a reader. The token is signed for this
-        subscriber and this purpose only (see tokens)."""
+        """``mailto`` always; ``https`` (the one-click page ``digest serve`` answers, ``links``) when there
+        are links; ``url`` the one to show a reader."""
         mailto = f"mailto:{self.sender_address}?subject={quote('unsubscribe ' + email)}"
-        https = None
-        if self.base_url and self.signer:
-            https = f"{self.base_url}/u/{self.signer.make(Purpose.UNSUBSCRIBE, email)}"
+        https = self.links.unsubscribe(email) if self.links else None
         return {"mailto": mailto, "https": https, "url": https or mailto}
-
-    def manage_url(self, email: str) -> str | None:
-        """``{base_url}/m/TOKEN``, the reader's page to change their topics, when base_url is set."""
-        if self.base_url and self.signer:
-            return f"{self.base_url}/m/{self.signer.make(Purpose.MANAGE, email)}"
-        return None
-
-    def feedback_url(self, email: str, day: date) -> str | None:
-        """``{base_url}/f/TOKEN``: with ``/N/more`` or ``/N/less``, the reader's opinion of this day's paper
-        number N. One signature per email (not per paper): the app checks N against the digest as sent."""
-        if self.base_url and self.signer:
-            return f"{self.base_url}/f/{self.signer.make(Purpose.FEEDBACK, email, day)}"
-        return None
-
-    def view_url(self, email: str, day: date) -> str | None:
-        """``{base_url}/v/TOKEN``: this day's digest as sent, in a browser, when base_url is set."""
-        if self.base_url and self.signer:
-            return f"{self.base_url}/v/{self.signer.make(Purpose.VIEW, email, day)}"
-        return None
 
     def context(self, digest: Digest, *, full: bool = True) -> dict[str, Any]:
         """What the templates see. With ``full=False`` entries carry only their number, score, paper and
@@ -377,7 +347,7 @@ class Renderer:
         ]
         if full:
             entries = [_full_entry(e) for e in entries]
-        profile = digest.subscriber.profile
+        profile, email, links = digest.subscriber.profile, digest.subscriber.email, self.links
         topics = digest.top_topics(3)
         n = len(digest.matches)
         papers = f"{n} paper{'s' if n != 1 else ''}"
@@ -397,12 +367,10 @@ class Renderer:
             "day": digest.day,
             "preheader": preheader,
             "subject": subject_for(digest, topics),
-            "unsubscribe": self.unsubscribe_links(digest.subscriber.email),
-            "manage_url": self.manage_url(digest.subscriber.email),
-            "view_url": self.view_url(digest.subscriber.email, digest.day),
-            "feedback_url": None
-            if profile.trending
-            else self.feedback_url(digest.subscriber.email, digest.day),
+            "unsubscribe": self.unsubscribe_links(email),
+            "manage_url": links.manage(email) if links else None,
+            "view_url": links.view(email, digest.day) if links else None,
+            "feedback_url": links.feedback(email, digest.day) if links and not profile.trending else None,
             "sender_name": self.sender_name or "Paper Digest",
         }
 

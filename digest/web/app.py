@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from digest import links
 from digest.selection.index import PaperIndex
 from digest.web.api import api_routes, bearer_guard
 from digest.web.guards import KIB, BodyLimit, InternalErrors
@@ -58,7 +59,7 @@ def body_limit(path: str) -> int:
     >>> body_limit("/"), body_limit("/m/TOKEN"), body_limit("/u/TOKEN")
     (262144, 262144, 4096)
     """
-    if path == "/" or path.startswith(("/m/", "/api/")):
+    if path == links.SIGNUP or path.startswith((links.prefix(links.MANAGE), "/api/")):
         return FORM_MAX
     return SMALL_MAX
 

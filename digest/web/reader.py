@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from digest import links
 from digest.cadence import CADENCES, cadence_label
 from digest.errors import ProfileError
 from digest.identity import shown
@@ -296,14 +297,14 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
         )
 
     return [
-        Route("/u/{token}", unsubscribe_page, methods=["GET"]),
-        Route("/u/{token}", unsubscribe, methods=["POST"]),
-        Route("/m/{token}", manage_page, methods=["GET"]),
-        Route("/m/{token}", manage_save, methods=["POST"]),
-        Route("/m/{token}/preview", manage_save, methods=["POST"]),
-        Route("/m/{token}/feedback", undo, methods=["POST"]),
-        Route("/m/{token}/data.json", data, methods=["GET"]),
-        Route("/m/{token}/delete", delete, methods=["POST"]),
+        Route(links.UNSUBSCRIBE, unsubscribe_page, methods=["GET"]),
+        Route(links.UNSUBSCRIBE, unsubscribe, methods=["POST"]),
+        Route(links.MANAGE, manage_page, methods=["GET"]),
+        Route(links.MANAGE, manage_save, methods=["POST"]),
+        Route(links.MANAGE_PREVIEW, manage_save, methods=["POST"]),
+        Route(links.MANAGE_UNDO, undo, methods=["POST"]),
+        Route(links.MANAGE_DATA, data, methods=["GET"]),
+        Route(links.MANAGE_DELETE, delete, methods=["POST"]),
     ]
 
 

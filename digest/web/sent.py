@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from digest import links
 from digest.models import Digest, Paper
 from digest.selection.index import explain
 from digest.tokens import Bearer, Purpose
@@ -118,12 +119,12 @@ def sent_digest_routes(web: Web) -> list[Route]:
             200,
             "Thank you",
             f"You will get {'more' if kind == 'more' else 'fewer'} papers like “{paper.title}”.",
-            link=web.manage_path(bearer.key),
+            link=web.links.manage(bearer.key),
             link_text="See and undo what you said",
         )
 
     return [
-        Route("/v/{token}", view, methods=["GET"]),
-        Route("/f/{token}/{number}/{kind}", feedback_page, methods=["GET"]),
-        Route("/f/{token}/{number}/{kind}", feedback, methods=["POST"]),
+        Route(links.VIEW, view, methods=["GET"]),
+        Route(links.FEEDBACK, feedback_page, methods=["GET"]),
+        Route(links.FEEDBACK, feedback, methods=["POST"]),
     ]

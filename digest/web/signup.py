@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from digest import links
 from digest.email.mime import Outgoing
 from digest.email.transport import Transport
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError, TransientDeliveryError
@@ -36,7 +37,6 @@ from digest.subscriptions import (
     ASK_WINDOW,
     ASKS_PER_ADDRESS,
     ASKS_PER_CLIENT,
-    confirm_link,
     confirmation_message,
     read_confirmation,
     unknown_seeds,
@@ -174,7 +174,8 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
             )
             return "capped"
         assert settings.base_url is not None
-        link = confirm_link(web.signer, settings.base_url, asked)
+        assert web.services.links is not None  # there is a base_url
+        link = web.services.links.confirm(asked.token_data())
         message = confirmation_message(settings.sender, web.services.dkim, asked, link, datetime.now(UTC))
         return "sent" if mailer.submit(message) else "busy"
 
@@ -258,14 +259,14 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
             "You are subscribed",
             f"{asked.email} gets a daily digest on: {what_of(asked)}.",
             *(notes if unknown else []),
-            link=web.manage_path(asked.email),
+            link=web.links.manage(asked.email),
             link_text="Tune your topics and preview your digest",
             footnote="Every digest links to this page, and to unsubscribe in one click.",
         )
 
     return [
-        Route("/", show_form, methods=["GET"]),
-        Route("/", subscribe, methods=["POST"]),
-        Route("/c/{token}", confirm_page, methods=["GET"]),
-        Route("/c/{token}", confirm, methods=["POST"]),
+        Route(links.SIGNUP, show_form, methods=["GET"]),
+        Route(links.SIGNUP, subscribe, methods=["POST"]),
+        Route(links.CONFIRM, confirm_page, methods=["GET"]),
+        Route(links.CONFIRM, confirm, methods=["POST"]),
     ]

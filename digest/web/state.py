@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from digest.errors import TokenError
 from digest.identity import legacy_variants, mailbox_key
+from digest.links import Links
 from digest.settings import Settings
 from digest.tokens import Bearer, Purpose, Signer
 from digest.web.pages import CSRF_COOKIE, Pages
@@ -47,6 +49,11 @@ class Web:
     @property
     def settings(self) -> Settings:
         return self.services.settings
+
+    @cached_property
+    def links(self) -> Links:
+        """The reader's links as paths, for the app's own pages."""
+        return Links(self.signer)
 
     @property
     def secure_cookie(self) -> bool:
@@ -93,6 +100,3 @@ class Web:
             "This link is not valid",
             "It may have been changed or cut short. Use the link in a recent digest email.",
         )
-
-    def manage_path(self, email: str) -> str:
-        return f"/m/{self.signer.make(Purpose.MANAGE, email)}"

@@ -1,0 +1,83 @@
+"""Every URL a reader is given, in one place: its path, the token's purpose, and how it is made.
+
+The email (``email.render``) builds its links here, absolute under ``base_url``; the web app routes the
+same paths (``ROUTES``) and links its own pages here, relative. So a path, or which purpose signs it,
+changes in one place, and a link in a mail always lands on the route that reads it:
+
+| path | what | token |
+| --- | --- | --- |
+| ``/`` | the sign-up form | none (CSRF) |
+| ``/c/TOKEN`` | confirm a sign-up | ``CONFIRM``, timed, carries the profile asked for |
+| ``/u/TOKEN`` | one-click unsubscribe (RFC 8058) | ``UNSUBSCRIBE`` |
+| ``/m/TOKEN`` (+ ``/preview``, ``/feedback``, ``/data.json``, ``/delete``) | the reader's page | ``MANAGE`` |
+| ``/v/TOKEN`` | a sent digest in a browser | ``VIEW``, with the digest's day |
+| ``/f/TOKEN/N/more``, ``/f/TOKEN/N/less`` | "more / less like this" on paper N | ``FEEDBACK``, with the day |
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from digest.tokens import Purpose, Signer
+
+SIGNUP = "/"
+CONFIRM = "/c/{token}"
+UNSUBSCRIBE = "/u/{token}"
+MANAGE = "/m/{token}"
+MANAGE_PREVIEW = "/m/{token}/preview"
+MANAGE_UNDO = "/m/{token}/feedback"
+MANAGE_DATA = "/m/{token}/data.json"
+MANAGE_DELETE = "/m/{token}/delete"
+VIEW = "/v/{token}"
+FEEDBACK = "/f/{token}/{number}/{kind}"
+
+
+def prefix(pattern: str) -> str:
+    """What every path of ``pattern`` starts with.
+
+    >>> prefix(MANAGE)
+    '/m/'
+    """
+    return pattern.split("{", 1)[0]
+
+
+class Links:
+    """The reader URLs signed with ``signer``, under ``base_url`` (``""``: paths, for the app's own pages).
+
+    >>> links = Links(Signer(["a-long-enough-secret-key-for-the-doctest"]), "https://digest.example.org")
+    >>> links.unsubscribe("Ada@example.org").startswith("https://digest.example.org/u/")
+    True
+    >>> links.relative().manage("ada@example.org").startswith("/m/")
+    True
+    """
+
+    def __init__(self, signer: Signer, base_url: str = "") -> None:
+        self.signer = signer
+        self.base_url = base_url.rstrip("/")
+
+    def relative(self) -> Links:
+        """The same links as paths, for the app's own pages."""
+        return Links(self.signer, "")
+
+    def _url(self, pattern: str, purpose: Purpose, email: str, day: date | None = None) -> str:
+        return self.base_url + pattern.format(token=self.signer.make(purpose, email, day))
+
+    def unsubscribe(self, email: str) -> str:
+        return self._url(UNSUBSCRIBE, Purpose.UNSUBSCRIBE, email)
+
+    def manage(self, email: str) -> str:
+        return self._url(MANAGE, Purpose.MANAGE, email)
+
+    def view(self, email: str, day: date) -> str:
+        """One sent digest (of ``day``) in a browser."""
+        return self._url(VIEW, Purpose.VIEW, email, day)
+
+    def feedback(self, email: str, day: date) -> str:
+        """``/f/TOKEN``: the email adds ``/N/more`` or ``/N/less`` per paper. One signature per email, not
+        per paper: the app checks N against the digest as it was sent."""
+        return self._url(FEEDBACK.split("/{number}")[0], Purpose.FEEDBACK, email, day)
+
+    def confirm(self, data: dict[str, Any]) -> str:
+        """A timed link that carries what a reader asked for on the sign-up form."""
+        return self.base_url + CONFIRM.format(token=self.signer.make_timed(Purpose.CONFIRM, data))
