@@ -90,7 +90,7 @@ def shared_day(
     try:
         cfg = _config(folder, str(SAMPLES / "*.txt"), sink_port, workers, database)
         with Store.open(database) as store:
-            store.add_subscribers(subscribers(n), NOW)
+            store.readers.add_many(subscribers(n), NOW)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
         started = time.perf_counter()
         procs = [
@@ -115,10 +115,10 @@ def shared_day(
         if sum(counts.values()) != n or set(counts) - {"sent", "nothing-new"}:
             raise SystemExit(f"{counts} for {n} subscribers")
         with Store.open(database) as store:
-            run = store.latest_run()
+            run = store.runs.latest()
             assert run is not None
             split: dict[str, int] = {}
-            for r in store.run_ranges(run):
+            for r in store.runs.ranges(run):
                 split[str(r.owner)] = split.get(str(r.owner), 0) + (r.subscribers or 0)
         return seconds, split
     finally:

@@ -147,7 +147,7 @@ def run_digest(
         folder = Path(tmp)
         cfg = _config(folder, day_glob, smtp_port, workers, database)
         with Store.open(database or folder / "state.sqlite3") as store:
-            store.add_subscribers(subscribers(n, hybrid=hybrid), NOW)
+            store.readers.add_many(subscribers(n, hybrid=hybrid), NOW)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
         t0 = time.perf_counter()
         proc = subprocess.Popen(

@@ -55,7 +55,7 @@ def build(folder: Path, n: int) -> Store:
     for i, s in enumerate(subscribers(n)):
         zone, hour, cadence = SCHEDULES[i % len(SCHEDULES)]
         readers.append(replace(s, profile=replace(s.profile, timezone=zone, send_at=hour, cadence=cadence)))
-    store.add_subscribers(readers, SERVED)
+    store.readers.add_many(readers, SERVED)
     return store
 
 
@@ -64,10 +64,8 @@ def mark_served(store: Store, n: int, day: date) -> None:
     emails = [f"user{i:06d}@example.org" for i in range(n)]
     for start in range(0, n, 5000):
         chunk = emails[start : start + 5000]
-        ids = store.begin_messages(
-            [NewMessage(e, day, f"<bench.{e}@example.org>", ()) for e in chunk], SERVED
-        )
-        store.mark_sent_many([i for i in ids if i is not None], SERVED)
+        ids = store.outbox.begin([NewMessage(e, day, f"<bench.{e}@example.org>", ()) for e in chunk], SERVED)
+        store.outbox.mark_sent_many([i for i in ids if i is not None], SERVED)
 
 
 def main() -> None:

@@ -167,7 +167,7 @@ def main() -> None:
         subprocess.run([DIGEST, "ingest", "--config", str(cfg)], env=env, check=True, capture_output=True)
         people = subscribers(args.subscribers + args.run_subscribers)
         with Store.open(folder / "digest.sqlite3") as store:
-            store.add_subscribers(people, datetime.now(UTC))
+            store.readers.add_many(people, datetime.now(UTC))
         # The web load goes to the first N; the run sends to everyone still subscribed.
         web_people = people[: args.subscribers]
         script = folder / "bench.lua"

@@ -31,13 +31,13 @@ from digest.errors import ConfigError, DigestError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
 from digest.models import RunReport, SourceReport, Status, Subscriber, is_problem
 from digest.profiles import MAX_PAPERS, ProfileInput
-from digest.redact import redact_text
+from digest.redact import redact_text, redact_url
 from digest.run import pipeline
 from digest.run.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
 from digest.run.planning import Send, Skip, reader_when, resume_hint
 from digest.run.runlock import database_lock
 from digest.settings import Settings, load_settings
-from digest.store import RUN_SYNC, Store, as_store_error
+from digest.store import RUN_SYNC, Store, is_server
 from digest.wiring import Services
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,7 +64,6 @@ def settings_for(config: str | None) -> Settings:
     """The settings from the command's ``--config``, else the one given before the command."""
     context = click.get_current_context()
     settings = load_settings(config or context.find_root().params.get("config"))
-    context.meta["digest.database"] = str(settings.database)  # names the file in a database error
     return settings
 
 
@@ -97,11 +96,7 @@ def handles_errors(func: F) -> F:
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except Exception as exc:
-            found = as_store_error(exc, click.get_current_context().meta.get("digest.database"))
-            if found is not None:
-                _fail(f"error: {found}", exc, verbose)
-            else:
-                _fail(f"internal error: {type(exc).__name__}: {exc}; {REPORT_TO}", exc, verbose)
+            _fail(f"internal error: {type(exc).__name__}: {exc}; {REPORT_TO}", exc, verbose)
             sys.exit(EXIT_CANNOT_RUN)
 
     return wrapper  # type: ignore[return-value]
@@ -350,9 +345,9 @@ def subscribe(
     )
     profile, name = asked.profile(), asked.name
     with Store.open(settings.database) as store:
-        before = store.subscriber(address)
-        new = store.add_subscriber(Subscriber(address, name, profile), _now())
-        stored = store.find_papers(seeds)
+        before = store.readers.get(address)
+        new = store.readers.add(Subscriber(address, name, profile), _now())
+        stored = store.papers.find(seeds)
         unknown = [s for s in seeds if s not in stored]
     what = "trending papers" if profile.trending else ", ".join(profile.topics)
     when = reader_when(Subscriber(address, name, profile), settings.default_when()).describe()
@@ -378,8 +373,8 @@ def unsubscribe(config: str | None, email: str) -> None:
     settings = settings_for(config)
     address = normalise_email(email)
     with Store.open(settings.database) as store:
-        store.sync_config_subscribers(settings.config_subscribers(), _now())
-        if not store.unsubscribe(address, _now()):
+        store.readers.sync_config(settings.config_subscribers(), _now())
+        if not store.readers.unsubscribe(address, _now()):
             raise DigestError(f"no subscriber {address}")
     click.echo(f"unsubscribed {address}")
 
@@ -401,15 +396,15 @@ def feedback(config: str | None, email: str, paper: str, kind: str | None) -> No
     address = normalise_email(email)
     with Store.open(settings.database) as store:
         declared = any(mailbox_key(s.email) == mailbox_key(address) for s in settings.subscribers)
-        if store.subscriber(address) is None and not declared:
+        if store.readers.get(address) is None and not declared:
             raise SubscriberError(f"no subscriber {address}", hint="see them with: digest subscribers")
-        found = store.find_papers([paper]).get(paper)
+        found = store.papers.find([paper]).get(paper)
         if found is None or found.ref is None:
             raise SubscriberError(
                 f"no stored paper has the arXiv id or title {paper!r}",
                 hint="give an arXiv id (2501.01234) or the exact title of a paper a listing brought",
             )
-        store.set_feedback(address, found.ref, None if kind == "undo" else kind, _now())
+        store.readers.set_feedback(address, found.ref, None if kind == "undo" else kind, _now())
     said = {"more": "more like", "less": "less like", "undo": "forgot feedback on"}[kind]
     click.echo(f"{address}: {said} {found.title!r}")
 
@@ -425,14 +420,13 @@ def migrate_store(config: str | None, target: str) -> None:
     checking every table's row count; then set `database` to that URL. The password comes from PGPASSWORD
     or ~/.pgpass. Holds the run lock meanwhile, so no run changes what is being copied."""
     from digest.store.copy import copy_store
-    from digest.store.postgresql import without_password
 
     settings = settings_for(config)
-    if isinstance(settings.database, str):
+    if is_server(settings.database):
         raise ConfigError("it is already a PostgreSQL database", key="database")
-    if not target.startswith(("postgresql://", "postgres://")):
+    if not is_server(target):
         raise click.UsageError("--to takes a postgresql:// URL")
-    if without_password(target) != target:
+    if redact_url(target) != target:
         raise click.UsageError("--to must not hold a password: set PGPASSWORD (or ~/.pgpass) instead")
     with (
         database_lock(settings.database, _now()),
@@ -454,8 +448,8 @@ def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> No
     """List subscribers and their profiles (config-declared and added with `digest subscribe`)."""
     settings = settings_for(config)
     with Store.open(settings.database) as store:
-        store.sync_config_subscribers(settings.config_subscribers(), _now())
-        subs = store.subscribers(include_inactive=include_inactive)
+        store.readers.sync_config(settings.config_subscribers(), _now())
+        subs = store.readers.all(include_inactive=include_inactive)
     if as_json:
         click.echo(
             json.dumps(
@@ -557,9 +551,9 @@ def resume(config: str | None, email: str) -> None:
     settings = settings_for(config)
     address = normalise_email(email)
     with Store.open(settings.database) as store:
-        store.sync_config_subscribers(settings.config_subscribers(), _now())
-        before = store.subscriber(address)
-        if before is None or not store.resume(address, _now()):
+        store.readers.sync_config(settings.config_subscribers(), _now())
+        before = store.readers.get(address)
+        if before is None or not store.readers.resume(address, _now()):
             raise DigestError(f"no subscriber {address}", hint=f"add one with: digest subscribe {address}")
     was = "bouncing" if before.bouncing else ("unsubscribed" if not before.active else "already active")
     click.echo(f"resumed {address} (was {was}); their profile is unchanged")

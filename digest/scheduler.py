@@ -68,7 +68,7 @@ class Waker:
                 database_lock(settings.database, now),
                 services.open_store(sync=RUN_SYNC) as store,
             ):
-                store.sync_config_subscribers(settings.config_subscribers(), now)
+                store.readers.sync_config(settings.config_subscribers(), now)
                 if not self.should_run(settings, store, now):
                     return 0
                 report = pipeline.run_configured(services, store, now)

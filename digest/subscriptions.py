@@ -7,7 +7,7 @@ subscriber. So nobody can subscribe a stranger, and an address that is already s
 answer as any other (no enumeration): only its owner learns anything, by mail.
 
 The rate limits below bound how often one address and one client may ask, so the form cannot be used to
-mail-bomb anyone with confirmations; the web app counts them in the store (``Store.allow``), so every worker
+mail-bomb anyone with confirmations; the web app counts them in the store (``store.limits.allow``), so every worker
 process and host shares them.
 """
 
@@ -82,7 +82,7 @@ def preview_digest(
     in ``pool``, leaving out what they were already sent; None when nothing matches. ``default`` is the
     schedule of readers who set none (it names the digest's period)."""
     day = first_key(reader_when(subscriber, default), now)
-    skip = store.sent_refs([subscriber.email], pool.min_ref).get(subscriber.key, set())
+    skip = store.outbox.sent_refs([subscriber.email], pool.min_ref).get(subscriber.key, set())
     taste = tastes_of([subscriber], pool, store).get(subscriber.key)
     matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers, taste)
     if not matches:
@@ -95,7 +95,7 @@ def unknown_seeds(store: Store, seeds: Sequence[str]) -> list[str]:
     until one is known the reader's digest follows their other signals only."""
     if not seeds:
         return []
-    found = store.find_papers(seeds)
+    found = store.papers.find(seeds)
     return [s for s in seeds if s not in found]
 
 

@@ -82,12 +82,12 @@ def write_config(
 
 def sent_refs(store: Any, email: str) -> set[int]:
     """The refs of the papers recorded as sent to ``email``."""
-    return set(store.sent_refs([email]).get(email.casefold(), set()))
+    return set(store.outbox.sent_refs([email]).get(email.casefold(), set()))
 
 
 def count_papers(store: Any) -> int:
     """How many papers the store holds."""
-    return len(store.recent_papers(datetime(1970, 1, 1, tzinfo=UTC)))
+    return len(store.papers.recent(datetime(1970, 1, 1, tzinfo=UTC)))
 
 
 # What the run reports for the bundled samples (five captures, 511 entries, 375 distinct papers).

@@ -98,7 +98,7 @@ def test_an_alert_that_cannot_be_sent_is_tried_again_by_the_next_run(tmp_path: P
     with Store.open(settings.database) as store:
         for hours in (0, 1):
             pipeline.run_once(Services(settings), store, MONDAY + timedelta(hours=hours))  # nobody answers
-        (health,) = [h for h in store.source_health(["feed"])]
+        (health,) = [h for h in store.health.sources(["feed"])]
         assert health.failures == 2 and health.alerted is None  # nobody could be told: not marked
     maildir = write_config(
         tmp_path,

@@ -129,17 +129,68 @@ def test_every_reader_url_is_made_in_links() -> None:
     for path in PACKAGE.rglob("*.py"):
         if path.name == "links.py":
             continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        docstrings = {
-            id(first.value)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-            and node.body
-            and isinstance(first := node.body[0], ast.Expr)
-        }
+        tree, docstrings = _code(path)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Constant) or id(node) in docstrings:
                 continue
             if isinstance(node.value, str) and _READER_PATH.search(node.value):
                 found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}")
+    assert not found, found
+
+
+_SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|PRAGMA|BEGIN|ANALYZE|WITH)\s")
+DRIVERS = {"sqlite3", "psycopg"}
+
+
+def _code(path: Path) -> tuple[ast.Module, set[int]]:
+    """A module's tree, and the ids of its docstrings' nodes (prose, not code)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = {
+        id(first.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(first := node.body[0], ast.Expr)
+    }
+    return tree, docstrings
+
+
+def test_sql_is_written_only_in_the_store() -> None:
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.relative_to(PACKAGE).parts[0] == "store":
+            continue
+        tree, docstrings = _code(path)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant) or id(node) in docstrings:
+                continue
+            if isinstance(node.value, str) and _SQL.match(node.value):
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value[:40]!r}")
+    assert not found, found
+
+
+def test_only_the_dialect_knows_which_database_it_is() -> None:
+    """Only ``store/dialect.py`` imports a database driver or names a dialect; outside the store nothing
+    asks the store which dialect it speaks."""
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        where = path.relative_to(PACKAGE)
+        if where == Path("store/dialect.py"):
+            continue
+        tree, docstrings = _code(path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                imported = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                )
+                if any(name.split(".")[0] in DRIVERS for name in imported):
+                    found.append(f"{where}:{node.lineno}: imports {imported}")
+            if (
+                isinstance(node, ast.Constant)
+                and node.value in ("sqlite", "postgresql")
+                and id(node) not in docstrings
+            ):
+                found.append(f"{where}:{node.lineno}: names the dialect {node.value!r}")
+            if isinstance(node, ast.Attribute) and node.attr == "dialect" and where.parts[0] != "store":
+                found.append(f"{where}:{node.lineno}: asks for the store's dialect")
     assert not found, found

@@ -280,17 +280,25 @@ def test_bounces_and_complaints_suspend_the_right_subscribers_once(
 
 def test_soft_bounces_suspend_at_three_within_a_week_of_each_other(tmp_path: Path, now: datetime) -> None:
     with Store.open(tmp_path / "s.sqlite3") as store:
-        store.add_subscribers([Subscriber("lin@example.org", "", Profile(("RAG",)))], now)
-        assert not store.record_bounce("lin@example.org", SOFT, "mailbox full", now)
-        assert not store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=6))
+        store.readers.add_many([Subscriber("lin@example.org", "", Profile(("RAG",)))], now)
+        assert not store.readers.record_bounce("lin@example.org", SOFT, "mailbox full", now)
+        assert not store.readers.record_bounce(
+            "lin@example.org", SOFT, "mailbox full", now + timedelta(days=6)
+        )
         # Eight days later: the count starts again.
-        assert not store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=14))
-        assert not store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=15))
-        assert store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=16))
-        assert store.subscriber("lin@example.org").bounce_reason == "soft: mailbox full"
-        assert store.resume("lin@example.org", now + timedelta(days=17))
-        assert not store.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=17))
-        assert not store.record_bounce("nobody@example.org", HARD, "user unknown", now)
+        assert not store.readers.record_bounce(
+            "lin@example.org", SOFT, "mailbox full", now + timedelta(days=14)
+        )
+        assert not store.readers.record_bounce(
+            "lin@example.org", SOFT, "mailbox full", now + timedelta(days=15)
+        )
+        assert store.readers.record_bounce("lin@example.org", SOFT, "mailbox full", now + timedelta(days=16))
+        assert store.readers.get("lin@example.org").bounce_reason == "soft: mailbox full"
+        assert store.readers.resume("lin@example.org", now + timedelta(days=17))
+        assert not store.readers.record_bounce(
+            "lin@example.org", SOFT, "mailbox full", now + timedelta(days=17)
+        )
+        assert not store.readers.record_bounce("nobody@example.org", HARD, "user unknown", now)
 
 
 def test_a_bounce_maildir_that_is_not_one_is_a_clear_error(tmp_path: Path) -> None:
@@ -342,7 +350,7 @@ def test_complaints_and_bounces_act_only_on_mail_we_sent(
         outcomes = {
             o.file.split(".")[1]: o for o in pipeline.process_bounces(Services(settings), store, box, now)
         }
-        bouncing = {s.email for s in store.subscribers(include_inactive=True) if s.bouncing}
+        bouncing = {s.email for s in store.readers.all(include_inactive=True) if s.bouncing}
     assert {k: (o.subscribers, o.suspended) for k, o in outcomes.items()} == {
         "arf": ((), ()),
         "untagged": ((), ()),

@@ -184,7 +184,7 @@ def test_a_waiting_reader_is_told_when_their_next_digest_is_due(tmp_path: Path) 
     assert ada.note == "waiting: next digest Tue 2026-11-24 08:15 (daily at 08:15 (Asia/Tokyo))"
     assert report.ok
     with Store.open(settings.database) as store:  # a new reader whose first digest came before their hour
-        store.add_subscriber(Subscriber("bo@example.org", profile=Profile(send_at="23:00")), NOW)
+        store.readers.add(Subscriber("bo@example.org", profile=Profile(send_at="23:00")), NOW)
         early = datetime(2026, 11, 24, 6, tzinfo=UTC)
         first = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, early)
         assert [s.status for s in first.subscribers if s.email == "bo@example.org"] == [Status.SENT]

@@ -211,7 +211,7 @@ def test_papers_cut_by_the_size_budget_stay_candidates(tmp_path: Path, now: date
         shown = len(first.subscribers[0].matches)
         assert 0 < shown < 120
         assert len(sent_refs(store, "ada@example.org")) == shown
-        assert len(store.recent_papers(now - timedelta(days=7))) == 120
+        assert len(store.papers.recent(now - timedelta(days=7))) == 120
         second = pipeline.run_once(Services(settings, transport=transport), store, now + timedelta(days=1))
         assert len(sent_refs(store, "ada@example.org")) == min(120, 2 * shown)
     again = {m.paper.key for m in first.subscribers[0].matches} & {

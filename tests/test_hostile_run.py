@@ -283,7 +283,7 @@ def test_an_internationalised_domain_goes_as_punycode_without_smtputf8(
     (message,) = smtp_server.handler.received_by("ada@xn--bcher-kva.example")
     assert "ada@xn--bcher-kva.example" in str(message["To"])
     with Store.open(settings.database) as store:
-        assert not store.subscriber("zoë@example.org").bouncing
+        assert not store.readers.get("zoë@example.org").bouncing
 
 
 # -- 10. honest reports -------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def test_absurd_entries_are_cut_clamped_or_skipped_one_by_one(tmp_path: Path) ->
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
         report = pipeline.run_once(Services(settings), store, NOW)
-        stored = {p.arxiv_id: p for p in store.recent_papers(datetime(2000, 1, 1, tzinfo=UTC))}
+        stored = {p.arxiv_id: p for p in store.papers.recent(datetime(2000, 1, 1, tzinfo=UTC))}
     (source,) = report.sources
     assert (source.papers, source.skipped, source.clamped, source.error) == (3, 3, 2, None)
     assert stored["2411.00001"].upvotes == 10**9  # clamped: SQLite holds it, the email shows it
@@ -148,7 +148,7 @@ def test_a_huge_upvote_count_in_a_capture_is_clamped(tmp_path: Path) -> None:
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
         (source,) = pipeline.ingest(Services(settings), store, NOW)
-        (paper,) = store.recent_papers(datetime(2000, 1, 1, tzinfo=UTC))
+        (paper,) = store.papers.recent(datetime(2000, 1, 1, tzinfo=UTC))
     assert source.error is None and source.clamped == 1 and paper.upvotes == 10**9
 
 

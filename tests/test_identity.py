@@ -63,8 +63,8 @@ def test_the_store_keys_every_address_on_both_backends(store_location: str, now:
     """Subscribers, lookups, unsubscribes, feedback and the sent history compare keys, on SQLite and on
     PostgreSQL alike (whose ICU collation equated ß with ss and É with é), and keep the address as written."""
     with Store.open(store_location) as store:
-        store.ingest([Paper(f"Paper {i}", "Abstract.") for i in range(3)], now)
-        refs = [p.ref for p in store.recent_papers(now - timedelta(days=1)) if p.ref is not None]
+        store.papers.ingest([Paper(f"Paper {i}", "Abstract.") for i in range(3)], now)
+        refs = [p.ref for p in store.papers.recent(now - timedelta(days=1)) if p.ref is not None]
         people = [
             "ada@straße.de",
             "ada@strasse.de",
@@ -73,21 +73,21 @@ def test_the_store_keys_every_address_on_both_backends(store_location: str, now:
             "Zoe@Example.org",
         ]
         for address in people:
-            assert store.add_subscriber(Subscriber(address, "", Profile(("RAG",))), now)
-        assert not store.add_subscriber(Subscriber("zoe@example.org", "", Profile(("LLM",))), now)  # same
-        assert [s.email for s in store.subscribers()] == [
+            assert store.readers.add(Subscriber(address, "", Profile(("RAG",))), now)
+        assert not store.readers.add(Subscriber("zoe@example.org", "", Profile(("LLM",))), now)  # same
+        assert [s.email for s in store.readers.all()] == [
             "ada@strasse.de",
             "ada@straße.de",
             "JOSÉ@example.org",
             "josé@example.org",
             "Zoe@Example.org",  # as first written: the second spelling was the same mailbox
         ]  # in key order: the keys' bytes
-        assert store.subscriber("ADA@xn--strae-oqa.de").email == "ada@straße.de"
-        assert store.subscriber("ada@STRASSE.de").email == "ada@strasse.de"
-        assert store.unsubscribe("JOSÉ@example.org", now)
-        active = {s.email for s in store.subscribers()}
+        assert store.readers.get("ADA@xn--strae-oqa.de").email == "ada@straße.de"
+        assert store.readers.get("ada@STRASSE.de").email == "ada@strasse.de"
+        assert store.readers.unsubscribe("JOSÉ@example.org", now)
+        active = {s.email for s in store.readers.all()}
         assert "JOSÉ@example.org" not in active and "josé@example.org" in active
-        row_ids = store.begin_messages(
+        row_ids = store.outbox.begin(
             [
                 NewMessage("ada@straße.de", now.date(), "<m1@example.org>", (refs[0],)),
                 NewMessage("ada@strasse.de", now.date(), "<m2@example.org>", (refs[1],)),
@@ -95,19 +95,19 @@ def test_the_store_keys_every_address_on_both_backends(store_location: str, now:
             now,
         )
         assert None not in row_ids  # two readers' digests of one day, not one
-        store.mark_sent_many([i for i in row_ids if i is not None], now)
-        sent = store.sent_refs(["ada@xn--strae-oqa.de", "ADA@strasse.de"])
+        store.outbox.mark_sent_many([i for i in row_ids if i is not None], now)
+        sent = store.outbox.sent_refs(["ada@xn--strae-oqa.de", "ADA@strasse.de"])
         assert sent == {mailbox_key("ada@straße.de"): {refs[0]}, "ada@strasse.de": {refs[1]}}
-        assert store.message_owners(["<m1@example.org>"]) == {
-            "<m1@example.org>": mailbox_key("ada@straße.de")
+        assert store.outbox.owners(["<m1@example.org>"]) == {"<m1@example.org>": mailbox_key("ada@straße.de")}
+        store.readers.set_feedback("ada@straße.de", refs[2], "more", now)
+        assert set(store.readers.feedback(["ada@strasse.de", "ada@straße.de"])) == {
+            mailbox_key("ada@straße.de")
         }
-        store.set_feedback("ada@straße.de", refs[2], "more", now)
-        assert set(store.feedback(["ada@strasse.de", "ada@straße.de"])) == {mailbox_key("ada@straße.de")}
-        state = store.delivery_state(["ada@straße.de", "ada@strasse.de"], {now.date()})
+        state = store.outbox.state(["ada@straße.de", "ada@strasse.de"], {now.date()})
         assert state.sent_on == {(mailbox_key("ada@straße.de"), now.date()), ("ada@strasse.de", now.date())}
-        assert store.forget("ADA@STRASSE.DE", now)
-        assert store.subscriber("ada@straße.de") is not None and store.subscriber("ada@strasse.de") is None
-        assert store.history("ada@straße.de") and not store.history("ada@strasse.de")
+        assert store.readers.forget("ADA@STRASSE.DE", now)
+        assert store.readers.get("ada@straße.de") is not None and store.readers.get("ada@strasse.de") is None
+        assert store.outbox.history("ada@straße.de") and not store.outbox.history("ada@strasse.de")
 
 
 def _rows_of_schema_11(conn: sqlite3.Connection | psycopg.Connection[tuple[object, ...]], mark: str) -> None:
@@ -148,18 +148,18 @@ def _rows_of_schema_11(conn: sqlite3.Connection | psycopg.Connection[tuple[objec
 
 def _check_rekeyed(location: str) -> None:
     with Store.open(location) as store:
-        everyone = {s.key: s for s in store.subscribers(include_inactive=True)}
+        everyone = {s.key: s for s in store.readers.all(include_inactive=True)}
         assert set(everyone) == {"zoe@example.org", "josÉ@example.org", "ada@xn--strae-oqa.de"}
         assert everyone["zoe@example.org"].email == "Zoe@Example.org"  # the address as it was written
         assert everyone["josÉ@example.org"].email == "JOSÉ@example.org"
         assert everyone["ada@xn--strae-oqa.de"].active  # the active one of the two kept its profile
-        assert store.sent_refs(["zoe@example.org", "ada@straße.de"]) == {
+        assert store.outbox.sent_refs(["zoe@example.org", "ada@straße.de"]) == {
             "zoe@example.org": {1},
             "ada@xn--strae-oqa.de": {1, 2},  # both spellings' history, each paper once
         }
-        assert set(store.feedback(["JOSÉ@example.org"])) == {"josÉ@example.org"}
-        assert store.subscriber("josé@example.org") is None  # another mailbox
-        assert store.message_owners(["<m2@example.org>", "<m3@example.org>"]) == {
+        assert set(store.readers.feedback(["JOSÉ@example.org"])) == {"josÉ@example.org"}
+        assert store.readers.get("josé@example.org") is None  # another mailbox
+        assert store.outbox.owners(["<m2@example.org>", "<m3@example.org>"]) == {
             "<m2@example.org>": "ada@xn--strae-oqa.de",
             "<m3@example.org>": "ada@xn--strae-oqa.de",
         }
@@ -209,7 +209,7 @@ def test_links_signed_before_keys_work_unless_another_reader_could_be_meant(tmp_
     now = datetime.now().astimezone()
     with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
         for address in ("ada@example.org", "ada@strasse.de", "ada@straße.de", "JOSÉ@example.org"):
-            store.add_subscriber(Subscriber(address, "", Profile(("RAG",))), now)
+            store.readers.add(Subscriber(address, "", Profile(("RAG",))), now)
 
     def legacy(purpose: Purpose, email: str) -> str:
         return str(URLSafeSerializer([TEST_SECRET_KEY], salt=f"digest.{purpose}").dumps(email.casefold()))
@@ -227,7 +227,7 @@ def test_links_signed_before_keys_work_unless_another_reader_could_be_meant(tmp_
             )
             assert client.get(f"/m/{legacy(Purpose.MANAGE, ambiguous)}").status_code == 400
     with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
-        assert {s.email for s in store.subscribers()} == {
+        assert {s.email for s in store.readers.all()} == {
             "ada@strasse.de",
             "ada@straße.de",
             "JOSÉ@example.org",

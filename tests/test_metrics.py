@@ -49,7 +49,7 @@ def test_metrics_show_the_run_the_subscribers_and_each_sources_freshness(
     with Store.open(settings.database) as store:
         report = pipeline.run_once(Services(settings), store, now)
         assert len(report.subscribers) == 3
-        store.unsubscribe("gone@example.org", now)
+        store.readers.unsubscribe("gone@example.org", now)
 
     with serving(cfg, port, _env()) as base:
         assert httpx.get(f"{base}/metrics").status_code == 404  # off without a token, like the API

@@ -151,7 +151,7 @@ def _run_three_hosts(
     from datetime import UTC, datetime
 
     with Store.open(database) as store:
-        store.add_subscribers(
+        store.readers.add_many(
             [
                 Subscriber(f"reader{i:05d}@example.org", "", Profile(("language model",), (), 5))
                 for i in range(SUBSCRIBERS)
@@ -204,10 +204,10 @@ def _run_three_hosts(
     with Store.open(database) as store:
         states = dict(store.conn.execute("SELECT status, count(*) FROM messages GROUP BY status").fetchall())
         assert states == {"sent": SUBSCRIBERS}
-        run = store.latest_run()
+        run = store.runs.latest()
         assert run is not None
-        ranges = store.run_ranges(run)
-        assert len(ranges) == SUBSCRIBERS // 1000 and store.run_progress(run).done == len(ranges)
+        ranges = store.runs.ranges(run)
+        assert len(ranges) == SUBSCRIBERS // 1000 and store.runs.progress(run).done == len(ranges)
         taken_over = [r for r in ranges if r.claims > 1]
         owners = {int(r.owner.rsplit(":", 1)[1]) for r in ranges if r.owner}
         if stall.point == "ingest":  # killed before it joined the run: nothing to take over

@@ -29,7 +29,7 @@ from digest.run.delivery import Delivery
 from digest.run.planning import Send, Skip, plan, plan_batches
 from digest.selection.index import PaperIndex
 from digest.settings import Settings, load_settings
-from digest.store import Store
+from digest.store import Store, is_server
 from digest.wiring import Services
 
 ADA = {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3}
@@ -93,8 +93,8 @@ def test_cut_by_the_cap_stays_a_candidate_and_nothing_is_sent_twice(tmp_path: Pa
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
     transport = MemoryTransport()
     pipeline.ingest(Services(settings), store, now)
-    store.sync_config_subscribers(settings.config_subscribers(), now)
-    _, total = PaperIndex(store.recent_papers(now - timedelta(days=7))).select(store.subscribers()[0].profile)
+    store.readers.sync_config(settings.config_subscribers(), now)
+    _, total = PaperIndex(store.papers.recent(now - timedelta(days=7))).select(store.readers.all()[0].profile)
     assert total == 9  # "speculative decoding" in the seeds
     seen: list[str] = []
     day = now
@@ -108,9 +108,9 @@ def test_cut_by_the_cap_stays_a_candidate_and_nothing_is_sent_twice(tmp_path: Pa
 
 def test_lookback_window(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, subscribers=[{"email": "a@example.org", "keywords": ["precision"]}])
-    store.ingest([Paper("Scaling Laws for Precision", "old news")], now - timedelta(days=8))
-    store.ingest([Paper("Precision Matters", "fresh")], now - timedelta(days=6))
-    store.sync_config_subscribers(settings.config_subscribers(), now)
+    store.papers.ingest([Paper("Scaling Laws for Precision", "old news")], now - timedelta(days=8))
+    store.papers.ingest([Paper("Precision Matters", "fresh")], now - timedelta(days=6))
+    store.readers.sync_config(settings.config_subscribers(), now)
     (planned,) = plan(store, now, settings.default_when(), Services(settings).pool(store, now))
     assert isinstance(planned, Send)
     assert [m.paper.title for m in planned.digest.matches] == ["Precision Matters"]
@@ -124,7 +124,7 @@ def test_keywords_exclude_and_whole_words(tmp_path: Path, now: datetime) -> None
     ]
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=subs)
     pipeline.ingest(Services(settings), store, now)
-    store.sync_config_subscribers(settings.config_subscribers(), now)
+    store.readers.sync_config(settings.config_subscribers(), now)
     plans = {
         p.subscriber.email: p
         for p in plan(store, now, settings.default_when(), Services(settings).pool(store, now))
@@ -239,7 +239,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, now: datetime) -> None:
     assert [s.status for s in report.subscribers] == [Status.DRY_RUN]
     assert report.subscribers[0].matches
     assert count_papers(store) == 0
-    assert store.subscribers() == []
+    assert store.readers.all() == []
     assert read_maildir(tmp_path / "var" / "outbox") == []
 
 
@@ -247,7 +247,7 @@ def test_invalid_profile_fails_that_subscriber_only(tmp_path: Path, now: datetim
     """A profile stored before a rule existed (the config's and every new one are checked when they come
     in, see test_config_checks) fails its own reader at the run, and nobody else."""
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
-    store.add_subscriber(Subscriber("bad@example.org", "", Profile(("***",))), now)
+    store.readers.add(Subscriber("bad@example.org", "", Profile(("***",))), now)
     report = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, now)
     status = {s.email: s for s in report.subscribers}
     assert status["bad@example.org"].status == Status.FAILED
@@ -270,7 +270,7 @@ def test_preview_has_no_side_effects(tmp_path: Path, now: datetime) -> None:
 
 def _every_row(settings: Settings, store: Store) -> object:
     """All the store holds: a SQLite file's bytes, or every row of every PostgreSQL table."""
-    if store.dialect == "sqlite":
+    if not is_server(store.path):
         return Path(settings.database).read_bytes()
     tables = [r[0] for r in store.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
     return {t: sorted(map(repr, store.conn.execute(f"SELECT * FROM {t}").fetchall())) for t in sorted(tables)}
@@ -297,13 +297,13 @@ def test_a_digest_begun_elsewhere_meanwhile_is_not_sent_again(tmp_path: Path, no
     """Between planning and beginning, another writer (a library user ignoring the run lock) begins Ada's
     digest for the day: the batch's insert is refused by the database, and nothing is sent to her."""
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA])
-    store.sync_config_subscribers(settings.config_subscribers(), now)
+    store.readers.sync_config(settings.config_subscribers(), now)
     pipeline.ingest(Services(settings), store, now)
     (batch,) = plan_batches(store, now, settings.default_when(), Services(settings).pool(store, now))
     assert isinstance(batch[0], Send)
     from digest.store import NewMessage
 
-    store.begin_messages([NewMessage("ada@example.org", batch[0].digest.day, "<other@x>", ())], now)
+    store.outbox.begin([NewMessage("ada@example.org", batch[0].digest.day, "<other@x>", ())], now)
     transport = MemoryTransport()
     delivery = Delivery(store, Services(settings).renderer, Courier(transport), now)
     (report,) = delivery.deliver_batch(batch)

@@ -40,7 +40,7 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _stored(cfg: Path, email: str) -> tuple[str, Profile]:
     with Store.open(load_settings(cfg).database) as store:
-        found = store.subscriber(email)
+        found = store.readers.get(email)
     assert found is not None
     return found.name, found.profile
 

@@ -272,7 +272,7 @@ def _said(run: list[str], email: str) -> list[str]:
 
     settings = load_settings(run[2])
     with Store.open(settings.database) as store:
-        mine = store.feedback([email]).get(email, {})
+        mine = store.readers.feedback([email]).get(email, {})
     return [p.title for p in mine.get("more", [])]
 
 

@@ -234,7 +234,7 @@ def test_a_refusal_of_our_own_message_never_counts_towards_bouncing(
         bob = next(s for s in report.subscribers if s.email == "bob@example.org")
         assert bob.status == Status.FAILED and "our message, not the address" in (bob.error or "")
     with Store.open(settings.database) as store:
-        assert not store.subscriber("bob@example.org").bouncing
+        assert not store.readers.get("bob@example.org").bouncing
 
 
 def test_a_subscriber_refused_earlier_today_is_reported_as_failed_not_nothing_new(

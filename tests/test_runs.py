@@ -24,13 +24,15 @@ def store(store_location: str) -> Iterator[Store]:
 
 
 def _subscribe(store: Store, now: datetime, n: int = 25) -> list[str]:
-    store.add_subscribers([Subscriber(f"u{i:03d}@example.org", "", Profile(("RAG",))) for i in range(n)], now)
-    return store.subscriber_bounds(10)
+    store.readers.add_many(
+        [Subscriber(f"u{i:03d}@example.org", "", Profile(("RAG",))) for i in range(n)], now
+    )
+    return store.readers.bounds(10)
 
 
 def test_each_range_is_claimed_by_one_process_until_the_run_is_done(store: Store, now: datetime) -> None:
-    run = store.join_run(DAY, now, _subscribe(store, now))
-    a, b, c = (store.claim_range(run, owner, 60) for owner in ("a", "b", "c"))
+    run = store.runs.join(DAY, now, _subscribe(store, now))
+    a, b, c = (store.runs.claim(run, owner, 60) for owner in ("a", "b", "c"))
     assert a and b and c
     assert [(x.start, x.stop) for x in (a, b, c)] == [
         ("", "u010@example.org"),  # the first range starts at "": an address added meanwhile is not missed
@@ -38,37 +40,37 @@ def test_each_range_is_claimed_by_one_process_until_the_run_is_done(store: Store
         ("u020@example.org", None),
     ]
     assert not any(x.taken_over for x in (a, b, c))
-    assert store.claim_range(run, "d", 60) is None
-    assert store.run_progress(run) == RunProgress(done=0, held=3, free=0)
-    assert store.renew_claim(a, 60)
-    assert all(store.finish_range(x, 10) for x in (a, b, c))
-    assert store.run_progress(run) == RunProgress(done=3, held=0, free=0)
-    assert [(r.owner, r.claims, r.subscribers) for r in store.run_ranges(run)] == [
+    assert store.runs.claim(run, "d", 60) is None
+    assert store.runs.progress(run) == RunProgress(done=0, held=3, free=0)
+    assert store.runs.renew(a, 60)
+    assert all(store.runs.finish_range(x, 10) for x in (a, b, c))
+    assert store.runs.progress(run) == RunProgress(done=3, held=0, free=0)
+    assert [(r.owner, r.claims, r.subscribers) for r in store.runs.ranges(run)] == [
         ("a", 1, 10),
         ("b", 1, 10),
         ("c", 1, 10),
     ]
-    store.finish_run(run)
-    assert store.join_run(DAY, now, store.subscriber_bounds(10)) == run + 1  # a finished run is not joined
+    store.runs.finish(run)
+    assert store.runs.join(DAY, now, store.readers.bounds(10)) == run + 1  # a finished run is not joined
 
 
 def test_a_claim_whose_lease_ran_out_is_taken_over_and_its_holder_stops(store: Store, now: datetime) -> None:
-    run = store.join_run(DAY, now, _subscribe(store, now, 5))
-    slow = store.claim_range(run, "slow", 0.2)
-    assert slow is not None and store.claim_range(run, "other", 60) is None
+    run = store.runs.join(DAY, now, _subscribe(store, now, 5))
+    slow = store.runs.claim(run, "slow", 0.2)
+    assert slow is not None and store.runs.claim(run, "other", 60) is None
     time.sleep(0.4)
-    assert store.run_progress(run) == RunProgress(done=0, held=0, free=1)
-    taker = store.claim_range(run, "taker", 60)
+    assert store.runs.progress(run) == RunProgress(done=0, held=0, free=1)
+    taker = store.runs.claim(run, "taker", 60)
     assert taker is not None and taker.taken_over and taker.start == slow.start
-    assert not store.renew_claim(slow, 60)  # the slow one learns it lost the range at its next batch
-    assert not store.finish_range(slow, 5)
-    assert store.finish_range(taker, 5)
-    assert [(r.owner, r.claims) for r in store.run_ranges(run)] == [("taker", 2)]
+    assert not store.runs.renew(slow, 60)  # the slow one learns it lost the range at its next batch
+    assert not store.runs.finish_range(slow, 5)
+    assert store.runs.finish_range(taker, 5)
+    assert [(r.owner, r.claims) for r in store.runs.ranges(run)] == [("taker", 2)]
 
 
 def test_an_empty_store_has_one_empty_range(store: Store, now: datetime) -> None:
-    run = store.join_run(DAY, now, [])
-    claim = store.claim_range(run, "a", 60)
+    run = store.runs.join(DAY, now, [])
+    claim = store.runs.claim(run, "a", 60)
     assert claim is not None and (claim.start, claim.stop) == ("", None)
 
 
@@ -77,11 +79,11 @@ def test_on_sqlite_a_new_run_never_joins_an_old_one(tmp_path: object, now: datet
     closes it and begins afresh, covering everyone (it sends what the dead run missed)."""
     with Store.open(f"{tmp_path}/d.sqlite3") as store:
         bounds = _subscribe(store, now)
-        first = store.join_run(DAY, now, bounds)
-        assert store.claim_range(first, "dead", 300) is not None
-        second = store.join_run(DAY, now, bounds)
+        first = store.runs.join(DAY, now, bounds)
+        assert store.runs.claim(first, "dead", 300) is not None
+        second = store.runs.join(DAY, now, bounds)
         assert second != first
-        assert store.run_progress(second) == RunProgress(done=0, held=0, free=3)
+        assert store.runs.progress(second) == RunProgress(done=0, held=0, free=3)
 
 
 # -- PostgreSQL: several hosts ----------------------------------------------------------------------
@@ -90,18 +92,18 @@ def test_on_sqlite_a_new_run_never_joins_an_old_one(tmp_path: object, now: datet
 def test_hosts_join_a_run_while_one_of_them_is_in_it(postgres_database: str, now: datetime) -> None:
     with Store.open(postgres_database) as first, Store.open(postgres_database) as second:
         bounds = _subscribe(first, now)
-        run = first.join_run(DAY, now, bounds)
-        assert second.join_run(DAY, now, bounds) == run  # the first host is still in it
-        held = first.claim_range(run, "first", 300)
+        run = first.runs.join(DAY, now, bounds)
+        assert second.runs.join(DAY, now, bounds) == run  # the first host is still in it
+        held = first.runs.claim(run, "first", 300)
         assert held is not None
         first.close()  # the first host dies (its session ends): its claim is free at once, lease or not
-        taken = second.claim_range(run, "second", 300)
+        taken = second.runs.claim(run, "second", 300)
         assert taken is not None and taken.taken_over and taken.start == held.start
-        assert second.join_run(date(2026, 11, 29), now, bounds) != run  # another day: another run
+        assert second.runs.join(date(2026, 11, 29), now, bounds) != run  # another day: another run
     with Store.open(postgres_database) as third:
         # Nobody works in the runs any more: they are closed, and a new run covers everyone again.
-        fresh = third.join_run(DAY, now, bounds)
-        assert fresh > run and third.run_progress(fresh) == RunProgress(done=0, held=0, free=3)
+        fresh = third.runs.join(DAY, now, bounds)
+        assert fresh > run and third.runs.progress(fresh) == RunProgress(done=0, held=0, free=3)
         assert third.conn.execute("SELECT count(*) FROM runs WHERE finished IS NULL").fetchone()[0] == 1
 
 
@@ -112,16 +114,16 @@ def test_hosts_started_together_read_the_sources_once(postgres_database: str, no
 
         def other_host() -> None:
             entered.wait()
-            with second.ingest_turn(now) as mine:
+            with second.runs.ingest_turn(now) as mine:
                 turns.append(mine)
 
         waiter = threading.Thread(target=other_host)
         waiter.start()
-        with first.ingest_turn(now) as mine:
+        with first.runs.ingest_turn(now) as mine:
             turns.append(mine)
             entered.set()
             time.sleep(0.3)  # the other host waits for this one's turn meanwhile
         waiter.join(10)
         assert turns == [True, False]  # it waited, found the sources just read, and did not read them
-        with second.ingest_turn(now) as mine:
+        with second.runs.ingest_turn(now) as mine:
             assert mine  # a run that starts afterwards reads them again

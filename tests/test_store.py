@@ -4,6 +4,7 @@ sent records, schema versions."""
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -54,8 +55,8 @@ def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_same_paper_twice_in_one_listing_is_one_row(store: Store, now: datetime) -> None:
     p = Paper("Scaling Laws for Precision", "Abstract.", upvotes=3)
-    assert store.ingest([p, p, Paper("scaling laws for precision!", "Abstract.", upvotes=9)], now) == 1
-    (row,) = store.recent_papers(now - timedelta(days=1))
+    assert store.papers.ingest([p, p, Paper("scaling laws for precision!", "Abstract.", upvotes=9)], now) == 1
+    (row,) = store.papers.recent(now - timedelta(days=1))
     assert row.upvotes == 9  # upvotes only grow
 
 
@@ -69,16 +70,18 @@ def test_same_paper_from_two_sources_is_one_row(store: Store, now: datetime) -> 
         published=date(2024, 11, 7),
         source="arxiv",
     )
-    assert store.ingest([from_snapshot], now) == 1
-    assert store.ingest([from_feed], now + timedelta(hours=1)) == 0
-    (row,) = store.recent_papers(now - timedelta(days=1))
+    assert store.papers.ingest([from_snapshot], now) == 1
+    assert store.papers.ingest([from_feed], now + timedelta(hours=1)) == 0
+    (row,) = store.papers.recent(now - timedelta(days=1))
     assert row.arxiv_id == "2411.04330"  # the id-less row learned its arXiv id
     assert row.authors == ("Tanishq Kumar",)
     assert row.upvotes == 2
     assert row.key == "2411.04330"
     # And the other way round: id first, then the title-only listing.
-    assert store.ingest([Paper("Large Language Diffusion Models", "A.", arxiv_id="2502.09992")], now) == 1
-    assert store.ingest([Paper("Large Language Diffusion Models", "A.")], now) == 0
+    assert (
+        store.papers.ingest([Paper("Large Language Diffusion Models", "A.", arxiv_id="2502.09992")], now) == 1
+    )
+    assert store.papers.ingest([Paper("Large Language Diffusion Models", "A.")], now) == 0
 
 
 def test_arxiv_versions_fold(store: Store, now: datetime) -> None:
@@ -88,21 +91,21 @@ def test_arxiv_versions_fold(store: Store, now: datetime) -> None:
         arxiv_id_from(x)
         for x in ("2411.04330v1", "http://arxiv.org/abs/2411.04330v3", "oai:arXiv.org:2411.04330")
     ]
-    assert store.ingest([Paper("T", "A", arxiv_id=i) for i in ids], now) == 1
+    assert store.papers.ingest([Paper("T", "A", arxiv_id=i) for i in ids], now) == 1
 
 
 def test_first_seen_never_moves(store: Store, now: datetime) -> None:
-    store.ingest([Paper("A paper", "x")], now - timedelta(days=10))
-    store.ingest([Paper("A paper", "x")], now)
-    assert store.recent_papers(now - timedelta(days=7)) == []
-    assert len(store.recent_papers(now - timedelta(days=11))) == 1
+    store.papers.ingest([Paper("A paper", "x")], now - timedelta(days=10))
+    store.papers.ingest([Paper("A paper", "x")], now)
+    assert store.papers.recent(now - timedelta(days=7)) == []
+    assert len(store.papers.recent(now - timedelta(days=11))) == 1
 
 
 def test_validators_saved_with_papers_in_one_transaction(store: Store, now: datetime) -> None:
-    store.ingest(
+    store.papers.ingest(
         [Paper("A", "x")], now, source="arxiv", url="http://x/rss", validators=Validators('"1"', None)
     )
-    assert store.validators("arxiv", "http://x/rss") == Validators('"1"', None)
+    assert store.papers.validators("arxiv", "http://x/rss") == Validators('"1"', None)
 
     class Boom(Paper):
         @property
@@ -110,69 +113,69 @@ def test_validators_saved_with_papers_in_one_transaction(store: Store, now: date
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
-        store.ingest(
+        store.papers.ingest(
             [Paper("B", "y"), Boom("C", "z")],
             now,
             source="arxiv",
             url="http://x/rss",
             validators=Validators('"2"', None),
         )
-    assert store.validators("arxiv", "http://x/rss") == Validators('"1"', None)  # rolled back
+    assert store.papers.validators("arxiv", "http://x/rss") == Validators('"1"', None)  # rolled back
     assert count_papers(store) == 1
 
 
 def test_sent_records_per_subscriber(store: Store, now: datetime) -> None:
-    store.ingest([Paper("A", "x"), Paper("B", "y")], now)
-    a, _b = store.recent_papers(now - timedelta(days=1))
+    store.papers.ingest([Paper("A", "x"), Paper("B", "y")], now)
+    a, _b = store.papers.recent(now - timedelta(days=1))
     assert a.ref is not None
-    (row,) = store.begin_messages(
+    (row,) = store.outbox.begin(
         [NewMessage("ada@example.org", now.date(), "<m1@example.org>", (a.ref,))], now
     )
     assert row is not None
-    store.mark_sent(row, now)
+    store.outbox.mark_sent(row, now)
     assert sent_refs(store, "ada@example.org") == {a.ref}
     assert sent_refs(store, "grace@example.org") == set()
     later = now.date() + timedelta(days=1)
-    state = store.delivery_state(["ada@example.org"], {now.date(), later})
+    state = store.outbox.state(["ada@example.org"], {now.date(), later})
     assert state.sent_on == {("ada@example.org", now.date())}
-    assert store.delivery_state(["ada@example.org"], {later}).sent_on == set()
-    assert store.ever_sent(["ADA@example.org", "grace@example.org"]) == set()  # not a subscriber row
-    store.add_subscriber(Subscriber("ada@example.org"), now)
-    store.add_subscriber(Subscriber("grace@example.org"), now)
-    assert store.ever_sent(["ADA@example.org", "grace@example.org"]) == {"ada@example.org"}
+    assert store.outbox.state(["ada@example.org"], {later}).sent_on == set()
+    assert store.outbox.ever_sent(["ADA@example.org", "grace@example.org"]) == set()  # not a subscriber row
+    store.readers.add(Subscriber("ada@example.org"), now)
+    store.readers.add(Subscriber("grace@example.org"), now)
+    assert store.outbox.ever_sent(["ADA@example.org", "grace@example.org"]) == {"ada@example.org"}
 
 
 def test_config_subscribers_sync_and_cli_subscribers(store: Store, now: datetime) -> None:
     ada = Subscriber("ada@example.org", "Ada", Profile(("RAG",)))
-    store.sync_config_subscribers([ada], now)
-    assert store.add_subscriber(Subscriber("bob@example.org", "", Profile((), (), 5)), now) is True
-    assert [s.email for s in store.subscribers()] == ["ada@example.org", "bob@example.org"]
+    store.readers.sync_config([ada], now)
+    assert store.readers.add(Subscriber("bob@example.org", "", Profile((), (), 5)), now) is True
+    assert [s.email for s in store.readers.all()] == ["ada@example.org", "bob@example.org"]
     # Unsubscribed stays unsubscribed even though the config still declares Ada.
-    assert store.unsubscribe("ada@example.org", now)
-    store.sync_config_subscribers([ada], now)
-    assert [s.email for s in store.subscribers()] == ["bob@example.org"]
+    assert store.readers.unsubscribe("ada@example.org", now)
+    store.readers.sync_config([ada], now)
+    assert [s.email for s in store.readers.all()] == ["bob@example.org"]
     # Removed from the config: no more mail.
-    store.add_subscriber(ada, now)  # re-subscribe
-    store.sync_config_subscribers([], now)
-    assert [s.email for s in store.subscribers()] == ["bob@example.org"]
-    assert not store.unsubscribe("nobody@example.org", now)
+    store.readers.add(ada, now)  # re-subscribe
+    store.readers.sync_config([], now)
+    assert [s.email for s in store.readers.all()] == ["bob@example.org"]
+    assert not store.readers.unsubscribe("nobody@example.org", now)
 
 
 def test_snapshot_is_a_detached_copy(store: Store, now: datetime) -> None:
-    store.ingest([Paper("A", "x")], now)
+    store.papers.ingest([Paper("A", "x")], now)
     copy = store.snapshot()
-    copy.ingest([Paper("B", "y")], now)
+    copy.papers.ingest([Paper("B", "y")], now)
     assert count_papers(copy) == 2
     assert count_papers(store) == 1
     copy.close()
 
 
 def test_batched_outbox_rows_and_state_in_few_queries(store: Store, now: datetime) -> None:
-    store.ingest([Paper("A", "x"), Paper("B", "y"), Paper("C", "z")], now)
-    a, b, c = store.recent_papers(now - timedelta(days=1))
+    store.papers.ingest([Paper("A", "x"), Paper("B", "y"), Paper("C", "z")], now)
+    a, b, c = store.papers.recent(now - timedelta(days=1))
     assert a.ref is not None and b.ref is not None and c.ref is not None
     day = now.date()
-    ids = store.begin_messages(
+    ids = store.outbox.begin(
         [
             NewMessage("ada@example.org", day, "<m1@x>", (a.ref, b.ref)),
             NewMessage("grace@example.org", day, "<m2@x>", (c.ref,), more=4),
@@ -181,65 +184,64 @@ def test_batched_outbox_rows_and_state_in_few_queries(store: Store, now: datetim
         now,
     )
     assert ids[0] and ids[1] and ids[2] is None  # refused, not raised: that one must not be sent
-    store.mark_sent_many([ids[0]], now)
+    store.outbox.mark_sent_many([ids[0]], now)
     batch = ["ada@example.org", "Grace@example.org", "nobody@example.org"]
-    state = store.delivery_state(batch, {day})
+    state = store.outbox.state(batch, {day})
     assert state.sent_on == {("ada@example.org", day)}
-    assert store.sent_refs(batch) == {"ada@example.org": {a.ref, b.ref}}
+    assert store.outbox.sent_refs(batch) == {"ada@example.org": {a.ref, b.ref}}
     (row,) = state.unfinished["grace@example.org"]
     assert (row.message_id, row.refs, row.more, row.status) == ("<m2@x>", (c.ref,), 4, "sending")
-    assert store.sent_refs(["ada@example.org"], min_ref=b.ref + 1) == {}  # outside the pool
-    assert store.begin_messages([NewMessage("ada@example.org", day, "<m4@x>", (c.ref,))], now) == [None]
+    assert store.outbox.sent_refs(["ada@example.org"], min_ref=b.ref + 1) == {}  # outside the pool
+    assert store.outbox.begin([NewMessage("ada@example.org", day, "<m4@x>", (c.ref,))], now) == [None]
 
 
 def test_subscriber_batches_and_bounds_cover_everyone_once(store: Store, now: datetime) -> None:
-    store.add_subscribers(
+    store.readers.add_many(
         [Subscriber(f"u{i:03d}@example.org", "", Profile(("RAG",))) for i in range(25)], now
     )
-    store.unsubscribe("u007@example.org", now)
-    batches = list(store.subscriber_batches(10))
+    store.readers.unsubscribe("u007@example.org", now)
+    batches = list(store.readers.batches(10))
     assert [len(b) for b in batches] == [9, 10, 5]  # u007 is inactive: skipped in its batch
-    bounds = store.subscriber_bounds(10)
+    bounds = store.readers.bounds(10)
     assert bounds == ["u000@example.org", "u010@example.org", "u020@example.org"]
     ranges = zip(bounds, [*bounds[1:], None], strict=True)
     seen = [
-        s.email
-        for start, stop in ranges
-        for b in store.subscriber_batches(4, start=start, stop=stop)
-        for s in b
+        s.email for start, stop in ranges for b in store.readers.batches(4, start=start, stop=stop) for s in b
     ]
     assert seen == [f"u{i:03d}@example.org" for i in range(25) if i != 7]
-    assert store.count_subscribers() == 24
+    assert store.readers.count() == 24
 
 
 def test_rate_limits_count_per_key_within_their_window(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.sqlite3") as one, Store.open(tmp_path / "s.sqlite3") as two:
-        assert [one.allow("address:a", 2, 60, t) for t in (0.0, 1.0)] == [True, True]
-        assert two.allow("address:a", 2, 60, 2.0) is False  # a second connection sees the same count
-        assert two.allow("address:b", 2, 60, 2.0) is True  # another key has its own
-        assert one.allow("address:a", 2, 60, 60.5) is True  # the first event left the window
-        assert one.allow("address:a", 2, 60, 60.6) is False
+        assert [one.limits.allow("address:a", 2, 60, t) for t in (0.0, 1.0)] == [True, True]
+        assert two.limits.allow("address:a", 2, 60, 2.0) is False  # a second connection sees the same count
+        assert two.limits.allow("address:b", 2, 60, 2.0) is True  # another key has its own
+        assert one.limits.allow("address:a", 2, 60, 60.5) is True  # the first event left the window
+        assert one.limits.allow("address:a", 2, 60, 60.6) is False
 
 
 def test_figures_count_what_an_operator_watches(store: Store, now: datetime) -> None:
     """#17: the counts behind /metrics, on both backends."""
-    store.ingest([Paper("Scaling Laws for Precision", "A.", source="hf")], now)
-    store.ingest([Paper("Large Language Diffusion Models", "A.", source="arxiv")], now + timedelta(hours=1))
-    store.add_subscribers([Subscriber(f"u{i}@example.org", "", Profile(("RAG",))) for i in range(3)], now)
-    store.unsubscribe("u2@example.org", now)
-    run = store.join_run(now.date(), now, store.subscriber_bounds(1000))
-    ref = store.recent_papers(now - timedelta(days=1))[0].ref
+    store.papers.ingest([Paper("Scaling Laws for Precision", "A.", source="hf")], now)
+    store.papers.ingest(
+        [Paper("Large Language Diffusion Models", "A.", source="arxiv")], now + timedelta(hours=1)
+    )
+    store.readers.add_many([Subscriber(f"u{i}@example.org", "", Profile(("RAG",))) for i in range(3)], now)
+    store.readers.unsubscribe("u2@example.org", now)
+    run = store.runs.join(now.date(), now, store.readers.bounds(1000))
+    ref = store.papers.recent(now - timedelta(days=1))[0].ref
     assert ref is not None
     day = now.date()
-    sent, retry = store.begin_messages(
+    sent, retry = store.outbox.begin(
         [NewMessage(f"u{i}@example.org", day, f"<m{i}@example.org>", (ref,)) for i in range(2)], now
     )
     assert sent is not None and retry is not None
-    store.mark_sent(sent, now)
-    store.mark_retry(retry, "451 try later", now)
-    store.finish_run(run)
+    store.outbox.mark_sent(sent, now)
+    store.outbox.mark_retry(retry, "451 try later", now)
+    store.runs.finish(run)
 
-    f = store.figures()
+    f = store.health.figures()
     assert f.subscribers == {"active": 2, "unsubscribed": 1}
     assert f.unfinished == {"retry": 1}
     assert (f.day, f.day_messages) == (day.isoformat(), {"sent": 1, "retry": 1})
@@ -272,18 +274,32 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path: Path
 
 def test_source_health_counts_failed_reads_and_keeps_the_alerted_state(store: Store, now: datetime) -> None:
     """#17: the alerts' memory, on both backends."""
-    store.ingest([Paper("A", "x", source="feed")], now)
-    assert store.source_health(["feed", "other"]) == [
+    store.papers.ingest([Paper("A", "x", source="feed")], now)
+    assert store.health.sources(["feed", "other"]) == [
         SourceHealth("feed", 0, None, now.isoformat(), None),
         SourceHealth("other"),
     ]
-    store.record_read("feed", "source 'feed': timed out")
-    store.record_read("feed", "source 'feed': HTTP 503")
-    (feed,) = store.source_health(["feed"])
+    store.health.record_read("feed", "source 'feed': timed out")
+    store.health.record_read("feed", "source 'feed': HTTP 503")
+    (feed,) = store.health.sources(["feed"])
     assert (feed.failures, feed.last_error) == (2, "source 'feed': HTTP 503")
-    store.set_alerted("feed", "failing")
-    store.record_read("feed", None)  # a good read ends the run of failures; the alert stays until told
-    (feed,) = store.source_health(["feed"])
+    store.health.set_alerted("feed", "failing")
+    store.health.record_read("feed", None)  # a good read ends the run of failures; the alert stays until told
+    (feed,) = store.health.sources(["feed"])
     assert (feed.failures, feed.alerted) == (0, "failing")
-    store.set_alerted("feed", None)
-    assert store.source_health(["feed"])[0].alerted is None
+    store.health.set_alerted("feed", None)
+    assert store.health.sources(["feed"])[0].alerted is None
+
+
+def test_the_dialect_numbers_only_real_placeholders_and_every_failure_is_a_store_error(store: Store) -> None:
+    """A ``?`` inside a string literal or a comment is text, not a parameter, in either dialect (the old
+    PostgreSQL translation made ``'why?'`` into ``'why$1'``); a statement without parameters is translated
+    too; and whatever the driver raises reaches the caller as a StoreError naming the database."""
+    row = store.conn.execute("SELECT 'why?' AS q, ? AS v -- and a comment?", (5,)).fetchone()
+    assert (row["q"], int(row["v"])) == ("why?", 5)
+    assert store.conn.execute("SELECT 'a?b' AS q").fetchone()[0] == "a?b"
+    with pytest.raises(StoreError, match=f"the database {re.escape(store.path)} failed"):
+        store.conn.execute("SELECT * FROM no_such_table WHERE x = ?", (1,))
+    with pytest.raises(StoreError), store.transaction() as tx:
+        tx.execute("INSERT INTO no_such_table VALUES (1)")
+    assert not store.conn.in_transaction  # the failed transaction was rolled back

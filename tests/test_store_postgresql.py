@@ -115,10 +115,10 @@ def test_digest_run_on_postgresql_sends_once_through_claims(database: str, tmp_p
     assert again.returncode == 0 and json.loads(again.stdout)["counts"] == {"nothing-new": 6}
     assert len(read_maildir(tmp_path / "var" / "outbox")) == 6
     with Store.open(database) as store:  # each run shared its one range out through a claim, and finished
-        latest = store.latest_run()
+        latest = store.runs.latest()
         assert latest is not None and latest >= 2
-        assert store.run_progress(latest) == RunProgress(done=1, held=0, free=0)
-        (done,) = store.run_ranges(latest)
+        assert store.runs.progress(latest) == RunProgress(done=1, held=0, free=0)
+        (done,) = store.runs.ranges(latest)
         assert done.owner and done.claims == 1 and done.subscribers == 6
 
 
@@ -138,7 +138,7 @@ def test_migrate_store_copies_everything_and_the_history_holds(database: str, tm
     assert subprocess.run([*digest, "run"], env=env, capture_output=True).returncode == 0
     with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
         (ref,) = store.conn.execute("SELECT pid FROM sent LIMIT 1").fetchone()
-        store.set_feedback("reader0@example.org", ref, "more", datetime.now(UTC))
+        store.readers.set_feedback("reader0@example.org", ref, "more", datetime.now(UTC))
         before = {
             t: store.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("papers", "sent")
         }
@@ -162,10 +162,10 @@ def test_migrate_store_copies_everything_and_the_history_holds(database: str, tm
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["counts"] == {"nothing-new": 4}  # the same day: already sent
     with Store.open(database) as store:
-        assert store.feedback(["reader0@example.org"])["reader0@example.org"]["more"][0].ref == ref
+        assert store.readers.feedback(["reader0@example.org"])["reader0@example.org"]["more"][0].ref == ref
         assert store.conn.execute("SELECT count(*) FROM sent").fetchone()[0] == before["sent"]
         # New rows get ids after the copied ones.
-        store.ingest([Paper("A paper after the move", "Its abstract.")], datetime.now(UTC))
+        store.papers.ingest([Paper("A paper after the move", "Its abstract.")], datetime.now(UTC))
         (top,) = store.conn.execute("SELECT max(pid) FROM papers").fetchone()
         assert top == before["papers"] + 1
 
@@ -220,7 +220,7 @@ def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
         )
         assert left.status_code == 200 and "You are unsubscribed" in left.text
     with Store.open(database) as store:
-        assert [s.email for s in store.subscribers()] == []
+        assert [s.email for s in store.readers.all()] == []
 
 
 def test_the_scheduled_job_runs_on_postgresql(database: str, tmp_path: Path) -> None:

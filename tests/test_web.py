@@ -337,7 +337,7 @@ def test_worker_processes_and_servers_on_one_database_share_the_rate_limits(tmp_
         assert len(mails_to(tmp_path, "target@example.org", expect=3)) == 3
         # The manage page works from every worker (each built its app from the same config).
         with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
-            store.add_subscriber(Subscriber("ada@example.org", "", Profile(("RAG",))), datetime.now(UTC))
+            store.readers.add(Subscriber("ada@example.org", "", Profile(("RAG",))), datetime.now(UTC))
         link = f"/m/{Signer([TEST_SECRET_KEY]).make(Purpose.MANAGE, 'ada@example.org')}"
         for _ in range(4):
             with httpx.Client(base_url=first) as client:

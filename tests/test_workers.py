@@ -56,7 +56,7 @@ def test_workers_deliver_each_subscriber_exactly_once(
     cfg = write_config(tmp_path, sources=[samples_source()])
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        store.add_subscribers(_subscribers(300), NOW)
+        store.readers.add_many(_subscribers(300), NOW)
         steps: list[int] = []
         report = pipeline.run_once(Services(settings), store, NOW, workers=2, progress=steps.append)
         assert report.status_counts == {Status.SENT: 300}
@@ -81,7 +81,7 @@ def test_workers_give_the_same_messages_as_one_process(
         cfg = write_config(tmp_path / str(mode), sources=[samples_source()])
         settings = load_settings(cfg)
         with Store.open(settings.database) as store:
-            store.add_subscribers(_subscribers(100), NOW)
+            store.readers.add_many(_subscribers(100), NOW)
             pipeline.run_once(Services(settings), store, NOW, workers=mode)
         bodies[mode] = {
             f.name: f.read_bytes().split(b"\n\n", 1)[1] for f in (settings.delivery.maildir / "new").iterdir()
@@ -94,7 +94,7 @@ def _parallel_run(tmp_path: Path, n: int) -> tuple[Settings, list[str], dict[str
     cfg = write_config(tmp_path, sources=[samples_source()], tables={"delivery": {"workers": 2}})
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
-        store.add_subscribers(_subscribers(n), NOW)
+        store.readers.add_many(_subscribers(n), NOW)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     return settings, [DIGEST, "run", "--config", str(cfg)], env
 

@@ -212,15 +212,15 @@ class Delivery:
         except DeliveryError as exc:
             log.error("%s; the batch is sent again by the next run", exc)
             for i, row_id in accepted.items():
-                self.store.mark_retry(row_id, str(exc), self.now)
+                self.store.outbox.mark_retry(row_id, str(exc), self.now)
                 reports[i] = replace(reports[i], status=Status.RETRY_LATER, error=str(exc))
             return
-        self.store.mark_sent_many(list(accepted.values()), self.now)
+        self.store.outbox.mark_sent_many(list(accepted.values()), self.now)
 
     def _begin(self, ready: list[tuple[int, Send, Composed]]) -> dict[int, int | None]:
         """Commit the outbox rows of a batch (new ones begun, resends marked in flight again)."""
         fresh = [(i, c) for i, item, c in ready if item.resend is None]
-        new_ids = self.store.begin_messages(
+        new_ids = self.store.outbox.begin(
             [
                 NewMessage(
                     c.digest.subscriber.email,
@@ -244,24 +244,26 @@ class Delivery:
         matches, message_id = digest.matches, outgoing.message_id
         if self.aborted or self.deferred:
             why = f"not attempted: {self.aborted or self.deferred}"
-            self.store.mark_retry(row_id, why, self.now)
+            self.store.outbox.mark_retry(row_id, why, self.now)
             return SubscriberReport(email, Status.RETRY_LATER, matches, error=why, message_id=message_id)
         try:
             self.courier.send(outgoing)
         except DeliveryAbortedError as exc:
-            self.store.mark_retry(row_id, str(exc), self.now)
+            self.store.outbox.mark_retry(row_id, str(exc), self.now)
             self.aborted = str(exc)
             log.error("delivery aborted: %s", exc)
             return SubscriberReport(email, Status.FAILED, matches, error=str(exc), message_id=message_id)
         except TransientDeliveryError as exc:
-            self.store.mark_retry(row_id, str(exc), self.now)
+            self.store.outbox.mark_retry(row_id, str(exc), self.now)
             if isinstance(exc, ServerUnavailableError):
                 self.deferred = str(exc)
                 log.error("server unavailable, the remaining messages wait for the next run: %s", exc)
             log.warning("delivery to %s will be retried next run: %s", email, exc)
             return SubscriberReport(email, Status.RETRY_LATER, matches, error=str(exc), message_id=message_id)
         except PermanentDeliveryError as exc:
-            bouncing = self.store.mark_failed(row_id, str(exc), self.now, bounce=exc.recipient_at_fault)
+            bouncing = self.store.outbox.mark_failed(
+                row_id, str(exc), self.now, bounce=exc.recipient_at_fault
+            )
             if not exc.recipient_at_fault:
                 log.error("the server refused our message to %s (not counted as a bounce): %s", email, exc)
             else:
@@ -270,7 +272,7 @@ class Delivery:
                 email, Status.BOUNCED if bouncing else Status.FAILED, matches, error=str(exc)
             )
         if not self.courier.transport.idempotent:  # else recorded with the batch, once it is durable
-            self.store.mark_sent(row_id, self.now)
+            self.store.outbox.mark_sent(row_id, self.now)
         note = (
             f"resent after an interrupted run (digest of {digest.day.isoformat()})" if item.resend else None
         )

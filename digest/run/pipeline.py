@@ -37,7 +37,7 @@ from digest.run.delivery import Delivery, RangeContext, Tally, deliver_range
 from digest.run.planning import Planned, Send, plan
 from digest.run.sharing import Sharing, deliver_claims
 from digest.run.workers import deliver_in_workers, worker_count
-from digest.store import CHUNK, Store, as_store_error, owner_name
+from digest.store import CHUNK, Store, owner_name
 from digest.wiring import Services
 
 log = logging.getLogger("digest")
@@ -60,9 +60,11 @@ def ingest(services: Services, store: Store, now: datetime) -> list[SourceReport
     reports = []
     for cfg in services.settings.sources:
         try:
-            validators = store.validators(cfg.name, cfg.url) if cfg.url else None
+            validators = store.papers.validators(cfg.name, cfg.url) if cfg.url else None
             loaded = sources.load(cfg, validators, today)
-            new = store.ingest(loaded.papers, now, source=cfg.name, url=cfg.url, validators=loaded.validators)
+            new = store.papers.ingest(
+                loaded.papers, now, source=cfg.name, url=cfg.url, validators=loaded.validators
+            )
             reports.append(
                 SourceReport(
                     cfg.name,
@@ -82,9 +84,6 @@ def ingest(services: Services, store: Store, now: datetime) -> list[SourceReport
         except StoreError:
             raise
         except Exception as exc:  # a bug or an unforeseen input must not stop the other sources
-            failed = as_store_error(exc, str(store.path))
-            if failed is not None:  # the database, not the source: nothing else can go on either
-                raise failed from exc
             log.exception("internal error reading source %s", cfg.name)
             error = f"internal error: {type(exc).__name__}: {exc} (please report it with digest -vv's output)"
             reports.append(SourceReport(cfg.name, cfg.kind, error=error, internal=True))
@@ -94,11 +93,11 @@ def ingest(services: Services, store: Store, now: datetime) -> list[SourceReport
 def ingest_once(services: Services, store: Store, now: datetime) -> list[SourceReport]:
     """``ingest``, unless another host read the sources while this one waited for its turn (hosts started
     together read them once; see ``store.runs``): then each source is reported as read by that run."""
-    with store.ingest_turn(now) as mine:
+    with store.runs.ingest_turn(now) as mine:
         if mine:
             reports = ingest(services, store, now)
             for report in reports:
-                store.record_read(report.name, report.error)
+                store.health.record_read(report.name, report.error)
             send_alerts(services, store, now)
             return reports
     log.info("the sources were read by a run on another host just now; not reading them again")
@@ -113,7 +112,7 @@ def send_alerts(services: Services, store: Store, now: datetime) -> list[Change]
     if not settings.alerts.to:
         return []
     after = settings.alerts.after
-    health = store.source_health([cfg.name for cfg in settings.sources])
+    health = store.health.sources([cfg.name for cfg in settings.sources])
     found = changes(health, now, services.zone, after)
     if not found:
         return []
@@ -124,7 +123,7 @@ def send_alerts(services: Services, store: Store, now: datetime) -> list[Change]
         log.error("the alert to %s was not sent (the next run tries again): %s", settings.alerts.to, exc)
         return []
     for change in found:
-        store.set_alerted(change.source.name, change.kind)
+        store.health.set_alerted(change.source.name, change.kind)
     log.warning(
         "alert sent to %s: %s",
         settings.alerts.to,
@@ -157,9 +156,9 @@ def run_once(
     transport = services.transport()
     # A dry run works on a copy (closed at the end), and claims nothing: it must not hold back a real run.
     with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
-        store.sync_config_subscribers(services.settings.config_subscribers(), now)
+        store.readers.sync_config(services.settings.config_subscribers(), now)
         source_reports = tuple(ingest(services, store, now) if dry_run else ingest_once(services, store, now))
-        fresh = store.last_new_papers()
+        fresh = store.health.last_new()
         source_reports = tuple(replace(r, last_new=fresh.get(r.name)) for r in source_reports)
         ingested = time.perf_counter()
         if workers > 1 and not dry_run:
@@ -186,7 +185,7 @@ def run_once(
 
 def _join(services: Services, store: Store, now: datetime) -> Sharing:
     """This process's part in the day's shared run (joined, or begun: see ``store.runs``)."""
-    run = store.join_run(services.day(now), now, store.subscriber_bounds(CHUNK))
+    run = store.runs.join(services.day(now), now, store.readers.bounds(CHUNK))
     return Sharing(run, owner_name(), services.settings.delivery.claim_lease)
 
 
@@ -198,7 +197,7 @@ def run_configured(
     ``progress``)."""
     from digest.run.progress import run_progress
 
-    subscribers = store.count_subscribers()
+    subscribers = store.readers.count()
     delivery = services.settings.delivery
     workers = worker_count(delivery.workers, subscribers, delivery.method)
     with run_progress(subscribers) as progress:
@@ -221,8 +220,8 @@ def preview(services: Services, store: Store, email: str, now: datetime) -> Prev
     """
     copy = store.snapshot()
     try:
-        copy.sync_config_subscribers(services.settings.config_subscribers(), now)
-        if copy.subscriber(email) is None:
+        copy.readers.sync_config(services.settings.config_subscribers(), now)
+        if copy.readers.get(email) is None:
             raise SubscriberError(
                 f"no subscriber {email}", hint=f"add one with: digest subscribe {email} --keyword ..."
             )
@@ -273,7 +272,7 @@ def process_bounces(services: Services, store: Store, folder: Path, now: datetim
     own guard: one that cannot be read (too large, nested past parsing, not a file) is moved aside and the
     others go on."""
     keys = services.bounce_keys
-    everyone = store.subscribers(include_inactive=True)
+    everyone = store.readers.all(include_inactive=True)
     by_key = {address_key(s.email): s.key for s in everyone}
     shown = {s.key: s.email for s in everyone}
     outcomes = []
@@ -282,12 +281,12 @@ def process_bounces(services: Services, store: Store, folder: Path, now: datetim
             report, reason = _read_bounce(path)
             who = subscriber_of(report, keys, by_key) if report.kind else set()
             if report.kind and report.message_ids:
-                who |= set(store.message_owners(report.message_ids).values())
+                who |= set(store.outbox.owners(report.message_ids).values())
         except Exception as exc:  # one odd message must not stop the rest, nor stay to be read again
             log.warning("%s could not be read as a bounce (%s); moved to .unrecognised", path.name, exc)
             report, reason, who = BounceReport(None, frozenset()), "", set()
         suspended = [
-            k for k in sorted(who) if report.kind and store.record_bounce(k, report.kind, reason, now)
+            k for k in sorted(who) if report.kind and store.readers.record_bounce(k, report.kind, reason, now)
         ]
         aside = folder / (".processed" if who else ".unrecognised")
         for sub in ("new", "cur", "tmp"):

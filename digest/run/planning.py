@@ -95,9 +95,9 @@ def candidate_pool(
     readers (``weekly``: the default schedule is weekly, or a reader chose it) the window spans at least a
     week (``WEEK_WINDOW_DAYS``), so their digest gathers the week."""
     days = lookback_days
-    if days < WEEK_WINDOW_DAYS and (weekly or store.has_weekly_readers()):
+    if days < WEEK_WINDOW_DAYS and (weekly or store.readers.has_weekly()):
         days = WEEK_WINDOW_DAYS
-    papers = store.recent_papers(now - timedelta(days=days))
+    papers = store.papers.recent(now - timedelta(days=days))
     if isinstance(model, SentenceModel):
         return PaperIndex(papers, model, stored_space(model, papers, store))
     return PaperIndex(papers, model)
@@ -107,14 +107,14 @@ def stored_space(model: SentenceModel, papers: Sequence[Paper], store: Store) ->
     """The papers in a sentence model's space, each embedded once: vectors come from the store, and those
     missing are made now and kept (unless the store is read-only: a preview writes nothing)."""
     refs = [p.ref for p in papers if p.ref is not None]
-    known = store.paper_vectors(model.name, refs)
+    known = store.papers.vectors(model.name, refs)
     missing = [p for p in papers if p.ref is not None and p.ref not in known]
     if missing:
         made = model.embed([f"{p.title}. {p.abstract}" for p in missing])
         fresh = [(p.ref, row.tobytes()) for p, row in zip(missing, made, strict=True) if p.ref is not None]
         known.update(fresh)
         if not store.read_only:
-            store.save_paper_vectors(model.name, fresh)
+            store.papers.save_vectors(model.name, fresh)
     rows = [
         np.frombuffer(known[p.ref], dtype=np.float32) if p.ref is not None else model.embed([p.title])[0]
         for p in papers
@@ -138,7 +138,7 @@ def plan_batches(
     queries; memory stays flat however many subscribers there are. ``default`` is the schedule of readers
     who set none; with ``any_hour`` every reader's hour counts as come (a preview, ``digest run --now``);
     their cadence still holds."""
-    for subs in store.subscriber_batches(size, start=start, stop=stop):
+    for subs in store.readers.batches(size, start=start, stop=stop):
         if only is not None:
             subs = [s for s in subs if s.key == mailbox_key(only)]
         if subs:
@@ -175,10 +175,10 @@ def due_now(store: Store, now: datetime, default: When, since: datetime | None) 
     wake to decide whether to run (``since``: when it last ran, None for never; ``default``: the schedule
     of readers who set none)."""
     fresh = opened = 0
-    for subs in store.schedule_batches(1000):
+    for subs in store.readers.schedule_batches(1000):
         live = [s for s in subs if not s.bouncing]
         keys = period_keys(live, store, now, default)
-        state = store.delivery_state([s.email for s in live], {k for k in keys.values() if k is not None})
+        state = store.outbox.state([s.email for s in live], {k for k in keys.values() if k is not None})
         for sub in live:
             email = sub.key
             key = keys[email]
@@ -212,7 +212,7 @@ def period_keys(
         else:
             between.append(sub.email)
     if between:
-        had = store.ever_sent(between)
+        had = store.outbox.ever_sent(between)
         for sub in subs:
             key = sub.key
             if key not in keys:
@@ -236,7 +236,7 @@ def plan_batch(
     # A waiting reader may have had today's digest already (a first one): so that their note names the
     # opening they will really get a digest at, ask about today's date too.
     days.update(first_key(reader_when(s, default), now) for s in live if keys[s.key] is None)
-    state = store.delivery_state([s.email for s in live], days)
+    state = store.outbox.state([s.email for s in live], days)
     stale: list[int] = []
     early: dict[str, list[Planned]] = {}
     choosing: list[tuple[Subscriber, date, list[Planned]]] = []
@@ -247,9 +247,9 @@ def plan_batch(
         else:
             early[sub.key] = decided
     if stale and not store.read_only:
-        store.expire_messages(stale, now)
+        store.outbox.expire(stale, now)
     if choosing:
-        sent = store.sent_refs([s.email for s, _, _ in choosing], pool.min_ref)
+        sent = store.outbox.sent_refs([s.email for s, _, _ in choosing], pool.min_ref)
         tastes = tastes_of([s for s, _, _ in choosing], pool, store)
         for sub, key, resends in choosing:
             early[sub.key] = resends + choose(sub, key, pool, sent, resends, tastes.get(sub.key))
@@ -282,7 +282,7 @@ def decide(
         if row.status == "retry" and row.day != key:
             stale.append(row.id)  # its period is over: the papers go into the reader's next digest
             continue
-        matches = tuple(explain(p, sub.profile) for p in store.papers_by_refs(row.refs))
+        matches = tuple(explain(p, sub.profile) for p in store.papers.by_refs(row.refs))
         out.append(Send(sub, Digest(sub, matches, row.day, more=row.more), resend=row))
         has_period = has_period or row.day == key
     if key is None:
@@ -332,10 +332,10 @@ def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store) -> dic
     wanted = [s for s in subs if not s.profile.trending]
     if not wanted:
         return {}
-    feedback = store.feedback([s.email for s in wanted])
+    feedback = store.readers.feedback([s.email for s in wanted])
     unknown = {n for s in wanted for n in s.profile.seeds if n not in pool.named}
     if unknown:
-        found = store.find_papers(sorted(unknown))
+        found = store.papers.find(sorted(unknown))
         pool.named.update({n: found.get(n) for n in unknown})
     pool.embed_abouts(s.profile.about for s in wanted)
     out: dict[str, Taste] = {}

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.errors import LockedError, StoreError
+from digest.store.dialect import shared_by_hosts
 
 
 def _holder(path: Path) -> str:
@@ -106,17 +107,13 @@ def run_lock(path: Path, now: datetime) -> Iterator[None]:
         os.close(fd)
 
 
-# -- PostgreSQL (#16): no host-local lock --------------------------------------------------------------------
-
-
-def _is_url(database: Path | str) -> bool:
-    return isinstance(database, str) and database.startswith(("postgresql://", "postgres://"))
+# -- a database that hosts share: no host-local lock -----------------------------------------------------------
 
 
 def database_lock(database: Path | str, now: datetime) -> AbstractContextManager[None]:
     """The run lock for this database: a lock file beside a SQLite file. A PostgreSQL database has none:
     runs on any number of hosts share the day's work through claims in the database (``store.runs``)."""
-    if _is_url(database):
+    if shared_by_hosts(database):
         return nullcontext()
     return run_lock(lock_path(Path(database)), now)
 
@@ -124,6 +121,6 @@ def database_lock(database: Path | str, now: datetime) -> AbstractContextManager
 def hold_as_worker_of(database: Path | str) -> object:
     """In a worker, for its life: the shared workers' lock of a SQLite database; returns what holds it.
     (On PostgreSQL a worker's claims and run membership live in its database session.)"""
-    if _is_url(database):
+    if shared_by_hosts(database):
         return None
     return hold_as_worker(lock_path(Path(database)))

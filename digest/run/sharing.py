@@ -50,11 +50,11 @@ def deliver_claims(
     tally = tally if tally is not None else Tally()
     store = context.delivery.store
     while True:
-        claim = store.claim_range(sharing.run, sharing.owner, sharing.lease)
+        claim = store.runs.claim(sharing.run, sharing.owner, sharing.lease)
         if claim is None:
-            progress = store.run_progress(sharing.run)
+            progress = store.runs.progress(sharing.run)
             if not (progress.held or progress.free):
-                store.finish_run(sharing.run)
+                store.runs.finish(sharing.run)
                 return tally
             if after_batch:
                 after_batch(0)
@@ -79,7 +79,7 @@ def _deliver_claim(
     def renewed(n: int) -> None:
         nonlocal planned
         planned += n
-        if not store.renew_claim(claim, sharing.lease):
+        if not store.runs.renew(claim, sharing.lease):
             raise ClaimLost
         if after_batch:
             after_batch(n)
@@ -89,4 +89,4 @@ def _deliver_claim(
     except ClaimLost:
         log.warning("stopped delivering %s: the claim ran out and another process took them over", where)
         return
-    store.finish_range(claim, planned)
+    store.runs.finish_range(claim, planned)

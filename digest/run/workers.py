@@ -94,7 +94,7 @@ def _start(
     logs.configure(log_level, worker=True)
     services = Services(settings)
     store = services.open_store(sync=RUN_SYNC)
-    store.attend_run(sharing.run)
+    store.runs.attend(sharing.run)
     transport = services.transport()
     transport.__enter__()
     courier = services.courier(transport, budget=RetryBudget(budget), share=workers)

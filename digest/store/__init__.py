@@ -1,9 +1,10 @@
-"""The state database (SQLite): see ``database`` for what it keeps."""
+"""The state database, the only package that speaks SQL: see ``database`` for what it keeps."""
 
-from digest.store.base import as_store_error
 from digest.store.database import RUN_SYNC, Store
-from digest.store.figures import Figures
-from digest.store.outbox import BOUNCE_LIMIT, DeliveryState, NewMessage, OutboxRow, SentRecord
+from digest.store.dialect import is_server, shared_by_hosts
+from digest.store.health import Figures
+from digest.store.outbox import DeliveryState, NewMessage, OutboxRow, SentRecord
+from digest.store.readers import BOUNCE_LIMIT
 from digest.store.runs import CHUNK, Claim, RangeRecord, RunProgress, owner_name
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -22,6 +23,7 @@ __all__ = [
     "RunProgress",
     "SentRecord",
     "Store",
-    "as_store_error",
+    "is_server",
     "owner_name",
+    "shared_by_hosts",
 ]

@@ -12,29 +12,9 @@ from collections.abc import Iterator
 
 from digest.errors import StoreError
 from digest.store.database import Store
+from digest.store.dialect import PostgreSQL
 
-# Parents before children: papers and messages before the sent records, papers before vectors and feedback.
-TABLES = (
-    "papers",
-    "subscribers",
-    "messages",
-    "sent",
-    "fetch_state",
-    "rate_events",
-    "feedback",
-    "paper_vectors",
-    "runs",
-    "run_ranges",
-    "ingests",
-    "source_health",
-    "erasures",
-)
-IDENTITIES = (("papers", "pid"), ("messages", "id"), ("runs", "id"), ("run_ranges", "id"), ("ingests", "id"))
 BATCH = 2_000
-
-
-def _columns(store: Store, table: str) -> list[str]:
-    return [str(r[1]) for r in store.conn.execute(f"PRAGMA table_info({table})")]
 
 
 def _rows(store: Store, table: str, columns: list[str]) -> Iterator[list[tuple[object, ...]]]:
@@ -50,10 +30,15 @@ def _rows(store: Store, table: str, columns: list[str]) -> Iterator[list[tuple[o
 
 
 def copy_store(source: Store, target: Store) -> dict[str, int]:
-    """Copy ``source`` (SQLite) into ``target`` (an empty PostgreSQL store); rows copied per table."""
-    if source.dialect != "sqlite" or target.dialect != "postgresql":
+    """Copy ``source`` (SQLite) into ``target`` (an empty PostgreSQL store); rows copied per table.
+
+    What is copied comes from the schema, not from a list to keep in step with it: every table of the
+    source, in the order the migrations made them (parents before children), and every generated id of
+    the target."""
+    if not isinstance(target.dialect, PostgreSQL) or isinstance(source.dialect, PostgreSQL):
         raise StoreError("migrate-store copies a SQLite database into a PostgreSQL one")
-    filled = [t for t in TABLES if target.conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]
+    tables = source.dialect.tables(source.conn)
+    filled = [t for t in tables if target.conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]
     if filled:
         raise StoreError(
             f"the target {target.path} already holds data (in {', '.join(filled)}); nothing was copied",
@@ -61,8 +46,8 @@ def copy_store(source: Store, target: Store) -> dict[str, int]:
         )
     counts: dict[str, int] = {}
     with target.transaction() as tx:
-        for table in TABLES:
-            columns = _columns(source, table)
+        for table in tables:
+            columns = source.dialect.columns(source.conn, table)
             marks = ", ".join("?" * len(columns))
             insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
             for batch in _rows(source, table, columns):
@@ -73,7 +58,7 @@ def copy_store(source: Store, target: Store) -> dict[str, int]:
                 raise StoreError(
                     f"{table}: {counts[table]} rows in the source, {copied} copied; nothing kept"
                 )
-        for table, column in IDENTITIES:
+        for table, column in target.dialect.identities(tx):
             tx.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
                 f" coalesce((SELECT max({column}) FROM {table}), 0) + 1, false)"

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
+from typing import Any
 
-from digest.email.bounces import SOFT
-from digest.identity import fingerprint, mailbox_key
+from digest.identity import mailbox_key
 from digest.models import MessageState
-from digest.store.base import Connection, _chunks, _iso, _values
-
-BOUNCE_LIMIT = 3  # consecutive permanent failures before a subscriber is marked bouncing
-SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this start the count again
+from digest.store.dialect import Connection
+from digest.store.readers import BOUNCE_LIMIT
+from digest.store.sql import chunks, iso, values
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +52,14 @@ class NewMessage:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryState:
-    """What a batch of subscribers already has (see ``Store.delivery_state``), by mailbox key."""
+    """What a batch of subscribers already has (see ``Outbox.state``), by mailbox key."""
 
     unfinished: dict[str, list[OutboxRow]]
     sent_on: set[tuple[str, date]]  # (reader, period key) with a digest sent
     refused_on: dict[tuple[str, date], str]  # the server's last permanent refusal of that period's digest
 
 
-def _outbox_row(r: sqlite3.Row) -> OutboxRow:
+def _outbox_row(r: Any) -> OutboxRow:
     return OutboxRow(
         r["id"],
         r["email"],
@@ -74,12 +72,14 @@ def _outbox_row(r: sqlite3.Row) -> OutboxRow:
     )
 
 
-class Outbox(Connection):
-    """The delivery half of ``Store``."""
+class Outbox:
+    """The ``messages`` and ``sent`` tables (``store.outbox``): a digest's row from before its send until
+    it was accepted, and then the papers it carried."""
 
-    # -- deliveries ----------------------------------------------------------------------------------
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
 
-    def begin_messages(
+    def begin(
         self, messages: Sequence[NewMessage], now: datetime, resume: Sequence[int] = ()
     ) -> list[int | None]:
         """Commit outbox rows for a batch before any of it is sent, and mark ``resume`` rows in flight again.
@@ -87,11 +87,11 @@ class Outbox(Connection):
         Returns each new row's id, or None where the subscriber already has a live digest for that day
         (another run got there first): that one must not be sent.
         """
-        stamp = _iso(now)
-        with self.transaction() as tx:
+        stamp = iso(now)
+        with self.conn.transaction() as tx:
             made: dict[str, int] = {}
-            for part in _chunks(messages, 100):
-                values, flat = _values(
+            for part in chunks(messages, 100):
+                rows_sql, flat = values(
                     [
                         (
                             mailbox_key(m.email),
@@ -108,13 +108,13 @@ class Outbox(Connection):
                 )
                 rows = tx.execute(
                     "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
-                    f" more) {values} ON CONFLICT DO NOTHING RETURNING id, message_id",
+                    f" more) {rows_sql} ON CONFLICT DO NOTHING RETURNING id, message_id",
                     flat,
                 ).fetchall()
                 made.update((r["message_id"], int(r["id"])) for r in rows)
             # a message without a row: another run holds that subscriber's digest for the day
             ids = [made.get(m.message_id) for m in messages]
-            for chunk in _chunks(resume):
+            for chunk in chunks(resume):
                 tx.execute(
                     f"UPDATE messages SET status = ?, updated = ? WHERE id IN ({','.join('?' * len(chunk))})",
                     (MessageState.SENDING, stamp, *chunk),
@@ -129,9 +129,9 @@ class Outbox(Connection):
         """Several accepted messages recorded in one transaction (a batch delivered to a Maildir)."""
         if not row_ids:
             return
-        stamp = _iso(now)
-        with self.transaction() as tx:
-            for chunk in _chunks(row_ids):
+        stamp = iso(now)
+        with self.conn.transaction() as tx:
+            for chunk in chunks(row_ids):
                 marks = ",".join("?" * len(chunk))
                 rows = tx.execute(
                     f"SELECT id, email, papers FROM messages WHERE id IN ({marks})", chunk
@@ -142,10 +142,10 @@ class Outbox(Connection):
                     (MessageState.SENT, stamp, stamp, *chunk),
                 )
                 records = [(r["email"], ref, r["id"], stamp) for r in rows for ref in json.loads(r["papers"])]
-                for part in _chunks(records, 250):
-                    values, flat = _values(part)
+                for part in chunks(records, 250):
+                    rows_sql, flat = values(part)
                     tx.execute(
-                        f"INSERT INTO sent (email, pid, message, sent_at) {values} ON CONFLICT DO NOTHING",
+                        f"INSERT INTO sent (email, pid, message, sent_at) {rows_sql} ON CONFLICT DO NOTHING",
                         flat,
                     )
                 emails = [r["email"] for r in rows]
@@ -156,18 +156,18 @@ class Outbox(Connection):
 
     def mark_retry(self, row_id: int, error: str, now: datetime) -> None:
         """A transient failure: the row waits for the next run; its papers are not recorded."""
-        with self.transaction() as tx:
+        with self.conn.transaction() as tx:
             tx.execute(
                 "UPDATE messages SET status = ?, last_error = ?, updated = ?, attempts = attempts + 1"
                 " WHERE id = ?",
-                (MessageState.RETRY, error, _iso(now), row_id),
+                (MessageState.RETRY, error, iso(now), row_id),
             )
 
     def mark_failed(self, row_id: int, error: str, now: datetime, *, bounce: bool = True) -> bool:
         """A permanent refusal. With ``bounce`` (the recipient was at fault, not our message) it counts
         toward bouncing; returns True if the subscriber is now bouncing."""
-        stamp = _iso(now)
-        with self.transaction() as tx:
+        stamp = iso(now)
+        with self.conn.transaction() as tx:
             row = tx.execute("SELECT email FROM messages WHERE id = ?", (row_id,)).fetchone()
             tx.execute(
                 "UPDATE messages SET status = ?, last_error = ?, updated = ?, attempts = attempts + 1"
@@ -187,46 +187,21 @@ class Outbox(Connection):
             ).fetchone()
         return bool(bouncing and bouncing[0])
 
-    def record_bounce(self, email: str, kind: str, reason: str, now: datetime) -> bool:
-        """Returned mail about ``email`` (see ``digest.email.bounces``): a hard bounce or a complaint suspends them
-        at once (bouncing: no more mail until ``digest resume``); a soft bounce counts, and ``BOUNCE_LIMIT``
-        of them with less than ``SOFT_BOUNCE_WINDOW`` between one and the next suspend them too. True when
-        they are now bouncing; False for an address that is no subscriber."""
-        stamp = _iso(now)
-        fresh = _iso(now - SOFT_BOUNCE_WINDOW)
-        email = mailbox_key(email)
-        with self.transaction() as tx:
-            if kind == SOFT:
-                tx.execute(
-                    "UPDATE subscribers SET soft_bounces = CASE WHEN last_soft_bounce >= ? THEN soft_bounces + 1"
-                    " ELSE 1 END, last_soft_bounce = ? WHERE email = ?",
-                    (fresh, stamp, email),
-                )
-            tx.execute(
-                "UPDATE subscribers SET bouncing_since = ?, bounce_reason = ? WHERE email = ?"
-                " AND bouncing_since IS NULL AND (? <> ? OR soft_bounces >= ?)",
-                (stamp, f"{kind}: {reason}"[:500], email, kind, SOFT, BOUNCE_LIMIT),
-            )
-            row = tx.execute(
-                "SELECT bouncing_since IS NOT NULL FROM subscribers WHERE email = ?", (email,)
-            ).fetchone()
-        return bool(row and row[0])
-
-    def expire_messages(self, row_ids: Sequence[int], now: datetime) -> None:
+    def expire(self, row_ids: Sequence[int], now: datetime) -> None:
         """Give up 'retry' rows whose period is over (planning decides, per reader's schedule): their papers
         are still unsent, so the reader's next digest takes them."""
-        with self.transaction() as tx:
+        with self.conn.transaction() as tx:
             tx.executemany(
                 "UPDATE messages SET status = ?, updated = ? WHERE id = ? AND status = ?",
-                [(MessageState.EXPIRED, _iso(now), i, MessageState.RETRY) for i in row_ids],
+                [(MessageState.EXPIRED, iso(now), i, MessageState.RETRY) for i in row_ids],
             )
 
-    def delivery_state(self, emails: Sequence[str], days: Collection[date]) -> DeliveryState:
+    def state(self, emails: Sequence[str], days: Collection[date]) -> DeliveryState:
         """For a batch of subscribers at once: their unfinished rows, and which of them already have a
         digest sent (or refused) for any of ``days`` (the periods planning asks about), by mailbox key."""
         state = DeliveryState({}, set(), {})
         wanted = sorted(d.isoformat() for d in days)
-        for chunk in _chunks([mailbox_key(e) for e in emails]):
+        for chunk in chunks([mailbox_key(e) for e in emails]):
             marks = ",".join("?" * len(chunk))
             for r in self.conn.execute(
                 f"SELECT * FROM messages WHERE status IN (?, ?) AND email IN ({marks}) ORDER BY id",
@@ -237,9 +212,8 @@ class Outbox(Connection):
                 continue
             # By address (messages_email): SQLite, without statistics, would take the index by day and
             # status (messages_day, for /metrics) and read the whole day's rows for every batch, which
-            # grows with the run (17 s for a wake at 100,000 readers, 0.5 s at 10,000). A unary + keeps
-            # SQLite off that index; PostgreSQL plans from statistics (and has no unary + on text).
-            day = "+digest_date" if self.dialect == "sqlite" else "digest_date"
+            # grows with the run (see docs/benchmarks.md); ``unindexed`` keeps SQLite off that index.
+            day = self.conn.dialect.unindexed("digest_date")
             for r in self.conn.execute(
                 f"SELECT email, digest_date, status, last_error FROM messages"
                 f" WHERE {day} IN ({','.join('?' * len(wanted))}) AND status IN (?, ?)"
@@ -257,7 +231,7 @@ class Outbox(Connection):
         """The refs (at least ``min_ref``: the candidate pool's) already sent to each subscriber, or that
         they must never get (papers from before they were erased and came back: ``sent_floor``), by key."""
         out: dict[str, set[int]] = {}
-        for chunk in _chunks([mailbox_key(e) for e in emails]):
+        for chunk in chunks([mailbox_key(e) for e in emails]):
             marks = ",".join("?" * len(chunk))
             for email, pid in self.conn.execute(
                 f"SELECT email, pid FROM sent WHERE pid >= ? AND email IN ({marks})", (min_ref, *chunk)
@@ -275,7 +249,7 @@ class Outbox(Connection):
         """Which of ``emails`` were ever sent a digest (their keys): one index probe each, stopping at the
         first sent row, however long their history."""
         out: set[str] = set()
-        for chunk in _chunks([mailbox_key(e) for e in emails]):
+        for chunk in chunks([mailbox_key(e) for e in emails]):
             marks = ",".join("?" * len(chunk))
             for (email,) in self.conn.execute(
                 f"SELECT s.email FROM subscribers s WHERE s.email IN ({marks}) AND EXISTS"
@@ -285,10 +259,10 @@ class Outbox(Connection):
                 out.add(email)
         return out
 
-    def message_owners(self, message_ids: Collection[str]) -> dict[str, str]:
+    def owners(self, message_ids: Collection[str]) -> dict[str, str]:
         """Of ``message_ids``, those of digests we made: Message-ID -> the reader's mailbox key."""
         out: dict[str, str] = {}
-        for chunk in _chunks(sorted(message_ids)):
+        for chunk in chunks(sorted(message_ids)):
             marks = ",".join("?" * len(chunk))
             for mid, email in self.conn.execute(
                 f"SELECT message_id, email FROM messages WHERE message_id IN ({marks})", chunk
@@ -316,25 +290,3 @@ class Outbox(Connection):
             SentRecord(r["arxiv_id"] or f"title:{r['title_key']}", r["title"], r["sent_at"], r["message_id"])
             for r in rows
         ]
-
-    def forget(self, email: str, now: datetime) -> bool:
-        """Erase ``email``: their profile, every message row and every record of what they were sent, in one
-        transaction (a reader's "delete me"). False if there was no such subscriber.
-
-        Kept: a SHA-256 of their mailbox key and the newest paper ref now (``erasures``), so that a reader
-        added again is never sent a paper that came before (``sent_floor``), whoever adds them."""
-        email = mailbox_key(email)
-        with self.transaction() as tx:
-            tx.execute("DELETE FROM sent WHERE email = ?", (email,))
-            tx.execute("DELETE FROM feedback WHERE email = ?", (email,))
-            tx.execute("DELETE FROM messages WHERE email = ?", (email,))
-            cur = tx.execute("DELETE FROM subscribers WHERE email = ?", (email,))
-            if cur.rowcount <= 0:
-                return False
-            (last,) = tx.execute("SELECT coalesce(max(pid), 0) FROM papers").fetchone()
-            tx.execute(
-                "INSERT INTO erasures (fingerprint, last_ref, at) VALUES (?, ?, ?) ON CONFLICT (fingerprint)"
-                " DO UPDATE SET last_ref = excluded.last_ref, at = excluded.at",
-                (fingerprint(email), int(last), _iso(now)),
-            )
-        return True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from digest.identity import mailbox_key
-from digest.store.base import Database
+from digest.store.dialect import Connection
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the first schema.
@@ -207,7 +207,7 @@ REKEY_STEP = 11  # the migration after which ``rekey_addresses`` runs, in the sa
 _LIVE = "('sending', 'sent', 'retry')"  # the statuses of messages_one_per_day
 
 
-def rekey_addresses(tx: Database, dialect: str) -> int:
+def rekey_addresses(tx: Connection) -> int:
     """Rewrite every stored address as its mailbox key (schema 12); returns the subscribers merged.
 
     Each address column is read once (distinct values) and only the rows whose key differs are written,
@@ -221,10 +221,10 @@ def rekey_addresses(tx: Database, dialect: str) -> int:
     merged, a paper recorded for both is kept once, and a day with a digest for both keeps one live row.
     Their rows are moved one spelling at a time, since one statement cannot see its own earlier writes.
     """
-    rekey = _Rekey(tx, dialect)
+    rekey = _Rekey(tx)
     tx.execute("UPDATE subscribers SET address = email")
     merged = rekey.merge_subscribers()
-    text = "TEXT COLLATE BINARY" if rekey.sqlite else 'TEXT COLLATE "C"'
+    text = tx.dialect.text_type()
     tx.execute(f"CREATE TEMP TABLE rekey (old {text} PRIMARY KEY, new {text} NOT NULL)")
     for table, unique in (("subscribers", None), ("feedback", "pid"), ("sent", "pid"), ("messages", None)):
         found = tx.execute(f"SELECT DISTINCT email FROM {table}").fetchall()
@@ -238,18 +238,10 @@ def rekey_addresses(tx: Database, dialect: str) -> int:
 
 
 class _Rekey:
-    """The statements of ``rekey_addresses`` in the store's two dialects."""
+    """The statements of ``rekey_addresses``, in the connection's dialect."""
 
-    def __init__(self, tx: Database, dialect: str) -> None:
-        self.tx, self.sqlite = tx, dialect == "sqlite"
-
-    def same(self, column: str, other: str) -> str:
-        """``column`` equal to ``other`` byte for byte, through ``column``'s index."""
-        return (
-            f"{column} = {other} AND {column} COLLATE BINARY = {other}"
-            if self.sqlite
-            else f"{column} = {other}"
-        )
+    def __init__(self, tx: Connection) -> None:
+        self.tx, self.dialect = tx, tx.dialect
 
     def merge_subscribers(self) -> int:
         """Delete all but one stored subscriber of each mailbox (the active one, else the one updated last)."""
@@ -260,37 +252,36 @@ class _Rekey:
             groups.setdefault(mailbox_key(email), []).append((email, int(active), str(updated)))
         gone = [m[0] for ms in groups.values() for m in sorted(ms, key=lambda m: (m[1], m[2]))[:-1]]
         for email in gone:
-            self.tx.execute(
-                f"DELETE FROM subscribers WHERE {self.same('email', '?')}", (email,) * (1 + self.sqlite)
-            )
+            exactly = self.dialect.same("email", "?")
+            self.tx.execute(f"DELETE FROM subscribers WHERE {exactly}", self.dialect.same_params(email))
         return len(gone)
 
     def move(self, table: str, unique: str | None, pairs: list[tuple[str, str]]) -> None:
         """Move ``table``'s rows from each old spelling in ``pairs`` to its key."""
         if not pairs:
             return
+        same = self.dialect.same
         self.tx.execute("DELETE FROM rekey")
         for start in range(0, len(pairs), 500):
             part = pairs[start : start + 500]
-            marks = ",".join(["(?,?)"] * len(part))
-            self.tx.execute(
-                f"INSERT INTO rekey (old, new) VALUES {marks}", [v for pair in part for v in pair]
-            )
-        if not self.sqlite:  # plans from statistics: the temporary table has none, a migrated column lost its
-            self.tx.execute(f"ANALYZE rekey, {table}")
-        match = self.same(f"{table}.email", "r.old")
+            rows = ",".join(["(?,?)"] * len(part))
+            self.tx.execute(f"INSERT INTO rekey (old, new) VALUES {rows}", [v for pair in part for v in pair])
+        # Planned from statistics where there are any: the temporary table has none, a changed column lost its.
+        self.dialect.analyze(self.tx, ["rekey", table])
+        match = same(f"{table}.email", "r.old")
         if unique:  # a paper recorded under both spellings is kept once
             self.tx.execute(
                 f"UPDATE {table} SET email = r.new FROM rekey r WHERE {match} AND NOT EXISTS (SELECT 1 FROM {table}"
-                f" other WHERE {self.same('other.email', 'r.new')} AND other.{unique} = {table}.{unique})"
+                f" other WHERE {same('other.email', 'r.new')} AND other.{unique} = {table}.{unique})"
             )
-            binary = " AND email COLLATE BINARY IN (SELECT old FROM rekey)" if self.sqlite else ""
-            self.tx.execute(f"DELETE FROM {table} WHERE email IN (SELECT old FROM rekey){binary}")
+            self.tx.execute(
+                f"DELETE FROM {table} WHERE {self.dialect.within('email', '(SELECT old FROM rekey)')}"
+            )
             return
         if table == "messages":  # one live digest per reader and day: a second one of that day is expired
             self.tx.execute(
                 f"UPDATE messages SET status = 'expired' FROM rekey r WHERE {match} AND messages.status IN {_LIVE}"
-                f" AND EXISTS (SELECT 1 FROM messages other WHERE {self.same('other.email', 'r.new')}"
+                f" AND EXISTS (SELECT 1 FROM messages other WHERE {same('other.email', 'r.new')}"
                 f" AND other.digest_date = messages.digest_date AND other.status IN {_LIVE})"
             )
         self.tx.execute(f"UPDATE {table} SET email = r.new FROM rekey r WHERE {match}")

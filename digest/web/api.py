@@ -14,7 +14,7 @@ confirmed the address itself).
   (``unknown_seeds``);
 - ``DELETE /api/subscribers/{email}``: unsubscribe (history kept, so nothing is ever sent twice);
   ``?erase=true`` erases the subscriber and their history instead (a reader added again later is still
-  never sent a paper from before: see ``Store.forget``).
+  never sent a paper from before: see ``Readers.forget``).
 
 A reader the operator's config declares belongs to the config: PUT and DELETE answer 409 with the reason
 and change nothing (a change would be undone by the next run, and an erasure would lose the record of what
@@ -101,7 +101,7 @@ def api_routes(web: Web) -> list[Route]:
             return _error(400, "limit must be a number")
 
         def page(store: Store) -> list[Subscriber]:
-            for batch in store.subscriber_batches(limit, include_inactive=True, start=after):
+            for batch in store.readers.batches(limit, include_inactive=True, start=after):
                 return [s for s in batch if s.key != after]
             return []
 
@@ -134,7 +134,7 @@ def api_routes(web: Web) -> list[Route]:
         email = addressed(request)
         if isinstance(email, Response):
             return email
-        found = await run_in_threadpool(with_store, lambda store: store.subscriber(email))
+        found = await run_in_threadpool(with_store, lambda store: store.readers.get(email))
         if found is None:
             return _error(404, f"no subscriber {email}")
         return JSONResponse(found.to_json())
@@ -145,7 +145,10 @@ def api_routes(web: Web) -> list[Route]:
             return email
         erase, now = request.query_params.get("erase") == "true", datetime.now(UTC)
         removed = await run_in_threadpool(
-            with_store, lambda store: store.forget(email, now) if erase else store.unsubscribe(email, now)
+            with_store,
+            lambda store: (
+                store.readers.forget(email, now) if erase else store.readers.unsubscribe(email, now)
+            ),
         )
         return JSONResponse({"email": email, "erased" if erase else "unsubscribed": bool(removed)})
 
@@ -164,10 +167,10 @@ def api_routes(web: Web) -> list[Route]:
 
         def save(store: Store) -> tuple[Subscriber | None, list[str]]:
             now = datetime.now(UTC)
-            store.add_subscriber(Subscriber(email, name, profile), now)
+            store.readers.add(Subscriber(email, name, profile), now)
             if not active:
-                store.unsubscribe(email, now)
-            return store.subscriber(email), unknown_seeds(store, profile.seeds)
+                store.readers.unsubscribe(email, now)
+            return store.readers.get(email), unknown_seeds(store, profile.seeds)
 
         saved, unknown = await run_in_threadpool(with_store, save)
         assert saved is not None

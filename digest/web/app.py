@@ -80,7 +80,7 @@ def create_app(services: Services) -> Starlette:
 
     def pool_version() -> tuple[int, int]:
         with web.stores.get() as store:
-            return store.papers_version(datetime.now(UTC) - timedelta(days=settings.lookback_days))
+            return store.papers.version(datetime.now(UTC) - timedelta(days=settings.lookback_days))
 
     pools = PoolCache(pool_version, build_pool)
 

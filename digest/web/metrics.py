@@ -1,6 +1,6 @@
 """``GET /metrics`` for Prometheus (#17): runs, messages, subscribers and how fresh each source is.
 
-Read from the store at each scrape (``Store.figures``), so every `digest serve` process and host shows the
+Read from the store at each scrape (``store.health.figures``), so every `digest serve` process and host shows the
 same numbers, and those of runs made by cron or `digest schedule` elsewhere. The exposition format is
 prometheus_client's. Like the API, it needs ``Authorization: Bearer <DIGEST_API_TOKEN>`` (Prometheus:
 ``authorization: {credentials: …}``) and answers 404 without a configured token: the reader's app faces the
@@ -75,7 +75,7 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         with self.stores.get() as store:
-            figures = store.figures()
+            figures = store.health.figures()
         yield from families(figures)
 
 

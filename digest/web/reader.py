@@ -123,9 +123,9 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
     def save_profile(subscriber: Subscriber, paused: bool) -> list[str]:
         now = datetime.now(UTC)
         with web.stores.get() as store:
-            store.add_subscriber(subscriber, now)
+            store.readers.add(subscriber, now)
             if paused:
-                store.unsubscribe(subscriber.email, now)
+                store.readers.unsubscribe(subscriber.email, now)
             return unknown_seeds(store, subscriber.profile.seeds)
 
     def manage_view(
@@ -134,7 +134,7 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
         """The subscriber (with ``profile`` if given, saved if ``save``), the preview of their digest, and
         the seeds saved that no stored paper answers to yet."""
         with web.stores.get() as store:
-            subscriber = store.subscriber(key)
+            subscriber = store.readers.get(key)
         if subscriber is None:
             return None, "", []
         if profile is not None:
@@ -145,7 +145,7 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
     def said_of(key: str) -> list[dict[str, Any]]:
         """What the reader said with "more / less like this", for the manage page to list and undo."""
         with web.stores.get() as store:
-            mine = store.feedback([key]).get(key, {})
+            mine = store.readers.feedback([key]).get(key, {})
         return [
             {"ref": p.ref, "title": p.title, "kind": kind}
             for kind in ("more", "less")
@@ -223,7 +223,7 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
 
     def undo_feedback(key: str, ref: int) -> None:
         with web.stores.get() as store:
-            store.set_feedback(key, ref, None, datetime.now(UTC))
+            store.readers.set_feedback(key, ref, None, datetime.now(UTC))
 
     async def undo(request: Request) -> Response:
         posted = await manage_post(request)
@@ -239,10 +239,10 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
 
     def my_data(key: str) -> dict[str, Any] | None:
         with web.stores.get() as store:
-            subscriber = store.subscriber(key)
+            subscriber = store.readers.get(key)
             if subscriber is None:
                 return None
-            sent = store.history(key)
+            sent = store.outbox.history(key)
         sent_json = [
             {"id": r.key, "title": r.title, "sent_at": r.sent_at, "message_id": r.message_id} for r in sent
         ]
@@ -261,7 +261,7 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
 
     def forget_now(key: str) -> None:
         with web.stores.get() as store:
-            store.forget(key, datetime.now(UTC))
+            store.readers.forget(key, datetime.now(UTC))
 
     async def delete(request: Request) -> Response:
         posted = await manage_post(request)

@@ -41,9 +41,9 @@ def sent_digest_routes(web: Web) -> list[Route]:
 
     def sent_digest_html(key: str, day: date) -> str | None:
         with web.stores.get() as store:
-            subscriber = store.subscriber(key)
-            row = store.sent_message(key, day) if subscriber else None
-            papers = store.papers_by_refs(row.refs) if row else []
+            subscriber = store.readers.get(key)
+            row = store.outbox.sent_message(key, day) if subscriber else None
+            papers = store.papers.by_refs(row.refs) if row else []
         if subscriber is None or row is None or not papers:
             return None
         digest = Digest(subscriber, tuple(explain(p, subscriber.profile) for p in papers), day, more=row.more)
@@ -65,10 +65,10 @@ def sent_digest_routes(web: Web) -> list[Route]:
 
     def sent_paper(key: str, day: date, number: int) -> Paper | None:
         with web.stores.get() as store:
-            row = store.sent_message(key, day)
+            row = store.outbox.sent_message(key, day)
             if row is None or not 1 <= number <= len(row.refs):
                 return None
-            found = store.papers_by_refs([row.refs[number - 1]])
+            found = store.papers.by_refs([row.refs[number - 1]])
         return found[0] if found else None
 
     async def about(request: Request) -> tuple[Bearer, Paper, str] | Response:
@@ -103,7 +103,7 @@ def sent_digest_routes(web: Web) -> list[Route]:
     def record(key: str, paper: Paper, kind: str) -> None:
         assert paper.ref is not None
         with web.stores.get() as store:
-            store.set_feedback(key, paper.ref, kind, datetime.now(UTC))
+            store.readers.set_feedback(key, paper.ref, kind, datetime.now(UTC))
 
     async def feedback(request: Request) -> Response:
         found = await about(request)

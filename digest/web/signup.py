@@ -141,7 +141,7 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
 
     def allowed(what: str, limit: int) -> bool:
         with web.stores.get() as store:
-            return store.allow(what, limit, ASK_WINDOW, time.time())
+            return store.limits.allow(what, limit, ASK_WINDOW, time.time())
 
     def form_page(
         request: Request, status: int, csrf: str, form: dict[str, str], error: str = ""
@@ -242,7 +242,7 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
 
     def add_now(asked: SignupRequest) -> list[str]:
         with web.stores.get() as store:
-            store.add_subscriber(asked.subscriber(), datetime.now(UTC))
+            store.readers.add(asked.subscriber(), datetime.now(UTC))
             return unknown_seeds(store, asked.profile.seeds)
 
     async def confirm(request: Request) -> Response:

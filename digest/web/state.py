@@ -70,7 +70,7 @@ class Web:
             variants = legacy_variants(found.key)
             if variants:
                 with self.stores.get() as store:
-                    if any(store.subscriber(v) is not None for v in variants):
+                    if any(store.readers.get(v) is not None for v in variants):
                         return None
         return found
 

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 
+from digest.errors import StoreError
 from digest.selection.index import PaperIndex
-from digest.store import Store, as_store_error
+from digest.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,7 @@ class ThreadStores:
             with self.get() as store:
                 store.ping()
             return None
-        except Exception as exc:
-            failed = as_store_error(exc, str(self.path))
-            if failed is None:
-                raise
+        except StoreError as failed:
             broken: Store | None = getattr(self.local, "store", None)
             self.local.store = None
             if broken is not None:
@@ -96,7 +94,7 @@ class UnsubscribeBatcher:
 
     def _write(self, emails: list[str]) -> None:
         with self.stores.get() as store:
-            store.unsubscribe_many(emails, datetime.now(UTC))
+            store.readers.unsubscribe_many(emails, datetime.now(UTC))
 
 
 class PoolCache:

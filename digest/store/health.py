@@ -15,7 +15,7 @@ from datetime import datetime
 
 from digest.alerts import SourceHealth
 from digest.models import MessageState
-from digest.store.base import Connection
+from digest.store.dialect import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,17 +40,20 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-class Monitoring(Connection):
-    """The monitoring half of ``Store``."""
+class Health:
+    """Each source's health (``source_health``) and the figures an operator watches (``store.health``)."""
 
-    def last_new_papers(self) -> dict[str, str]:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def last_new(self) -> dict[str, str]:
         """Per source name, when it last brought a paper not seen before (``first_seen``, ISO)."""
         rows = self.conn.execute("SELECT source, max(first_seen) FROM papers GROUP BY source")
         return {r[0]: r[1] for r in rows}
 
     def record_read(self, source: str, error: str | None) -> None:
         """One read of ``source``: a failure adds to its run of failures, a success ends it."""
-        with self.transaction() as tx:
+        with self.conn.transaction() as tx:
             tx.execute(
                 "INSERT INTO source_health (source, failures, last_error) VALUES (?, ?, ?)"
                 " ON CONFLICT (source) DO UPDATE SET failures = CASE WHEN excluded.failures = 0 THEN 0"
@@ -59,10 +62,10 @@ class Monitoring(Connection):
                 (source, 0 if error is None else 1, error),
             )
 
-    def source_health(self, names: Sequence[str]) -> list[SourceHealth]:
+    def sources(self, names: Sequence[str]) -> list[SourceHealth]:
         """What ``alerts`` needs of each named source, in the order given."""
         rows = {r["source"]: r for r in self.conn.execute("SELECT * FROM source_health")}
-        fresh = self.last_new_papers()
+        fresh = self.last_new()
         return [
             SourceHealth(
                 n,
@@ -76,7 +79,7 @@ class Monitoring(Connection):
 
     def set_alerted(self, source: str, kind: str | None) -> None:
         """The state the operator was told about (None: recovered)."""
-        with self.transaction() as tx:
+        with self.conn.transaction() as tx:
             tx.execute(
                 "INSERT INTO source_health (source, alerted) VALUES (?, ?)"
                 " ON CONFLICT (source) DO UPDATE SET alerted = excluded.alerted",
@@ -117,5 +120,5 @@ class Monitoring(Connection):
             day_messages,
             int(runs),
             float(last) if last is not None else None,
-            {source: _epoch(seen) for source, seen in self.last_new_papers().items()},
+            {source: _epoch(seen) for source, seen in self.last_new().items()},
         )

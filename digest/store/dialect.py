@@ -1,0 +1,507 @@
+"""The one place that knows which database the store speaks to: SQLite's dialect and PostgreSQL's.
+
+The store's SQL is written once, in SQLite's dialect with ``?`` placeholders. A ``Dialect`` owns everything
+that differs: how a statement's placeholders are written (PostgreSQL's ``$1, $2…``, numbered once per
+distinct statement and cached; a ``?`` inside a string literal, a quoted name or a comment is left alone),
+the larger-of function (``MAX`` / ``GREATEST``), the database clock in seconds, a claim's session and
+``FOR UPDATE SKIP LOCKED``, advisory locks (none on SQLite, where the run lock serialises runs), the
+schema's version and its migrations' DDL, statistics, a scratch copy for dry runs and previews, and which
+driver exceptions mean what, as a ``StoreError`` that names the database and the fix.
+
+``Connection`` is what every repository holds: ``execute``, ``executemany`` and ``transaction`` over the
+driver's connection, in the dialect, every driver failure raised as a ``StoreError``. Nothing outside this
+module imports a database driver or asks which dialect it is (``tests/test_architecture.py``).
+
+psycopg is imported only when a ``postgresql://`` database is opened.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from digest.errors import StoreError
+from digest.redact import redact_text, redact_url
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?")
+
+
+@functools.lru_cache(maxsize=4096)
+def numbered(sql: str) -> str:
+    """``?`` placeholders as ``$1, $2…``, outside string literals, quoted names and comments; once per
+    distinct statement (a batch's statement of 1,000 parameters is written once, not per call).
+
+    >>> numbered("SELECT 'why?' AS q FROM t WHERE a = ? AND b = ? -- why?")
+    "SELECT 'why?' AS q FROM t WHERE a = $1 AND b = $2 -- why?"
+    """
+    count = 0
+
+    def number(m: re.Match[str]) -> str:
+        nonlocal count
+        if m.group(0) != "?":
+            return m.group(0)
+        count += 1
+        return f"${count}"
+
+    return _TOKENS.sub(number, sql)
+
+
+class Connection:
+    """A database connection in its dialect: see the module's docstring. ``path`` names the database in
+    messages (a URL without its password); ``scratch``: inside a transaction that is never committed (a
+    PostgreSQL snapshot), so each ``transaction()`` is a savepoint."""
+
+    def __init__(
+        self, raw: Any, dialect: Dialect, path: str, *, read_only: bool = False, scratch: bool = False
+    ) -> None:
+        self.raw, self.dialect, self.path = raw, dialect, path
+        self.read_only, self.scratch = read_only, scratch
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        try:
+            return self.dialect.run(self.raw, sql, params)
+        except self.dialect.errors as exc:
+            raise self.dialect.error(exc, self.path) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        try:
+            return self.dialect.run_many(self.raw, sql, rows)
+        except self.dialect.errors as exc:
+            raise self.dialect.error(exc, self.path) from exc
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.dialect.in_transaction(self.raw)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One write transaction, taking the write lock at once (SQLite's ``BEGIN IMMEDIATE``), so two
+        writers never deadlock half-way; a savepoint inside a scratch copy."""
+        begin, rollback, commit = ("BEGIN IMMEDIATE", "ROLLBACK", "COMMIT")
+        if self.scratch:
+            begin, rollback, commit = ("SAVEPOINT tx", "ROLLBACK TO SAVEPOINT tx", "RELEASE SAVEPOINT tx")
+        self.execute(begin)
+        try:
+            yield self
+        except BaseException:
+            if self.in_transaction:
+                self.execute(rollback)
+            raise
+        self.execute(commit)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class Dialect:
+    """SQLite's dialect (the one the store's SQL is written in); ``PostgreSQL`` changes what differs."""
+
+    name: ClassVar[str] = "sqlite"
+    greatest: ClassVar[str] = "MAX"  # the larger of two values (SQLite's scalar, two-argument MAX)
+    clock: ClassVar[str] = "((julianday('now') - 2440587.5) * 86400.0)"  # the database's clock, seconds
+    session: ClassVar[str] = "NULL"  # who holds a claim, for as long as its connection lives
+    skip_locked: ClassVar[str] = ""  # claims skip rows another transaction is claiming
+    gathers_statistics: ClassVar[bool] = False  # whether ``analyze`` does anything
+    # Whether runs on several hosts share this database's day through claims (else one run at a time,
+    # under a lock file beside the database: ``run.runlock``).
+    shared_by_hosts: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.errors: tuple[type[BaseException], ...] = (sqlite3.Error,)  # what the driver raises
+
+    # -- statements ----------------------------------------------------------------------------------
+
+    def run(self, raw: Any, sql: str, params: Sequence[Any]) -> Any:
+        return raw.execute(sql, params)
+
+    def run_many(self, raw: Any, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        return raw.executemany(sql, rows)
+
+    def in_transaction(self, raw: Any) -> bool:
+        return bool(raw.in_transaction)
+
+    def same(self, column: str, other: str) -> str:
+        """SQL: ``column`` equal to ``other`` byte for byte, through ``column``'s index (SQLite's address
+        columns compare with NOCASE, so BINARY is added; see ``schema``)."""
+        return f"{column} = {other} AND {column} COLLATE BINARY = {other}"
+
+    def same_params(self, value: Any) -> tuple[Any, ...]:
+        """The parameters of ``same(column, "?")``."""
+        return (value, value)
+
+    def within(self, column: str, subquery: str) -> str:
+        """SQL: ``column`` byte for byte among what ``subquery`` selects (see ``same``)."""
+        return f"{column} IN {subquery} AND {column} COLLATE BINARY IN {subquery}"
+
+    def unindexed(self, column: str) -> str:
+        """``column`` in a WHERE clause the planner must not pick an index for (SQLite plans without
+        statistics; PostgreSQL plans from them)."""
+        return f"+{column}"
+
+    def text_type(self) -> str:
+        """The DDL type of a temporary table's address column, compared byte for byte."""
+        return "TEXT COLLATE BINARY"
+
+    # -- locks and sessions (PostgreSQL's; on SQLite the run lock serialises runs) ----------------------
+
+    def session_gone(self, owner_pid: str) -> str:
+        """SQL: the claim's session is gone (its holder died), or ``""`` where sessions are not tracked."""
+        return ""
+
+    def lock_for_transaction(self, conn: Connection, key: int) -> None:
+        """Hold ``key`` until the transaction ends (one process at a time in a decision)."""
+
+    def members_alive(self, conn: Connection, group: int, key: int) -> bool:
+        """Whether a session holds (``group``, ``key``) shared: whether anyone still works in a run."""
+        return False
+
+    def attend(self, conn: Connection, group: int, key: int) -> None:
+        """Hold (``group``, ``key``) shared for the rest of this session (membership of a run)."""
+
+    @contextmanager
+    def taking_turns(self, conn: Connection, key: int) -> Iterator[None]:
+        """Hold ``key`` for the duration: sessions of several hosts take turns."""
+        yield
+
+    def analyze(self, conn: Connection, tables: Sequence[str]) -> None:
+        """Refresh the planner's statistics of ``tables``."""
+
+    # -- schema --------------------------------------------------------------------------------------
+
+    def ddl(self, migration: str) -> str:
+        """A migration in this dialect (SQLite reads ``-- postgresql:`` lines as comments)."""
+        return migration
+
+    def tables(self, conn: Connection) -> list[str]:
+        """The database's tables, in the order they were created (parents before children)."""
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid")
+        return [str(r[0]) for r in rows if not str(r[0]).startswith("sqlite_")]
+
+    def columns(self, conn: Connection, table: str) -> list[str]:
+        return [str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")]
+
+    def version(self, conn: Connection) -> int:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(
+        self, conn: Connection, steps: Sequence[tuple[int, str]], after: Callable[[Connection, int], None]
+    ) -> None:
+        """Take the database through ``steps`` ((version, SQL) each), each in its own transaction that
+        reads the version again (several processes may open a new database at once)."""
+        for step, migration in steps:
+            with conn.transaction() as tx:
+                if self.version(tx) > step:  # another process (a server's worker) took this step meanwhile
+                    continue
+                for statement in self.ddl(migration).split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                after(tx, step)
+                tx.execute(f"PRAGMA user_version = {step + 1}")
+
+    # -- connecting ----------------------------------------------------------------------------------
+
+    def connect(self, where: str, *, sync: str, read_only: bool) -> Connection:
+        memory = where == ":memory:"
+        if read_only and not (memory or Path(where).is_file()):
+            raise StoreError(f"no database at {where} yet", hint="run digest ingest or digest run first")
+        if not (memory or read_only):
+            try:
+                Path(where).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder {Path(where).parent}: {exc.strerror}",
+                    hint="check the database setting and this user's permissions",
+                ) from exc
+        target = f"file:{Path(where).resolve()}?mode=ro" if read_only else where
+        try:
+            raw = sqlite3.connect(target, isolation_level=None, timeout=30, uri=read_only)
+        except sqlite3.Error as exc:
+            raise self.error(exc, where) from exc
+        raw.row_factory = sqlite3.Row
+        conn = Connection(raw, self, where, read_only=read_only)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def settle(self, conn: Connection, *, sync: str) -> None:
+        """Once the database is known to be digest's (nothing is written to another application's file):
+        WAL (readers never wait for a writer) and ``synchronous`` (see ``database.RUN_SYNC``)."""
+        if conn.read_only:
+            return
+        if conn.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'NORMAL' if sync == 'NORMAL' else 'FULL'}")
+
+    def scratch_copy(self, conn: Connection, where: str) -> Connection:
+        """A copy the real database never sees: in memory, whole."""
+        copy = sqlite3.connect(":memory:", isolation_level=None)
+        conn.raw.backup(copy)
+        copy.row_factory = sqlite3.Row
+        copy.execute("PRAGMA foreign_keys = ON")
+        return Connection(copy, self, ":memory:")
+
+    def error(self, exc: BaseException, path: str) -> StoreError:
+        """A driver failure as what it means for the operator, naming the database, with the fix.
+
+        >>> Dialect().error(sqlite3.DatabaseError("database disk image is malformed"), "d.sqlite3").message
+        'the database d.sqlite3 is damaged: database disk image is malformed'
+        """
+        text = str(exc)
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            return StoreError(
+                f"the database {path} is damaged: {text}",
+                hint=f"stop digest, move the file aside and recover it: sqlite3 {path} .recover | sqlite3 "
+                "recovered.sqlite3; or restore a backup",
+            )
+        if "readonly" in text or "unable to open" in text or "disk I/O" in text:
+            return StoreError(
+                f"cannot write the database {path}: {text}",
+                hint="check that this user may write the file and its folder (and that the disk is not full)",
+            )
+        if "locked" in text or "busy" in text:
+            return StoreError(
+                f"the database {path} stayed locked by another process: {text}",
+                hint="another digest command holds it too long; try again when it has finished",
+            )
+        return StoreError(f"the database {path} failed: {text}", hint="run again with -vv for details")
+
+
+class PostgreSQL(Dialect):
+    """PostgreSQL 15 through psycopg 3: ``$n`` placeholders sent through a ``RawCursor`` (psycopg then
+    parses no statement for placeholders: that cost an eighth of a run at 1,000 parameters a statement),
+    autocommit with the store's own ``BEGIN``/``COMMIT``, rows read by position or by name."""
+
+    name: ClassVar[str] = "postgresql"
+    greatest: ClassVar[str] = "GREATEST"
+    clock: ClassVar[str] = "extract(epoch from clock_timestamp())::double precision"
+    session: ClassVar[str] = "pg_backend_pid()"
+    skip_locked: ClassVar[str] = " FOR UPDATE SKIP LOCKED"
+    gathers_statistics: ClassVar[bool] = True
+    shared_by_hosts: ClassVar[bool] = True
+    MIGRATION_KEY: ClassVar[int] = 7320451  # advisory lock: one host at a time upgrades the schema
+
+    def __init__(self) -> None:
+        import psycopg
+
+        super().__init__()
+        self.psycopg = psycopg
+        self.errors = (psycopg.Error,)
+
+    def run(self, raw: Any, sql: str, params: Sequence[Any]) -> Any:
+        if sql == "BEGIN IMMEDIATE":  # PostgreSQL locks rows as they are written, not the database
+            sql = "BEGIN"
+        return _Cursor(self.psycopg.RawCursor(raw).execute(numbered(sql), list(params)))
+
+    def run_many(self, raw: Any, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        cursor = self.psycopg.RawCursor(raw)
+        cursor.executemany(numbered(sql), [list(r) for r in rows])
+        return _Cursor(cursor)
+
+    def in_transaction(self, raw: Any) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return bool(raw.info.transaction_status != TransactionStatus.IDLE)
+
+    def same(self, column: str, other: str) -> str:
+        return f"{column} = {other}"  # the address columns are byte-wise ("C") here
+
+    def same_params(self, value: Any) -> tuple[Any, ...]:
+        return (value,)
+
+    def within(self, column: str, subquery: str) -> str:
+        return f"{column} IN {subquery}"
+
+    def unindexed(self, column: str) -> str:
+        return column
+
+    def text_type(self) -> str:
+        return 'TEXT COLLATE "C"'
+
+    def session_gone(self, owner_pid: str) -> str:
+        return f" OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = {owner_pid})"
+
+    def lock_for_transaction(self, conn: Connection, key: int) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+
+    def members_alive(self, conn: Connection, group: int, key: int) -> bool:
+        row = conn.execute("SELECT pg_try_advisory_xact_lock(?, ?)", (group, key)).fetchone()
+        return not row[0]
+
+    def attend(self, conn: Connection, group: int, key: int) -> None:
+        conn.execute("SELECT pg_advisory_lock_shared(?, ?)", (group, key))
+
+    @contextmanager
+    def taking_turns(self, conn: Connection, key: int) -> Iterator[None]:
+        conn.execute("SELECT pg_advisory_lock(?)", (key,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(?)", (key,))
+
+    def analyze(self, conn: Connection, tables: Sequence[str]) -> None:
+        conn.execute(f"ANALYZE {', '.join(tables)}")
+
+    def settle(self, conn: Connection, *, sync: str) -> None:
+        """Nothing to set per connection: PostgreSQL's durability is the server's."""
+
+    def ddl(self, migration: str) -> str:
+        from digest.store.schema import for_postgresql
+
+        return for_postgresql(migration)
+
+    def tables(self, conn: Connection) -> list[str]:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind = 'r' ORDER BY c.oid"
+        )
+        return [str(r[0]) for r in rows]
+
+    def columns(self, conn: Connection, table: str) -> list[str]:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = ? ORDER BY ordinal_position",
+            (table,),
+        )
+        return [str(r[0]) for r in rows]
+
+    def identities(self, conn: Connection) -> list[tuple[str, str]]:
+        """(table, column) of every generated id, whose sequence a copy must move past the copied ids."""
+        rows = conn.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND is_identity = 'YES' ORDER BY table_name"
+        )
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    def version(self, conn: Connection) -> int:
+        if "digest_schema" not in self.tables(conn):
+            return 0
+        row = conn.execute("SELECT max(version) FROM digest_schema").fetchone()
+        return int(row[0] or 0)
+
+    def migrate(
+        self, conn: Connection, steps: Sequence[tuple[int, str]], after: Callable[[Connection, int], None]
+    ) -> None:
+        """Every step in one transaction (PostgreSQL's DDL is transactional), under an advisory lock, so
+        hosts that start at once upgrade the database once."""
+        from digest.store.schema import POSTGRESQL_PREAMBLE
+
+        with conn.transaction() as tx:
+            self.lock_for_transaction(tx, self.MIGRATION_KEY)
+            tx.execute("CREATE TABLE IF NOT EXISTS digest_schema (version INTEGER NOT NULL)")
+            tx.execute(POSTGRESQL_PREAMBLE)
+            version = self.version(tx)
+            done = version
+            for step, migration in steps:
+                if step < version:  # another host took it while this one waited for the lock
+                    continue
+                tx.execute(self.ddl(migration))
+                after(tx, step)
+                done = step + 1
+            if done > version:
+                tx.execute("DELETE FROM digest_schema")
+                tx.execute("INSERT INTO digest_schema (version) VALUES (?)", (done,))
+
+    def connect(self, where: str, *, sync: str, read_only: bool) -> Connection:
+        shown = redact_url(where)
+        try:
+            raw = self.psycopg.connect(where, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+        except self.psycopg.Error as exc:
+            raise self.error(exc, shown) from exc
+        return Connection(raw, self, shown, read_only=read_only)
+
+    def scratch_copy(self, conn: Connection, where: str) -> Connection:
+        """A new connection to ``where``, inside a transaction that is never committed: what it writes,
+        nobody sees, and closing it throws it all away."""
+        copy = self.connect(where, sync="FULL", read_only=False)
+        copy.scratch = True
+        copy.execute("BEGIN")
+        return copy
+
+    def error(self, exc: BaseException, path: str) -> StoreError:
+        text = str(exc).strip()
+        first = redact_text(text.splitlines()[0] if text else type(exc).__name__)  # libpq may quote its URL
+        if isinstance(exc, self.psycopg.OperationalError):
+            return StoreError(
+                f"the database {path} failed: postgresql: {first}",
+                hint="check that the server runs and answers, and the database setting (PGPASSWORD or "
+                "~/.pgpass for the password); run again with -vv for details",
+            )
+        return StoreError(
+            f"the database {path} failed: postgresql: {first}", hint="run again with -vv for details"
+        )
+
+
+class _Row(tuple[Any, ...]):
+    """A row read by position or by column name, as ``sqlite3.Row`` is."""
+
+    names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
+    names = {d.name: i for i, d in enumerate(cursor.description or ())}
+    kind = type("Row", (_Row,), {"names": names})
+    return lambda values: kind(values)
+
+
+class _Cursor:
+    """A psycopg cursor as the store reads one: ``fetchone``/``fetchall``/iteration even after a statement
+    without rows, and ``rowcount``."""
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description else None
+
+    def fetchall(self) -> list[Any]:
+        return list(self._cursor.fetchall()) if self._cursor.description else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+SQLITE = Dialect()
+
+
+def is_server(where: str | Path) -> bool:
+    """Whether a database setting names a database server (a ``postgresql://`` URL), not a SQLite file.
+
+    >>> is_server("postgresql://digest@db/digest"), is_server("var/digest.sqlite3")
+    (True, False)
+    """
+    return isinstance(where, str) and where.startswith(("postgresql://", "postgres://"))
+
+
+def shared_by_hosts(where: str | Path) -> bool:
+    """Whether runs on several hosts share the day through this database (see ``Dialect.shared_by_hosts``);
+    without importing a server's driver."""
+    return is_server(where)
+
+
+def dialect_of(where: str) -> Dialect:
+    """The dialect of a database setting: a ``postgresql://`` URL, else a SQLite file."""
+    if is_server(where):
+        try:
+            return PostgreSQL()
+        except ImportError as exc:
+            raise StoreError(
+                f"the database {redact_url(where)} is PostgreSQL, whose driver is not installed",
+                hint="install it with: pip install 'digest[postgresql]'",
+            ) from exc
+    return SQLITE

@@ -1,0 +1,195 @@
+"""The papers the store keeps: one row per paper (by arXiv id, else normalised title), however many
+listings and runs show it; ``first_seen`` drives every reader's diff. And what a URL source's server said
+last time (ETag, Last-Modified), saved in the same transaction as its papers, and each paper's vectors of a
+sentence model, made once per model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from digest.models import Paper, Validators, arxiv_id_from
+from digest.store.dialect import Connection
+from digest.store.sql import iso, marks
+
+
+def paper_of(row: Any) -> Paper:
+    """A stored paper from its row."""
+    return Paper(
+        title=row["title"],
+        abstract=row["abstract"],
+        arxiv_id=row["arxiv_id"],
+        authors=tuple(json.loads(row["authors"])),
+        org=row["org"],
+        author_count=row["author_count"],
+        published=date.fromisoformat(row["published"]) if row["published"] else None,
+        upvotes=row["upvotes"],
+        url=row["url"],
+        source=row["source"],
+        ref=row["pid"],
+    )
+
+
+class Papers:
+    """The ``papers`` table (``store.papers``), ``fetch_state`` and ``paper_vectors``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def ingest(
+        self,
+        papers: Iterable[Paper],
+        now: datetime,
+        *,
+        source: str | None = None,
+        url: str | None = None,
+        validators: Validators | None = None,
+    ) -> int:
+        """Store papers (folding duplicates into one row each) and, for a URL source, its validators.
+
+        All in one transaction: a failure stores nothing and keeps the old validators. Returns how many
+        papers were new.
+        """
+        new = 0
+        stamp = iso(now)
+        with self.conn.transaction() as tx:
+            for paper in papers:
+                pid = self._find(tx, paper)
+                if pid is None:
+                    self._insert(tx, paper, stamp)
+                    new += 1
+                else:
+                    self._merge(tx, pid, paper, stamp)
+            if source is not None and url is not None and validators is not None:
+                tx.execute(
+                    "INSERT INTO fetch_state (source, url, etag, last_modified, fetched_at) VALUES (?,?,?,?,?)"
+                    " ON CONFLICT (source) DO UPDATE SET url = excluded.url, etag = excluded.etag,"
+                    " last_modified = excluded.last_modified, fetched_at = excluded.fetched_at",
+                    (source, url, validators.etag, validators.last_modified, stamp),
+                )
+        return new
+
+    @staticmethod
+    def _find(tx: Connection, paper: Paper) -> int | None:
+        """The row that already holds this paper: by arXiv id, else by title among id-less rows (or any)."""
+        if paper.arxiv_id:
+            row = tx.execute("SELECT pid FROM papers WHERE arxiv_id = ?", (paper.arxiv_id,)).fetchone()
+            if row:
+                return int(row[0])
+            row = tx.execute(
+                "SELECT pid FROM papers WHERE title_key = ? AND arxiv_id IS NULL", (paper.title_key,)
+            ).fetchone()
+        else:
+            row = tx.execute(
+                "SELECT pid FROM papers WHERE title_key = ? ORDER BY pid LIMIT 1", (paper.title_key,)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    @staticmethod
+    def _insert(tx: Connection, p: Paper, stamp: str) -> None:
+        tx.execute(
+            "INSERT INTO papers (arxiv_id, title_key, title, abstract, authors, org, author_count, published,"
+            " upvotes, url, source, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                p.arxiv_id,
+                p.title_key,
+                p.title,
+                p.abstract,
+                json.dumps(list(p.authors)),
+                p.org,
+                p.author_count,
+                p.published.isoformat() if p.published else None,
+                p.upvotes,
+                p.url,
+                p.source,
+                stamp,
+                stamp,
+            ),
+        )
+
+    def _merge(self, tx: Connection, pid: int, p: Paper, stamp: str) -> None:
+        """Fill what the stored row lacks; upvotes only grow; first_seen never changes."""
+        tx.execute(
+            "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?),"
+            " abstract = CASE WHEN length(?) > length(abstract) THEN ? ELSE abstract END,"
+            " authors = CASE WHEN authors = '[]' THEN ? ELSE authors END,"
+            " org = COALESCE(org, ?), author_count = COALESCE(author_count, ?),"
+            f" published = COALESCE(published, ?), upvotes = {self.conn.dialect.greatest}(COALESCE(upvotes, 0),"
+            " COALESCE(?, 0)),"
+            " url = COALESCE(url, ?), last_seen = ? WHERE pid = ?",
+            (
+                p.arxiv_id,
+                p.abstract,
+                p.abstract,
+                json.dumps(list(p.authors)),
+                p.org,
+                p.author_count,
+                p.published.isoformat() if p.published else None,
+                p.upvotes,
+                p.url,
+                stamp,
+                pid,
+            ),
+        )
+
+    def by_refs(self, refs: Sequence[int]) -> list[Paper]:
+        """Stored papers in the order of ``refs`` (a digest being resent)."""
+        if not refs:
+            return []
+        rows = {
+            r["pid"]: r for r in self.conn.execute(f"SELECT * FROM papers WHERE pid IN ({marks(refs)})", refs)
+        }
+        return [paper_of(rows[ref]) for ref in refs if ref in rows]
+
+    def recent(self, since: datetime) -> list[Paper]:
+        """Papers first seen at or after ``since``, oldest first: the pool every subscriber's diff draws on."""
+        rows = self.conn.execute(
+            "SELECT * FROM papers WHERE first_seen >= ? ORDER BY pid", (iso(since),)
+        ).fetchall()
+        return [paper_of(r) for r in rows]
+
+    def find(self, names: Iterable[str]) -> dict[str, Paper]:
+        """Stored papers by the names a reader gives them (an arXiv id, with or without version or as a
+        link, else the exact title, compared as ``normalise_title`` folds it); unknown names are left out.
+
+        The same identity rule as ingesting (``_find``): one lookup per name (seeds are few per profile, and
+        a run resolves each distinct name once), then the papers in one query."""
+        refs = {name: self._find(self.conn, Paper(name, "", arxiv_id=arxiv_id_from(name))) for name in names}
+        papers = {p.ref: p for p in self.by_refs([r for r in refs.values() if r is not None])}
+        return {name: papers[ref] for name, ref in refs.items() if ref is not None and ref in papers}
+
+    def vectors(self, model: str, refs: Sequence[int]) -> dict[int, bytes]:
+        """The stored vectors (float32 bytes) of ``model`` for those of ``refs`` that have one."""
+        out: dict[int, bytes] = {}
+        for start in range(0, len(refs), 500):
+            chunk = refs[start : start + 500]
+            for pid, vector in self.conn.execute(
+                f"SELECT pid, vector FROM paper_vectors WHERE model = ? AND pid IN ({marks(chunk)})",
+                (model, *chunk),
+            ):
+                out[pid] = vector
+        return out
+
+    def save_vectors(self, model: str, vectors: Iterable[tuple[int, bytes]]) -> None:
+        with self.conn.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO paper_vectors (pid, model, vector) VALUES (?, ?, ?)"
+                " ON CONFLICT (pid, model) DO UPDATE SET vector = excluded.vector",
+                [(ref, model, blob) for ref, blob in vectors],
+            )
+
+    def version(self, since: datetime) -> tuple[int, int]:
+        """(how many, newest ref) of the papers ``recent(since)`` would return: one indexed query that
+        says whether an index built on them is still current, without reading them."""
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(max(pid), 0) FROM papers WHERE first_seen >= ?", (iso(since),)
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def validators(self, source: str, url: str) -> Validators | None:
+        row = self.conn.execute(
+            "SELECT etag, last_modified FROM fetch_state WHERE source = ? AND url = ?", (source, url)
+        ).fetchone()
+        return Validators(row["etag"], row["last_modified"]) if row else None

@@ -1,0 +1,313 @@
+"""The readers the store keeps: their profiles (from the config, the CLI, the web app and the API), their
+state (active, bouncing), what they said of papers ("more / less like this"), and their erasure.
+
+Every reader is keyed by the canonical key of their mailbox (``identity.mailbox_key``; ``address`` keeps
+the address as written, for the To: line), and every method keys the addresses it is given, so a caller
+may pass an address in any spelling.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from digest.email.bounces import SOFT
+from digest.identity import fingerprint, mailbox_key
+from digest.models import Paper, Profile, Subscriber
+from digest.store.dialect import Connection
+from digest.store.papers import paper_of
+from digest.store.sql import iso
+
+BOUNCE_LIMIT = 3  # consecutive permanent failures (or soft bounces a week apart at most) before bouncing
+SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this start the count again
+
+# A subscriber's profile columns (``_profile_row`` gives their values, then the fingerprint ``_FLOOR``
+# reads): a reader erased earlier and added again is never sent a paper from before.
+_PROFILE = "email, address, name, keywords, exclude, max_papers, about, seeds, timezone, send_at, cadence"
+_PROFILE_MARKS = ",".join("?" * len(_PROFILE.split(",")))
+_FLOOR = "(SELECT coalesce(max(last_ref), 0) FROM erasures WHERE fingerprint = ?)"
+
+
+def subscriber_of(r: Any) -> Subscriber:
+    """A stored reader from their row."""
+    return Subscriber(
+        email=r["address"] or r["email"],
+        name=r["name"],
+        profile=Profile(
+            tuple(json.loads(r["keywords"])),
+            tuple(json.loads(r["exclude"])),
+            r["max_papers"],
+            about=r["about"],
+            seeds=tuple(json.loads(r["seeds"])),
+            timezone=r["timezone"],
+            send_at=r["send_at"],
+            cadence=r["cadence"],
+        ),
+        active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
+        bouncing=r["bouncing_since"] is not None,
+        bounce_reason=r["bounce_reason"],
+    )
+
+
+class Readers:
+    """The ``subscribers`` table (``store.readers``), ``feedback`` and ``erasures``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def sync_config(self, subscribers: Iterable[Subscriber], now: datetime) -> None:
+        """Make the config's subscribers the store's ``config`` subscribers.
+
+        A config subscriber's profile comes from the config; one who unsubscribed stays unsubscribed;
+        one removed from the config gets no more mail.
+        """
+        stamp = iso(now)
+        with self.conn.transaction() as tx:
+            tx.execute("UPDATE subscribers SET in_config = 0")
+            for s in subscribers:
+                tx.execute(
+                    f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, in_config, active, created,"
+                    f" updated) VALUES ({_PROFILE_MARKS},{_FLOOR},'config',1,1,?,?)"
+                    " ON CONFLICT (email) DO UPDATE SET address = excluded.address, name = excluded.name,"
+                    " keywords = excluded.keywords,"
+                    " exclude = excluded.exclude, max_papers = excluded.max_papers, about = excluded.about,"
+                    " seeds = excluded.seeds, timezone = excluded.timezone, send_at = excluded.send_at,"
+                    " cadence = excluded.cadence, origin = 'config',"
+                    " in_config = 1, updated = excluded.updated",
+                    (*self._profile_row(s), stamp, stamp),
+                )
+
+    @staticmethod
+    def _profile_row(s: Subscriber) -> tuple[str | int, ...]:
+        """The values of ``_PROFILE`` and then ``_FLOOR`` for ``s``."""
+        p = s.profile
+        key = s.key
+        return (
+            key,
+            s.email,
+            s.name,
+            json.dumps(list(p.keywords)),
+            json.dumps(list(p.exclude)),
+            p.max_papers,
+            p.about,
+            json.dumps(list(p.seeds)),
+            p.timezone,
+            p.send_at,
+            p.cadence,
+            fingerprint(key),
+        )
+
+    def add(self, subscriber: Subscriber, now: datetime) -> bool:
+        """Add or update a subscriber from the command line, (re-)activating them. True if new. A mailbox
+        already stored keeps the address as first written (the config's spelling wins for its readers)."""
+        stamp = iso(now)
+        with self.conn.transaction() as tx:
+            existed = tx.execute("SELECT 1 FROM subscribers WHERE email = ?", (subscriber.key,)).fetchone()
+            tx.execute(
+                f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, active, created, updated)"
+                f" VALUES ({_PROFILE_MARKS},{_FLOOR},'cli',1,?,?)"
+                " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN subscribers.name"
+                " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
+                " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
+                " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence, active = 1,"
+                " bounces = 0, soft_bounces = 0, bouncing_since = NULL, bounce_reason = NULL,"
+                " updated = excluded.updated",
+                (*self._profile_row(subscriber), stamp, stamp),
+            )
+        return existed is None
+
+    def add_many(self, subscribers: Iterable[Subscriber], now: datetime) -> int:
+        """Add or update many subscribers in one transaction (an import); returns how many rows were given."""
+        stamp = iso(now)
+        rows = [(*self._profile_row(s), stamp, stamp) for s in subscribers]
+        with self.conn.transaction() as tx:
+            tx.executemany(
+                f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, active, created, updated)"
+                f" VALUES ({_PROFILE_MARKS},{_FLOOR},'cli',1,?,?)"
+                " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
+                " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
+                " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
+                " active = 1, updated = excluded.updated",
+                rows,
+            )
+        return len(rows)
+
+    def unsubscribe(self, email: str, now: datetime) -> bool:
+        """Stop mail to ``email``; the sent history is kept. False if no such subscriber."""
+        return self.unsubscribe_many([email], now) > 0
+
+    def unsubscribe_many(self, emails: Sequence[str], now: datetime) -> int:
+        """Stop mail to each of ``emails`` in one transaction (one commit for many one-click requests);
+        returns how many subscribers there were."""
+        with self.conn.transaction() as tx:
+            cur = tx.executemany(
+                "UPDATE subscribers SET active = 0, updated = ? WHERE email = ?",
+                [(iso(now), mailbox_key(e)) for e in emails],
+            )
+        return max(int(cur.rowcount), 0)
+
+    def all(self, *, include_inactive: bool = False) -> list[Subscriber]:
+        """Subscribers in address order; by default only those who get mail."""
+        return [s for batch in self.batches(include_inactive=include_inactive) for s in batch]
+
+    def batches(
+        self, size: int = 500, *, include_inactive: bool = False, start: str = "", stop: str | None = None
+    ) -> Iterator[list[Subscriber]]:
+        """Subscribers in key order, ``size`` at a time, with keys in [start, stop) (``start`` and ``stop``
+        are mailbox keys, as ``bounds`` gives them): a run's memory does not grow with the number
+        of subscribers, and workers can each take a range."""
+        last, first = start, True
+        while True:
+            below = "" if stop is None else " AND email < ?"
+            rows = self.conn.execute(
+                f"SELECT * FROM subscribers WHERE (email > ? OR (? AND email = ?)){below} ORDER BY email LIMIT ?",
+                (last, first, start, *(() if stop is None else (stop,)), size),
+            ).fetchall()
+            if not rows:
+                return
+            first, last = False, rows[-1]["email"]
+            batch = [subscriber_of(r) for r in rows]
+            yield [s for s in batch if s.active or include_inactive]
+
+    def schedule_batches(self, size: int = 1000) -> Iterator[list[Subscriber]]:
+        """The readers who get mail, ``size`` at a time, with only what says when they are due (address,
+        schedule, bouncing; the rest of the profile left empty): a scheduler's wake reads 100,000 of them
+        in a fraction of what whole profiles cost (no JSON to parse)."""
+        last = ""
+        while True:
+            rows = self.conn.execute(
+                "SELECT email, address, timezone, send_at, cadence, bouncing_since FROM subscribers WHERE email > ?"
+                " AND active = 1 AND (origin = 'cli' OR in_config = 1) ORDER BY email LIMIT ?",
+                (last, size),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1]["email"]
+            yield [
+                Subscriber(
+                    r["address"] or r["email"],
+                    profile=Profile(timezone=r["timezone"], send_at=r["send_at"], cadence=r["cadence"]),
+                    bouncing=r["bouncing_since"] is not None,
+                )
+                for r in rows
+            ]
+
+    def count(self) -> int:
+        """Subscribers who get mail: what sizes a run."""
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM subscribers WHERE active = 1 AND (origin = 'cli' OR in_config = 1)"
+            ).fetchone()[0]
+        )
+
+    def has_weekly(self) -> bool:
+        """Whether any reader who gets mail chose a weekly cadence (their candidates span a week)."""
+        row = self.conn.execute(
+            "SELECT 1 FROM subscribers WHERE active = 1 AND (origin = 'cli' OR in_config = 1)"
+            " AND cadence LIKE 'weekly%' LIMIT 1"
+        ).fetchone()
+        return row is not None
+
+    def bounds(self, every: int) -> list[str]:
+        """Every ``every``-th subscriber key in order: the starts of equal ranges for workers."""
+        rows = self.conn.execute(
+            "SELECT email FROM (SELECT email, row_number() OVER (ORDER BY email) AS n FROM subscribers)"
+            " AS numbered"
+            " WHERE (n - 1) % ? = 0 ORDER BY email",
+            (every,),
+        )
+        return [r[0] for r in rows]
+
+    def get(self, email: str) -> Subscriber | None:
+        """The subscriber of this address's mailbox (``identity.mailbox_key``), or None."""
+        row = self.conn.execute("SELECT * FROM subscribers WHERE email = ?", (mailbox_key(email),)).fetchone()
+        return subscriber_of(row) if row is not None else None
+
+    def resume(self, email: str, now: datetime) -> bool:
+        """Mail ``email`` again (after an unsubscribe, or bouncing), keeping their profile. False if unknown."""
+        with self.conn.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE subscribers SET active = 1, bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
+                " bounce_reason = NULL, updated = ?"
+                " WHERE email = ?",
+                (iso(now), mailbox_key(email)),
+            )
+        return bool(cur.rowcount > 0)
+
+    def set_feedback(self, email: str, ref: int, kind: str | None, now: datetime) -> None:
+        """Record the reader's "more" or "less" like paper ``ref`` (replacing an earlier one); None undoes it."""
+        email = mailbox_key(email)
+        with self.conn.transaction() as tx:
+            if kind is None:
+                tx.execute("DELETE FROM feedback WHERE email = ? AND pid = ?", (email, ref))
+            else:
+                tx.execute(
+                    "INSERT INTO feedback (email, pid, kind, at) VALUES (?,?,?,?) ON CONFLICT (email, pid)"
+                    " DO UPDATE SET kind = excluded.kind, at = excluded.at",
+                    (email, ref, kind, iso(now)),
+                )
+
+    def feedback(self, emails: Sequence[str]) -> dict[str, dict[str, list[Paper]]]:
+        """For a batch of subscribers: mailbox key -> {"more": papers, "less": papers}, oldest first."""
+        out: dict[str, dict[str, list[Paper]]] = {}
+        keys = [mailbox_key(e) for e in emails]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                f"SELECT f.email AS reader, f.kind, p.* FROM feedback f JOIN papers p ON p.pid = f.pid"
+                f" WHERE f.email IN ({marks}) ORDER BY f.at, f.pid",
+                tuple(chunk),
+            ):
+                mine = out.setdefault(r["reader"], {"more": [], "less": []})
+                mine[r["kind"]].append(paper_of(r))
+        return out
+
+    def record_bounce(self, email: str, kind: str, reason: str, now: datetime) -> bool:
+        """Returned mail about ``email`` (see ``digest.email.bounces``): a hard bounce or a complaint suspends them
+        at once (bouncing: no more mail until ``digest resume``); a soft bounce counts, and ``BOUNCE_LIMIT``
+        of them with less than ``SOFT_BOUNCE_WINDOW`` between one and the next suspend them too. True when
+        they are now bouncing; False for an address that is no subscriber."""
+        stamp = iso(now)
+        fresh = iso(now - SOFT_BOUNCE_WINDOW)
+        email = mailbox_key(email)
+        with self.conn.transaction() as tx:
+            if kind == SOFT:
+                tx.execute(
+                    "UPDATE subscribers SET soft_bounces = CASE WHEN last_soft_bounce >= ? THEN soft_bounces + 1"
+                    " ELSE 1 END, last_soft_bounce = ? WHERE email = ?",
+                    (fresh, stamp, email),
+                )
+            tx.execute(
+                "UPDATE subscribers SET bouncing_since = ?, bounce_reason = ? WHERE email = ?"
+                " AND bouncing_since IS NULL AND (? <> ? OR soft_bounces >= ?)",
+                (stamp, f"{kind}: {reason}"[:500], email, kind, SOFT, BOUNCE_LIMIT),
+            )
+            row = tx.execute(
+                "SELECT bouncing_since IS NOT NULL FROM subscribers WHERE email = ?", (email,)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def forget(self, email: str, now: datetime) -> bool:
+        """Erase ``email``: their profile, every message row and every record of what they were sent, in one
+        transaction (a reader's "delete me"). False if there was no such subscriber.
+
+        Kept: a SHA-256 of their mailbox key and the newest paper ref now (``erasures``), so that a reader
+        added again is never sent a paper that came before (``sent_floor``), whoever adds them."""
+        email = mailbox_key(email)
+        with self.conn.transaction() as tx:
+            tx.execute("DELETE FROM sent WHERE email = ?", (email,))
+            tx.execute("DELETE FROM feedback WHERE email = ?", (email,))
+            tx.execute("DELETE FROM messages WHERE email = ?", (email,))
+            cur = tx.execute("DELETE FROM subscribers WHERE email = ?", (email,))
+            if cur.rowcount <= 0:
+                return False
+            (last,) = tx.execute("SELECT coalesce(max(pid), 0) FROM papers").fetchone()
+            tx.execute(
+                "INSERT INTO erasures (fingerprint, last_ref, at) VALUES (?, ?, ?) ON CONFLICT (fingerprint)"
+                " DO UPDATE SET last_ref = excluded.last_ref, at = excluded.at",
+                (fingerprint(email), int(last), iso(now)),
+            )
+        return True
