@@ -75,7 +75,7 @@ class _Strict(BaseModel):
 class SourceConfig(_Strict):
     """One ``[[sources]]`` table."""
 
-    kind: Literal["snapshot", "feed", "hf-json"]
+    kind: str  # a listing kind (``sources.KINDS``: "snapshot", "feed", "hf-json"; checked when a run starts)
     name: str = Field(min_length=1)
     path: str | None = None
     url: str | None = None
@@ -123,7 +123,7 @@ class RelevanceConfig(_Strict):
 
 
 class DeliveryConfig(_Strict):
-    method: Literal["maildir", "smtp"] = "maildir"
+    method: str = "maildir"  # a channel (``wiring.CHANNELS``: "maildir", "smtp"; checked when a run starts)
     maildir: Path = Path("var/outbox")
     # A transient failure (4xx, timeout, dropped connection) is retried within the run this many times,
     # waiting retry_backoff seconds, doubled each time, and no more than retry_budget seconds in all per run;

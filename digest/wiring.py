@@ -17,9 +17,12 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import cached_property
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from digest import sources
 from digest.cadence import When
 from digest.email.bounces import verp_address
 from digest.email.dkim import KEY_VARIABLE, DkimKey
@@ -28,6 +31,7 @@ from digest.email.render import Renderer
 from digest.email.transport import MaildirTransport, SmtpTransport, Transport
 from digest.errors import ConfigError
 from digest.links import Links
+from digest.run.channel import Channel, EmailChannel
 from digest.run.courier import Courier, RetryBudget
 from digest.run.planning import candidate_pool
 from digest.selection.index import PaperIndex
@@ -35,6 +39,46 @@ from digest.selection.semantic import TextModel, make_model
 from digest.settings import Settings
 from digest.store import Store
 from digest.tokens import Signer, check_keys
+
+
+class ChannelMaker(Protocol):
+    """Makes a process's channel for ``[delivery] method`` from its services: ``budget`` is the run's retry
+    budget (shared by its worker processes), ``share`` how many processes send at once, ``sleep`` how a
+    retry waits."""
+
+    def __call__(
+        self, services: Services, *, budget: RetryBudget | None, share: int, sleep: Callable[[float], None]
+    ) -> Channel: ...
+
+
+def email_channel(
+    services: Services, *, budget: RetryBudget | None, share: int, sleep: Callable[[float], None]
+) -> Channel:
+    """Digests as emails into the Maildir or over SMTP (``[delivery] method``: "maildir", "smtp")."""
+    return EmailChannel(
+        services.renderer, services.courier(services.transport(), budget=budget, share=share, sleep=sleep)
+    )
+
+
+# The channels ``[delivery] method`` names: one line each. A channel from outside digest registers itself
+# (``register_channel``), or is found under the entry-point group ``digest.channels`` of an installed package.
+CHANNELS: dict[str, ChannelMaker] = {
+    "maildir": email_channel,
+    "smtp": email_channel,
+}
+
+
+def register_channel(method: str, maker: ChannelMaker) -> None:
+    """Add a channel: ``[delivery] method = "<method>"`` then delivers every digest through ``maker``'s."""
+    CHANNELS[method] = maker
+
+
+def channels() -> dict[str, ChannelMaker]:
+    """Every channel known: digest's, those registered, and installed packages' (``digest.channels``)."""
+    for entry in entry_points(group="digest.channels"):
+        if entry.name not in CHANNELS:
+            CHANNELS[entry.name] = entry.load()
+    return CHANNELS
 
 
 class Services:
@@ -151,6 +195,27 @@ class Services:
             sleep=sleep,
         )
 
+    def channel(
+        self,
+        *,
+        budget: RetryBudget | None = None,
+        share: int = 1,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Channel:
+        """This process's channel for ``[delivery] method`` (see ``run.channel``)."""
+        return self._channel_maker(budget=budget, share=share, sleep=sleep)
+
+    def _channel_maker(self, **options: Any) -> Channel:
+        method = self.settings.delivery.method
+        maker = channels().get(method)
+        if maker is None:
+            raise ConfigError(
+                f"no delivery method {method!r}",
+                key="delivery.method",
+                hint=f"use one of {', '.join(sorted(channels()))}",
+            )
+        return maker(self, **options)
+
     def send_now(self, message: Outgoing) -> None:
         """One message of the operator's or a sign-up's, through a transport of its own, made durable."""
         with self.transport() as transport:
@@ -198,5 +263,16 @@ class Services:
 
     def check(self) -> None:
         """Build now what a run would fail on later: the DKIM key, the key VERP needs, the signing keys when
-        links are signed, the templates (ConfigError naming the setting)."""
+        links are signed, the templates, the delivery method and each source's kind (ConfigError naming the
+        setting)."""
         _ = self.renderer
+        if self.settings.delivery.method not in channels():
+            self.channel()  # names the method and those there are
+        known = sources.kinds()
+        for i, source in enumerate(self.settings.sources):
+            if source.kind not in known:
+                raise ConfigError(
+                    f"no listing kind {source.kind!r}",
+                    key=f"sources[{i}].kind",
+                    hint=f"use one of {', '.join(sorted(known))}",
+                )

@@ -29,7 +29,7 @@ LAYERS = [
         "email.bounces",
     },
     {"sources", "store", "email.transport", "run.runlock", "run.progress", "logs"},
-    {"run.courier", "run.planning", "run.delivery", "subscriptions"},
+    {"run.courier", "run.channel", "run.planning", "run.delivery", "subscriptions"},
     {"wiring", "run.sharing"},
     {"run.workers"},
     {"run.pipeline"},

@@ -24,6 +24,7 @@ from digest.email.transport import MaildirTransport, MemoryTransport, SmtpTransp
 from digest.errors import PermanentDeliveryError
 from digest.models import Paper, Profile, Status, Subscriber
 from digest.run import pipeline
+from digest.run.channel import EmailChannel
 from digest.run.courier import Courier
 from digest.run.delivery import Delivery
 from digest.run.planning import Send, Skip, plan, plan_batches
@@ -305,7 +306,7 @@ def test_a_digest_begun_elsewhere_meanwhile_is_not_sent_again(tmp_path: Path, no
 
     store.outbox.begin([NewMessage("ada@example.org", batch[0].digest.day, "<other@x>", ())], now)
     transport = MemoryTransport()
-    delivery = Delivery(store, Services(settings).renderer, Courier(transport), now)
+    delivery = Delivery(store, EmailChannel(Services(settings).renderer, Courier(transport)), now)
     (report,) = delivery.deliver_batch(batch)
     assert report.status == Status.NOTHING_NEW and "already has a digest" in (report.note or "")
     assert transport.sent == []

@@ -234,6 +234,10 @@ class Composed:
     digest: Digest
     outgoing: Outgoing
 
+    @property
+    def message_id(self) -> str:
+        return self.outgoing.message_id
+
 
 @functools.lru_cache(maxsize=1 << 12)
 def _entry(p: Paper, matched: tuple[str, ...], likeness: str = "") -> dict[str, Any]:

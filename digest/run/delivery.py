@@ -10,8 +10,11 @@ batch of ``BATCH`` subscribers:
    if it is due (their hour and cadence, ``cadence``) and they have none;
 2. **begin**: render every ``Send`` and commit all their outbox rows (``sending``) in one transaction;
 3. **send** each through the ``Courier`` (bounded retries, pacing, a run-wide retry budget);
-4. **record**: a row becomes ``sent`` and its papers are recorded only once the transport accepted it; over
+4. **record**: a row becomes ``sent`` and its papers are recorded only once the channel accepted it; over
    SMTP at once, into a Maildir after the batch was made durable (the delivery is idempotent there).
+
+Steps 2 to 4 go through a ``Channel`` (``channel``: compose, address, send), the same loop for every
+channel: email (a Maildir or SMTP) today.
 
 A crash between 2 and 4 leaves rows ``sending``; the next run sends exactly those again, with the same
 Message-ID. That is the one window in which a subscriber can get a message twice.
@@ -25,7 +28,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from digest.cadence import When
-from digest.email.render import Composed, Renderer
 from digest.errors import (
     DeliveryAbortedError,
     DeliveryError,
@@ -40,7 +42,7 @@ from digest.models import (
     SubscriberReport,
     is_problem,
 )
-from digest.run.courier import Courier
+from digest.run.channel import Channel, Piece
 from digest.run.planning import Planned, Send, Skip, plan_batches
 from digest.selection.index import PaperIndex
 from digest.store import NewMessage, Store
@@ -131,8 +133,7 @@ class Delivery:
     """
 
     store: Store
-    renderer: Renderer
-    courier: Courier
+    channel: Channel
     now: datetime
     dry_run: bool = False
     aborted: str | None = None  # AUTH/TLS failure: a configuration problem
@@ -150,9 +151,9 @@ class Delivery:
             )
         return None
 
-    def _compose(self, item: Send) -> Composed | SubscriberReport:
+    def _compose(self, item: Send) -> Piece | SubscriberReport:
         try:
-            return self.renderer.compose(
+            return self.channel.compose(
                 item.digest, self.now, message_id=item.resend.message_id if item.resend else None
             )
         except Exception as exc:  # one bad digest must not stop the others
@@ -167,7 +168,7 @@ class Delivery:
 
     def deliver_batch(self, items: list[Planned]) -> list[SubscriberReport]:
         reports: dict[int, SubscriberReport] = {}
-        ready: list[tuple[int, Send, Composed]] = []
+        ready: list[tuple[int, Send, Piece]] = []
         for i, item in enumerate(items):
             early = self._before_sending(item)
             if early is not None:
@@ -182,7 +183,7 @@ class Delivery:
                     item.subscriber.email,
                     Status.DRY_RUN,
                     composed.digest.matches,
-                    message_id=composed.outgoing.message_id,
+                    message_id=composed.message_id,
                 )
             else:
                 ready.append((i, item, composed))
@@ -198,17 +199,17 @@ class Delivery:
                 )
                 continue
             reports[i] = self._send(item, composed, row_id)
-            if reports[i].status == Status.SENT and self.courier.transport.idempotent:
+            if reports[i].status == Status.SENT and self.channel.idempotent:
                 accepted[i] = row_id
         if accepted:
             self._record_batch(accepted, reports)
         return [reports[i] for i in range(len(items))]
 
     def _record_batch(self, accepted: dict[int, int], reports: dict[int, SubscriberReport]) -> None:
-        """Make a batch delivered to an idempotent transport durable, then record it; if it cannot be made
+        """Make a batch delivered through an idempotent channel durable, then record it; if it cannot be made
         durable, its rows wait for the next run (which finds the files already there and adds no copy)."""
         try:
-            self.courier.transport.flush()
+            self.channel.flush()
         except DeliveryError as exc:
             log.error("%s; the batch is sent again by the next run", exc)
             for i, row_id in accepted.items():
@@ -217,7 +218,7 @@ class Delivery:
             return
         self.store.outbox.mark_sent_many(list(accepted.values()), self.now)
 
-    def _begin(self, ready: list[tuple[int, Send, Composed]]) -> dict[int, int | None]:
+    def _begin(self, ready: list[tuple[int, Send, Piece]]) -> dict[int, int | None]:
         """Commit the outbox rows of a batch (new ones begun, resends marked in flight again)."""
         fresh = [(i, c) for i, item, c in ready if item.resend is None]
         new_ids = self.store.outbox.begin(
@@ -225,7 +226,7 @@ class Delivery:
                 NewMessage(
                     c.digest.subscriber.email,
                     c.digest.day,
-                    c.outgoing.message_id,
+                    c.message_id,
                     tuple(p.ref for p in c.digest.papers if p.ref is not None),
                     c.digest.more,
                 )
@@ -238,16 +239,16 @@ class Delivery:
         row_ids.update((i, item.resend.id) for i, item, _ in ready if item.resend is not None)
         return row_ids
 
-    def _send(self, item: Send, composed: Composed, row_id: int) -> SubscriberReport:
+    def _send(self, item: Send, composed: Piece, row_id: int) -> SubscriberReport:
         email = item.subscriber.email
-        digest, outgoing = composed.digest, composed.outgoing  # the papers that fit the size budget
-        matches, message_id = digest.matches, outgoing.message_id
+        digest = composed.digest  # the papers that fit (an email's size budget)
+        matches, message_id = digest.matches, composed.message_id
         if self.aborted or self.deferred:
             why = f"not attempted: {self.aborted or self.deferred}"
             self.store.outbox.mark_retry(row_id, why, self.now)
             return SubscriberReport(email, Status.RETRY_LATER, matches, error=why, message_id=message_id)
         try:
-            self.courier.send(outgoing)
+            self.channel.send(composed)
         except DeliveryAbortedError as exc:
             self.store.outbox.mark_retry(row_id, str(exc), self.now)
             self.aborted = str(exc)
@@ -271,7 +272,7 @@ class Delivery:
             return SubscriberReport(
                 email, Status.BOUNCED if bouncing else Status.FAILED, matches, error=str(exc)
             )
-        if not self.courier.transport.idempotent:  # else recorded with the batch, once it is durable
+        if not self.channel.idempotent:  # else recorded with the batch, once it is durable
             self.store.outbox.mark_sent(row_id, self.now)
         note = (
             f"resent after an interrupted run (digest of {digest.day.isoformat()})" if item.resend else None

@@ -153,7 +153,7 @@ def run_once(
     """
     started = time.perf_counter()
     services.check()  # a missing or bad DKIM key stops the run here, not in each worker process
-    transport = services.transport()
+    channel = services.channel(sleep=sleep)
     # A dry run works on a copy (closed at the end), and claims nothing: it must not hold back a real run.
     with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
         store.readers.sync_config(services.settings.config_subscribers(), now)
@@ -165,10 +165,9 @@ def run_once(
             sharing = _join(services, store, now)
             tally = deliver_in_workers(services.settings, sharing, now, workers, progress, any_hour=any_hour)
         else:
-            with transport:
-                courier = services.courier(transport, sleep=sleep)
+            with channel:
                 context = RangeContext(
-                    Delivery(store, services.renderer, courier, now, dry_run),
+                    Delivery(store, channel, now, dry_run),
                     services.pool(store, now),
                     services.default_when,
                     any_hour,
@@ -180,7 +179,7 @@ def run_once(
                         context, _join(services, store, now), tally=Tally(), after_batch=progress
                     )
     timings = {"ingest": ingested - started, "deliver": time.perf_counter() - ingested}
-    return tally.report(now, source_reports, transport.describe(), dry_run, timings)
+    return tally.report(now, source_reports, channel.describe(), dry_run, timings)
 
 
 def _join(services: Services, store: Store, now: datetime) -> Sharing:

@@ -87,7 +87,7 @@ def _start(
     any_hour: bool,
 ) -> None:
     """In each worker, once: its services (built from the settings, as every process builds its own), the
-    store, the transport, the pool and the renderer."""
+    store, the channel (its own SMTP connection), the pool and the renderer."""
     global _state, _lock_holder
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle; workers see it gone
     _lock_holder = hold_as_worker_of(settings.database)  # kept for the process's life; released at its end
@@ -95,10 +95,9 @@ def _start(
     services = Services(settings)
     store = services.open_store(sync=RUN_SYNC)
     store.runs.attend(sharing.run)
-    transport = services.transport()
-    transport.__enter__()
-    courier = services.courier(transport, budget=RetryBudget(budget), share=workers)
-    delivery = Delivery(store, services.renderer, courier, now)
+    channel = services.channel(budget=RetryBudget(budget), share=workers)
+    channel.__enter__()
+    delivery = Delivery(store, channel, now)
     context = RangeContext(delivery, services.pool(store, now), services.default_when, any_hour)
     with slots.get_lock():  # taken once at start (the budget's lock only on a transient failure)
         slot = slots.value
@@ -106,7 +105,7 @@ def _start(
     _state = _WorkerState(context, replace(sharing, owner=owner_name()), os.getppid(), stop, done, slot)
 
     def close() -> None:
-        transport.__exit__(None, None, None)
+        channel.__exit__(None, None, None)
         store.close()
 
     Finalize(None, close, exitpriority=10)  # run when the worker exits normally

@@ -1,4 +1,5 @@
-"""Listing sources: one module per kind, each a pure parser; ``fetch`` holds the I/O.
+"""Listing sources: one module per kind, each a pure parser, and the registry of kinds (``KINDS``); ``fetch``
+holds the I/O. A new kind is one parser module and one registry line.
 
 ``load(config, validators, today)`` reads one configured source and returns its papers. Every failure is a
 ``SourceError`` naming the source, so the pipeline can report it and go on with the others. One bad entry
@@ -11,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from importlib.metadata import entry_points
 from typing import Protocol
 
 from digest.errors import ParseError
 from digest.models import Paper, Validators
 from digest.redact import redact_url
-from digest.sources.feed import parse_feed
+from digest.sources import feed, hfjson, snapshot
 from digest.sources.fetch import fetch_url, headers_from_env, read_paths
-from digest.sources.hfjson import parse_hf_json
-from digest.sources.snapshot import looks_like_html, looks_like_listing, parse_snapshot
+from digest.sources.listing import Listing, Parser
 
 # What one paper may hold. The email shows less (titles cut at 300, abstracts near 600); these keep a
 # hostile listing from storing megabytes per paper or numbers SQLite cannot hold.
@@ -80,31 +81,34 @@ def bounded(paper: Paper) -> Paper:
     return replace(paper, **changes)  # type: ignore[arg-type]
 
 
+# The listing kinds: one parser module each, one line here. A kind from outside digest registers itself
+# (``register``), or is found under the entry-point group ``digest.sources`` of an installed package.
+KINDS: dict[str, Parser] = {
+    "snapshot": snapshot.parse,
+    "feed": feed.parse,
+    "hf-json": hfjson.parse,
+}
+
+
+def register(kind: str, parser: Parser) -> None:
+    """Add a listing kind: ``[[sources]] kind = "<kind>"`` then reads its bytes with ``parser``."""
+    KINDS[kind] = parser
+
+
+def kinds() -> dict[str, Parser]:
+    """Every listing kind known: digest's, those registered, and installed packages' (``digest.sources``)."""
+    for entry in entry_points(group="digest.sources"):
+        if entry.name not in KINDS:
+            KINDS[entry.name] = entry.load()
+    return KINDS
+
+
 def parse(kind: str, data: bytes, *, source: str, today: date, origin: str = "") -> tuple[list[Paper], int]:
     """Bytes of one document of ``kind`` to papers, and how many entries were skipped on purpose."""
-    if kind == "feed":
-        return parse_feed(data, source=source)
-    if kind == "hf-json":
-        return parse_hf_json(data, source=source)
-    where = f" ({origin})" if origin else ""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ParseError(source, f"not UTF-8 text{where}: {exc}") from exc
-    if not text.strip():
-        raise ParseError(source, f"the listing is empty{where}")
-    if looks_like_html(text):
-        raise ParseError(source, f"an HTML page, not a text capture of a listing{where}")
-    papers = parse_snapshot(text, source=source, today=today)
-    if not papers:
-        raise ParseError(source, f"no paper entries found{where}", hint="is this a Daily Papers capture?")
-    if not looks_like_listing(papers):
-        raise ParseError(
-            source,
-            f"not a Daily Papers listing{where}: its lines do not pair up as titles and abstracts",
-            hint="check the source's path; a snapshot is a text capture of a Daily Papers page",
-        )
-    return papers, 0
+    parser = kinds().get(kind)
+    if parser is None:
+        raise ParseError(source, f"no listing kind {kind!r}", hint=f"use one of {', '.join(sorted(kinds()))}")
+    return parser(data, Listing(source, today, origin))
 
 
 def _bound_all(papers: list[Paper]) -> tuple[list[Paper], int]:

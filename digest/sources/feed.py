@@ -16,6 +16,7 @@ import lxml.html
 
 from digest.errors import ParseError
 from digest.models import Paper, arxiv_id_from
+from digest.sources.listing import Listing
 
 NEW_ANNOUNCE_TYPES = frozenset({"new", "cross"})
 _ANNOUNCE = re.compile(r"Announce Type:\s*([\w-]+)", re.IGNORECASE)
@@ -123,3 +124,8 @@ def parse_feed(data: bytes, *, source: str) -> tuple[list[Paper], int]:
         else:
             papers.append(paper)
     return papers, skipped
+
+
+def parse(data: bytes, listing: Listing) -> tuple[list[Paper], int]:
+    """The ``feed`` kind: an RSS or Atom feed (arXiv's, with its announce types)."""
+    return parse_feed(data, source=listing.source)

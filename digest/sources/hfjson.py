@@ -13,6 +13,7 @@ from typing import Any
 from digest.errors import ParseError
 from digest.models import Paper, arxiv_id_from
 from digest.sources.feed import plain_text
+from digest.sources.listing import Listing
 
 
 def _day(value: Any) -> date | None:
@@ -88,3 +89,8 @@ def parse_hf_json(data: bytes, *, source: str) -> tuple[list[Paper], int]:
         if paper is not None:
             papers.append(paper)
     return papers, len(doc) - len(papers)
+
+
+def parse(data: bytes, listing: Listing) -> tuple[list[Paper], int]:
+    """The ``hf-json`` kind: Hugging Face's Daily Papers JSON."""
+    return parse_hf_json(data, source=listing.source)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+from digest.errors import ParseError
 from digest.models import Paper
+from digest.sources.listing import Listing
 
 MONTHS = {
     m: i
@@ -159,3 +161,27 @@ def looks_like_listing(papers: list[Paper]) -> bool:
     """
     papers_like = sum(1 for p in papers if len(p.abstract) >= MIN_ABSTRACT and len(p.abstract) > len(p.title))
     return papers_like >= LISTING_SHARE * len(papers)
+
+
+def parse(data: bytes, listing: Listing) -> tuple[list[Paper], int]:
+    """The ``snapshot`` kind: a text capture of a Daily Papers page. Refused when it is not text, empty,
+    an HTML page, or lines that do not pair up as titles and abstracts (a README is never 25 papers)."""
+    source, where = listing.source, listing.where
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(source, f"not UTF-8 text{where}: {exc}") from exc
+    if not text.strip():
+        raise ParseError(source, f"the listing is empty{where}")
+    if looks_like_html(text):
+        raise ParseError(source, f"an HTML page, not a text capture of a listing{where}")
+    papers = parse_snapshot(text, source=source, today=listing.today)
+    if not papers:
+        raise ParseError(source, f"no paper entries found{where}", hint="is this a Daily Papers capture?")
+    if not looks_like_listing(papers):
+        raise ParseError(
+            source,
+            f"not a Daily Papers listing{where}: its lines do not pair up as titles and abstracts",
+            hint="check the source's path; a snapshot is a text capture of a Daily Papers page",
+        )
+    return papers, 0
