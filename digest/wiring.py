@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import cached_property
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -31,6 +30,7 @@ from digest.email.render import Renderer
 from digest.email.transport import MaildirTransport, SmtpTransport, Transport
 from digest.errors import ConfigError
 from digest.links import Links
+from digest.plugins import add_installed
 from digest.run.channel import Channel, EmailChannel
 from digest.run.courier import Courier, RetryBudget
 from digest.run.planning import candidate_pool
@@ -75,10 +75,7 @@ def register_channel(method: str, maker: ChannelMaker) -> None:
 
 def channels() -> dict[str, ChannelMaker]:
     """Every channel known: digest's, those registered, and installed packages' (``digest.channels``)."""
-    for entry in entry_points(group="digest.channels"):
-        if entry.name not in CHANNELS:
-            CHANNELS[entry.name] = entry.load()
-    return CHANNELS
+    return add_installed("digest.channels", CHANNELS)
 
 
 class Services:

@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = [
-    {"errors", "redact"},
+    {"errors", "redact", "plugins"},
     {"identity", "models", "keywords", "cadence"},
     {
         "profiles",

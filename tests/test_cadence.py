@@ -66,12 +66,13 @@ def simulate(
     feed, settings = feed_config(tmp_path, readers, **{"lookback_days": 3, **(top or {})})
     sent: list[tuple[str, date, datetime]] = []
     now, last_listing = start, None
+    services = Services(settings, transport=MemoryTransport())  # one process's, for every run
     with Store.open(settings.database) as store:
         while now < start + timedelta(days=days):
             if last_listing is None or now - last_listing >= papers_every:
                 listing(feed, now)
                 last_listing = now
-            report = pipeline.run_once(Services(settings, transport=MemoryTransport()), store, now)
+            report = pipeline.run_once(services, store, now)
             assert report.ok, report
             for s in report.subscribers:
                 if s.status == Status.SENT:

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from importlib.metadata import entry_points
 from typing import Protocol
 
 from digest.errors import ParseError
 from digest.models import Paper, Validators
+from digest.plugins import add_installed
 from digest.redact import redact_url
 from digest.sources import feed, hfjson, snapshot
 from digest.sources.fetch import fetch_url, headers_from_env, read_paths
@@ -97,15 +97,12 @@ def register(kind: str, parser: Parser) -> None:
 
 def kinds() -> dict[str, Parser]:
     """Every listing kind known: digest's, those registered, and installed packages' (``digest.sources``)."""
-    for entry in entry_points(group="digest.sources"):
-        if entry.name not in KINDS:
-            KINDS[entry.name] = entry.load()
-    return KINDS
+    return add_installed("digest.sources", KINDS)
 
 
 def parse(kind: str, data: bytes, *, source: str, today: date, origin: str = "") -> tuple[list[Paper], int]:
     """Bytes of one document of ``kind`` to papers, and how many entries were skipped on purpose."""
-    parser = kinds().get(kind)
+    parser = KINDS.get(kind) or kinds().get(kind)
     if parser is None:
         raise ParseError(source, f"no listing kind {kind!r}", hint=f"use one of {', '.join(sorted(kinds()))}")
     return parser(data, Listing(source, today, origin))
