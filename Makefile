@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DEV     := $(VENV)/.installed-dev
 
-.PHONY: install install-dev demo test bench bench-quick screenshots lint typecheck clean
+.PHONY: install install-dev demo test test-quick bench bench-quick screenshots lint typecheck clean
 
 ## What the demo needs: digest and its dependencies (no PyTorch).
 install: $(STAMP)
@@ -34,9 +34,17 @@ demo: install
 	@echo "  DIGEST_SECRET_KEY=\$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(32))') DIGEST_BASE_URL=http://127.0.0.1:8000 \\"
 	@echo "    $(BIN)/digest serve --config config/digest.toml    # then open http://127.0.0.1:8000/"
 
-## Every check: lint, types, tests.
+## Every check: lint, types, tests. The tests run in JOBS processes (pytest-xdist): most of them wait on
+## sockets, processes and fsync rather than on a core, so twice the cores keeps both busy.
+JOBS ?= 4
+
 test: install-dev lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(JOBS)
+
+## The tests that stay in one process (everything but the real process kills, locks, worker processes,
+## several hosts and the browser): what a developer runs between edits.
+test-quick: install-dev
+	$(BIN)/python -m pytest -q -n $(JOBS) -m "not processes"
 
 lint: install-dev
 	$(BIN)/ruff check digest tests bench docs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 from digest.redact import redact_text
 
@@ -22,9 +23,25 @@ class RedactingFormatter(logging.Formatter):
         return redact_text(super().format(record))
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is logged (as logging's last resort does), so a
+    command run in-process, its stderr captured, never leaves a handler on a closed stream behind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure(level: int, *, worker: bool = False) -> None:
     """Log at ``level`` and above on stderr, redacted. Replaces handlers set up earlier in this process."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(RedactingFormatter(WORKER_FORMAT if worker else FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.errors import DigestError
@@ -90,9 +91,9 @@ def _log_error(event: JobExecutionEvent) -> None:
     log.error("the wake at %s failed: %r", event.scheduled_run_time, event.exception)
 
 
-def build_scheduler(settings: Settings, job: Waker, now: datetime | None = None) -> BlockingScheduler:
+def build_scheduler(settings: Settings, job: Waker, now: datetime | None = None) -> BackgroundScheduler:
     """A scheduler that calls ``job`` every ``[schedule] every`` minutes, the first time at once."""
-    scheduler = BlockingScheduler(timezone=UTC)
+    scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_listener(_log_error, EVENT_JOB_ERROR)
     every = settings.schedule.every
     scheduler.add_job(
@@ -111,10 +112,13 @@ def run_forever(config: str | None) -> None:
     """Block, waking every few minutes to send to the readers who are due, until SIGTERM or SIGINT."""
     settings = load_settings(config)
     scheduler = build_scheduler(settings, Waker(config))
+    stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        # Only a flag: a handler runs between any two steps of the main thread, inside the scheduler's
+        # locks too, so the main thread winds the scheduler down, whenever the signal came.
         log.info("received %s, stopping", signal.Signals(signum).name)
-        scheduler.shutdown(wait=False)
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -124,3 +128,8 @@ def run_forever(config: str | None) -> None:
         settings.default_when().describe(),
     )
     scheduler.start()
+    try:
+        while not stopping.wait(1.0):
+            pass
+    finally:
+        scheduler.shutdown(wait=False)  # a wake under way finishes before the process ends

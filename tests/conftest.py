@@ -11,8 +11,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +20,9 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from digest.models import Paper
+from digest.sources.snapshot import parse_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "config" / "samples"
@@ -78,6 +81,17 @@ def write_config(
     path = folder / "digest.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def seed_papers(*, numbered: bool = False) -> list[Paper]:
+    """The 375 distinct papers of the bundled captures, parsed as a run would (on 2025-11-22, each file its
+    source); ``numbered``: each with a ref, as the store would give them."""
+    found: dict[str, Paper] = {}
+    for f in sorted(SAMPLES.glob("*.txt")):
+        for p in parse_snapshot(f.read_text(encoding="utf-8"), source=f.name, today=date(2025, 11, 22)):
+            found.setdefault(p.key, p)
+    papers = list(found.values())
+    return [replace(p, ref=i) for i, p in enumerate(papers)] if numbered else papers
 
 
 def sent_refs(store: Any, email: str) -> set[int]:

@@ -98,6 +98,7 @@ def test_the_import_graph_has_no_cycle() -> None:
             visit(node, [])
 
 
+@pytest.mark.processes
 def test_opening_the_store_loads_no_source_parser_or_http_client() -> None:
     code = "import sys, digest.store; print(sorted(m for m in ('httpx', 'feedparser', 'digest.sources') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

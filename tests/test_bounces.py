@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import TEST_SECRET_KEY, SmtpServer, samples_source, write_config
+from running import cli
 
 from digest.email.bounces import COMPLAINT, HARD, SOFT, verp_address
 from digest.models import Profile, Status, Subscriber
@@ -22,7 +21,6 @@ from digest.settings import load_settings
 from digest.store import Store
 from digest.wiring import Services
 
-DIGEST = str(Path(sys.executable).parent / "digest")
 NAMES = ("ada", "grace", "hopper", "katherine", "lin")
 SUBSCRIBERS = [{"email": f"{n}@example.org", "keywords": [], "max_papers": 2} for n in NAMES]
 
@@ -235,9 +233,7 @@ def test_bounces_and_complaints_suspend_the_right_subscribers_once(
     deliver(box, "away", AUTO_REPLY.format(verp=verp("lin")))
 
     env = {k: v for k, v in os.environ.items() if k != "DIGEST_CONFIG"}
-    out = subprocess.run(
-        [DIGEST, "bounces", "--json", "--config", str(configured)], env=env, capture_output=True, text=True
-    )
+    out = cli("bounces", "--json", "--config", str(configured), env=env)
     assert out.returncode == 0, out.stderr
     outcomes = {o["file"].split(".")[1]: o for o in json.loads(out.stdout)}
     assert {k: (o["kind"], o["subscribers"], o["suspended"]) for k, o in outcomes.items()} == {
@@ -252,9 +248,7 @@ def test_bounces_and_complaints_suspend_the_right_subscribers_once(
     assert len(list((box / ".processed" / "cur").iterdir())) == 4
     assert len(list((box / ".unrecognised" / "cur").iterdir())) == 2
 
-    again = subprocess.run(
-        [DIGEST, "bounces", "--config", str(configured)], env=env, capture_output=True, text=True
-    )
+    again = cli("bounces", "--config", str(configured), env=env)
     assert again.returncode == 0 and "read 0 message(s)" in again.stdout  # nothing is read twice
 
     with Store.open(settings.database) as store:
@@ -265,12 +259,7 @@ def test_bounces_and_complaints_suspend_the_right_subscribers_once(
         "grace@example.org",
         "hopper@example.org",
     }
-    listed = subprocess.run(
-        [DIGEST, "subscribers", "--json", "--config", str(configured)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    listed = cli("subscribers", "--json", "--config", str(configured), env=env)
     reasons = {s["email"]: s.get("bounce_reason", "") for s in json.loads(listed.stdout)}
     assert all(
         reasons[e].startswith(("hard: ", "complaint: ")) for e in status if status[e] == Status.BOUNCED
@@ -304,12 +293,7 @@ def test_soft_bounces_suspend_at_three_within_a_week_of_each_other(tmp_path: Pat
 def test_a_bounce_maildir_that_is_not_one_is_a_clear_error(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "DIGEST_CONFIG"}
-    out = subprocess.run(
-        [DIGEST, "bounces", "--maildir", str(tmp_path / "nowhere"), "--config", str(cfg)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    out = cli("bounces", "--maildir", str(tmp_path / "nowhere"), "--config", str(cfg), env=env)
     assert out.returncode == 2 and "is not a Maildir" in out.stderr
 
 
@@ -397,9 +381,7 @@ def test_one_bad_returned_mail_never_stops_the_others(
         POSTFIX_DSN.format(verp=verp("ada"), rcpt="ada@example.org", subject="Undelivered", **hard),
     )
     env = {k: v for k, v in os.environ.items() if k != "DIGEST_CONFIG"}
-    out = subprocess.run(
-        [DIGEST, "bounces", "--json", "--config", str(configured)], env=env, capture_output=True, text=True
-    )
+    out = cli("bounces", "--json", "--config", str(configured), env=env)
     assert out.returncode == 0, out.stderr
     outcomes = {o["file"].split(".")[1]: (o["kind"], o["suspended"]) for o in json.loads(out.stdout)}
     assert outcomes == {
@@ -412,7 +394,5 @@ def test_one_bad_returned_mail_never_stops_the_others(
     assert "Traceback" not in out.stderr
     assert not any((box / "new").iterdir())
     assert len(list((box / ".unrecognised" / "cur").iterdir())) == 4
-    again = subprocess.run(
-        [DIGEST, "bounces", "--config", str(configured)], env=env, capture_output=True, text=True
-    )
+    again = cli("bounces", "--config", str(configured), env=env)
     assert again.returncode == 0 and "read 0 message(s)" in again.stdout

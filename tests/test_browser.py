@@ -25,7 +25,10 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Under CI the browser is part of the test set-up (.ci/run installs it): there, a missing Chromium fails.
 if CHROMIUM is None and os.environ.get("CI") == "true":
     raise RuntimeError("chromium is not installed; .ci/run installs it (Debian's chromium package)")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)"),
+]
 FLAGS = [
     "--headless",
     "--no-sandbox",

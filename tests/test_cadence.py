@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import NOW, write_config
+from running import cli
 
 from digest.cadence import When, first_key, next_opening, normalise_schedule, period_at
 from digest.email.transport import MemoryTransport
@@ -263,19 +264,11 @@ def test_a_sign_up_keeps_the_browsers_zone_and_drops_a_bogus_one() -> None:
 
 
 def test_the_cli_sets_a_readers_schedule_and_refuses_a_bad_one(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     cfg = str(write_config(tmp_path))
-    exe = str(Path(sys.executable).parent / "digest")
-    digest = [exe, "subscribe", "bob@example.org", "-k", "RAG", "--config", cfg]
-    ok = subprocess.run(
-        [*digest, "--timezone", "Asia/Tokyo", "--send-at", "7:30", "--cadence", "weekly:friday"],
-        capture_output=True,
-        text=True,
-    )
+    digest = ["subscribe", "bob@example.org", "-k", "RAG", "--config", cfg]
+    ok = cli(*digest, "--timezone", "Asia/Tokyo", "--send-at", "7:30", "--cadence", "weekly:friday")
     assert ok.returncode == 0 and "RAG, weekly on Friday at 07:30 (Asia/Tokyo)" in ok.stdout
-    bad = subprocess.run([*digest, "--send-at", "25:00"], capture_output=True, text=True)
+    bad = cli(*digest, "--send-at", "25:00")
     assert bad.returncode == 2 and "'25:00' is not a time of day as HH:MM" in bad.stderr
-    table = subprocess.run([exe, "subscribers", "--config", cfg], capture_output=True, text=True).stdout
+    table = cli("subscribers", "--config", cfg).stdout
     assert "default schedule: daily at 00:00 (UTC)" in table and "Asia/Tokyo" in table

@@ -7,8 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,23 +14,19 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import REPO, SAMPLES_REPORT, HttpServer, Route, read_maildir, samples_source, write_config
+from running import DIGEST, Ran, cli, digest_env, process
 
 from digest.cli import main
 from digest.run.runlock import run_lock
 
-DIGEST = str(Path(sys.executable).parent / "digest")
 ADA = {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3}
 COMMANDS = sorted(main.commands)
 
 
-def digest(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
-) -> Any:
+def digest(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> Ran:
+    """``digest ARGS`` in this process, in the test's environment without ``DIGEST_*`` plus ``env``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [DIGEST, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return cli(*args, cwd=cwd, env={**full_env, **(env or {})})
 
 
 def test_the_commands_are_the_ones_the_issue_names() -> None:
@@ -182,11 +176,12 @@ def test_missing_config_names_the_fix(tmp_path: Path) -> None:
     assert "--config" in result.stderr
 
 
+@pytest.mark.processes
 def test_another_run_holds_the_lock(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, sources=[samples_source()], subscribers=[ADA])
     lock = tmp_path / "var" / "digest.sqlite3.lock"
     with run_lock(lock, datetime.now(UTC)):
-        result = digest("run", "--config", str(cfg))
+        result = process("run", "--config", str(cfg), env=digest_env())  # another process's run
     assert result.returncode == 2
     assert f"pid {os.getpid()}" in result.stderr
     assert "another digest run holds the lock" in result.stderr
@@ -291,6 +286,7 @@ def test_preview_formats_and_no_side_effects(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "no subscriber zed@example.org" in unknown.stderr
 
 
+@pytest.mark.processes
 def test_schedule_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, sources=[samples_source()], subscribers=[ADA], top={"send_at": "03:00"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
@@ -301,8 +297,7 @@ def test_schedule_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             assert proc.stderr is not None
             line = proc.stderr.readline()
             assert "readers' default is daily at 03:00 (UTC)" in line
-            time.sleep(0.3)
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)  # at once: however far it got, it stops cleanly
             assert proc.wait(timeout=10) == 0
         finally:
             if proc.poll() is None:

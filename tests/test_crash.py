@@ -33,6 +33,8 @@ from digest.settings import load_settings
 from digest.store import Store
 from digest.wiring import Services
 
+pytestmark = pytest.mark.processes  # real processes: see pyproject's markers
+
 DIGEST = str(Path(sys.executable).parent / "digest")
 VOCABULARY = [
     ["RAG"],

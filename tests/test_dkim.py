@@ -143,6 +143,7 @@ def test_the_confirmation_email_is_signed_too(
     assert verifies(message.data, record)
 
 
+@pytest.mark.processes
 def test_a_selector_without_a_usable_key_stops_before_anything_is_sent(
     tmp_path: Path, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:

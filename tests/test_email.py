@@ -16,7 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import TEST_SECRET_KEY, SmtpServer, sent_refs
+from conftest import TEST_SECRET_KEY, SmtpServer, seed_papers, sent_refs
 from lxml import html as lxml_html
 
 from digest.email.mime import qp
@@ -26,7 +26,6 @@ from digest.links import Links
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
 from digest.run import pipeline
 from digest.settings import load_settings
-from digest.sources.snapshot import parse_snapshot
 from digest.store import Store
 from digest.tokens import Purpose, Signer
 from digest.wiring import Services
@@ -37,15 +36,6 @@ DAY = date(2025, 11, 22)
 SIGNER = Signer([TEST_SECRET_KEY])
 NOW = datetime(2025, 11, 22, 7, 0, tzinfo=UTC)
 SENDER = "Paper Digest <digest@example.org>"
-
-
-def seed_papers() -> list[Paper]:
-    """The bundled Hugging Face captures, parsed as a run would."""
-    out: dict[str, Paper] = {}
-    for f in sorted(SAMPLES.glob("*.txt")):
-        for p in parse_snapshot(f.read_text(encoding="utf-8"), source=f.name, today=DAY):
-            out.setdefault(p.key, p)
-    return list(out.values())
 
 
 def find(papers: list[Paper], words: str) -> Paper:

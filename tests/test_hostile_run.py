@@ -12,7 +12,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,6 +28,7 @@ from conftest import (
     samples_source,
     write_config,
 )
+from running import DIGEST, cli
 
 from digest.email.render import SUBJECT_MAX, Renderer
 from digest.email.transport import SmtpTransport
@@ -40,7 +40,6 @@ from digest.store import BOUNCE_LIMIT, Store
 from digest.tokens import Signer
 from digest.wiring import Services
 
-DIGEST = str(Path(sys.executable).parent / "digest")
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 ADA = {"email": "ada@example.org", "name": "Ada", "keywords": ["speculative decoding"], "max_papers": 3}
 UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if os.geteuid() == 0 else []
@@ -49,9 +48,13 @@ UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"
 def run_digest(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, prefix: list[str] | None = None
 ) -> Any:
+    """``digest ARGS`` in the test's environment without ``DIGEST_*`` plus ``env``: in this process, or a
+    process of its own under ``prefix`` (another user's rights)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    if prefix is None:
+        return cli(*args, cwd=cwd, env={**base, **(env or {})})
     return subprocess.run(
-        [*(prefix or []), DIGEST, *args],
+        [*prefix, DIGEST, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -132,6 +135,7 @@ def test_a_dotenv_that_is_not_utf8(tmp_path: Path) -> None:
     assert ".env is not UTF-8 text" in message
 
 
+@pytest.mark.processes
 def test_an_unreadable_config_and_dotenv(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, subscribers=[ADA])
     cfg.chmod(0o000)
@@ -150,6 +154,7 @@ def test_a_missing_templates_dir_names_the_setting(tmp_path: Path) -> None:
     assert "templates_dir: the folder" in message and "does not exist" in message
 
 
+@pytest.mark.processes
 def test_a_database_folder_that_cannot_be_written(tmp_path: Path) -> None:
     folder = tmp_path / "locked"
     folder.mkdir()
@@ -162,6 +167,7 @@ def test_a_database_folder_that_cannot_be_written(tmp_path: Path) -> None:
     assert list(folder.iterdir()) == []
 
 
+@pytest.mark.processes
 def test_a_database_file_that_cannot_be_written(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, sources=[samples_source()], subscribers=[ADA])
     assert run_digest("ingest", "--config", str(cfg)).returncode == 0

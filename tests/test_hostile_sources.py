@@ -7,16 +7,15 @@ credentials in a source URL never print; a file that is not a listing is refused
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import os
 import time
 import tracemalloc
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import REPO, HostileServer, count_papers, read_maildir, samples_source, write_config
+from running import Ran, cli
 
 from digest.email.render import HTML_BUDGET, Renderer
 from digest.errors import FetchError, RenderError
@@ -27,13 +26,13 @@ from digest.sources.fetch import fetch_url
 from digest.store import Store
 from digest.wiring import Services
 
-DIGEST = str(Path(sys.executable).parent / "digest")
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 ADA = {"email": "ada@example.org", "keywords": ["speculative decoding"], "max_papers": 3}
 
 
-def run_digest(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> Any:
-    return subprocess.run([DIGEST, *args], capture_output=True, text=True, timeout=timeout, env=env)
+def run_digest(*args: str, env: dict[str, str] | None = None) -> Ran:
+    """``digest ARGS`` in this process, in ``env`` (else this process's environment)."""
+    return cli(*args, env=env if env is not None else dict(os.environ))
 
 
 # -- 1. a URL source is bounded in time and memory ------------------------------------------------------
@@ -196,7 +195,7 @@ def test_a_source_takes_its_token_from_the_environment(tmp_path: Path, hostile_s
     cfg = write_config(tmp_path, sources=[source], subscribers=[ADA])
     with cfg.open("a", encoding="utf-8") as fh:
         fh.write('[sources.headers_from_env]\nAuthorization = "HF_AUTH"\n')
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("DIGEST_", "HF_AUTH"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DIGEST_", "HF_AUTH"))}
     missing = run_digest("ingest", "--json", "--config", str(cfg), env=env)
     assert missing.returncode == 1 and "HF_AUTH" in missing.stdout and "is not set" in missing.stdout
     fine = run_digest("ingest", "--json", "--config", str(cfg), env={**env, "HF_AUTH": "Bearer abc123"})

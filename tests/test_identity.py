@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
 import unicodedata
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,7 @@ import psycopg
 import pytest
 from conftest import TEST_SECRET_KEY, free_port, mails_to, read_maildir, samples_source, write_config
 from itsdangerous import URLSafeSerializer
-from test_web import DIGEST, _env, serving
+from running import cli, web
 
 from digest.identity import mailbox_key, normalise_email
 from digest.models import Paper, Profile, Subscriber
@@ -214,7 +213,7 @@ def test_links_signed_before_keys_work_unless_another_reader_could_be_meant(tmp_
     def legacy(purpose: Purpose, email: str) -> str:
         return str(URLSafeSerializer([TEST_SECRET_KEY], salt=f"digest.{purpose}").dumps(email.casefold()))
 
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port) as base, httpx.Client(base_url=base) as client:
         one_click = {"List-Unsubscribe": "One-Click"}
         assert (
             client.post(f"/u/{legacy(Purpose.UNSUBSCRIBE, 'Ada@Example.org')}", data=one_click).status_code
@@ -250,14 +249,9 @@ def test_a_reader_at_strasse_and_one_at_strasse_with_eszett_are_two_readers(tmp_
         sources=[samples_source()],
     )
     for address in ("ada@strasse.de", "JOSÉ@example.org"):
-        made = subprocess.run(
-            [DIGEST, "subscribe", address, "-k", "reasoning", "--max", "2", "--config", str(cfg)],
-            env=_env(),
-            capture_output=True,
-            text=True,
-        )
+        made = cli("subscribe", address, "-k", "reasoning", "--max", "2", "--config", str(cfg))
         assert made.returncode == 0, made.stderr
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port) as base, httpx.Client(base_url=base) as client:
         page = client.get("/")
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert csrf
@@ -277,9 +271,7 @@ def test_a_reader_at_strasse_and_one_at_strasse_with_eszett_are_two_readers(tmp_
         data = client.get(manage.group(1) + "/data.json").json()
         assert data["email"] == "ada@straße.de" and data["keywords"] == ["agents"]
 
-    run = subprocess.run(
-        [DIGEST, "run", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
-    )
+    run = cli("run", "--json", "--config", str(cfg))
     assert run.returncode == 0, run.stderr
     statuses = {s["email"]: s["status"] for s in json.loads(run.stdout)["subscribers"]}
     assert statuses == {"ada@strasse.de": "sent", "ada@straße.de": "sent", "JOSÉ@example.org": "sent"}
@@ -289,16 +281,11 @@ def test_a_reader_at_strasse_and_one_at_strasse_with_eszett_are_two_readers(tmp_
         if "Confirm" not in str(m["Subject"])
     }
     assert set(digests) == {"ada@strasse.de", "ada@xn--strae-oqa.de", "josÉ@example.org"}
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port) as base, httpx.Client(base_url=base) as client:
         for reader in ("ada@straße.de", "JOSÉ@example.org"):
             (unsubscribe,) = set(_links(digests[mailbox_key(reader)], "u"))
             done = client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
             assert done.status_code == 200 and "You are unsubscribed" in done.text
-    listed = subprocess.run(
-        [DIGEST, "subscribers", "--all", "--json", "--config", str(cfg)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
+    listed = cli("subscribers", "--all", "--json", "--config", str(cfg))
     active = {s["email"]: s["active"] for s in json.loads(listed.stdout)}
     assert active == {"ada@strasse.de": True, "ada@straße.de": False, "JOSÉ@example.org": False}

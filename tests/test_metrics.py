@@ -10,7 +10,7 @@ import httpx
 import pytest
 from conftest import TEST_SECRET_KEY, free_port, samples_source, write_config
 from prometheus_client.parser import text_string_to_metric_families
-from test_web import _env, serving
+from running import digest_env, web
 
 from digest.run import pipeline
 from digest.settings import load_settings
@@ -51,9 +51,9 @@ def test_metrics_show_the_run_the_subscribers_and_each_sources_freshness(
         assert len(report.subscribers) == 3
         store.readers.unsubscribe("gone@example.org", now)
 
-    with serving(cfg, port, _env()) as base:
+    with web(cfg, port) as base:
         assert httpx.get(f"{base}/metrics").status_code == 404  # off without a token, like the API
-    with serving(cfg, port, _env(DIGEST_API_TOKEN=TOKEN)) as base:
+    with web(cfg, port, digest_env(DIGEST_API_TOKEN=TOKEN)) as base:
         assert httpx.get(f"{base}/metrics").status_code == 401
         assert httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer nope"}).status_code == 401
         answer = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -83,7 +83,7 @@ def test_healthz_answers_503_when_the_database_does_not_and_recovers(
     with Store.open(database):
         pass
     good = database.read_bytes()
-    with serving(cfg, port, _env()) as base:
+    with web(cfg, port) as base:
         assert httpx.get(f"{base}/healthz").text == "ok"
         database.write_bytes(b"not a database " * 512)  # a disk that returns garbage
         sick = httpx.get(f"{base}/healthz")

@@ -36,6 +36,8 @@ from conftest import FIXTURES, RecordingHandler, free_port, samples_source, serv
 from digest.models import Profile, Subscriber
 from digest.store import Store
 
+pytestmark = pytest.mark.processes  # real processes: see pyproject's markers
+
 SUBSCRIBERS = 5_000
 STALL_AT = 1_200  # the message (counted over all processes) at which the victim's server stalls
 WAIT = 240.0

@@ -9,30 +9,24 @@ from __future__ import annotations
 import html
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import free_port, read_maildir, samples_source, write_config
-from test_web import _env, serving
+from conftest import free_port, read_maildir, samples_source, seed_papers, write_config
+from running import cli, digest_env, web
 
 from digest.models import Paper, Profile
 from digest.profiles import check_profile, profile_from_form
 from digest.selection.index import PaperIndex
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from synthetic import seed_papers
-
-DIGEST = str(Path(sys.executable).parent / "digest")
 ABOUT = "causal inference and causal discovery: identifiability of causal structure, counterfactuals"
 
 
 @pytest.fixture(scope="module")
 def index() -> PaperIndex:
-    return PaperIndex(seed_papers())
+    return PaperIndex(seed_papers(numbered=True))
 
 
 def _titled(index: PaperIndex, fragment: str) -> Paper:
@@ -55,27 +49,15 @@ def test_a_description_or_seeds_alone_make_a_valid_profile_and_bad_ones_are_refu
 
 def test_subscribe_takes_about_and_seeds_and_names_a_seed_not_stored_yet(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, sources=[samples_source()])
-    run = [DIGEST, "--config", str(cfg)]
-    assert subprocess.run([*run, "ingest"], env=_env(), capture_output=True).returncode == 0
-    done = subprocess.run(
-        [*run, "subscribe", "ada@example.org", "--about", ABOUT, "--seed", "2501.99999"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
+    run = ["--config", str(cfg)]
+    assert cli(*run, "ingest").returncode == 0
+    done = cli(*run, "subscribe", "ada@example.org", "--about", ABOUT, "--seed", "2501.99999")
     assert done.returncode == 0, done.stderr
     assert "subscribed ada@example.org: your description" in done.stdout
     assert "seed '2501.99999' is not among the stored papers yet" in done.stdout
-    listed = json.loads(
-        subprocess.run([*run, "subscribers", "--json"], env=_env(), capture_output=True).stdout
-    )
+    listed = json.loads(cli(*run, "subscribers", "--json").stdout)
     assert listed[0]["about"] == ABOUT and listed[0]["seeds"] == ["2501.99999"]
-    bad = subprocess.run(
-        [*run, "subscribe", "bob@example.org", "--about", "x" * 2001],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
+    bad = cli(*run, "subscribe", "bob@example.org", "--about", "x" * 2001)
     assert bad.returncode == 2 and "the description is longer than 2,000 characters" in bad.stderr
 
 
@@ -95,18 +77,13 @@ def test_a_reader_whose_seeds_are_unknown_is_told_so_everywhere_and_sent_nothing
     until one is known the reader's digest follows their other signals only: none here, so no email."""
     port = free_port()
     cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
-    run = [DIGEST, "--config", str(cfg)]
-    assert subprocess.run([*run, "ingest"], env=_env(), capture_output=True).returncode == 0
+    run = ["--config", str(cfg)]
+    assert cli(*run, "ingest").returncode == 0
     known = seed_papers()[0].title  # the captures carry titles, not arXiv ids
-    cli = subprocess.run(
-        [*run, "subscribe", "ada@example.org", "--seed", "2501.99999"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
-    assert "seed '2501.99999' is not among the stored papers yet" in cli.stdout
+    by_cli = cli(*run, "subscribe", "ada@example.org", "--seed", "2501.99999")
+    assert "seed '2501.99999' is not among the stored papers yet" in by_cli.stdout
     token = "api-token-for-tests-0123456789abcdef"
-    with serving(cfg, port, _env(DIGEST_API_TOKEN=token)) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port, digest_env(DIGEST_API_TOKEN=token)) as base, httpx.Client(base_url=base) as client:
         put = client.put(
             "/api/subscribers/zoe@example.org",
             json={"seeds": ["2501.88888", known]},
@@ -122,9 +99,7 @@ def test_a_reader_whose_seeds_are_unknown_is_told_so_everywhere_and_sent_nothing
         assert csrf
         saved = client.post(manage, data={"csrf": csrf.group(1), "seeds": "2501.77777", "action": "save"})
         assert saved.status_code == 200 and "Not among the papers we know yet: 2501.77777" in saved.text
-    report = json.loads(
-        subprocess.run([*run, "run", "--json"], env=_env(), capture_output=True, text=True).stdout
-    )
+    report = json.loads(cli(*run, "run", "--json").stdout)
     ada = next(s for s in report["subscribers"] if s["email"] == "ada@example.org")
     assert (
         ada["status"] == "nothing-new"
@@ -195,19 +170,17 @@ def _setup(tmp_path: Path, port: int, subscribers: list[dict[str, Any]]) -> tupl
         sources=[samples_source()],
         subscribers=subscribers,
     )
-    return cfg, [DIGEST, "--config", str(cfg)]
+    return cfg, ["--config", str(cfg)]
 
 
 def test_reasons_show_in_the_email_and_in_preview_json(tmp_path: Path) -> None:
     _cfg, run = _setup(tmp_path, free_port(), [{"email": "ada@example.org", "about": ABOUT, "max_papers": 5}])
-    subprocess.run([*run, "ingest"], env=_env(), capture_output=True, check=True)
-    preview = subprocess.run(
-        [*run, "preview", "ada@example.org", "--format", "json"], env=_env(), capture_output=True, text=True
-    )
+    cli(*run, "ingest").check()
+    preview = cli(*run, "preview", "ada@example.org", "--format", "json")
     papers = json.loads(preview.stdout)["papers"]
     assert len(papers) == 5 and all(p["reasons"] == ["close to your description"] for p in papers)
     assert papers == sorted(papers, key=lambda p: -p["score"])  # in rank order, with their scores
-    done = subprocess.run([*run, "run", "--json"], env=_env(), capture_output=True, text=True)
+    done = cli(*run, "run", "--json")
     report = json.loads(done.stdout)["subscribers"][0]
     assert [p["title"] for p in report["papers"]] == [p["title"] for p in papers]
     (mail,) = read_maildir(tmp_path / "var" / "outbox")
@@ -225,13 +198,13 @@ def test_feedback_links_are_signed_and_move_the_next_digest(tmp_path: Path) -> N
         {"email": "bob@example.org", "keywords": ["diffusion"], "max_papers": 3},
     ]
     cfg, run = _setup(tmp_path, port, people)
-    subprocess.run([*run, "run"], env=_env(), capture_output=True, check=True)
+    cli(*run, "run").check()
     mails = {str(m["To"]): m for m in read_maildir(tmp_path / "var" / "outbox")}
     text = mails["ada@example.org"].get_body(("plain",)).get_content()
     more = re.search(r"More like this: (\S+/1/more)", text)
     assert more
     link = more.group(1)
-    with serving(cfg, port, _env()) as base, httpx.Client() as client:
+    with web(cfg, port) as base, httpx.Client() as client:
         shown = client.get(link)
         assert shown.status_code == 200 and "More papers like this" in shown.text
         assert _said(run, "ada@example.org") == []  # a GET (a mail scanner) changes nothing
@@ -270,7 +243,7 @@ def _said(run: list[str], email: str) -> list[str]:
     from digest.settings import load_settings
     from digest.store import Store
 
-    settings = load_settings(run[2])
+    settings = load_settings(run[1])
     with Store.open(settings.database) as store:
         mine = store.readers.feedback([email]).get(email, {})
     return [p.title for p in mine.get("more", [])]
@@ -278,24 +251,14 @@ def _said(run: list[str], email: str) -> list[str]:
 
 def test_digest_feedback_records_and_undoes(tmp_path: Path) -> None:
     _cfg, run = _setup(tmp_path, free_port(), [{"email": "ada@example.org", "keywords": ["RAG"]}])
-    subprocess.run([*run, "ingest"], env=_env(), capture_output=True, check=True)
+    cli(*run, "ingest").check()
     paper = seed_papers()[2]
-    said = subprocess.run(
-        [*run, "feedback", "ada@example.org", paper.title, "--more"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
+    said = cli(*run, "feedback", "ada@example.org", paper.title, "--more")
     assert said.returncode == 0, said.stderr
     assert _said(run, "ada@example.org") == [paper.title]
-    subprocess.run([*run, "feedback", "ada@example.org", paper.title, "--undo"], env=_env(), check=True)
+    cli(*run, "feedback", "ada@example.org", paper.title, "--undo").check()
     assert _said(run, "ada@example.org") == []
-    unknown = subprocess.run(
-        [*run, "feedback", "ada@example.org", "No Such Paper", "--less"],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
+    unknown = cli(*run, "feedback", "ada@example.org", "No Such Paper", "--less")
     assert unknown.returncode == 2 and "no stored paper" in unknown.stderr
 
 
@@ -322,9 +285,9 @@ def test_a_sentence_model_from_a_wheel_ranks_by_meaning_and_each_paper_is_embedd
     )
     with cfg.open("a", encoding="utf-8") as fh:
         fh.write(f'\n[relevance]\nmodel = "{model}"\n')
-    env = _env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    run = [DIGEST, "--config", str(cfg)]
-    done = subprocess.run([*run, "run", "--json"], env=env, capture_output=True, text=True)
+    env = digest_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    run = ["--config", str(cfg)]
+    done = cli(*run, "run", "--json", env=env)
     assert done.returncode == 0, done.stderr
     (ada,) = json.loads(done.stdout)["subscribers"]
     assert len(ada["papers"]) == 5 and all(
@@ -334,9 +297,7 @@ def test_a_sentence_model_from_a_wheel_ranks_by_meaning_and_each_paper_is_embedd
     with Store.open(load_settings(cfg).database) as store:
         kept = store.conn.execute("SELECT count(*), count(DISTINCT model) FROM paper_vectors").fetchone()
     assert tuple(kept) == (375, 1)  # every paper once, for this model
-    again = subprocess.run(
-        [*run, "preview", "ada@example.org", "--format", "json"], env=env, capture_output=True, text=True
-    )
+    again = cli(*run, "preview", "ada@example.org", "--format", "json", env=env)
     assert again.returncode == 0, again.stderr
     with Store.open(load_settings(cfg).database) as store:
         assert store.conn.execute("SELECT count(*) FROM paper_vectors").fetchone()[0] == 375

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 
 import pytest
@@ -21,6 +21,20 @@ def store(store_location: str) -> Iterator[Store]:
     s = Store.open(store_location)
     yield s
     s.close()
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Wait for ``condition`` (polled), at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.02)
+
+
+def _waiting_for_a_lock(store: Store) -> int:
+    """How many PostgreSQL sessions wait for an advisory lock."""
+    query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    return int(store.conn.execute(query).fetchone()[0])
 
 
 def _subscribe(store: Store, now: datetime, n: int = 25) -> list[str]:
@@ -58,8 +72,7 @@ def test_a_claim_whose_lease_ran_out_is_taken_over_and_its_holder_stops(store: S
     run = store.runs.join(DAY, now, _subscribe(store, now, 5))
     slow = store.runs.claim(run, "slow", 0.2)
     assert slow is not None and store.runs.claim(run, "other", 60) is None
-    time.sleep(0.4)
-    assert store.runs.progress(run) == RunProgress(done=0, held=0, free=1)
+    _until(lambda: store.runs.progress(run) == RunProgress(done=0, held=0, free=1))  # the lease runs out
     taker = store.runs.claim(run, "taker", 60)
     assert taker is not None and taker.taken_over and taker.start == slow.start
     assert not store.runs.renew(slow, 60)  # the slow one learns it lost the range at its next batch
@@ -96,7 +109,11 @@ def test_hosts_join_a_run_while_one_of_them_is_in_it(postgres_database: str, now
         assert second.runs.join(DAY, now, bounds) == run  # the first host is still in it
         held = first.runs.claim(run, "first", 300)
         assert held is not None
+        pid = first.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         first.close()  # the first host dies (its session ends): its claim is free at once, lease or not
+        # PostgreSQL ends the session's backend a moment after the client hangs up.
+        alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = ?"
+        _until(lambda: second.conn.execute(alive, (pid,)).fetchone()[0] == 0)
         taken = second.runs.claim(run, "second", 300)
         assert taken is not None and taken.taken_over and taken.start == held.start
         assert second.runs.join(date(2026, 11, 29), now, bounds) != run  # another day: another run
@@ -122,7 +139,7 @@ def test_hosts_started_together_read_the_sources_once(postgres_database: str, no
         with first.runs.ingest_turn(now) as mine:
             turns.append(mine)
             entered.set()
-            time.sleep(0.3)  # the other host waits for this one's turn meanwhile
+            _until(lambda: _waiting_for_a_lock(first) == 1)  # the other host waits for this one's turn
         waiter.join(10)
         assert turns == [True, False]  # it waited, found the sources just read, and did not read them
         with second.runs.ingest_turn(now) as mine:

@@ -257,6 +257,7 @@ def _open_and_report(path: str, answers: Any) -> None:
         answers.put(repr(exc))
 
 
+@pytest.mark.processes
 def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path: Path) -> None:
     """`digest serve --workers N` starts N processes on a fresh database: each migration step is taken by
     one of them (the others see the version moved on inside their transaction), none fails."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from running import cli
 
 from digest.models import Paper
 from digest.store import SCHEMA_VERSION, RunProgress, Store
@@ -76,13 +77,12 @@ def test_addresses_are_compared_byte_for_byte_as_keys(database: str) -> None:
         assert refs == [(1,), (2,)]
 
 
+@pytest.mark.processes
 def test_digest_run_on_postgresql_sends_once_through_claims(database: str, tmp_path: Path) -> None:
     """The daily job end to end on PostgreSQL: a preview and a dry run that change nothing, a real `digest
     run` (two worker processes) into a Maildir, then again the same day (nothing new); each run's range
     was claimed, done and the run finished."""
     import json
-    import subprocess
-    import sys
 
     from conftest import read_maildir, samples_source, write_config
 
@@ -94,24 +94,19 @@ def test_digest_run_on_postgresql_sends_once_through_claims(database: str, tmp_p
         subscribers=people,
         tables={"delivery": {"workers": 2}},
     )
-    digest = [str(Path(sys.executable).parent / "digest"), "--config", str(cfg)]
+    digest = ["--config", str(cfg)]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    subprocess.run([*digest, "ingest"], env=env, check=True, capture_output=True)
+    cli(*digest, "ingest", env=env).check()
     # A preview and a dry run work inside a transaction that is never committed: nothing changes.
-    preview = subprocess.run(
-        [*digest, "preview", "reader0@example.org", "--format", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    preview = cli(*digest, "preview", "reader0@example.org", "--format", "json", env=env)
     assert preview.returncode == 0, preview.stderr
     assert json.loads(preview.stdout)["status"] == "would-send"
-    dry = subprocess.run([*digest, "run", "--dry-run", "--json"], env=env, capture_output=True, text=True)
+    dry = cli(*digest, "run", "--dry-run", "--json", env=env)
     assert dry.returncode == 0, dry.stderr
-    first = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
+    first = cli(*digest, "run", "--json", env=env)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["counts"] == {"sent": 6}
-    again = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
+    again = cli(*digest, "run", "--json", env=env)
     assert again.returncode == 0 and json.loads(again.stdout)["counts"] == {"nothing-new": 6}
     assert len(read_maildir(tmp_path / "var" / "outbox")) == 6
     with Store.open(database) as store:  # each run shared its one range out through a claim, and finished
@@ -126,39 +121,33 @@ def test_migrate_store_copies_everything_and_the_history_holds(database: str, tm
     """`digest migrate-store`: a SQLite store after a real run (papers, subscribers, outbox, sent records,
     feedback) copied into PostgreSQL with every count checked; the next run there sends nothing twice."""
     import json
-    import subprocess
-    import sys
 
     from conftest import samples_source, write_config
 
     people = [{"email": f"reader{i}@example.org", "keywords": ["LLM"], "max_papers": 3} for i in range(4)]
     cfg = write_config(tmp_path, sources=[samples_source()], subscribers=people)
-    digest = [str(Path(sys.executable).parent / "digest"), "--config", str(cfg)]
+    digest = ["--config", str(cfg)]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    assert subprocess.run([*digest, "run"], env=env, capture_output=True).returncode == 0
+    assert cli(*digest, "run", env=env).returncode == 0
     with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
         (ref,) = store.conn.execute("SELECT pid FROM sent LIMIT 1").fetchone()
         store.readers.set_feedback("reader0@example.org", ref, "more", datetime.now(UTC))
         before = {
             t: store.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("papers", "sent")
         }
-    moved = subprocess.run(
-        [*digest, "migrate-store", "--to", database], env=env, capture_output=True, text=True
-    )
+    moved = cli(*digest, "migrate-store", "--to", database, env=env)
     assert moved.returncode == 0, moved.stderr
     assert f"papers: {before['papers']:,} rows copied and counted" in moved.stdout
     with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
         tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {line.split(":")[0] for line in moved.stdout.splitlines() if "rows copied" in line} == tables
-    again = subprocess.run(
-        [*digest, "migrate-store", "--to", database], env=env, capture_output=True, text=True
-    )
+    again = cli(*digest, "migrate-store", "--to", database, env=env)
     assert again.returncode == 2 and "already holds data" in again.stderr  # never into a used database
     text = cfg.read_text(encoding="utf-8").replace(
         'database = "var/digest.sqlite3"', f'database = "{database}"'
     )
     cfg.write_text(text, encoding="utf-8")
-    rerun = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
+    rerun = cli(*digest, "run", "--json", env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["counts"] == {"nothing-new": 4}  # the same day: already sent
     with Store.open(database) as store:
@@ -175,12 +164,10 @@ def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
     limit kept in the database, and a one-click unsubscribe that the next run honours."""
     import json
     import re
-    import subprocess
-    import sys
 
     import httpx
     from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
-    from test_web import serving
+    from running import web
 
     from digest.tokens import Purpose, Signer
 
@@ -190,14 +177,12 @@ def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
         top={"database": database, "base_url": f"http://127.0.0.1:{port}"},
         sources=[samples_source()],
     )
-    digest = [str(Path(sys.executable).parent / "digest"), "--config", str(cfg)]
+    digest = ["--config", str(cfg)]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DIGEST_SECRET_KEY": TEST_SECRET_KEY}
-    subprocess.run([*digest, "ingest"], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [*digest, "subscribe", "ada@example.org", "-k", "speculative decoding"], env=env, check=True
-    )
+    cli(*digest, "ingest", env=env).check()
+    cli(*digest, "subscribe", "ada@example.org", "-k", "speculative decoding", env=env).check()
     signer = Signer([TEST_SECRET_KEY])
-    with serving(cfg, port, env) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port, env) as base, httpx.Client(base_url=base) as client:
         page = client.get(f"/m/{signer.make(Purpose.MANAGE, 'ada@example.org')}")
         assert page.status_code == 200 and "matched: speculative decoding" in page.text
         csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
@@ -211,7 +196,7 @@ def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
             asked = {"csrf": csrf.group(1), "email": "zoe@example.org", "keywords": "RAG"}
             assert client.post("/", data=asked).status_code == 200
         assert len([m for m in read_maildir(tmp_path / "var" / "outbox") if "zoe" in str(m["To"])]) == 3
-        run = subprocess.run([*digest, "run", "--json"], env=env, capture_output=True, text=True)
+        run = cli(*digest, "run", "--json", env=env)
         (ada,) = json.loads(run.stdout)["subscribers"]
         assert ada["status"] == "sent" and all(p["matched"] == ["diffusion"] for p in ada["papers"])
         left = httpx.post(

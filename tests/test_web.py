@@ -8,13 +8,8 @@ other-purpose tokens are refused and change nothing; old keys still verify after
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import TEST_SECRET_KEY, free_port, mails_to, read_maildir, samples_source, write_config
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from running import cli, digest_env, process, serve_process, web
 
 from digest.models import Profile, Subscriber
 from digest.run import pipeline
@@ -30,51 +27,9 @@ from digest.store import Store
 from digest.tokens import Purpose, Signer
 from digest.wiring import Services
 
-DIGEST = str(Path(sys.executable).parent / "digest")
 ADA = {"email": "ada@example.org", "keywords": ["speculative decoding"], "max_papers": 3}
 GRACE = {"email": "grace@example.org", "keywords": ["reasoning"], "max_papers": 3}
 OTHER_KEY = "another-key-that-is-long-enough-0123456789"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    return {**base, "DIGEST_SECRET_KEY": TEST_SECRET_KEY, **extra}
-
-
-@contextmanager
-def served(
-    cfg: Path, port: int, env: dict[str, str], *extra: str
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """A real `digest serve` process on 127.0.0.1:port, and the process, once its /healthz answers."""
-    proc = subprocess.Popen(
-        [DIGEST, "serve", "--port", str(port), "--config", str(cfg), *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "digest serve did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}", proc
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=15)
-
-
-@contextmanager
-def serving(cfg: Path, port: int, env: dict[str, str], *extra: str) -> Iterator[str]:
-    """A real `digest serve` process on 127.0.0.1:port for the duration: its base URL."""
-    with served(cfg, port, env, *extra) as (base, _):
-        yield base
 
 
 def _setup(tmp_path: Path) -> tuple[Path, int]:
@@ -97,18 +52,13 @@ def _unsubscribe_url(message: Any) -> str:
 
 
 def _active(cfg: Path) -> dict[str, bool]:
-    out = subprocess.run(
-        [DIGEST, "subscribers", "--all", "--json", "--config", str(cfg)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
+    out = cli("subscribers", "--all", "--json", "--config", str(cfg))
     return {s["email"]: s["active"] for s in json.loads(out.stdout)}
 
 
 def test_one_click_unsubscribe_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, port = _setup(tmp_path)
-    run = subprocess.run([DIGEST, "run", "--config", str(cfg)], env=_env(), capture_output=True, text=True)
+    run = cli("run", "--config", str(cfg))
     assert run.returncode == 0, run.stderr
     messages = {str(m["To"]): m for m in read_maildir(tmp_path / "var" / "outbox")}
     url = _unsubscribe_url(messages["ada@example.org"])
@@ -116,7 +66,7 @@ def test_one_click_unsubscribe_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
     html = messages["ada@example.org"].get_body(("html",)).get_content()
     assert f'href="{url}"' in html  # the footer links to the same page
 
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         page = client.get(url)  # what a mail scanner or a preview does
         assert page.status_code == 200 and "<button" in page.text and "Unsubscribe" in page.text
         assert page.headers["content-security-policy"].startswith("default-src 'none'; style-src 'nonce-")
@@ -142,7 +92,7 @@ def test_one_click_unsubscribe_end_to_end(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_forged_altered_and_foreign_tokens_are_refused_and_change_nothing(tmp_path: Path) -> None:
     cfg, port = _setup(tmp_path)
-    subprocess.run([DIGEST, "subscribers", "--config", str(cfg)], env=_env(), capture_output=True, check=True)
+    cli("subscribers", "--config", str(cfg)).check()
     good = Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, "ada@example.org")
     signature = good.partition(".")[2]
     forged = [
@@ -155,7 +105,7 @@ def test_forged_altered_and_foreign_tokens_are_refused_and_change_nothing(tmp_pa
         "x" * 5000,
         "%3Cscript%3Ealert(1)%3C%2Fscript%3E",
     ]
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         for token in forged:
             for method in ("GET", "POST"):
                 answer = client.request(method, f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
@@ -166,32 +116,25 @@ def test_forged_altered_and_foreign_tokens_are_refused_and_change_nothing(tmp_pa
     assert _active(cfg) == {"ada@example.org": True, "grace@example.org": True}
 
 
+@pytest.mark.processes
 def test_old_keys_still_verify_after_a_rotation_and_weak_keys_are_refused(tmp_path: Path) -> None:
     cfg, port = _setup(tmp_path)
-    subprocess.run([DIGEST, "subscribers", "--config", str(cfg)], env=_env(), capture_output=True, check=True)
+    cli("subscribers", "--config", str(cfg)).check()
     old_token = Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, "ada@example.org")
-    rotated = _env(DIGEST_SECRET_KEY=OTHER_KEY, DIGEST_OLD_SECRET_KEYS=TEST_SECRET_KEY)
-    with serving(cfg, port, rotated) as base:
+    rotated = digest_env(DIGEST_SECRET_KEY=OTHER_KEY, DIGEST_OLD_SECRET_KEYS=TEST_SECRET_KEY)
+    with web(cfg, port, rotated) as base:
         assert httpx.get(f"{base}/u/{old_token}").status_code == 200
         assert httpx.post(f"{base}/u/{old_token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
     assert _active(cfg)["ada@example.org"] is False
 
     for env in (
-        _env(DIGEST_SECRET_KEY=""),
-        _env(DIGEST_SECRET_KEY="short"),
-        _env(DIGEST_SECRET_KEY="a" * 40),
+        digest_env(DIGEST_SECRET_KEY=""),
+        digest_env(DIGEST_SECRET_KEY="short"),
+        digest_env(DIGEST_SECRET_KEY="a" * 40),
     ):
-        refused = subprocess.run(
-            [DIGEST, "serve", "--port", str(free_port()), "--config", str(cfg)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        refused = process("serve", "--port", str(free_port()), "--config", str(cfg), env=env, timeout=30)
         assert refused.returncode == 2 and "DIGEST_SECRET_KEY" in refused.stderr, refused.stderr
-    unsigned = subprocess.run(
-        [DIGEST, "run", "--config", str(cfg)], env=_env(DIGEST_SECRET_KEY=""), capture_output=True, text=True
-    )
+    unsigned = cli("run", "--config", str(cfg), env=digest_env(DIGEST_SECRET_KEY=""))
     assert (
         unsigned.returncode == 2 and "DIGEST_SECRET_KEY is not set" in unsigned.stderr
     )  # never unsigned links
@@ -221,7 +164,7 @@ def _csrf(client: httpx.Client) -> str:
 
 def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path) -> None:
     cfg, port = _signup_setup(tmp_path)
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         token = _csrf(client)
         form = {"csrf": token, "email": "zoe@example.org", "keywords": "speculative decoding\nRAG"}
         sent = client.post("/", data={**form, "timezone": "America/New_York"})  # the browser's zone
@@ -239,13 +182,9 @@ def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path)
         done = client.post(link.group(1))
         assert done.status_code == 200 and "You are subscribed" in done.text
     assert _active(cfg) == {"zoe@example.org": True}
-    listed = subprocess.run(
-        [DIGEST, "subscribers", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
-    )
+    listed = cli("subscribers", "--json", "--config", str(cfg))
     assert json.loads(listed.stdout)[0]["timezone"] == "America/New_York"
-    run = subprocess.run(
-        [DIGEST, "run", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
-    )
+    run = cli("run", "--json", "--config", str(cfg))
     report = json.loads(run.stdout)
     (zoe,) = report["subscribers"]
     assert zoe["status"] == "sent"
@@ -258,8 +197,8 @@ def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path)
 
 def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: Path) -> None:
     cfg, port = _signup_setup(tmp_path, subscribers=[ADA])
-    subprocess.run([DIGEST, "subscribers", "--config", str(cfg)], env=_env(), capture_output=True, check=True)
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    cli("subscribers", "--config", str(cfg)).check()
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         no_token = httpx.post(f"{base}/", data={"email": "x@example.org", "keywords": "RAG"})
         assert no_token.status_code == 403
         token = _csrf(client)
@@ -318,14 +257,15 @@ def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: P
     assert _active(cfg) == {"ada@example.org": True}  # nobody was subscribed without confirming
 
 
+@pytest.mark.processes
 def test_worker_processes_and_servers_on_one_database_share_the_rate_limits(tmp_path: Path) -> None:
     """`digest serve --workers 2` and a second server on the same database count the same sign-ups, and
     the count keeps no stranger's address in the clear."""
     cfg, port = _signup_setup(tmp_path)
     other = free_port()
     with (
-        serving(cfg, port, _env(), "--workers", "2") as first,
-        serving(cfg, other, _env()) as second,
+        serve_process(cfg, port, digest_env(), "--workers", "2") as (first, _),
+        serve_process(cfg, other, digest_env()) as (second, _),
     ):
         answers = []
         for i in range(6):
@@ -354,9 +294,15 @@ def test_a_confirmation_link_expires() -> None:
     asked = Request.from_form({"email": "zoe@example.org", "keywords": "RAG"})
     token = signer.make_timed(Purpose.CONFIRM, asked.token_data())
     assert read_confirmation(signer, token).email == "zoe@example.org"
-    time.sleep(1.1)
+
+    class MadeTwoSecondsAgo(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 2
+
+    salt = f"digest.{Purpose.CONFIRM}"
+    older = URLSafeTimedSerializer([TEST_SECRET_KEY], salt=salt, signer=MadeTwoSecondsAgo)
     with pytest.raises(TokenError, match="expired"):
-        read_confirmation(signer, token, max_age=0)
+        read_confirmation(signer, older.dumps(asked.token_data()), max_age=1)
     with pytest.raises(TokenError, match="not valid"):
         read_confirmation(signer, Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, "zoe@example.org"))
 
@@ -366,15 +312,15 @@ def test_a_confirmation_link_expires() -> None:
 
 def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
     cfg, port = _signup_setup(tmp_path, subscribers=[GRACE])
-    subscribe = [DIGEST, "subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "3"]
-    assert subprocess.run([*subscribe, "--config", str(cfg)], env=_env(), capture_output=True).returncode == 0
-    run = subprocess.run([DIGEST, "run", "--config", str(cfg)], env=_env(), capture_output=True, text=True)
+    subscribe = ["subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "3"]
+    assert cli(*subscribe, "--config", str(cfg)).returncode == 0
+    run = cli("run", "--config", str(cfg))
     assert run.returncode == 0, run.stderr
     ada = next(m for m in read_maildir(tmp_path / "var" / "outbox") if str(m["To"]) == "ada@example.org")
     found = re.search(r'href="(http://127\.0\.0\.1:\d+/m/[^"]+)"', ada.get_body(("html",)).get_content())
     assert found, "every digest links to the reader's manage page"
     url = found.group(1)
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         page = client.get(url)
         assert page.status_code == 200 and "speculative decoding" in page.text
         assert "script-src 'nonce-" in page.headers["content-security-policy"]
@@ -393,12 +339,7 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
         bad = client.post(f"{url}/preview", data={**asked, "keywords": "<b>***</b>, ***"})
         assert "the keyword has no letters or digits" in bad.text and "<b>" not in bad.text
         assert _active(cfg)["ada@example.org"] is True
-        listed = subprocess.run(
-            [DIGEST, "subscribers", "--json", "--config", str(cfg)],
-            env=_env(),
-            capture_output=True,
-            text=True,
-        )
+        listed = cli("subscribers", "--json", "--config", str(cfg))
         stored = {s["email"]: s for s in json.loads(listed.stdout)}
         assert stored["ada@example.org"]["keywords"] == ["speculative decoding"]  # a preview saves nothing
 
@@ -415,12 +356,7 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
         assert saved.status_code == 200 and "Saved." in saved.text
         assert "Now: weekly on Friday at 18:30 (Asia/Tokyo)." in saved.text
         assert '<option value="weekly:fri" selected>' in saved.text
-    listed = subprocess.run(
-        [DIGEST, "subscribers", "--all", "--json", "--config", str(cfg)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-    )
+    listed = cli("subscribers", "--all", "--json", "--config", str(cfg))
     ada_now = next(s for s in json.loads(listed.stdout) if s["email"] == "ada@example.org")
     assert ada_now["keywords"] == ["diffusion", "video"] and ada_now["exclude"] == ["survey"]
     assert ada_now["max_papers"] == 4 and ada_now["active"] is False  # paused
@@ -435,7 +371,7 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
         r'href="(http://127\.0\.0\.1:\d+/m/[^"]+)"', grace.get_body(("html",)).get_content()
     )
     assert grace_url
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         page = client.get(grace_url.group(1))
         token = re.search(r'name="csrf" value="([^"]+)"', page.text)
         assert token
@@ -447,14 +383,12 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
 
 def test_download_my_data_and_delete_me(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg, port = _signup_setup(tmp_path)
-    subscribe = [DIGEST, "subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "3"]
-    assert subprocess.run([*subscribe, "--config", str(cfg)], env=_env(), capture_output=True).returncode == 0
-    assert (
-        subprocess.run([DIGEST, "run", "--config", str(cfg)], env=_env(), capture_output=True).returncode == 0
-    )
+    subscribe = ["subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "3"]
+    assert cli(*subscribe, "--config", str(cfg)).returncode == 0
+    assert cli("run", "--config", str(cfg)).returncode == 0
     (sent,) = read_maildir(tmp_path / "var" / "outbox")
     url = f"http://127.0.0.1:{port}/m/{Signer([TEST_SECRET_KEY]).make(Purpose.MANAGE, 'ada@example.org')}"
-    with serving(cfg, port, _env()), httpx.Client() as client:
+    with web(cfg, port, digest_env()), httpx.Client() as client:
         mine = client.get(f"{url}/data.json")
         assert mine.status_code == 200 and "attachment" in mine.headers["content-disposition"]
         data = mine.json()
@@ -484,9 +418,12 @@ def test_the_api_adds_updates_lists_and_removes_subscribers(tmp_path: Path) -> N
     cfg, port = _signup_setup(tmp_path)
     api_token = "api-token-for-tests-0123456789abcdef"
     auth = {"Authorization": f"Bearer {api_token}"}
-    with serving(cfg, port, _env()) as base:
+    with web(cfg, port, digest_env()) as base:
         assert httpx.get(f"{base}/api/subscribers", headers=auth).status_code == 404  # off without a token
-    with serving(cfg, port, _env(DIGEST_API_TOKEN=api_token)) as base, httpx.Client(base_url=base) as client:
+    with (
+        web(cfg, port, digest_env(DIGEST_API_TOKEN=api_token)) as base,
+        httpx.Client(base_url=base) as client,
+    ):
         assert client.get("/api/subscribers").status_code == 401
         assert client.get("/api/subscribers", headers={"Authorization": "Bearer wrong"}).status_code == 401
         body = {
@@ -534,7 +471,7 @@ def test_the_api_adds_updates_lists_and_removes_subscribers(tmp_path: Path) -> N
 def test_sign_up_never_builds_its_mailed_link_from_the_host_header(tmp_path: Path) -> None:
     port = free_port()
     cfg = write_config(tmp_path, sources=[samples_source()])  # no base_url
-    with serving(cfg, port, _env()) as base, httpx.Client(base_url=base) as client:
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         token = _csrf(client)
         answer = client.post(
             "/",
@@ -547,9 +484,7 @@ def test_sign_up_never_builds_its_mailed_link_from_the_host_header(tmp_path: Pat
 
 def test_a_sent_digest_can_be_viewed_in_a_browser_by_its_reader_only(tmp_path: Path) -> None:
     cfg, port = _setup(tmp_path)
-    assert (
-        subprocess.run([DIGEST, "run", "--config", str(cfg)], env=_env(), capture_output=True).returncode == 0
-    )
+    assert cli("run", "--config", str(cfg)).returncode == 0
     ada = next(m for m in read_maildir(tmp_path / "var" / "outbox") if str(m["To"]) == "ada@example.org")
     text = ada.get_body(("plain",)).get_content()
     found = re.search(r"View in a browser:\s+(http://127\.0\.0\.1:\d+/v/\S+)", text)
@@ -557,7 +492,7 @@ def test_a_sent_digest_can_be_viewed_in_a_browser_by_its_reader_only(tmp_path: P
     html = ada.get_body(("html",)).get_content()
     titles = re.findall(r'<h2 class="title"[^>]*>(.*?)</h2>', html, flags=re.S)
     assert titles
-    with serving(cfg, port, _env()), httpx.Client() as client:
+    with web(cfg, port, digest_env()), httpx.Client() as client:
         page = client.get(found.group(1))
         assert page.status_code == 200
         assert re.findall(r'<h2 class="title"[^>]*>(.*?)</h2>', page.text, flags=re.S) == titles

@@ -8,8 +8,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,21 +15,23 @@ from typing import Any
 import httpx
 import pytest
 from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
-from test_web import _env, serving
+from running import cli, serve_process
 
 from digest.tokens import Purpose, Signer
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-DIGEST = str(Path(sys.executable).parent / "digest")
 # Under CI the browser and its driver are part of the set-up (.ci/run installs them): there, missing fails.
 if (CHROMIUM is None or CHROMEDRIVER is None) and os.environ.get("CI") == "true":
     raise RuntimeError(
         "chromium or chromium-driver is not installed; .ci/run installs both (Debian's packages)"
     )
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not installed"
-)
+pytestmark = [
+    pytest.mark.processes,
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not installed"
+    ),
+]
 
 
 @pytest.fixture
@@ -75,14 +75,9 @@ def test_the_preview_follows_typing_and_saving_works(tmp_path: Path, browser: An
     port = free_port()
     cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
     for command in (["subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "5"], ["ingest"]):
-        assert (
-            subprocess.run(
-                [DIGEST, *command, "--config", str(cfg)], env=_env(), capture_output=True
-            ).returncode
-            == 0
-        )
+        assert cli(*command, "--config", str(cfg)).returncode == 0
     url = f"http://127.0.0.1:{port}/m/{Signer([TEST_SECRET_KEY]).make(Purpose.MANAGE, 'ada@example.org')}"
-    with serving(cfg, port, _env()):
+    with serve_process(cfg, port):
         browser.set_window_size(390, 1000)
         browser.get(url)
         preview = browser.find_element(By.ID, "preview").text
@@ -100,9 +95,7 @@ def test_the_preview_follows_typing_and_saving_works(tmp_path: Path, browser: An
 
         browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()
         WebDriverWait(browser, 10).until(lambda d: "Saved." in d.page_source)
-    listed = subprocess.run(
-        [DIGEST, "subscribers", "--json", "--config", str(cfg)], env=_env(), capture_output=True, text=True
-    )
+    listed = cli("subscribers", "--json", "--config", str(cfg))
     assert '"diffusion"' in listed.stdout
 
 
@@ -115,10 +108,10 @@ def test_a_reader_subscribes_tunes_and_leaves_in_a_real_browser(tmp_path: Path, 
 
     port = free_port()
     cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
-    digest = [DIGEST, "--config", str(cfg)]
-    assert subprocess.run([*digest, "ingest"], env=_env(), capture_output=True).returncode == 0
+    digest = ["--config", str(cfg)]
+    assert cli(*digest, "ingest").returncode == 0
     outbox = tmp_path / "var" / "outbox"
-    with serving(cfg, port, _env()) as base:
+    with serve_process(cfg, port) as (base, _):
         browser.get(f"{base}/")
         browser.find_element(By.ID, "email").send_keys("zoe@example.org")
         browser.find_element(By.ID, "keywords").send_keys("speculative decoding")
@@ -141,7 +134,7 @@ def test_a_reader_subscribes_tunes_and_leaves_in_a_real_browser(tmp_path: Path, 
         browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()
         WebDriverWait(browser, 10).until(lambda d: "Saved." in d.page_source)
 
-        run = subprocess.run([*digest, "run", "--json"], env=_env(), capture_output=True, text=True)
+        run = cli(*digest, "run", "--json")
         assert run.returncode == 0, run.stderr
         (zoe,) = json.loads(run.stdout)["subscribers"]
         assert zoe["status"] == "sent" and zoe["papers"]
@@ -155,6 +148,6 @@ def test_a_reader_subscribes_tunes_and_leaves_in_a_real_browser(tmp_path: Path, 
         left = httpx.post(one_click.group(1), data={"List-Unsubscribe": "One-Click"})
         assert left.status_code == 200 and "unsubscribed" in left.text
 
-    again = subprocess.run([*digest, "run", "--json"], env=_env(), capture_output=True, text=True)
+    again = cli(*digest, "run", "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["subscribers"] == []
     assert len(read_maildir(outbox)) == 2  # the confirmation and one digest, nothing more

@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import TEST_SECRET_KEY, free_port, mails_to, read_maildir, samples_source, write_config
-from test_web import ADA, DIGEST, _env, served
+from running import DIGEST, Ran, cli, digest_env, serve_process, web
+from test_web import ADA
 
 from digest.store import Store
 from digest.subscriptions import Request as SignupRequest
@@ -54,8 +55,8 @@ def _setup(tmp_path: Path, tables: dict[str, dict[str, Any]] | None = None, **to
     return cfg, port
 
 
-def _cli(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([DIGEST, *args, "--config", str(cfg)], env=_env(), capture_output=True, text=True)
+def _cli(cfg: Path, *args: str) -> Ran:
+    done = cli(*args, "--config", str(cfg))
     assert done.returncode in (0, 1), done.stderr
     return done
 
@@ -96,7 +97,7 @@ def test_head_options_and_get_never_act_on_any_acting_route(tmp_path: Path) -> N
         "sign-up": "/",
     }
     before = _readers(cfg)
-    with served(cfg, port, _env()) as (base, _), httpx.Client(base_url=base) as client:
+    with web(cfg, port) as base, httpx.Client(base_url=base) as client:
         csrf = _csrf(client)  # a real browser's cookie: still no method but POST may act
         for name, path in zoe.items():
             for method in ("HEAD", "OPTIONS", "GET", "PUT", "PATCH", "DELETE"):
@@ -135,14 +136,14 @@ def test_forwarded_headers_count_only_from_named_proxies(tmp_path: Path) -> None
     """Without a proxy named, 30 sign-ups with 30 made-up X-Forwarded-For headers are one client: 20 an
     hour, then 429. Behind a named proxy each forwarded client has its own count."""
     cfg, port = _setup(tmp_path)
-    with served(cfg, port, _env()) as (base, _), httpx.Client(base_url=base) as client:
+    with web(cfg, port) as base, httpx.Client(base_url=base) as client:
         csrf = _csrf(client)
         codes = [_sign_up(client, csrf, f"n{i}@example.org", f"198.51.100.{i}") for i in range(30)]
     assert codes == [200] * 20 + [429] * 10
     assert len(mails_to(tmp_path, "@example.org", expect=20)) == 20
 
     cfg, port = _setup(tmp_path / "behind", {"web": {"trusted_proxies": ["127.0.0.1"]}})
-    with served(cfg, port, _env()) as (base, _), httpx.Client(base_url=base) as client:
+    with web(cfg, port) as base, httpx.Client(base_url=base) as client:
         csrf = _csrf(client)
         codes = [_sign_up(client, csrf, f"m{i}@example.org", f"198.51.100.{i}") for i in range(25)]
         assert codes == [200] * 25
@@ -150,9 +151,10 @@ def test_forwarded_headers_count_only_from_named_proxies(tmp_path: Path) -> None
         assert same[-1] == 429  # one forwarded client still has its own limit
 
 
+@pytest.mark.processes
 def test_the_hourly_cap_on_confirmation_mail_holds_whatever_the_clients(tmp_path: Path) -> None:
     cfg, port = _setup(tmp_path, {"web": {"trusted_proxies": ["127.0.0.0/8"], "confirmations_per_hour": 5}})
-    with served(cfg, port, _env()) as (base, proc), httpx.Client(base_url=base) as client:
+    with serve_process(cfg, port, digest_env()) as (base, proc), httpx.Client(base_url=base) as client:
         csrf = _csrf(client)
         codes = [_sign_up(client, csrf, f"n{i}@example.org", f"198.51.100.{i}") for i in range(12)]
         assert codes == [200] * 5 + [503] * 7
@@ -170,7 +172,7 @@ def test_the_api_leaves_config_readers_alone_and_refuses_wrong_types(tmp_path: P
     _cli(cfg, "run")
     sent_before = len(read_maildir(tmp_path / "var" / "outbox"))
     with (
-        served(cfg, port, _env(DIGEST_API_TOKEN=API_TOKEN)) as (base, _),
+        web(cfg, port, digest_env(DIGEST_API_TOKEN=API_TOKEN)) as base,
         httpx.Client(base_url=base) as client,
     ):
         url = "/api/subscribers/Ada@Example.org"
@@ -200,7 +202,7 @@ def test_the_api_leaves_config_readers_alone_and_refuses_wrong_types(tmp_path: P
     got = [m for m in read_maildir(tmp_path / "var" / "outbox") if str(m["To"]) == "zoe@example.org"]
     assert len(got) == 1
     with (
-        served(cfg, port, _env(DIGEST_API_TOKEN=API_TOKEN)) as (base, _),
+        web(cfg, port, digest_env(DIGEST_API_TOKEN=API_TOKEN)) as base,
         httpx.Client(base_url=base) as client,
     ):
         erased = client.delete("/api/subscribers/zoe@example.org", params={"erase": "true"}, headers=AUTH)
@@ -224,10 +226,11 @@ def _rss_kib(pid: int) -> int:
     return int(found.group(1))
 
 
+@pytest.mark.processes
 def test_bodies_are_bounded_before_they_are_read(tmp_path: Path) -> None:
     cfg, port = _setup(tmp_path)
     with (
-        served(cfg, port, _env(DIGEST_API_TOKEN=API_TOKEN)) as (base, proc),
+        serve_process(cfg, port, digest_env(DIGEST_API_TOKEN=API_TOKEN)) as (base, proc),
         httpx.Client(base_url=base) as client,
     ):
         big = {"email": "x@example.org", "keywords": "x" * 5_000_000}
@@ -317,6 +320,7 @@ def silent_relay() -> Iterator[int]:
         listener.close()
 
 
+@pytest.mark.processes
 def test_a_stalled_relay_never_slows_a_reader(tmp_path: Path) -> None:
     """45 sign-ups while the relay accepts and never answers: each is answered at once, and a one-click
     unsubscribe and the manage page stay fast (they used to wait behind the sign-ups' SMTP sends)."""
@@ -330,7 +334,10 @@ def test_a_stalled_relay_never_slows_a_reader(tmp_path: Path) -> None:
             },
         )
         _cli(cfg, "subscribers")
-        with served(cfg, port, _env()) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        with (
+            serve_process(cfg, port, digest_env()) as (base, _),
+            httpx.Client(base_url=base, timeout=60) as client,
+        ):
             csrf = _csrf(client)
 
             def sign_up(i: int) -> tuple[int, float]:
@@ -361,13 +368,14 @@ def test_a_stalled_relay_never_slows_a_reader(tmp_path: Path) -> None:
 def _serve(cfg: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [DIGEST, "serve", "--config", str(cfg), *args],
-        env=env or _env(),
+        env=env or digest_env(),
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
+@pytest.mark.processes
 def test_serve_that_cannot_start_says_why_in_one_line_and_exits_2(tmp_path: Path) -> None:
     cfg, port = _setup(tmp_path)
     with socket.socket() as taken:
@@ -396,13 +404,14 @@ def test_serve_that_cannot_start_says_why_in_one_line_and_exits_2(tmp_path: Path
         assert failed.stdout == ""
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_says_it_serves_once_it_does_and_exits_130_on_ctrl_c_0_on_sigterm(
     tmp_path: Path, workers: str
 ) -> None:
     cfg, port = _setup(tmp_path)
     for sig, status in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
-        with served(cfg, port, _env(), "--workers", workers) as (base, proc):
+        with serve_process(cfg, port, digest_env(), "--workers", workers) as (base, proc):
             assert httpx.get(f"{base}/healthz").text == "ok"
             proc.send_signal(sig)
             _, err = proc.communicate(timeout=30)

@@ -49,17 +49,19 @@ def _sent_per_subscriber(db: Path | str) -> Counter[str]:
     return Counter(r[0] for r in rows)
 
 
-def test_workers_deliver_each_subscriber_exactly_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(workers, "CHUNK", 40)  # 300 subscribers: 8 ranges over 2 processes
+@pytest.mark.processes
+def test_workers_deliver_each_subscriber_exactly_once(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, sources=[samples_source()])
     settings = load_settings(cfg)
     with Store.open(settings.database) as store:
         store.readers.add_many(_subscribers(300), NOW)
         steps: list[int] = []
-        report = pipeline.run_once(Services(settings), store, NOW, workers=2, progress=steps.append)
+        report = pipeline.run_once(
+            Services(settings), store, NOW, workers=2, progress=steps.append, range_size=40
+        )
         assert report.status_counts == {Status.SENT: 300}
+        latest = store.runs.latest()
+        assert latest is not None and len(store.runs.ranges(latest)) == 8  # 300 readers, 40 a range
         assert sum(steps) == 300  # the workers' counters, read while they work
         assert report.ok and report.subscribers == ()  # workers send back problems only
         again = pipeline.run_once(Services(settings), store, NOW, workers=2)
@@ -71,10 +73,8 @@ def test_workers_deliver_each_subscriber_exactly_once(
     )
 
 
-def test_workers_give_the_same_messages_as_one_process(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(workers, "CHUNK", 25)
+@pytest.mark.processes
+def test_workers_give_the_same_messages_as_one_process(tmp_path: Path) -> None:
     bodies = {}
     for mode in (1, 2):
         (tmp_path / str(mode)).mkdir()
@@ -82,7 +82,7 @@ def test_workers_give_the_same_messages_as_one_process(
         settings = load_settings(cfg)
         with Store.open(settings.database) as store:
             store.readers.add_many(_subscribers(100), NOW)
-            pipeline.run_once(Services(settings), store, NOW, workers=mode)
+            pipeline.run_once(Services(settings), store, NOW, workers=mode, range_size=25)
         bodies[mode] = {
             f.name: f.read_bytes().split(b"\n\n", 1)[1] for f in (settings.delivery.maildir / "new").iterdir()
         }
@@ -121,8 +121,9 @@ def _rerun_leaves_everyone_one_message(
     assert _sent_per_subscriber(settings.database) == Counter({s.email: 1 for s in _subscribers(n)})
 
 
+@pytest.mark.processes
 def test_a_killed_parallel_run_is_finished_by_the_next_run_once(tmp_path: Path) -> None:
-    n = 2600  # three ranges of workers.CHUNK
+    n = 2600  # three ranges of store.CHUNK
     settings, run, env = _parallel_run(tmp_path, n)
     new = settings.delivery.maildir / "new"
     with subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
@@ -147,6 +148,7 @@ def _workers_of(pid: int) -> list[int]:
     return out
 
 
+@pytest.mark.processes
 def test_a_worker_killed_mid_run_stops_the_run_and_the_next_run_finishes_once(tmp_path: Path) -> None:
     n = 2600
     settings, run, env = _parallel_run(tmp_path, n)

@@ -142,6 +142,7 @@ def run_once(
     progress: Callable[[int], None] | None = None,
     workers: int = 1,
     any_hour: bool = False,
+    range_size: int = CHUNK,
 ) -> RunReport:
     """The job: every reader who is due gets their digest (see ``planning``; with ``any_hour`` every
     reader's hour counts as come). With ``dry_run``, it works on an in-memory copy of the store and sends
@@ -149,7 +150,8 @@ def run_once(
 
     ``progress`` is called with the number of subscribers done after each batch. With ``workers`` > 1
     (and not a dry run), deliveries run in that many processes (see ``workers``), each building its own
-    services from the settings.
+    services from the settings. The day's readers are shared out in ranges of ``range_size`` (a new
+    day's run only: a run joined keeps the ranges it was begun with).
     """
     started = time.perf_counter()
     services.check()  # a missing or bad DKIM key stops the run here, not in each worker process
@@ -162,7 +164,7 @@ def run_once(
         source_reports = tuple(replace(r, last_new=fresh.get(r.name)) for r in source_reports)
         ingested = time.perf_counter()
         if workers > 1 and not dry_run:
-            sharing = _join(services, store, now)
+            sharing = _join(services, store, now, range_size)
             tally = deliver_in_workers(services.settings, sharing, now, workers, progress, any_hour=any_hour)
         else:
             with channel:
@@ -176,15 +178,15 @@ def run_once(
                     tally = deliver_range(context, tally=Tally(), after_batch=progress)
                 else:
                     tally = deliver_claims(
-                        context, _join(services, store, now), tally=Tally(), after_batch=progress
+                        context, _join(services, store, now, range_size), tally=Tally(), after_batch=progress
                     )
     timings = {"ingest": ingested - started, "deliver": time.perf_counter() - ingested}
     return tally.report(now, source_reports, channel.describe(), dry_run, timings)
 
 
-def _join(services: Services, store: Store, now: datetime) -> Sharing:
+def _join(services: Services, store: Store, now: datetime, range_size: int) -> Sharing:
     """This process's part in the day's shared run (joined, or begun: see ``store.runs``)."""
-    run = store.runs.join(services.day(now), now, store.readers.bounds(CHUNK))
+    run = store.runs.join(services.day(now), now, store.readers.bounds(range_size))
     return Sharing(run, owner_name(), services.settings.delivery.claim_lease)
 
 

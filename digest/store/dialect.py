@@ -219,7 +219,11 @@ class Dialect:
                 ) from exc
         target = f"file:{Path(where).resolve()}?mode=ro" if read_only else where
         try:
-            raw = sqlite3.connect(target, isolation_level=None, timeout=30, uri=read_only)
+            # One thread uses a connection at a time; another may close it (the web app closes its
+            # threads' connections when it stops). The module serialises calls on it anyway.
+            raw = sqlite3.connect(
+                target, isolation_level=None, timeout=30, uri=read_only, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise self.error(exc, where) from exc
         raw.row_factory = sqlite3.Row

@@ -101,6 +101,7 @@ def create_app(services: Services) -> Starlette:
             yield
         finally:
             await run_in_threadpool(mailer.close)
+            web.stores.close()
 
     return Starlette(
         lifespan=lifespan,

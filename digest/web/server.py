@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 from uvicorn.supervisors import Multiprocess
 
 from digest.errors import ConfigError, DigestError
@@ -62,8 +63,9 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _options(settings: Settings) -> dict[str, Any]:
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
     trusted = settings.web.trusted_proxies
+    """uvicorn's options for ``digest serve``."""
     return {
         "log_level": "warning",
         "log_config": None,  # uvicorn's lines go through digest's own logging (redacted, one format)
@@ -113,17 +115,23 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve(services: Services, host: str, port: int, workers: int, serving: Callable[[], None]) -> int:
-    """Serve the web app until stopped (see the module's docstring); the exit status, or a DigestError."""
+def start(services: Services, host: str, port: int) -> tuple[Starlette, socket.socket]:
+    """What ``digest serve`` does before it serves: the app built (its keys checked), the database opened
+    (and migrated), the address bound; a DigestError naming the setting or option otherwise."""
     from digest.web.app import create_app
 
-    settings = services.settings
-    app = create_app(services)  # the keys are checked here
-    with services.open_store():  # the database answers (and is migrated) before anything listens
+    app = create_app(services)
+    with services.open_store():
         pass
-    sock = listen(host, port)
+    return app, listen(host, port)
+
+
+def serve(services: Services, host: str, port: int, workers: int, serving: Callable[[], None]) -> int:
+    """Serve the web app until stopped (see the module's docstring); the exit status, or a DigestError."""
+    settings = services.settings
+    app, sock = start(services, host, port)
     if workers == 1:
-        server = _Server(uvicorn.Config(app, **_options(settings)), serving)
+        server = _Server(uvicorn.Config(app, **uvicorn_options(settings)), serving)
         previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         try:
             server.run(sockets=[sock])
@@ -141,7 +149,7 @@ def serve(services: Services, host: str, port: int, workers: int, serving: Calla
     assert settings.config_path is not None
     os.environ["DIGEST_CONFIG"] = str(Path(settings.config_path))
     config = uvicorn.Config(
-        "digest.web:app_from_environment", factory=True, workers=workers, **_options(settings)
+        "digest.web:app_from_environment", factory=True, workers=workers, **uvicorn_options(settings)
     )
     supervisor = _Workers(config, [sock], serving)
     supervisor.run()

@@ -4,7 +4,7 @@ The web app's blocking work runs in a pool of threads (Starlette's ``run_in_thre
 keeps its own SQLite connection (SQLite connections are not shared across threads), opened and checked at
 its first request. The first connection opens (and if needed upgrades) the database; later ones find it
 ready. Writes from several threads, and from a ``digest run`` beside the app, wait for each other through
-SQLite's busy timeout.
+SQLite's busy timeout. When the app stops, every connection is closed.
 """
 
 from __future__ import annotations
@@ -34,13 +34,25 @@ class ThreadStores:
     def __init__(self, path: Path | str) -> None:
         self.path = path
         self.local = threading.local()
+        self.opened: set[Store] = set()
+        self.lock = threading.Lock()
 
     @contextmanager
     def get(self) -> Iterator[Store]:
         store: Store | None = getattr(self.local, "store", None)
         if store is None:
             store = self.local.store = Store.open(self.path)
+            with self.lock:
+                self.opened.add(store)
         yield store
+
+    def close(self) -> None:
+        """Close every thread's connection (the app stops; its threads may outlive it)."""
+        with self.lock:
+            stores, self.opened = self.opened, set()
+        for store in stores:
+            with contextlib.suppress(Exception):
+                store.close()
 
     def healthy(self) -> str | None:
         """None if this thread's connection answers a query on the schema; else why not, after dropping the
@@ -54,6 +66,8 @@ class ThreadStores:
             broken: Store | None = getattr(self.local, "store", None)
             self.local.store = None
             if broken is not None:
+                with self.lock:
+                    self.opened.discard(broken)
                 with contextlib.suppress(Exception):
                     broken.close()
             return failed.message
