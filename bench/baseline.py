@@ -1,4 +1,4 @@
-"""The straightforward daily pipeline, kept as the yardstick for ``run_day.py`` (#6).
+"""The straightforward daily pipeline, kept as the yardstick for ``run_day.py``.
 
 What one-file digest scripts do, built from the same packages and templates as digest: per subscriber,
 read what they were already sent, search every keyword as a regex in every paper, rank, build the template

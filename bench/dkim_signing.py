@@ -1,4 +1,4 @@
-"""What a DKIM signature costs per email (#17): dkimpy signing real rendered digests, beside the rendering.
+"""What a DKIM signature costs per email: dkimpy signing real rendered digests, beside the rendering.
 
     .venv/bin/python bench/dkim_signing.py          # 300 digests
     .venv/bin/python bench/dkim_signing.py 1000

@@ -1,4 +1,4 @@
-"""How a Maildir batch is made durable (#13 point 4): what each way costs per message.
+"""How a Maildir batch is made durable: what each way costs per message.
 
     .venv/bin/python bench/fsync.py [--batches 20] [--size 57000]
 
@@ -6,7 +6,7 @@ Writes batches of 256 messages (the run's batch) of ``--size`` bytes each into a
 ``MaildirTransport`` does (tmp/, then a rename into new/), and makes each batch durable:
 
 - ``os.sync()``: one call per batch, but it flushes every file system of the machine (what digest did
-  before #13; a side effect on the host);
+  once; a side effect on the host);
 - ``fsync`` of each file, one after another, then of ``new/``;
 - ``fsync`` of each file from 16 threads, then of ``new/`` (the file system folds concurrent syncs into
   shared journal commits);
@@ -114,7 +114,7 @@ def main() -> None:
     print("| way | write ms per batch | flush ms per batch | both, ms per message |")
     print("| --- | ---: | ---: | ---: |")
     ways: list[tuple[str, Callable[[str, list[str]], None], Callable[[str], None] | None]] = [
-        ("os.sync() once per batch (before #13)", machine_sync, None),
+        ("os.sync() once per batch", machine_sync, None),
         ("fsync each file in turn, then the folder", serial_fsync, None),
         ("fsync each file from 16 threads at the end, then the folder", threaded_fsync, None),
         ("fsync each file in the background as written, wait at the end (digest)", wait_fsyncs, begin_fsync),

@@ -1,4 +1,4 @@
-"""Does SMTP PIPELINING earn its place? (#13 point 10)
+"""Does SMTP PIPELINING earn its place?
 
     .venv/bin/python bench/pipelining.py [--messages 100] [--delay 0.02]
 

@@ -1,4 +1,4 @@
-"""The daily run on PostgreSQL against SQLite, and several hosts sharing one day (#16), on this machine.
+"""The daily run on PostgreSQL against SQLite, and several hosts sharing one day, on this machine.
 
     .venv/bin/python bench/postgresql.py [--subscribers 100000] [--workers 2] [--shared 200000]
 
@@ -150,7 +150,7 @@ def main() -> None:
                 f"| {r.rss_sum / 2**20:,.0f} |"
             )
         ratio = postgresql.seconds / sqlite.seconds
-        print(f"\nPostgreSQL / SQLite: {ratio:.2f}x (target of #16: at most 1.3x)", flush=True)
+        print(f"\nPostgreSQL / SQLite: {ratio:.2f}x (target: at most 1.3x)", flush=True)
         if args.shared:
             shared_table(database, args.shared)
     finally:

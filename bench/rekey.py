@@ -1,4 +1,4 @@
-"""What the upgrade to schema 12 costs (#24): every stored address re-keyed as its mailbox key, once.
+"""What the upgrade to schema 12 costs: every stored address re-keyed as its mailbox key, once.
 
     cd bench && ../.venv/bin/python rekey.py              # 100,000 readers on SQLite, and on PostgreSQL
     cd bench && ../.venv/bin/python rekey.py --quick      # 10,000 readers

@@ -1,4 +1,4 @@
-"""How well profiles find a topic's papers (#15), on the labelled seed papers.
+"""How well profiles find a topic's papers, on the labelled seed papers.
 
     .venv/bin/python bench/relevance.py [--model tfidf|NAME-OR-PATH] [--labels ../shared/relevance/labels.json]
 

@@ -1,4 +1,4 @@
-"""The whole daily run at scale (#6): real ``digest run`` processes, timed end to end, beside the baseline.
+"""The whole daily run at scale: real ``digest run`` processes, timed end to end, beside the baseline.
 
     make bench                                   # the full table (a few minutes; ~12 GB of mail, deleted)
     .venv/bin/python bench/run_day.py --quick    # 1,000 and 10,000 subscribers only

@@ -1,4 +1,4 @@
-"""What a ``digest schedule`` wake costs when it finds nobody due (#17), at 100,000 readers.
+"""What a ``digest schedule`` wake costs when it finds nobody due, at 100,000 readers.
 
     cd bench && ../.venv/bin/python schedule_wake.py            # 10,000 and 100,000 readers
     cd bench && ../.venv/bin/python schedule_wake.py --quick    # 10,000 only

@@ -1,4 +1,4 @@
-"""`digest serve` under load (#14): manage pages with their live preview, and one-click unsubscribes,
+"""`digest serve` under load: manage pages with their live preview, and one-click unsubscribes,
 alone and beside a 100,000-subscriber `digest run` on the same database.
 
     .venv/bin/python bench/web.py [--subscribers 20000] [--seconds 8] [--clients 50] [--workers 2]

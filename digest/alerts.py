@@ -1,4 +1,4 @@
-"""The operator's alert (#17): one email when a source keeps failing or stops bringing papers on weekdays.
+"""The operator's alert: one email when a source keeps failing or stops bringing papers on weekdays.
 
 "Why didn't I get an email today?" is most often a source: a feed that moved, a capture that stopped
 being refreshed. With ``[alerts] to`` set, each run that reads the sources looks at each one:

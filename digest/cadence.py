@@ -1,4 +1,4 @@
-"""When a reader's digest is due (#17): their time zone, hour and cadence, as pure functions of ``now``.
+"""When a reader's digest is due: their time zone, hour and cadence, as pure functions of ``now``.
 
 A reader's *period* is what one digest covers, named by its *key*, the local date it opens on:
 

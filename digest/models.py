@@ -1,7 +1,8 @@
 """The values that flow through a run: frozen dataclasses, no I/O.
 
-Papers come out of ``sources``, are kept by ``store``, picked by ``select`` into ``Match``es, grouped into a
-``Digest`` per subscriber by ``pipeline``, rendered by ``render``; every step adds to a ``RunReport``.
+Papers come out of ``sources``, are kept by ``store``, picked by ``selection`` into ``Match``es, grouped
+into a ``Digest`` per subscriber by ``run.planning``, composed and sent by a channel (``run.channel``; the
+email channel renders with ``email.render``); every step adds to a ``RunReport``.
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ class Profile:
     max_papers: int = DEFAULT_MAX_PAPERS
     about: str = ""
     seeds: tuple[str, ...] = ()
-    # When (#17, see ``cadence``): an IANA zone, a local "HH:MM", and "daily", "weekdays" or "weekly:<day>";
+    # When (see ``cadence``): an IANA zone, a local "HH:MM", and "daily", "weekdays" or "weekly:<day>";
     # empty follows the operator's settings.
     timezone: str = ""
     send_at: str = ""
@@ -288,8 +289,8 @@ class Digest:
 class SourceReport:
     """One source in a run. ``skipped``: entries left out (revisions, unreadable ones); ``clamped``: papers
     kept with a field cut or clamped; ``internal``: the failure was a bug in digest, not the source's;
-    ``shared``: a run on another host read it just now, so this run did not (PostgreSQL, #16);
-    ``last_new``: when it last brought a new paper, this run or an earlier one (#17: "why no email today?")."""
+    ``shared``: a run on another host read it just now, so this run did not (PostgreSQL);
+    ``last_new``: when it last brought a new paper, this run or an earlier one ("why no email today?")."""
 
     name: str
     kind: str

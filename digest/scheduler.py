@@ -1,6 +1,6 @@
 """``digest schedule``: the job under APScheduler, for hosts without cron.
 
-Readers have their own hours and time zones (#17, see ``cadence``), so the scheduler does not fire once a
+Readers have their own hours and time zones (see ``cadence``), so the scheduler does not fire once a
 day: it wakes every ``[schedule] every`` minutes and asks who is due (``planning.due_now``, no selection).
 It runs the job (read the sources, plan, send) only when that is worth it:
 
@@ -28,6 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from digest.errors import DigestError
+from digest.models import Status
 from digest.run import pipeline
 from digest.run.planning import due_now
 from digest.run.runlock import database_lock
@@ -77,7 +78,7 @@ class Waker:
             log.error("scheduled run could not run: %s", exc)
             return 2
         self.last_run = now
-        sent = report.status_counts.get("sent", 0)
+        sent = report.status_counts.get(Status.SENT, 0)
         problems = [s.error for s in report.sources if s.error] + [
             s.error for s in report.subscribers if s.error
         ]

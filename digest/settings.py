@@ -164,7 +164,7 @@ TABLE_SECRETS = (
 
 
 class ScheduleConfig(_Strict):
-    """``[schedule]``: how ``digest schedule`` wakes (#17). Each wake sends to the readers whose hour has
+    """``[schedule]``: how ``digest schedule`` wakes. Each wake sends to the readers whose hour has
     come (see ``cadence``); it runs (reads the sources, plans, sends) only when someone's period opened
     since the last run, a reader is new or a message waits to be sent again, and else at most every
     ``recheck`` minutes while readers with nothing new yet are in their period (papers that come late)."""
@@ -174,7 +174,7 @@ class ScheduleConfig(_Strict):
 
 
 class AlertsConfig(_Strict):
-    """``[alerts]`` (#17, see ``alerts``): with ``to``, one email when a source fails ``after`` reads in a
+    """``[alerts]`` (see ``alerts``): with ``to``, one email when a source fails ``after`` reads in a
     row or brings no new paper for ``after`` weekdays, and one when it recovers."""
 
     to: str | None = None
@@ -187,7 +187,7 @@ class AlertsConfig(_Strict):
 
 
 class BouncesConfig(_Strict):
-    # Returned mail (#17). With an address, each digest's envelope sender is address+TAG@domain (VERP:
+    # Returned mail. With an address, each digest's envelope sender is address+TAG@domain (VERP:
     # the relay returns bounces there; TAG is signed with DIGEST_SECRET_KEY); `digest bounces` reads the
     # Maildir the bounce address delivers into.
     address: str | None = None
@@ -205,7 +205,7 @@ class BouncesConfig(_Strict):
 
 
 class DkimConfig(_Strict):
-    # DKIM signing (#17): on when a selector is set. The key only from the environment
+    # DKIM signing: on when a selector is set. The key only from the environment
     # (DIGEST_DKIM__PRIVATE_KEY, PEM; in .env on one line with \n escapes); the domain defaults to the
     # sender's. Publish the public key at SELECTOR._domainkey.DOMAIN (see the README).
     selector: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -248,11 +248,11 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    # A SQLite file (the default), or a PostgreSQL URL (#16) whose password comes from the environment
+    # A SQLite file (the default), or a PostgreSQL URL whose password comes from the environment
     # (libpq's PGPASSWORD or ~/.pgpass), never from the config.
     database: Path | str = Path("var/digest.sqlite3")
     lookback_days: int = Field(default=7, ge=1, le=365)
-    # When readers get their digest unless they chose otherwise (#17, see ``cadence``): local send_at in
+    # When readers get their digest unless they chose otherwise (see ``cadence``): local send_at in
     # timezone, and "daily", "weekdays" or "weekly:<day>".
     send_at: time = time(7, 0)
     timezone: str = "UTC"

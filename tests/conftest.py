@@ -431,7 +431,7 @@ def hostile_server() -> Iterator[HostileServer]:
         yield state
 
 
-# -- PostgreSQL (#16): a throwaway cluster for the session ---------------------------------------------------
+# -- PostgreSQL: a throwaway cluster for the session ---------------------------------------------------
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -513,7 +513,7 @@ def postgres_database(postgres_url: str) -> str:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Where a store lives, once per backend: a SQLite file, and a PostgreSQL database (#16)."""
+    """Where a store lives, once per backend: a SQLite file, and a PostgreSQL database."""
     if request.param == "postgresql":
         return str(request.getfixturevalue("postgres_database"))
     return str(tmp_path / "state" / "digest.sqlite3")

@@ -1,4 +1,4 @@
-"""#17 point 5: the operator gets one email when a source keeps failing or goes stale on weekdays, one when it
+"""The operator gets one email when a source keeps failing or goes stale on weekdays, one when it
 recovers, and none while nothing changes; through the real pipeline into a real Maildir (and over SMTP)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""#13: dependencies point one way (docs/architecture.md draws the layers), and the import graph has no cycle."""
+"""Dependencies point one way (docs/architecture.md draws the layers), and the import graph has no cycle."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""#17: returned mail. Digests go out over a real SMTP server with a signed VERP return path per subscriber;
+"""Returned mail. Digests go out over a real SMTP server with a signed VERP return path per subscriber;
 then a Maildir of returned mail (a Postfix DSN, an Exim bounce, an ARF complaint, a soft bounce, a forged
 bounce, an auto-reply) is read by `digest bounces`: the right subscribers are suspended, every message is
 moved aside and never read twice, and the next run skips the suspended."""

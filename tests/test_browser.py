@@ -1,4 +1,4 @@
-"""#5: the email looked at in a real headless Chromium (Debian's package; `.ci/run` installs it).
+"""The email looked at in a real headless Chromium (Debian's package; `.ci/run` installs it).
 
 Chromium loads the HTML part as a mail client's web view would. A small probe script, added to a copy of
 the page by the test (never by digest), records what the browser saw: how wide the page is, whether any

@@ -1,4 +1,4 @@
-"""#17 point 1-2: each reader's own time zone, hour and cadence; one digest per period; quiet days.
+"""Each reader's own time zone, hour and cadence; one digest per period; quiet days.
 
 The runs below go through the real pipeline on a real SQLite file, every half hour for days on end, with a
 listing that brings new papers every few hours, and count what each reader was sent and when.

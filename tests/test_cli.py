@@ -1,4 +1,4 @@
-"""#2 points 8, 9, 10: the `digest` command, its exit codes, its config handling, its report."""
+"""The `digest` command, its exit codes, its config handling, its report."""
 
 from __future__ import annotations
 

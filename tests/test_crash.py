@@ -1,4 +1,4 @@
-"""#4: ``kill -9`` of a real ``digest run`` mid-delivery, and two runs started together.
+"""``kill -9`` of a real ``digest run`` mid-delivery, and two runs started together.
 
 A 200-subscriber run sends to a real aiosmtpd server that stores each message and then takes a moment to
 answer, so a kill lands while a message is accepted at the server but not yet recorded by digest: the one
@@ -227,7 +227,7 @@ def test_two_runs_started_together_never_both_send(
 def test_ctrl_c_stops_cleanly_with_130_and_the_rerun_delivers_everything_once(
     tmp_path: Path, slow_server: tuple[int, SlowHandler]
 ) -> None:
-    """#12 class 7: SIGINT mid-run is an exit of its own (130), with a sentence instead of a traceback; what
+    """SIGINT mid-run is an exit of its own (130), with a sentence instead of a traceback; what
     was begun is sent again by the next run, so nothing is lost."""
     port, handler = slow_server
     cfg = _config(tmp_path, port)

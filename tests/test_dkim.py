@@ -1,4 +1,4 @@
-"""#17: DKIM signatures, verified by dkimpy's verifier against the public key, on the bytes as stored in the
+"""DKIM signatures, verified by dkimpy's verifier against the public key, on the bytes as stored in the
 Maildir and as received by a real SMTP server."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""#5: the email itself: golden files, headers as sent, the size budget, CSS inlined once.
+"""The email itself: golden files, headers as sent, the size budget, CSS inlined once.
 
 Golden files live in tests/golden/. After an intended change to the templates, regenerate them with
 ``DIGEST_UPDATE_GOLDEN=1 make test`` and review the diff like code.

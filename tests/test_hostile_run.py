@@ -1,4 +1,4 @@
-"""#12 classes 3 to 7, 9 and 10: headers, the terminal, operator mistakes, another application's database,
+"""Headers, the terminal, operator mistakes, another application's database,
 exit codes, internationalised addresses and honest reports; real `digest` processes, real files, a real
 aiosmtpd server, and real permission denials.
 

@@ -1,4 +1,4 @@
-"""#12 classes 1, 2, 8 and 11: hostile servers and listings, against a real HTTP server on 127.0.0.1.
+"""Hostile servers and listings, against a real HTTP server on 127.0.0.1.
 
 A URL source is bounded in time and memory whatever the server does; one bad paper never costs the others;
 credentials in a source URL never print; a file that is not a listing is refused as such.

@@ -1,4 +1,4 @@
-"""#3: every matching rule, as a table over real seed titles and abstracts (plus a few written texts)."""
+"""Every matching rule, as a table over real seed titles and abstracts (plus a few written texts)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""#17: ``/metrics`` on a real `digest serve`, after a real run, parsed with Prometheus' own parser."""
+"""``/metrics`` from the web app on a real socket, after a real run, parsed with Prometheus' own parser."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""#16: several hosts share one day's run on PostgreSQL, and one of them is killed (``kill -9``) mid-run.
+"""Several hosts share one day's run on PostgreSQL, and one of them is killed (``kill -9``) mid-run.
 
 Three `digest run` processes (each its own connection, as three hosts would have) on 5,000 subscribers,
 sending over SMTP to a real aiosmtpd server, with a source read over real HTTP. One process is killed at one

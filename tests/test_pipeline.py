@@ -1,4 +1,4 @@
-"""#2 points 1, 3, 4, 6, 7: the run end to end on real files, a real HTTP server and a real SMTP server."""
+"""The run end to end on real files, a real HTTP server and a real SMTP server."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ _opened: list[Store] = []
 
 @pytest.fixture(autouse=True, params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Every test here runs on both backends (#16): on PostgreSQL, DIGEST_DATABASE (the environment beats
+    """Every test here runs on both backends: on PostgreSQL, DIGEST_DATABASE (the environment beats
     the config file) points the run at a fresh database of the test session's cluster."""
     if request.param == "postgresql":
         monkeypatch.setenv("DIGEST_DATABASE", request.getfixturevalue("postgres_database"))

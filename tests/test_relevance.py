@@ -1,4 +1,4 @@
-"""#15: profiles with meaning (a description, seed papers), feedback, and the hybrid ranking.
+"""Profiles with meaning (a description, seed papers), feedback, and the hybrid ranking.
 
 Selection on the 375 seed papers with the real index; the CLI, a real `digest run` into a Maildir and a
 real `digest serve` for the signed feedback links.

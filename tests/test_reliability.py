@@ -1,4 +1,4 @@
-"""#4: SMTP faults against a real aiosmtpd server on 127.0.0.1 whose handler misbehaves on cue.
+"""SMTP faults against a real aiosmtpd server on 127.0.0.1 whose handler misbehaves on cue.
 
 Every test counts what each recipient received at the server, not what the client believes it sent.
 """
@@ -224,7 +224,7 @@ def test_a_550_fails_that_recipient_only_and_three_in_a_row_mark_it_bouncing(
 def test_a_refusal_of_our_own_message_never_counts_towards_bouncing(
     tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler], stage: str, reply: str
 ) -> None:
-    """#12 class 3: a server that refuses the message itself (its size, a header) says nothing about the
+    """A server that refuses the message itself (its size, a header) says nothing about the
     address; however often it happens, the subscriber is not marked bouncing."""
     port, handler = server
     settings = _settings(tmp_path, port)
@@ -240,7 +240,7 @@ def test_a_refusal_of_our_own_message_never_counts_towards_bouncing(
 def test_a_subscriber_refused_earlier_today_is_reported_as_failed_not_nothing_new(
     tmp_path: Path, now: datetime, server: tuple[int, ScriptedHandler]
 ) -> None:
-    """#12 class 10: a second run the same day does not hammer the address again, and says why."""
+    """A second run the same day does not hammer the address again, and says why."""
     port, handler = server
     settings = _settings(tmp_path, port)
     handler.refuse["bob@example.org"] = "550 5.1.1 no such user"

@@ -1,4 +1,4 @@
-"""#2 point 5: the rendered message: headers, escaping, inlined CSS, a real text part."""
+"""The rendered message: headers, escaping, inlined CSS, a real text part."""
 
 from __future__ import annotations
 

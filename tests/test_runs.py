@@ -1,4 +1,4 @@
-"""#16: runs that share a day's work through claims in the database (``digest.store.runs``), on both
+"""Runs that share a day's work through claims in the database (``digest.store.runs``), on both
 backends; and, on PostgreSQL, what makes several hosts safe: membership, sessions that die, ingest once."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""#2 point 8, #17: `digest schedule` wakes every few minutes, runs only when someone is due, shares the lock."""
+"""`digest schedule` wakes every few minutes, runs only when someone is due, shares the lock."""
 
 from __future__ import annotations
 

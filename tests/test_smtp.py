@@ -1,4 +1,4 @@
-"""#2 point 6: SMTP delivery with verified TLS and AUTH, against a real aiosmtpd server on 127.0.0.1."""
+"""SMTP delivery with verified TLS and AUTH, against a real aiosmtpd server on 127.0.0.1."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""#2 point 1: snapshot, feed and hf-json sources, files and URLs (a real local HTTP server)."""
+"""Snapshot, feed and hf-json sources, files and URLs (a real local HTTP server)."""
 
 from __future__ import annotations
 

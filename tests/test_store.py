@@ -1,4 +1,4 @@
-"""#2 point 2: the store, on real files (and, #16, a real PostgreSQL database): one paper per identity,
+"""The store, on real files (and a real PostgreSQL database): one paper per identity,
 sent records, schema versions."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from digest.store import SCHEMA_VERSION, NewMessage, Store
 
 @pytest.fixture
 def store(store_location: str) -> Iterator[Store]:
-    """The store on each backend: the tests that take it run on SQLite and on PostgreSQL (#16)."""
+    """The store on each backend: the tests that take it run on SQLite and on PostgreSQL."""
     s = Store.open(store_location)
     yield s
     s.close()
@@ -222,7 +222,7 @@ def test_rate_limits_count_per_key_within_their_window(tmp_path: Path) -> None:
 
 
 def test_figures_count_what_an_operator_watches(store: Store, now: datetime) -> None:
-    """#17: the counts behind /metrics, on both backends."""
+    """The counts behind /metrics, on both backends."""
     store.papers.ingest([Paper("Scaling Laws for Precision", "A.", source="hf")], now)
     store.papers.ingest(
         [Paper("Large Language Diffusion Models", "A.", source="arxiv")], now + timedelta(hours=1)
@@ -274,7 +274,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(tmp_path: Path
 
 
 def test_source_health_counts_failed_reads_and_keeps_the_alerted_state(store: Store, now: datetime) -> None:
-    """#17: the alerts' memory, on both backends."""
+    """The alerts' memory, on both backends."""
     store.papers.ingest([Paper("A", "x", source="feed")], now)
     assert store.health.sources(["feed", "other"]) == [
         SourceHealth("feed", 0, None, now.isoformat(), None),

@@ -1,4 +1,4 @@
-"""#16, first part: the store's migrations on a real PostgreSQL cluster (started by the test session).
+"""The store's migrations on a real PostgreSQL cluster (started by the test session).
 
 The schema is written once (``digest.store.schema``) and rewritten for PostgreSQL where the dialects
 differ; these tests check that every migration applies there, that it gives the same tables and columns

@@ -1,4 +1,4 @@
-"""#14 (first part): signed unsubscribe links answered by a real `digest serve` on 127.0.0.1.
+"""Signed unsubscribe links answered by the web app on a real socket at 127.0.0.1 (uvicorn, as `digest serve`).
 
 A digest's List-Unsubscribe URL is followed as a mail scanner does (GET: nothing changes) and as a mailbox
 provider does (RFC 8058 POST, no cookies: unsubscribed at once); forged, altered, other-key and

@@ -1,4 +1,4 @@
-"""#14: the manage page in a real browser (Debian's chromium, driven by Selenium through chromium-driver)
+"""The manage page in a real browser (Debian's chromium, driven by Selenium through chromium-driver)
 against a real `digest serve`: the preview follows what the reader types, without a reload, under the CSP.
 """
 
@@ -100,7 +100,7 @@ def test_the_preview_follows_typing_and_saving_works(tmp_path: Path, browser: An
 
 
 def test_a_reader_subscribes_tunes_and_leaves_in_a_real_browser(tmp_path: Path, browser: Any) -> None:
-    """The whole reader's journey (#14): sign up in the browser, the confirmation email arrives in the
+    """The whole reader's journey: sign up in the browser, the confirmation email arrives in the
     Maildir, follow it, change the topics and watch the preview follow, `digest run` sends those topics,
     a mailbox provider's one-click POST (no browser, no cookie) unsubscribes, the next run sends nothing."""
     from selenium.webdriver.common.by import By

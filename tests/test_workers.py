@@ -1,4 +1,4 @@
-"""#6: deliveries in worker processes; progress reporting.
+"""Deliveries in worker processes; progress reporting.
 
 Real processes (spawned), a real SQLite file and a real Maildir: every subscriber gets exactly one
 message, the ledger agrees, a second run sends nothing, and a run killed with ``kill -9`` while its workers

@@ -1,4 +1,4 @@
-"""Returned mail (#17): a per-subscriber VERP return path, and reading what comes back to it.
+"""Returned mail: a per-subscriber VERP return path, and reading what comes back to it.
 
 Relays report most failures later, as bounce messages, not as SMTP replies. With ``[bounces] address`` set,
 every digest's envelope sender (its Return-Path) is ``bounces+TAG@domain``, where TAG names the

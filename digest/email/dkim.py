@@ -1,4 +1,4 @@
-"""DKIM signatures (RFC 6376) on every email digest sends, with dkimpy (#17).
+"""DKIM signatures (RFC 6376) on every email digest sends, with dkimpy.
 
 Most relays sign what they pass on; when yours does not (or you send straight to the recipients' servers),
 set ``[dkim] selector`` and ``DIGEST_DKIM__PRIVATE_KEY`` and each message gets a ``DKIM-Signature``

@@ -1,11 +1,11 @@
 """A digest's bytes on the wire: one fixed multipart/alternative shape, assembled directly.
 
-The email package's generic ``EmailMessage`` costs about 1.5 ms per digest to build and serialise (header
-objects, policy folding, a generator walking the tree); a run of 100,000 digests spent a quarter of its
-time there. Every digest has the same shape (headers, a text part, an HTML part), so this module writes
-it with the standard library's encoders: ``email.header.Header`` for non-ASCII header words (RFC 2047),
-``email.utils.formataddr`` for addresses, ``binascii.b2a_qp`` for quoted-printable bodies. The tests
-parse every shape back with the email package (golden files, headers, hostile input).
+The email package's generic ``EmailMessage`` is slow to build and serialise (header objects, policy folding, a
+generator walking the tree): a large run spent much of its time there (docs/benchmarks.md). Every digest has
+the same shape (headers, a text part, an HTML part), so this module writes it with the standard library's
+encoders: ``email.header.Header`` for non-ASCII header words (RFC 2047), ``email.utils.formataddr`` for
+addresses, ``binascii.b2a_qp`` for quoted-printable bodies. The tests parse every shape back with the email
+package (golden files, headers, hostile input).
 
 Lines end in LF, as a Maildir stores them (smtplib turns them into CRLF on the wire); headers are
 folded at 998 and never turned into encoded-words unless they hold non-ASCII text; bodies are

@@ -198,7 +198,7 @@ def preinline_template(source: str) -> str | None:
 
     Inlining styles is the same work for every email, so it is done once per run: each Jinja tag is
     swapped for a plain word, premailer inlines the page, and the tags are put back. Per email only Jinja
-    runs (premailer per email costs ~5 ms, most of the render). A template whose tags premailer would move
+    runs (premailer per email was most of a render's cost; docs/benchmarks.md). A template whose tags premailer would move
     or drop (a tag inside an element's attribute list, say) is refused here and inlined per email instead.
 
     >>> preinline_template('<html><head><style>p { color: red }</style></head><body><p>{{ x }}</p></body></html>')

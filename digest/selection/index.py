@@ -190,7 +190,7 @@ class PaperIndex:
         return self.space.embed([f"{paper.title}. {paper.abstract}"])[0]
 
     def embed_abouts(self, abouts: Iterable[str]) -> None:
-        """Place descriptions in the space in one call (a batch's worth: one call per text costs ~10x)."""
+        """Place descriptions in the space in one call (a batch's worth: one call per text costs many times more)."""
         new = list(dict.fromkeys(a for a in abouts if a.strip() and a not in self._abouts))
         if len(self._abouts) + len(new) > CACHE_MAX:  # bounded: a run of 100,000 distinct profiles stays flat
             self._abouts.clear()

@@ -1,4 +1,4 @@
-"""Meaning, beside keywords (#15): papers placed in a vector space, profiles as a point in it.
+"""Meaning, beside keywords: papers placed in a vector space, profiles as a point in it.
 
 A reader may say what they want in words (``about``) or by example (``seeds``, and "more like this" /
 "less like this" feedback). Both become one *taste*: the mean of the unit vectors of the description and of
@@ -11,7 +11,7 @@ The space is pluggable (``TextModel``):
   English stop words out, sublinear term frequency), reduced to ``dims`` dimensions by a truncated SVD
   (latent semantic analysis), fitted on the run's candidate papers. The reduction is what lets "grounding
   answers in retrieved documents" land near "RAG": words that occur in the same papers share dimensions.
-  Fitted once per run (or per worker), never per subscriber: 375 papers take ~0.3 s, 5,000 a few seconds.
+  Fitted once per run (or per worker), never per subscriber: a day's papers take a moment, not a reader's share.
 - ``SentenceModel``: a sentence-transformers model by name or local path (e.g. all-MiniLM-L6-v2); each
   paper is embedded once, tastes once per distinct profile.
 

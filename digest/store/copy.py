@@ -1,4 +1,4 @@
-"""Copying a whole store into another (``digest migrate-store``, #16): SQLite into PostgreSQL.
+"""Copying a whole store into another (``digest migrate-store``): SQLite into PostgreSQL.
 
 Every table, in an order that keeps foreign keys satisfied, row for row with the same ids (papers' refs and
 messages' ids are what the sent records and the outbox point at), in one transaction on the target: a

@@ -1,4 +1,4 @@
-"""What an operator watches (#17): the counts behind ``/metrics``, read in a few small queries.
+"""What an operator watches: the counts behind ``/metrics``, read in a few small queries.
 
 Each query is bounded by an index or by a small table, so a scrape every 15 seconds costs little however
 long the history grows: subscribers by state (one pass over the subscribers), the outbox rows still in

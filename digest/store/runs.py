@@ -1,4 +1,4 @@
-"""Runs that share one day's work (#16): the subscribers cut into ranges that processes claim in the database.
+"""Runs that share one day's work: the subscribers cut into ranges that processes claim in the database.
 
 A ``digest run`` *joins* the open run of the day when another process is still in it, and otherwise
 begins a new one whose ranges cover every subscriber (``CHUNK`` addresses each, in address order). Every

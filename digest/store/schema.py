@@ -92,7 +92,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX rate_events_key ON rate_events (key, at);
     CREATE INDEX rate_events_at ON rate_events (at);
     """,
-    # 3 -> 4: meaning (#15). A profile's description and seed papers (arXiv ids or exact titles, JSON), and
+    # 3 -> 4: meaning. A profile's description and seed papers (arXiv ids or exact titles, JSON), and
     # the reader's "more / less like this" per paper: one opinion per reader and paper, the latest wins.
     """
     ALTER TABLE subscribers ADD COLUMN about TEXT NOT NULL DEFAULT '';
@@ -115,7 +115,7 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (pid, model)
     ) WITHOUT ROWID;
     """,
-    # 5 -> 6: runs that share a day's work (#16, see ``runs``). A run's subscribers are cut into ranges
+    # 5 -> 6: runs that share a day's work (see ``runs``). A run's subscribers are cut into ranges
     # that processes (on any host) claim with a lease; ``owner_pid`` is the PostgreSQL session that holds
     # the claim, so a killed host's range is taken over at once. ``ingests`` counts the reads of the
     # sources, so hosts started together read them once. Times are the database's clock, in seconds.
@@ -147,16 +147,16 @@ MIGRATIONS: list[str] = [
     """,
     # 6 -> 7: the sent records by message. Deleting a message row (a reader's "delete me") makes the
     # foreign-key check look for sent records that point at it; without this index that was a scan of
-    # every sent record per message (36.7 ms per one-message reader at 363,000 records, growing with both).
+    # every sent record per message, growing with both.
     """
     CREATE INDEX sent_message ON sent (message);
     """,
-    # 7 -> 8: a day's messages by status, for /metrics (#17): a scrape counts the latest day's digests
+    # 7 -> 8: a day's messages by status, for /metrics: a scrape counts the latest day's digests
     # through this index instead of reading the whole outbox.
     """
     CREATE INDEX messages_day ON messages (digest_date, status);
     """,
-    # 8 -> 9: returned mail (#17). Soft bounces (a full mailbox, a greylisting that gave up) are counted
+    # 8 -> 9: returned mail. Soft bounces (a full mailbox, a greylisting that gave up) are counted
     # apart from refused sends, since a later accepted send says nothing about whether mail arrives: a
     # count that starts again when the last soft bounce is a week old (Mailman's rule, see record_bounce).
     """
@@ -164,7 +164,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE subscribers ADD COLUMN last_soft_bounce TEXT;
     ALTER TABLE subscribers ADD COLUMN bounce_reason TEXT;
     """,
-    # 9 -> 10: each reader's own time zone, hour and cadence (#17, see ``cadence``); '' follows the
+    # 9 -> 10: each reader's own time zone, hour and cadence (see ``cadence``); '' follows the
     # operator's settings, so existing readers keep the schedule they had.
     """
     ALTER TABLE subscribers ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
@@ -172,7 +172,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE subscribers ADD COLUMN cadence TEXT NOT NULL DEFAULT '';
     """,
     # 10 -> 11: each source's consecutive failed reads and the state the operator was last alerted about
-    # (#17, see ``alerts``), kept across runs and hosts.
+    # (see ``alerts``), kept across runs and hosts.
     """
     CREATE TABLE source_health (
         source     TEXT PRIMARY KEY,
@@ -287,7 +287,7 @@ class _Rekey:
         self.tx.execute(f"UPDATE {table} SET email = r.new FROM rekey r WHERE {match}")
 
 
-# PostgreSQL (#16) runs the same migrations, rewritten where SQLite's dialect differs. Case-insensitive
+# PostgreSQL runs the same migrations, rewritten where SQLite's dialect differs. Case-insensitive
 # addresses (SQLite's NOCASE) become a nondeterministic ICU collation: equality and uniqueness ignore case,
 # the address keeps the case it was given, as in SQLite.
 POSTGRESQL_PREAMBLE = "CREATE COLLATION IF NOT EXISTS nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"

@@ -1,4 +1,4 @@
-"""``GET /metrics`` for Prometheus (#17): runs, messages, subscribers and how fresh each source is.
+"""``GET /metrics`` for Prometheus: runs, messages, subscribers and how fresh each source is.
 
 Read from the store at each scrape (``store.health.figures``), so every `digest serve` process and host shows the
 same numbers, and those of runs made by cron or `digest schedule` elsewhere. The exposition format is

@@ -1,4 +1,4 @@
-""" "More like this" / "Less like this" (#15): the links under each paper of a digest.
+""" "More like this" / "Less like this": the links under each paper of a digest.
 
 ``/f/{token}/{n}/{more|less}``: the token signs the reader's address and the digest's date (one signature
 per email); ``n`` is the paper's number in that digest, checked against the digest as it was sent, so a

@@ -149,8 +149,9 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
         response = web.pages.page(
             request,
             status,
-            "Get new papers on your topics, every morning",
-            "One email a day with the new research papers that match your topics, never the same paper twice.",
+            "Get new papers on your topics by email",
+            "One email with the new research papers that match your topics, at the hour and as often as you"
+            " choose, never the same paper twice.",
             template="subscribe.html",
             csrf=csrf,
             form=form,
