@@ -110,15 +110,18 @@ def build_scheduler(settings: Settings, job: Waker, now: datetime | None = None)
 
 
 def run_forever(config: str | None) -> None:
-    """Block, waking every few minutes to send to the readers who are due, until SIGTERM or SIGINT."""
+    """Block, waking every few minutes to send to the readers who are due, until SIGTERM (then return) or
+    SIGINT (then raise ``KeyboardInterrupt``, which the CLI turns into exit 130)."""
     settings = load_settings(config)
     scheduler = build_scheduler(settings, Waker(config))
     stopping = threading.Event()
+    received: list[int] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # Only a flag: a handler runs between any two steps of the main thread, inside the scheduler's
         # locks too, so the main thread winds the scheduler down, whenever the signal came.
         log.info("received %s, stopping", signal.Signals(signum).name)
+        received.append(signum)
         stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
@@ -134,3 +137,5 @@ def run_forever(config: str | None) -> None:
             pass
     finally:
         scheduler.shutdown(wait=False)  # a wake under way finishes before the process ends
+    if received[:1] == [signal.SIGINT]:
+        raise KeyboardInterrupt  # Ctrl-C exits 130, as every command does; SIGTERM is a clean stop (0)

@@ -287,7 +287,10 @@ def test_preview_formats_and_no_side_effects(tmp_path: Path) -> None:
 
 
 @pytest.mark.processes
-def test_schedule_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_schedule_stops_cleanly_with_0_on_sigterm_and_130_on_ctrl_c(
+    tmp_path: Path, stop: signal.Signals, code: int
+) -> None:
     cfg = write_config(tmp_path, sources=[samples_source()], subscribers=[ADA], top={"send_at": "03:00"})
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     with subprocess.Popen(
@@ -297,8 +300,8 @@ def test_schedule_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             assert proc.stderr is not None
             line = proc.stderr.readline()
             assert "readers' default is daily at 03:00 (UTC)" in line
-            proc.send_signal(signal.SIGTERM)  # at once: however far it got, it stops cleanly
-            assert proc.wait(timeout=10) == 0
+            proc.send_signal(stop)  # at once: however far it got, it stops cleanly
+            assert proc.wait(timeout=10) == code
         finally:
             if proc.poll() is None:
                 proc.kill()
