@@ -381,9 +381,12 @@ class RunReport:
     counts: dict[str, int] | None = None  # status -> subscribers; None: count ``subscribers``
     problems: int | None = None
     omitted: int = 0  # subscribers counted but not in ``subscribers``
-    # Seconds per stage: ingest, deliver (select, render, send, record).
+    # Wall seconds per stage: sync (the config's readers), ingest, deliver (plan, compose, send, record).
     timings: dict[str, float] | None = None
     internal_errors: int = 0  # bugs met (a source or a digest that failed unexpectedly): exit 2, not 1
+    # Seconds inside the delivery, per phase, summed over the run's processes (see ``run.delivery.PHASES``).
+    phases: dict[str, float] | None = None
+    processes: int = 1  # how many processes delivered (the run's, or its workers)
 
     @property
     def status_counts(self) -> dict[str, int]:
@@ -412,5 +415,7 @@ class RunReport:
             "subscribers": [s.to_json() for s in self.subscribers],
             "omitted": self.omitted,
             "timings": self.timings or {},
+            "phases": self.phases or {},
+            "processes": self.processes,
             "internal_errors": self.internal,
         }

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from time import perf_counter
 
 from digest.cadence import When
 from digest.errors import (
@@ -53,13 +54,20 @@ log = logging.getLogger("digest")
 # -- the report --------------------------------------------------------------------------------------
 
 
+# Where a delivery's time goes: planning and selection (who is due, what each gets), composing (render,
+# MIME, DKIM), writing (the transport's send), making a batch durable (fsync), and the outbox's records.
+PHASES = ("plan", "compose", "write", "fsync", "record")
+
+
 class Tally:
     """Builds a RunReport batch by batch: counts every outcome, keeps the details of the first
-    ``keep_first`` subscribers and of up to ``limit`` problems, and drops the rest (they were logged)."""
+    ``keep_first`` subscribers and of up to ``limit`` problems, and drops the rest (they were logged);
+    adds up the seconds of each phase (``PHASES``) of every process that delivered."""
 
     def __init__(self, limit: int = 1000, keep_first: int | None = None) -> None:
         self.limit = limit
         self.keep_first = limit if keep_first is None else keep_first
+        self.phases = dict.fromkeys(PHASES, 0.0)
         self.counts: dict[str, int] = {}
         self.kept: list[SubscriberReport] = []
         self.kept_problems = 0
@@ -94,8 +102,13 @@ class Tally:
         self.problems += other.problems
         self.omitted += other.omitted
         self.internal += other.internal
+        self.add_phases(other.phases)
         for r in other.kept:
             self._keep(r)
+
+    def add_phases(self, phases: dict[str, float]) -> None:
+        for phase, seconds in phases.items():
+            self.phases[phase] = self.phases.get(phase, 0.0) + seconds
 
     def report(
         self,
@@ -104,6 +117,7 @@ class Tally:
         delivered_to: str,
         dry_run: bool,
         timings: dict[str, float] | None = None,
+        processes: int = 1,
     ) -> RunReport:
         return RunReport(
             started,
@@ -116,6 +130,8 @@ class Tally:
             self.omitted,
             timings,
             self.internal,
+            {phase: round(seconds, 3) for phase, seconds in self.phases.items()},
+            processes,
         )
 
 
@@ -138,6 +154,12 @@ class Delivery:
     dry_run: bool = False
     aborted: str | None = None  # AUTH/TLS failure: a configuration problem
     deferred: str | None = None  # the server is unreachable after retries
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    def take_phases(self) -> dict[str, float]:
+        """The seconds spent per phase since the last call (each is counted once, in one tally)."""
+        taken, self.phases = self.phases, dict.fromkeys(PHASES, 0.0)
+        return taken
 
     def _before_sending(self, item: Planned) -> SubscriberReport | None:
         """The report of a subscriber who gets nothing this run, or None for a message to send."""
@@ -175,7 +197,9 @@ class Delivery:
                 reports[i] = early
                 continue
             assert isinstance(item, Send)
+            began = perf_counter()
             composed = self._compose(item)
+            self.phases["compose"] += perf_counter() - began
             if isinstance(composed, SubscriberReport):
                 reports[i] = composed
             elif self.dry_run:
@@ -187,7 +211,9 @@ class Delivery:
                 )
             else:
                 ready.append((i, item, composed))
+        began = perf_counter()
         row_ids = self._begin(ready)
+        self.phases["record"] += perf_counter() - began
         accepted: dict[int, int] = {}  # report index -> row id, recorded after the batch is durable
         for i, item, composed in ready:
             row_id = row_ids[i]
@@ -208,6 +234,7 @@ class Delivery:
     def _record_batch(self, accepted: dict[int, int], reports: dict[int, SubscriberReport]) -> None:
         """Make a batch delivered through an idempotent channel durable, then record it; if it cannot be made
         durable, its rows wait for the next run (which finds the files already there and adds no copy)."""
+        began = perf_counter()
         try:
             self.channel.flush()
         except DeliveryError as exc:
@@ -216,7 +243,10 @@ class Delivery:
                 self.store.outbox.mark_retry(row_id, str(exc), self.now)
                 reports[i] = replace(reports[i], status=Status.RETRY_LATER, error=str(exc))
             return
+        flushed = perf_counter()
         self.store.outbox.mark_sent_many(list(accepted.values()), self.now)
+        self.phases["fsync"] += flushed - began
+        self.phases["record"] += perf_counter() - flushed
 
     def _begin(self, ready: list[tuple[int, Send, Piece]]) -> dict[int, int | None]:
         """Commit the outbox rows of a batch (new ones begun, resends marked in flight again)."""
@@ -247,6 +277,7 @@ class Delivery:
             why = f"not attempted: {self.aborted or self.deferred}"
             self.store.outbox.mark_retry(row_id, why, self.now)
             return SubscriberReport(email, Status.RETRY_LATER, matches, error=why, message_id=message_id)
+        began = perf_counter()
         try:
             self.channel.send(composed)
         except DeliveryAbortedError as exc:
@@ -272,8 +303,11 @@ class Delivery:
             return SubscriberReport(
                 email, Status.BOUNCED if bouncing else Status.FAILED, matches, error=str(exc)
             )
+        sent = perf_counter()
+        self.phases["write"] += sent - began
         if not self.channel.idempotent:  # else recorded with the batch, once it is durable
             self.store.outbox.mark_sent(row_id, self.now)
+            self.phases["record"] += perf_counter() - sent
         note = (
             f"resent after an interrupted run (digest of {digest.day.isoformat()})" if item.resend else None
         )
@@ -308,8 +342,15 @@ def deliver_range(
     batches = plan_batches(
         d.store, d.now, context.default, context.pool, start=start, stop=stop, any_hour=context.any_hour
     )
-    for batch in batches:
-        tally.add(d.deliver_batch(batch))
-        if after_batch:
-            after_batch(len(batch))
+    planning = perf_counter()
+    try:
+        for batch in batches:
+            d.phases["plan"] += perf_counter() - planning
+            tally.add(d.deliver_batch(batch))
+            if after_batch:
+                after_batch(len(batch))
+            planning = perf_counter()
+        d.phases["plan"] += perf_counter() - planning
+    finally:
+        tally.add_phases(d.take_phases())
     return tally

@@ -159,6 +159,7 @@ def run_once(
     # A dry run works on a copy (closed at the end), and claims nothing: it must not hold back a real run.
     with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
         store.readers.sync_config(services.settings.config_subscribers(), now)
+        synced = time.perf_counter()
         source_reports = tuple(ingest(services, store, now) if dry_run else ingest_once(services, store, now))
         fresh = store.health.last_new()
         source_reports = tuple(replace(r, last_new=fresh.get(r.name)) for r in source_reports)
@@ -180,8 +181,13 @@ def run_once(
                     tally = deliver_claims(
                         context, _join(services, store, now, range_size), tally=Tally(), after_batch=progress
                     )
-    timings = {"ingest": ingested - started, "deliver": time.perf_counter() - ingested}
-    return tally.report(now, source_reports, channel.describe(), dry_run, timings)
+    timings = {
+        "sync": synced - started,
+        "ingest": ingested - synced,
+        "deliver": time.perf_counter() - ingested,
+    }
+    processes = workers if workers > 1 and not dry_run else 1
+    return tally.report(now, source_reports, channel.describe(), dry_run, timings, processes)
 
 
 def _join(services: Services, store: Store, now: datetime, range_size: int) -> Sharing:
