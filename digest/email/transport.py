@@ -97,7 +97,9 @@ class MemoryTransport:
         return "memory"
 
 
-SYNC_THREADS = 16
+# Threads per process that fsync written files in the background. The disk does the work, so a few threads
+# keep it busy; more only compete with rendering for the cores (a run has a process per core).
+SYNC_THREADS = 2
 
 
 def fsync_path(path: str) -> None:
