@@ -161,6 +161,19 @@ def test_a_worker_killed_mid_run_stops_the_run_and_the_next_run_finishes_once(tm
     _rerun_leaves_everyone_one_message(settings, run, env, n)
 
 
+@pytest.mark.processes
+def test_a_first_run_of_readers_declared_in_the_config_uses_the_workers(tmp_path: Path) -> None:
+    n = workers.AUTO_MIN
+    readers = [{"email": s.email, "keywords": list(s.profile.keywords)} for s in _subscribers(n)]
+    cfg = write_config(tmp_path, sources=[samples_source()], subscribers=readers)
+    services = Services(load_settings(cfg))
+    with services.open_store() as store:
+        assert store.readers.count() == 0  # a fresh database: the config's readers are not stored yet
+        report = pipeline.run_configured(services, store, NOW)
+    assert report.processes == max(1, os.cpu_count() or 1)  # one per core, as for stored readers
+    assert report.status_counts[Status.SENT] + report.status_counts.get(Status.NOTHING_NEW, 0) == n
+
+
 def test_worker_count() -> None:
     assert workers.worker_count(0, 100, "maildir") == 1  # small runs stay in one process
     assert workers.worker_count(0, 100_000, "maildir") == max(1, os.cpu_count() or 1)
