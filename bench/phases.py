@@ -62,37 +62,47 @@ class Run:
     processes: int = 1
 
 
-def _config(folder: Path) -> Path:
-    cfg = folder / "digest.toml"
-    cfg.write_text(
-        "\n".join(
-            [
-                f'database = "{folder / "state.sqlite3"}"',
-                'timezone = "UTC"',
-                "lookback_days = 3",
-                "[delivery]",
-                f'maildir = "{folder / "mail"}"',
-                "[[sources]]",
-                'kind = "snapshot"',
-                'name = "day"',
-                f'path = "{SAMPLES / "*.txt"}"',
+def _config(folder: Path, declared: int = 0) -> Path:
+    """The run's config; with ``declared``, that many synthetic readers as ``[[subscribers]]`` tables."""
+    lines = [
+        f'database = "{folder / "state.sqlite3"}"',
+        'timezone = "UTC"',
+        "lookback_days = 3",
+        "[delivery]",
+        f'maildir = "{folder / "mail"}"',
+        "[[sources]]",
+        'kind = "snapshot"',
+        'name = "day"',
+        f'path = "{SAMPLES / "*.txt"}"',
+    ]
+    if declared:
+        sys.path.insert(0, str(HERE))
+        from synthetic import subscribers  # this commit's models; the config's text is the same for all
+
+        for s in subscribers(declared):
+            lines += [
+                "[[subscribers]]",
+                f'email = "{s.email}"',
+                f"keywords = {json.dumps(list(s.profile.keywords))}",
             ]
-        )
-        + "\n",
-        encoding="utf-8",
-    )
+            if s.profile.exclude:
+                lines.append(f"exclude = {json.dumps(list(s.profile.exclude))}")
+    cfg = folder / "digest.toml"
+    cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return cfg
 
 
-def run_once(commit: str, tree: Path, n: int) -> Run:
-    """One fresh state of ``n`` readers made by ``tree``'s code, then one timed ``digest run`` of it."""
+def run_once(commit: str, tree: Path, n: int, declared: bool = False) -> Run:
+    """One fresh state of ``n`` readers made by ``tree``'s code (``declared``: in the config instead, on
+    a fresh database), then one timed ``digest run`` of it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env["PYTHONPATH"] = str(tree)
     with tempfile.TemporaryDirectory(prefix="digest-phases-") as tmp:
         folder = Path(tmp)
-        cfg = _config(folder)
-        code = MAKE_STATE.format(bench=str(HERE), db=str(folder / "state.sqlite3"), n=n)
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp)
+        cfg = _config(folder, n if declared else 0)
+        if not declared:
+            code = MAKE_STATE.format(bench=str(HERE), db=str(folder / "state.sqlite3"), n=n)
+            subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp)
         began = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", RUN, "run", "--config", str(cfg), "--json"],
@@ -108,7 +118,12 @@ def run_once(commit: str, tree: Path, n: int) -> Run:
         sent = report["counts"].get("sent", 0)
         assert sent > 0.99 * n, f"{commit}: only {sent} of {n} readers were sent a digest"
         return Run(
-            commit, n, seconds, report["timings"], report.get("phases", {}), report.get("processes", 0)
+            commit + (" (config)" if declared else ""),
+            n,
+            seconds,
+            report["timings"],
+            report.get("phases", {}),
+            report.get("processes", 0),
         )
 
 
@@ -153,6 +168,11 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[20_000, 100_000])
     ap.add_argument("--against", help="another commit to run alternately with this one")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each commit per size")
+    ap.add_argument(
+        "--declared",
+        action="store_true",
+        help="also the same readers declared in the config, on a fresh database",
+    )
     args = ap.parse_args(argv)
     trees = [("this", ROOT)]
     if args.against:
@@ -161,10 +181,15 @@ def main(argv: list[str]) -> None:
     for n in args.sizes:
         for _ in range(args.rounds):
             for commit, tree in trees:
-                run = run_once(commit, tree, n)
-                runs.append(run)
-                print(f"  {commit}, {n:,} readers: {run.seconds:.1f} s", flush=True)
+                for declared in (False, True) if args.declared else (False,):
+                    run = run_once(commit, tree, n, declared)
+                    runs.append(run)
+                    print(f"  {run.commit}, {n:,} readers: {run.seconds:.1f} s", flush=True)
     print("\n" + table(runs))
+    for n in args.sizes if args.declared else ():
+        stored = statistics.median(r.seconds for r in runs if r.commit == "this" and r.n == n)
+        declared = statistics.median(r.seconds for r in runs if r.commit == "this (config)" and r.n == n)
+        print(f"{n:,} readers declared in the config: {declared / stored:.2f}x the same readers stored")
     if args.against:
         print()
         for n in args.sizes:

@@ -50,8 +50,21 @@ from digest.profiles import ProfileInput
 from digest.redact import redact_text, redact_url
 
 DEFAULT_CONFIG = Path("config/digest.toml")
-# The TOML file of the settings being loaded (``load_settings``), for ``Settings.settings_customise_sources``.
-_TOML_FILE: ContextVar[Path | None] = ContextVar("digest_toml_file", default=None)
+# The TOML file of the settings being loaded and its content (``load_settings``), for the TOML source.
+_TOML_FILE: ContextVar[tuple[Path, dict[str, Any]] | None] = ContextVar("digest_toml_file", default=None)
+
+
+class _ReadTomlFile(TomlConfigSettingsSource):
+    """pydantic-settings' TOML source (its precedence, its merging) over the file ``load_settings`` has
+    already read and checked, so that a config of many readers is parsed once, not twice."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path, data: dict[str, Any]) -> None:
+        self._read = (path, data)
+        super().__init__(settings_cls, toml_file=path)
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        path, data = self._read
+        return data if Path(file_path) == path else super()._read_file(file_path)
 log = logging.getLogger("digest")
 
 
@@ -388,7 +401,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Precedence, highest first: the environment, ``.env``, the TOML file ``load_settings`` names."""
         toml = _TOML_FILE.get()
-        file = [TomlConfigSettingsSource(settings_cls, toml_file=toml)] if toml is not None else []
+        file = [_ReadTomlFile(settings_cls, *toml)] if toml is not None else []
         return (init_settings, env_settings, dotenv_settings, *file)
 
     @property
@@ -602,7 +615,7 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
                 hint=f"remove it there and set {variable} in the environment or in .env",
             )
 
-    token = _TOML_FILE.set(path)
+    token = _TOML_FILE.set((path, data))
     try:
         return Settings(config_path=path.resolve())
     except ValidationError as exc:

@@ -142,6 +142,9 @@ def deliver_in_workers(
     hand; what was not sent is picked up by the next run.
     """
     tally = Tally()
+    # The config's readers are in the store by now (the run synced them): a worker reads them there, so it
+    # is not sent thousands of them to unpickle.
+    settings = settings.model_copy(update={"subscribers": []})
     context = multiprocessing.get_context("spawn")
     done_counts = context.RawArray("q", workers)
     slots = context.Value("i", 0)
