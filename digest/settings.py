@@ -65,6 +65,8 @@ class _ReadTomlFile(TomlConfigSettingsSource):
     def _read_file(self, file_path: Any) -> dict[str, Any]:
         path, data = self._read
         return data if Path(file_path) == path else super()._read_file(file_path)
+
+
 log = logging.getLogger("digest")
 
 
