@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -26,19 +26,15 @@ from rich.table import Table
 from rich.text import Text
 
 from digest import __version__, logs
-from digest.email.render import one_line
-from digest.errors import ConfigError, DigestError, SubscriberError
+from digest.errors import EXIT_CANNOT_RUN, EXIT_INTERRUPTED, ConfigError, DigestError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
-from digest.models import RunReport, SourceReport, Status, Subscriber, is_problem
-from digest.profiles import MAX_PAPERS, ProfileInput
-from digest.redact import redact_text, redact_url
-from digest.run import pipeline
-from digest.run.pipeline import EXIT_CANNOT_RUN, EXIT_INTERRUPTED
-from digest.run.planning import Send, Skip, reader_when, resume_hint
-from digest.run.runlock import database_lock
-from digest.settings import Settings, load_settings
-from digest.store import RUN_SYNC, Store, is_server
-from digest.wiring import Services
+from digest.models import MAX_PAPERS, RunReport, SourceReport, Status, Subscriber, is_problem
+from digest.redact import one_line, redact_text, redact_url
+
+# The rest of digest is imported by the commands that use it, so that `digest --help` (and a command that
+# needs little) starts without loading the pipeline, the renderer, the store and their libraries.
+if TYPE_CHECKING:
+    from digest.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 REPORT_TO = "please report it, with the output of the same command run with -vv, to digest's maintainers"
@@ -62,6 +58,8 @@ def config_option(func: F) -> F:
 
 def settings_for(config: str | None) -> Settings:
     """The settings from the command's ``--config``, else the one given before the command."""
+    from digest.settings import load_settings
+
     context = click.get_current_context()
     settings = load_settings(config or context.find_root().params.get("config"))
     return settings
@@ -145,6 +143,11 @@ def run(config: str | None, dry_run: bool, as_json: bool, any_hour: bool) -> Non
     Exit 0 when all went well, 1 when the run finished but a source or a delivery failed (it is retried
     next run), 2 when it could not run at all.
     """
+    from digest.run import pipeline
+    from digest.run.runlock import database_lock
+    from digest.store import RUN_SYNC
+    from digest.wiring import Services
+
     services = Services(settings_for(config))
     now = _now()
     with database_lock(services.database, now), services.open_store(sync=RUN_SYNC) as store:
@@ -244,6 +247,10 @@ def preview(config: str | None, email: str, fmt: str) -> None:
     Changes nothing and fetches nothing: the database is opened read-only (never created or upgraded) and no
     source is read. To refresh the stored papers first, without sending anything: digest ingest.
     """
+    from digest.run import pipeline
+    from digest.run.planning import Send, Skip
+    from digest.wiring import Services
+
     services = Services(settings_for(config))
     now = _now()
     with services.open_store(read_only=True) as store:
@@ -327,6 +334,10 @@ def subscribe(
 
     To re-enable a subscriber without touching their profile: digest resume EMAIL.
     """
+    from digest.profiles import ProfileInput
+    from digest.run.planning import reader_when, resume_hint
+    from digest.store import Store
+
     settings = settings_for(config)
     address = normalise_email(email)
     asked = ProfileInput.checked(
@@ -370,6 +381,8 @@ def subscribe(
 @handles_errors
 def unsubscribe(config: str | None, email: str) -> None:
     """Stop sending to EMAIL (their history and profile are kept; `digest resume` re-enables)."""
+    from digest.store import Store
+
     settings = settings_for(config)
     address = normalise_email(email)
     with Store.open(settings.database) as store:
@@ -390,6 +403,8 @@ def unsubscribe(config: str | None, email: str) -> None:
 def feedback(config: str | None, email: str, paper: str, kind: str | None) -> None:
     """Record that EMAIL wants more (or less) like PAPER (an arXiv id or exact title): it moves their ranking
     from the next digest on, as the "more / less like this" links in the email do."""
+    from digest.store import Store
+
     if kind is None:
         raise click.UsageError("say --more, --less or --undo")
     settings = settings_for(config)
@@ -419,6 +434,8 @@ def migrate_store(config: str | None, target: str) -> None:
     """Copy the SQLite database (papers, subscribers, history, outbox) into an empty PostgreSQL database,
     checking every table's row count; then set `database` to that URL. The password comes from PGPASSWORD
     or ~/.pgpass. Holds the run lock meanwhile, so no run changes what is being copied."""
+    from digest.run.runlock import database_lock
+    from digest.store import Store, is_server
     from digest.store.copy import copy_store
 
     settings = settings_for(config)
@@ -446,6 +463,9 @@ def migrate_store(config: str | None, target: str) -> None:
 @handles_errors
 def subscribers(config: str | None, as_json: bool, include_inactive: bool) -> None:
     """List subscribers and their profiles (config-declared and added with `digest subscribe`)."""
+    from digest.run.planning import reader_when
+    from digest.store import Store
+
     settings = settings_for(config)
     with Store.open(settings.database) as store:
         store.readers.sync_config(settings.config_subscribers(), _now())
@@ -524,6 +544,7 @@ def serve(config: str | None, host: str, port: int, workers: int) -> None:
     Exit 2 when it cannot start (the key, the database, the address), 130 on Ctrl-C, 0 on SIGTERM.
     """
     from digest.web.server import serve as serve_web
+    from digest.wiring import Services
 
     settings = settings_for(config)
 
@@ -548,6 +569,8 @@ def serve(config: str | None, host: str, port: int, workers: int) -> None:
 def resume(config: str | None, email: str) -> None:
     """Send to EMAIL again, keeping their profile: after `digest unsubscribe`, or once they were marked
     bouncing (fix the address problem first). They get what they missed, never a paper twice."""
+    from digest.store import Store
+
     settings = settings_for(config)
     address = normalise_email(email)
     with Store.open(settings.database) as store:
@@ -568,6 +591,10 @@ def ingest(config: str | None, as_json: bool) -> None:
 
     Exit 0 when every source was read, 1 when one failed (the next run or ingest tries it again).
     """
+    from digest.run import pipeline
+    from digest.run.runlock import database_lock
+    from digest.wiring import Services
+
     services = Services(settings_for(config))
     now = _now()
     with database_lock(services.database, now), services.open_store() as store:
@@ -592,6 +619,9 @@ def bounces(config: str | None, maildir: Path | None, as_json: bool) -> None:
     """Read returned mail: hard bounces and spam complaints suspend the subscriber at once, soft bounces
     count (3 within a week of each other suspend). Each message is then moved into the Maildir's
     .processed (or .unrecognised) folder, so it is never read twice. `digest resume EMAIL` undoes it."""
+    from digest.run import pipeline
+    from digest.wiring import Services
+
     settings = settings_for(config)
     folder = maildir or settings.bounces.maildir
     if not (folder / "new").is_dir():

@@ -27,6 +27,10 @@ and, where there is one, *how to fix it*.
 
 from __future__ import annotations
 
+# How every command (and `digest serve`) exits: all went well; a later run retries something; it could not
+# run (one line naming the setting or file and the fix); interrupted (Ctrl-C, as shells report SIGINT).
+EXIT_OK, EXIT_RETRY, EXIT_CANNOT_RUN, EXIT_INTERRUPTED = 0, 1, 2, 130
+
 
 class DigestError(Exception):
     """Base of every error digest raises on purpose.

@@ -50,6 +50,7 @@ class MessageState(StrEnum):
 
 
 DEFAULT_MAX_PAPERS = 20
+MAX_PAPERS = 1_000  # papers per email, at most (``profiles`` checks it)
 SEARCH_TITLE = 200  # characters of a title an arXiv title search link carries
 
 _NON_WORD = re.compile(r"[\W_]+")

@@ -27,9 +27,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from digest.cadence import normalise_schedule
 from digest.errors import KeywordError, ProfileError
 from digest.keywords import compile_keyword
-from digest.models import DEFAULT_MAX_PAPERS, Profile
+from digest.models import DEFAULT_MAX_PAPERS, MAX_PAPERS, Profile
 
-MAX_PAPERS = 1_000  # papers per email
 PROFILE_MAX = 100  # keywords, and exclusions, in one profile
 ABOUT_MAX = 2_000  # characters in a profile's description
 SEEDS_MAX = 50  # seed papers in one profile

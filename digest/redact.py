@@ -1,5 +1,6 @@
-"""Credentials taken out of every text we show: URLs' passwords and secret-looking query values, and
-libpq-style ``password=…`` words, in any scheme (a feed's ``https://``, a database's ``postgresql://``).
+"""Text made safe to show: credentials taken out of every text we show (URLs' passwords and secret-looking
+query values, and libpq-style ``password=…`` words, in any scheme: a feed's ``https://``, a database's
+``postgresql://``), and ``one_line`` for a header or a terminal line.
 
 Used by every error message and every log line (``logs``, the CLI's one-line errors, the configuration's
 messages, the store's), so a secret given in the wrong place is refused without being printed.
@@ -55,3 +56,18 @@ def redact_text(text: str) -> str:
     """
     text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
     return _KEYWORD.sub(lambda m: f"{m.group(1)}=***", text)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
+def one_line(text: str) -> str:
+    """Any whitespace, CR and LF included, folded to single spaces, control characters dropped.
+
+    Safe for a header or a terminal line, and it keeps feed text from holding the NUL that marks a paper's
+    slot (``email.fragments``).
+
+    >>> one_line("A\\r\\nBcc: x\\x00 y")
+    'A Bcc: x y'
+    """
+    return " ".join(_CONTROL.sub("", text).split())

@@ -105,6 +105,27 @@ def test_opening_the_store_loads_no_source_parser_or_http_client() -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.processes
+def test_the_command_line_starts_without_the_pipeline_or_its_libraries() -> None:
+    """`digest --help` (and a command that needs little) imports the rest of digest only where used."""
+    heavy = ("digest.run.pipeline", "digest.email.render", "digest.store", "premailer", "numpy", "httpx")
+    code = f"import sys, digest.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.processes
+def test_importing_the_workers_loads_no_library_a_worker_may_not_use() -> None:
+    """feedparser and httpx (a worker reads no source), dkimpy and flufl.bounce (unless configured),
+    premailer (until the renderer inlines its template, once) are imported where they are used."""
+    code = (
+        "import sys, digest.run.workers; print(sorted(m for m in ('httpx', 'feedparser', 'dkim', 'flufl.bounce',"
+        " 'premailer') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 VALUES = {"errors", "redact", "identity", "models", "keywords", "cadence", "profiles"}  # no I/O, no services
 # Who may read the settings: the composition root, the edges that load them, and a run's worker processes,
 # which build their own services from them in a fresh interpreter.

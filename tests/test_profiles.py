@@ -16,8 +16,8 @@ from starlette.testclient import TestClient
 
 from digest.cli import main
 from digest.errors import ConfigError
-from digest.models import Profile
-from digest.profiles import MAX_PAPERS, ProfileInput
+from digest.models import MAX_PAPERS, Profile
+from digest.profiles import ProfileInput
 from digest.settings import load_settings
 from digest.store import Store
 from digest.subscriptions import Request

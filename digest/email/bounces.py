@@ -32,8 +32,6 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
-from flufl.bounce import all_failures
-
 from digest.identity import fingerprint, mailbox_key
 
 HARD, SOFT, COMPLAINT = "hard", "soft", "complaint"
@@ -129,6 +127,8 @@ def read_report(msg: EmailMessage) -> BounceReport:
     ids = frozenset(m for text in texts for m in _MESSAGE_ID.findall(text)) - {str(msg.get("message-id", ""))}
     if _complaint(msg):
         return BounceReport(COMPLAINT, tags, ids)
+    from flufl.bounce import all_failures  # only where returned mail is read
+
     temporary, permanent = all_failures(msg)
     if permanent:
         return BounceReport(HARD, tags, ids)

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import dkim
-from dkim.crypto import UnparsableKeyError, parse_pem_private_key
-
 from digest.email.mime import Outgoing
 from digest.errors import ConfigError
 
@@ -56,6 +53,8 @@ class DkimKey:
     @classmethod
     def load(cls, selector: str, domain: str, private_key: str) -> DkimKey:
         """A key checked now, so that a bad one stops the run before anything is sent (ConfigError)."""
+        from dkim.crypto import UnparsableKeyError, parse_pem_private_key  # dkimpy only when a key is set
+
         key = pem(private_key)
         try:
             bits = int(parse_pem_private_key(key)["modulus"]).bit_length()
@@ -76,6 +75,8 @@ class DkimKey:
 
     def sign(self, data: bytes) -> bytes:
         """``data`` (a whole message, LF line ends) with its ``DKIM-Signature`` header in front."""
+        import dkim
+
         header = dkim.sign(
             data,
             self.selector.encode("ascii"),

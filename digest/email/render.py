@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import premailer
 from jinja2 import (
     ChoiceLoader,
     DictLoader,
@@ -38,6 +37,7 @@ from digest.errors import RenderError
 from digest.keywords import match_spans
 from digest.links import Links
 from digest.models import Digest, Paper
+from digest.redact import one_line
 
 ABSTRACT_LIMIT = 600
 TITLE_LIMIT = 300
@@ -89,20 +89,6 @@ def cut_title(text: str, limit: int = TITLE_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return text[:limit].rsplit(" ", 1)[0] + "…"
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
-
-
-def one_line(text: str) -> str:
-    """Any whitespace, CR and LF included, folded to single spaces, control characters dropped.
-
-    Safe for a header, and it keeps feed text from holding the NUL that marks a paper's slot (fragments).
-
-    >>> one_line("A\\r\\nBcc: x\\x00 y")
-    'A Bcc: x y'
-    """
-    return " ".join(_CONTROL.sub("", text).split())
 
 
 def subject_for(digest: Digest, topics: list[str] | None = None) -> str:
@@ -177,6 +163,8 @@ def _safe_url(url: str | None) -> str | None:
 
 def inline_css(html: str) -> str:
     """premailer with the network off and cssutils quiet; ``@media`` rules stay in their ``<style>``."""
+    import premailer  # once per run (see preinline_template), so a process that renders nothing skips it
+
     inliner = premailer.Premailer(
         html,
         allow_network=False,

@@ -31,7 +31,15 @@ from digest import sources
 from digest.alerts import Change, alert_message, changes
 from digest.email.bounces import BounceReport, address_key, read_report, subscriber_of
 from digest.email.dkim import signed
-from digest.errors import DeliveryError, SourceError, StoreError, SubscriberError
+from digest.errors import (
+    EXIT_CANNOT_RUN,
+    EXIT_OK,
+    EXIT_RETRY,
+    DeliveryError,
+    SourceError,
+    StoreError,
+    SubscriberError,
+)
 from digest.models import RunReport, SourceReport
 from digest.run.delivery import Delivery, RangeContext, Tally, deliver_range
 from digest.run.planning import Planned, Send, plan
@@ -41,8 +49,6 @@ from digest.store import CHUNK, Store, owner_name
 from digest.wiring import Services
 
 log = logging.getLogger("digest")
-EXIT_OK, EXIT_RETRY, EXIT_CANNOT_RUN = 0, 1, 2
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report a process ended by SIGINT
 
 
 def exit_status(report: RunReport) -> int:

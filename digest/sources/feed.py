@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from datetime import date
-
-import feedparser
-import lxml.html
+from typing import TYPE_CHECKING
 
 from digest.errors import ParseError
 from digest.models import Paper, arxiv_id_from
 from digest.sources.listing import Listing
+
+if TYPE_CHECKING:  # feedparser and lxml are imported when a feed is parsed, not by every run that starts
+    import feedparser
 
 NEW_ANNOUNCE_TYPES = frozenset({"new", "cross"})
 _ANNOUNCE = re.compile(r"Announce Type:\s*([\w-]+)", re.IGNORECASE)
@@ -25,8 +26,6 @@ _OLD_TITLE_SUFFIX = re.compile(
     r"\s*\(arXiv:[^)]*\)\s*$"
 )  # pre-2024 arXiv RSS: "Title. (arXiv:2401.1v1 [cs.CL])"
 _SPACE = re.compile(r"\s+")
-# feedparser flags these even for feeds that parsed fine; anything else it flags is a broken document.
-_BENIGN_BOZO = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
 def plain_text(value: str, content_type: str = "text/html") -> str:
@@ -36,6 +35,8 @@ def plain_text(value: str, content_type: str = "text/html") -> str:
     'We study speculative decoding & more.'
     """
     if "html" in content_type and value.strip():
+        import lxml.html
+
         value = lxml.html.fromstring(f"<div>{value}</div>").text_content()
     return _SPACE.sub(" ", value).strip()
 
@@ -100,6 +101,10 @@ def parse_feed(data: bytes, *, source: str) -> tuple[list[Paper], int]:
     """
     if not data.strip():
         raise ParseError(source, "the response was empty", hint="check the feed URL")
+    import feedparser
+
+    # feedparser flags these even for feeds that parsed fine; anything else it flags is a broken document.
+    benign = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
     parsed = feedparser.parse(data)
     problem = parsed.get("bozo_exception")
     if not parsed.get("version"):
@@ -110,7 +115,7 @@ def parse_feed(data: bytes, *, source: str) -> tuple[list[Paper], int]:
             else f"not an RSS or Atom feed ({problem or 'no feed elements'})",
             hint="check that the URL or path points at the feed itself",
         )
-    if parsed.get("bozo") and not isinstance(problem, _BENIGN_BOZO):
+    if parsed.get("bozo") and not isinstance(problem, benign):
         raise ParseError(source, f"malformed feed XML: {problem}")
     papers: list[Paper] = []
     skipped = 0

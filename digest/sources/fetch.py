@@ -27,13 +27,15 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from digest import __version__
 from digest.errors import FetchError
 from digest.models import Validators
 from digest.redact import redact_text, redact_url
+
+if TYPE_CHECKING:  # httpx is imported where a URL is fetched: a run of files and the store never load it
+    import httpx
 
 USER_AGENT = f"digest/{__version__} (research-paper email digest)"
 MAX_REDIRECTS = 10
@@ -114,6 +116,8 @@ def _get(
     cancelled: threading.Event,
 ) -> tuple[httpx.Response, bytes]:
     """The GET itself, streamed; stops at the first read after the deadline or a cancel."""
+    import httpx
+
     with (
         httpx.Client(timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS) as client,
         client.stream("GET", url, headers=headers) as response,
@@ -139,6 +143,8 @@ def fetch_url(
 ) -> HttpResult:
     """GET ``url`` within ``timeout`` seconds in all and ``max_bytes`` of body; with validators from last
     time, a 304 answer means nothing changed. Every failure is a FetchError naming the limit to raise."""
+    import httpx
+
     shown = redact_url(url)
     request_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate", **(headers or {})}
     if validators and validators.etag:

@@ -26,11 +26,10 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.supervisors import Multiprocess
 
-from digest.errors import ConfigError, DigestError
+from digest.errors import EXIT_INTERRUPTED, ConfigError, DigestError
 from digest.settings import Settings
 from digest.wiring import Services
 
-EXIT_INTERRUPTED = 130
 STARTUP_FAILURE = 3  # uvicorn's exit code for a worker whose app did not start
 
 
