@@ -57,16 +57,21 @@ typecheck: install-dev
 ## smtp-sink (Debian's postfix package, installed if missing and possible; else aiosmtpd), beside the
 ## straightforward pipeline; then how a Maildir batch is made durable, and SMTP PIPELINING behind added
 ## latency; then `digest serve` under wrk (Debian's package, installed if missing), alone and beside a
-## 100,000-subscriber run. Prints tables. bench-quick: 1,000 and 10,000 only.
+## 100,000-subscriber run. Prints tables.
 SINK_INSTALL = test -x /usr/sbin/smtp-sink || (echo "postfix postfix/main_mailer_type select No configuration" \
 	| debconf-set-selections && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 	--no-install-recommends postfix) || echo "smtp-sink not installed: the SMTP run uses aiosmtpd"
 
 WRK_INSTALL = command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends wrk)
 
+## The phase table (where a day's time goes) of this commit and PHASES_AGAINST alternately; the speed guard.
+PHASES_AGAINST ?= a58f126
+
 bench: install-dev
 	-$(SINK_INSTALL)
 	-$(WRK_INSTALL)
+	cd bench && ../$(BIN)/python guard.py
+	cd bench && ../$(BIN)/python phases.py --against $(PHASES_AGAINST) --declared
 	cd bench && ../$(BIN)/python run_day.py
 	cd bench && ../$(BIN)/python fsync.py
 	cd bench && ../$(BIN)/python dkim_signing.py
@@ -76,9 +81,10 @@ bench: install-dev
 	cd bench && (command -v wrk >/dev/null && ../$(BIN)/python web.py || echo "web.py needs wrk")
 	cd bench && (test -x /usr/lib/postgresql/15/bin/initdb && ../$(BIN)/python postgresql.py || echo "postgresql.py needs Debian's postgresql")
 
+## The speed guard: 5,000 readers against the straightforward pipeline in the same run, beside the ratio
+## committed in docs/benchmarks.md; exit 1 when it fell by more than a fifth. Under a minute.
 bench-quick: install-dev
-	-$(SINK_INSTALL)
-	cd bench && ../$(BIN)/python run_day.py --quick
+	cd bench && ../$(BIN)/python guard.py
 
 ## Renders sample digests in headless Chromium (Debian's package, installed if missing) into docs/screenshots/.
 screenshots: install-dev

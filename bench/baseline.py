@@ -110,6 +110,7 @@ class Baseline:
                     "hf_url": p.hf_url,
                     "meta": f"{p.published:%b} {p.published.day}" if p.published else "",
                     "matched": matched,
+                    "likeness": "",  # the straightforward pipeline matches keywords only
                 }
             )
         subject = f"{len(entries)} new papers on {', '.join(sub.profile.keywords[:3])} · {day:%b} {day.day}"
@@ -124,6 +125,10 @@ class Baseline:
             "preheader": subject,
             "subject": subject,
             "unsubscribe": {"url": f"mailto:digest@example.org?subject=unsubscribe%20{sub.email}"},
+            # No web app in the straightforward pipeline: no manage, view or feedback links.
+            "manage_url": None,
+            "view_url": None,
+            "feedback_url": None,
             "sender_name": "Paper Digest",
         }
 
