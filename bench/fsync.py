@@ -8,10 +8,12 @@ Writes batches of 256 messages (the run's batch) of ``--size`` bytes each into a
 - ``os.sync()``: one call per batch, but it flushes every file system of the machine (what digest did
   once; a side effect on the host);
 - ``fsync`` of each file, one after another, then of ``new/``;
-- ``fsync`` of each file from 16 threads, then of ``new/`` (the file system folds concurrent syncs into
-  shared journal commits);
-- as digest does: each file's ``fsync`` begun in the background as soon as it is written (so the syncs
-  overlap the rest of the batch's writing), waited for at the batch's end, then ``new/``.
+- ``fsync`` of each file from ``SYNC_THREADS`` threads, then of ``new/`` (the file system folds concurrent
+  syncs into shared journal commits);
+- ``[delivery] maildir_sync = "files"``: each file's ``fsync`` begun in the background as soon as it is
+  written (so the syncs overlap the rest of the batch's writing), waited for at the batch's end, then
+  ``new/``;
+- ``maildir_sync = "filesystem"`` (the default, Linux): one ``syncfs`` of the Maildir's file system.
 
 Prints milliseconds per batch and per message for each: writing, flushing, and both.
 """
@@ -26,7 +28,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from digest.email.transport import SYNC_THREADS, fsync_path
+from digest.email.transport import HAS_SYNCFS, SYNC_THREADS, fsync_path, syncfs_path
 
 BATCH = 256
 
@@ -47,6 +49,10 @@ def write_batch(folder: str, batch: int, data: bytes, each: Callable[[str], None
 
 def machine_sync(folder: str, files: list[str]) -> None:
     os.sync()
+
+
+def filesystem_sync(folder: str, files: list[str]) -> None:
+    syncfs_path(f"{folder}/new")
 
 
 def serial_fsync(folder: str, files: list[str]) -> None:
@@ -116,9 +122,21 @@ def main() -> None:
     ways: list[tuple[str, Callable[[str, list[str]], None], Callable[[str], None] | None]] = [
         ("os.sync() once per batch", machine_sync, None),
         ("fsync each file in turn, then the folder", serial_fsync, None),
-        ("fsync each file from 16 threads at the end, then the folder", threaded_fsync, None),
-        ("fsync each file in the background as written, wait at the end (digest)", wait_fsyncs, begin_fsync),
+        (f"fsync each file from {SYNC_THREADS} threads at the end, then the folder", threaded_fsync, None),
+        (
+            "fsync each file in the background as written, wait at the end (maildir_sync = files)",
+            wait_fsyncs,
+            begin_fsync,
+        ),
     ]
+    if HAS_SYNCFS:
+        ways.append(
+            (
+                "syncfs of the Maildir's file system once per batch (maildir_sync = filesystem)",
+                filesystem_sync,
+                None,
+            )
+        )
     for name, flush, each in ways:
         flushing, writing = measure(flush, args.batches, data, each)
         print(f"| {name} | {writing:.1f} | {flushing:.1f} | {(writing + flushing) / BATCH:.3f} |")

@@ -140,6 +140,10 @@ class RelevanceConfig(_Strict):
 class DeliveryConfig(_Strict):
     method: str = "maildir"  # a channel (``wiring.CHANNELS``: "maildir", "smtp"; checked when a run starts)
     maildir: Path = Path("var/outbox")
+    # How each batch of Maildir files is made durable before it is recorded as sent: "filesystem", one
+    # syncfs of the Maildir's file system per batch (Linux; it writes out whatever else waits on that file
+    # system too), or "files", each file's fsync and the folder's. The same guarantee either way.
+    maildir_sync: Literal["filesystem", "files"] = "filesystem"
     # A transient failure (4xx, timeout, dropped connection) is retried within the run this many times,
     # waiting retry_backoff seconds, doubled each time, and no more than retry_budget seconds in all per run;
     # after that the message waits for the next run.

@@ -169,7 +169,7 @@ class Services:
             return self._transport
         if self.settings.delivery.method == "smtp":
             return SmtpTransport(self.settings.smtp, self.settings.sender_address)
-        return MaildirTransport(self.settings.delivery.maildir)
+        return MaildirTransport(self.settings.delivery.maildir, self.settings.delivery.maildir_sync)
 
     def courier(
         self,

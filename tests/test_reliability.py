@@ -22,7 +22,7 @@ from rich.console import Console
 
 from digest.cli import main, print_summary
 from digest.email.mime import Outgoing
-from digest.email.transport import MemoryTransport, SmtpTransport
+from digest.email.transport import HAS_SYNCFS, MaildirTransport, MemoryTransport, SmtpTransport
 from digest.errors import TransientDeliveryError
 from digest.models import RunReport, Status
 from digest.run import pipeline
@@ -404,3 +404,34 @@ def test_a_second_run_the_same_day_sends_nothing_and_is_not_a_failure(
     again = _run(settings, now + timedelta(hours=1))  # the same local date: already sent
     assert set(_status(again).values()) == {Status.NOTHING_NEW}
     assert pipeline.exit_status(again) == 0
+
+
+@pytest.mark.parametrize("sync", ["filesystem", "files"])
+def test_a_maildir_batch_is_made_durable_and_a_flush_that_fails_leaves_it_for_the_next_run(
+    tmp_path: Path, sync: str
+) -> None:
+    box = tmp_path / "mail"
+
+    def message(i: int) -> Outgoing:
+        return Outgoing(
+            "digest@example.org", ("ada@example.org",), f"<{i}@example.org>", b"Subject: x\n\nhi\n"
+        )
+
+    with MaildirTransport(box, sync) as maildir:
+        assert maildir.whole_filesystem == (sync == "filesystem" and HAS_SYNCFS)
+        for i in range(3):
+            maildir.send(message(i))
+        maildir.flush()
+        assert len(list((box / "new").iterdir())) == 3
+        maildir.send(message(0))  # the same Message-ID again (a resend after a crash): no second copy
+        assert len(list((box / "new").iterdir())) == 3
+        maildir.send(message(3))
+        (box / "new").rename(box / "gone")  # the folder vanishes before the batch is durable
+        with pytest.raises(TransientDeliveryError, match="cannot flush"):
+            maildir.flush()
+
+
+def test_an_unknown_maildir_sync_is_refused_when_the_config_loads(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, sources=[samples_source()], tables={"delivery": {"maildir_sync": "never"}})
+    out = CliRunner().invoke(main, ["run", "--config", str(cfg)])
+    assert out.exit_code == 2 and "maildir_sync" in out.output

@@ -12,11 +12,13 @@ connection for the whole run and closes it at the end. ``send`` returns only whe
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
 import smtplib
 import ssl
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
@@ -100,6 +102,12 @@ class MemoryTransport:
 # Threads per process that fsync written files in the background. The disk does the work, so a few threads
 # keep it busy; more only compete with rendering for the cores (a run has a process per core).
 SYNC_THREADS = 2
+# How a batch of Maildir files is made durable before the run records it (``[delivery] maildir_sync``):
+# "filesystem", one syncfs(2) of the Maildir's file system per batch (Linux; elsewhere "files"); "files",
+# each file's fsync begun in the background as it is written, then the folder's.
+MAILDIR_SYNCS = ("filesystem", "files")
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+HAS_SYNCFS = _LIBC is not None and hasattr(_LIBC, "syncfs")
 
 
 def fsync_path(path: str) -> None:
@@ -107,6 +115,20 @@ def fsync_path(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def syncfs_path(path: str) -> None:
+    """syncfs(2) of the file system ``path`` is on: every file's data and every name on it reach the disk
+    before this returns (Linux; a write-back error is reported since Linux 5.8). The standard library has
+    ``os.sync`` (every file system of the machine) and ``os.fsync`` (one file), not this; ctypes calls it."""
+    assert _LIBC is not None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _LIBC.syncfs(fd) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, os.strerror(errno))
     finally:
         os.close(fd)
 
@@ -121,12 +143,16 @@ class MaildirTransport:
 
     idempotent = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sync: str = "filesystem") -> None:
+        if sync not in MAILDIR_SYNCS:
+            raise ValueError(f"sync must be one of {MAILDIR_SYNCS}, not {sync!r}")
         self.path = Path(path)
         self._dir = str(self.path)
         self._ready = False
         self._seen: set[str] | None = None  # base names in cur/, read once, on the first resend check
-        self._syncing: list[Future[None]] = []  # fsyncs begun since the last flush
+        self.whole_filesystem = sync == "filesystem" and HAS_SYNCFS
+        self._written = 0  # files written since the last flush
+        self._syncing: list[Future[None]] = []  # fsyncs begun since the last flush ("files")
         self._pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> MaildirTransport:
@@ -177,25 +203,33 @@ class MaildirTransport:
             finally:
                 os.close(fd)
             os.replace(tmp, f"{self._dir}/new/{name}")
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="maildir-fsync")
-            self._syncing.append(self._pool.submit(fsync_path, f"{self._dir}/new/{name}"))
+            self._written += 1
+            if not self.whole_filesystem:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="maildir-fsync")
+                self._syncing.append(self._pool.submit(fsync_path, f"{self._dir}/new/{name}"))
         except OSError as exc:
             rcpt = ", ".join(message.recipients)
             raise TransientDeliveryError(rcpt, f"cannot write to {self.path}: {exc.strerror}") from exc
 
     def flush(self) -> None:
-        """Messages written since the last flush reach the disk: each file's ``fsync``, then the folder's
-        (its new names). Only this Maildir's files are flushed, never the rest of the machine's disks.
+        """Messages written since the last flush reach the disk, their names too, before this returns.
 
-        Each file's ``fsync`` starts in a background thread as soon as it is written, so the syncs overlap
-        the writing of the rest of the batch, and the file system folds concurrent syncs into shared journal
-        commits; ``flush`` waits for them (see bench/fsync.py for what each way costs).
+        With ``sync="filesystem"`` (Linux): one syncfs(2) of the Maildir's file system, one journal commit
+        for the whole batch; whatever else waits to be written on that file system is written with it.
+        With ``sync="files"``: each file's ``fsync`` starts in a background thread as soon as it is
+        written, so the syncs overlap the writing of the rest of the batch; this waits for them, then
+        syncs the folder (its new names). Only this Maildir's files are flushed. bench/fsync.py measures
+        each way.
         """
-        if not self._syncing:
+        if not self._written:
             return
+        self._written = 0
         syncing, self._syncing = self._syncing, []
         try:
+            if self.whole_filesystem:
+                syncfs_path(f"{self._dir}/new")
+                return
             for done in syncing:
                 done.result()
             fsync_path(f"{self._dir}/new")
