@@ -46,7 +46,7 @@ from digest.store import Store
 store = Store.open({db!r})
 readers = getattr(store, "readers", None)
 add = readers.add_many if readers is not None else store.add_subscribers
-add(subscribers({n}), datetime(2025, 11, 22, 6, 0, tzinfo=UTC))
+add(subscribers({n}, hybrid={hybrid}), datetime(2025, 11, 22, 6, 0, tzinfo=UTC))
 store.close()
 """
 RUN = "import sys; from digest.cli import main; sys.argv = ['digest', *sys.argv[1:]]; main()"
@@ -92,7 +92,7 @@ def _config(folder: Path, declared: int = 0) -> Path:
     return cfg
 
 
-def run_once(commit: str, tree: Path, n: int, declared: bool = False) -> Run:
+def run_once(commit: str, tree: Path, n: int, declared: bool = False, hybrid: bool = False) -> Run:
     """One fresh state of ``n`` readers made by ``tree``'s code (``declared``: in the config instead, on
     a fresh database), then one timed ``digest run`` of it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
@@ -101,7 +101,7 @@ def run_once(commit: str, tree: Path, n: int, declared: bool = False) -> Run:
         folder = Path(tmp)
         cfg = _config(folder, n if declared else 0)
         if not declared:
-            code = MAKE_STATE.format(bench=str(HERE), db=str(folder / "state.sqlite3"), n=n)
+            code = MAKE_STATE.format(bench=str(HERE), db=str(folder / "state.sqlite3"), n=n, hybrid=hybrid)
             subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp)
         began = time.perf_counter()
         done = subprocess.run(
@@ -118,7 +118,7 @@ def run_once(commit: str, tree: Path, n: int, declared: bool = False) -> Run:
         sent = report["counts"].get("sent", 0)
         assert sent > 0.99 * n, f"{commit}: only {sent} of {n} readers were sent a digest"
         return Run(
-            commit + (" (config)" if declared else ""),
+            commit + (" (config)" if declared else "") + (" (hybrid)" if hybrid else ""),
             n,
             seconds,
             report["timings"],
@@ -169,6 +169,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--against", help="another commit to run alternately with this one")
     ap.add_argument("--rounds", type=int, default=1, help="runs of each commit per size")
     ap.add_argument(
+        "--hybrid", action="store_true", help="readers with a description and seed papers besides keywords"
+    )
+    ap.add_argument(
         "--declared",
         action="store_true",
         help="also the same readers declared in the config, on a fresh database",
@@ -182,12 +185,14 @@ def main(argv: list[str]) -> None:
         for _ in range(args.rounds):
             for commit, tree in trees:
                 for declared in (False, True) if args.declared else (False,):
-                    run = run_once(commit, tree, n, declared)
+                    run = run_once(commit, tree, n, declared, args.hybrid)
                     runs.append(run)
                     print(f"  {run.commit}, {n:,} readers: {run.seconds:.1f} s", flush=True)
     print("\n" + table(runs))
     for n in args.sizes if args.declared else ():
-        stored = statistics.median(r.seconds for r in runs if r.commit == "this" and r.n == n)
+        stored = statistics.median(
+            r.seconds for r in runs if r.commit.startswith("this") and "config" not in r.commit and r.n == n
+        )
         declared = statistics.median(r.seconds for r in runs if r.commit == "this (config)" and r.n == n)
         print(f"{n:,} readers declared in the config: {declared / stored:.2f}x the same readers stored")
     if args.against:
