@@ -71,7 +71,9 @@ bench: install-dev
 	-$(SINK_INSTALL)
 	-$(WRK_INSTALL)
 	cd bench && ../$(BIN)/python guard.py
-	cd bench && ../$(BIN)/python phases.py --against $(PHASES_AGAINST) --declared
+	cd bench && ../$(BIN)/python phases.py --against $(PHASES_AGAINST)
+	cd bench && ../$(BIN)/python phases.py --sizes 20000 --declared
+	cd bench && ../$(BIN)/python phases.py --sizes 20000 --hybrid
 	cd bench && ../$(BIN)/python run_day.py
 	cd bench && ../$(BIN)/python fsync.py
 	cd bench && ../$(BIN)/python dkim_signing.py

@@ -177,6 +177,8 @@ def main(argv: list[str]) -> None:
         help="also the same readers declared in the config, on a fresh database",
     )
     args = ap.parse_args(argv)
+    if args.declared and args.hybrid:
+        ap.error("--declared writes keyword readers into the config: run --hybrid on its own")
     trees = [("this", ROOT)]
     if args.against:
         trees.append((args.against, worktree(args.against)))
