@@ -4,21 +4,10 @@ A run builds one ``PaperIndex`` over the candidate pool: each paper is tokenised
 is looked up once (its hits cached as a score vector), and each subscriber's ranking is a sum of those
 vectors and a top-k. The cost grows with papers + distinct keywords + subscribers, not with their product.
 
-Matching rules (the README's "Keyword profiles" has the table with examples):
-
-1. Words, not substrings: text and keyword are split into words (runs of Unicode letters and digits); a
-   keyword matches whole words only. "RAG" never matches "storage" or "Ragged".
-2. Phrases match consecutive words, whatever separates them: "test-time scaling" matches "Test-Time
-   Scaling" and "test time scaling", not "test-time compute scaling".
-3. Case-insensitive, except a word with a capital after its first letter ("RAG", "LLM", "MoE", "LoRA"),
-   which matches only that spelling, plus a plural "s" ("LLMs").
-4. A word also matches its regular plural or singular (-s, -es, -ies).
-5. A trailing ``*`` matches any continuation of the last word: "quantiz*".
-6. Exclusions use the same syntax; any exclusion match drops the paper.
-7. Any other character is literal: "C++" needs "++" right after the word "C"; ".NET" needs the dot. Nothing
-   is a regex and no input makes matching slow: it is token comparison, linear in the text.
-8. Score: per matched keyword 2 if in the title, else 1 if in the abstract. Rank: score, upvotes, title.
-9. No keywords (nor a description or seed papers): the trending digest, every candidate ranked by upvotes.
+Keywords match by the rules of the keyword language (``digest.keywords``: words not substrings, phrases,
+case, plurals, ``*``, exclusions; 2 points in the title, else 1 in the abstract). Rank: score, upvotes,
+title. No keywords (nor a description or seed papers): the trending digest, every candidate ranked by
+upvotes.
 
 By meaning (``semantic``): a profile with a description, seed papers or feedback also has a *taste*; then
 each paper's score is its keyword score (scaled so the profile's best match is 1) plus its likeness to the
