@@ -6,6 +6,7 @@ import ast
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,16 +148,11 @@ _READER_PATH = re.compile(r"(^|/)[ucmvf]/(\{|$)|^/[ucmvf]/")
 def test_every_reader_url_is_made_in_links() -> None:
     """Only ``links`` writes a reader's path (``/u/``, ``/m/``, ``/c/``, ``/v/``, ``/f/``), for the email and
     the web app's routes alike: a link in a mail and the route that reads it cannot drift apart."""
-    found = []
-    for path in PACKAGE.rglob("*.py"):
-        if path.name == "links.py":
-            continue
-        tree, docstrings = _code(path)
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Constant) or id(node) in docstrings:
-                continue
-            if isinstance(node.value, str) and _READER_PATH.search(node.value):
-                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}")
+    found = [
+        f"{where}:{line}: {text!r}"
+        for where, line, text in _strings_in_code()
+        if where.name != "links.py" and _READER_PATH.search(text)
+    ]
     assert not found, found
 
 
@@ -177,17 +173,21 @@ def _code(path: Path) -> tuple[ast.Module, set[int]]:
     return tree, docstrings
 
 
-def test_sql_is_written_only_in_the_store() -> None:
-    found = []
+def _strings_in_code() -> Iterator[tuple[Path, int, str]]:
+    """Every string literal of the package that is code, not a docstring: (module path, line, text)."""
     for path in PACKAGE.rglob("*.py"):
-        if path.relative_to(PACKAGE).parts[0] == "store":
-            continue
         tree, docstrings = _code(path)
         for node in ast.walk(tree):
-            if not isinstance(node, ast.Constant) or id(node) in docstrings:
-                continue
-            if isinstance(node.value, str) and _SQL.match(node.value):
-                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value[:40]!r}")
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                yield path.relative_to(PACKAGE), node.lineno, node.value
+
+
+def test_sql_is_written_only_in_the_store() -> None:
+    found = [
+        f"{where}:{line}: {text[:40]!r}"
+        for where, line, text in _strings_in_code()
+        if where.parts[0] != "store" and _SQL.match(text)
+    ]
     assert not found, found
 
 
