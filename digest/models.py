@@ -382,7 +382,8 @@ class RunReport:
     counts: dict[str, int] | None = None  # status -> subscribers; None: count ``subscribers``
     problems: int | None = None
     omitted: int = 0  # subscribers counted but not in ``subscribers``
-    # Wall seconds per stage: sync (the config's readers), ingest, deliver (plan, compose, send, record).
+    # Wall seconds per stage: start (this process's channel and keys checked), sync (the config's readers),
+    # ingest, deliver (plan, compose, send, record).
     timings: dict[str, float] | None = None
     internal_errors: int = 0  # bugs met (a source or a digest that failed unexpectedly): exit 2, not 1
     # Seconds inside the delivery, per phase, summed over the run's processes (see ``run.delivery.PHASES``).

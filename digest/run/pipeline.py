@@ -164,6 +164,7 @@ def run_once(
     channel = services.channel(sleep=sleep)
     # A dry run works on a copy (closed at the end), and claims nothing: it must not hold back a real run.
     with store.snapshot() if dry_run else contextlib.nullcontext(store) as store:
+        ready = time.perf_counter()
         store.readers.sync_config(services.settings.config_subscribers(), now)
         synced = time.perf_counter()
         source_reports = tuple(ingest(services, store, now) if dry_run else ingest_once(services, store, now))
@@ -188,7 +189,8 @@ def run_once(
                         context, _join(services, store, now, range_size), tally=Tally(), after_batch=progress
                     )
     timings = {
-        "sync": synced - started,
+        "start": ready - started,
+        "sync": synced - ready,
         "ingest": ingested - synced,
         "deliver": time.perf_counter() - ingested,
     }
