@@ -31,9 +31,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from run_day import _config as run_day_config
+from synthetic import SAMPLES, subscribers
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SAMPLES = ROOT / "config" / "samples"
 PHASES = ("plan", "compose", "write", "fsync", "record")
 
 # Run inside the commit's code (PYTHONPATH): N readers stored by its own store, whatever its API's name.
@@ -63,32 +65,21 @@ class Run:
 
 
 def _config(folder: Path, declared: int = 0) -> Path:
-    """The run's config; with ``declared``, that many synthetic readers as ``[[subscribers]]`` tables."""
-    lines = [
-        f'database = "{folder / "state.sqlite3"}"',
-        'timezone = "UTC"',
-        "lookback_days = 3",
-        "[delivery]",
-        f'maildir = "{folder / "mail"}"',
-        "[[sources]]",
-        'kind = "snapshot"',
-        'name = "day"',
-        f'path = "{SAMPLES / "*.txt"}"',
-    ]
-    if declared:
-        sys.path.insert(0, str(HERE))
-        from synthetic import subscribers  # this commit's models; the config's text is the same for all
-
-        for s in subscribers(declared):
-            lines += [
-                "[[subscribers]]",
-                f'email = "{s.email}"',
-                f"keywords = {json.dumps(list(s.profile.keywords))}",
-            ]
-            if s.profile.exclude:
-                lines.append(f"exclude = {json.dumps(list(s.profile.exclude))}")
-    cfg = folder / "digest.toml"
-    cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    """The run's config (``run_day``'s: the seed papers into a Maildir, workers automatic); with
+    ``declared``, that many synthetic readers added as ``[[subscribers]]`` tables."""
+    cfg = run_day_config(folder, str(SAMPLES / "*.txt"))
+    lines = []
+    for s in subscribers(declared):  # this commit's models; the config's text is the same for every commit
+        lines += [
+            "[[subscribers]]",
+            f'email = "{s.email}"',
+            f"keywords = {json.dumps(list(s.profile.keywords))}",
+        ]
+        if s.profile.exclude:
+            lines.append(f"exclude = {json.dumps(list(s.profile.exclude))}")
+    if lines:
+        with cfg.open("a", encoding="utf-8") as out:
+            out.write("\n".join(lines) + "\n")
     return cfg
 
 
