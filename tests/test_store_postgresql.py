@@ -166,7 +166,7 @@ def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
     import re
 
     import httpx
-    from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
+    from conftest import TEST_SECRET_KEY, free_port, mails_to, samples_source, write_config
     from running import web
 
     from digest.tokens import Purpose, Signer
@@ -195,7 +195,7 @@ def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
         for _ in range(4):
             asked = {"csrf": csrf.group(1), "email": "zoe@example.org", "keywords": "RAG"}
             assert client.post("/", data=asked).status_code == 200
-        assert len([m for m in read_maildir(tmp_path / "var" / "outbox") if "zoe" in str(m["To"])]) == 3
+        assert len(mails_to(tmp_path, "zoe@example.org", expect=3)) == 3
         run = cli(*digest, "run", "--json", env=env)
         (ada,) = json.loads(run.stdout)["subscribers"]
         assert ada["status"] == "sent" and all(p["matched"] == ["diffusion"] for p in ada["papers"])

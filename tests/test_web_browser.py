@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, write_config
+from conftest import TEST_SECRET_KEY, free_port, mails_to, read_maildir, samples_source, write_config
 from running import cli, serve_process
 
 from digest.tokens import Purpose, Signer
@@ -118,8 +118,7 @@ def test_a_reader_subscribes_tunes_and_leaves_in_a_real_browser(tmp_path: Path, 
         browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         WebDriverWait(browser, 10).until(lambda d: "Check your inbox" in d.page_source)
 
-        (confirmation,) = read_maildir(outbox)
-        assert str(confirmation["To"]) == "zoe@example.org"
+        (confirmation,) = mails_to(tmp_path, "zoe@example.org", expect=1)
         link = re.search(r"(http://127\.0\.0\.1:\d+/c/\S+)", confirmation.get_body(("plain",)).get_content())
         assert link
         browser.get(link.group(1))
