@@ -192,7 +192,9 @@ def main(argv: list[str]) -> None:
         print()
         for n in args.sizes:
             medians = {
-                commit: statistics.median(r.seconds for r in runs if r.commit == commit and r.n == n)
+                commit: statistics.median(
+                    r.seconds for r in runs if r.commit.split(" (")[0] == commit and "config" not in r.commit and r.n == n
+                )
                 for commit, _ in trees
             }
             ratio = medians["this"] / medians[args.against]

@@ -19,7 +19,7 @@ from running import cli, digest_env, web
 
 from digest.models import Paper, Profile
 from digest.profiles import check_profile, profile_from_form
-from digest.selection.index import PaperIndex
+from digest.selection.index import Blend, PaperIndex
 
 ABOUT = "causal inference and causal discovery: identifiability of causal structure, counterfactuals"
 
@@ -152,6 +152,33 @@ def test_exclusions_beat_similarity(index: PaperIndex) -> None:
     assert chosen[0].paper == target
     excluded, _ = index.select(Profile(about=about, exclude=("experts",)), taste=index.taste(about, []))
     assert excluded and all("expert" not in (m.paper.title + m.paper.abstract).casefold() for m in excluded)
+
+
+def test_likeness_blends_the_words_a_paper_shares_with_the_taste_and_its_meaning(index: PaperIndex) -> None:
+    """In words alone, only a paper sharing a word with the description is like it at all; the default
+    blend is the stated mix of both cosines."""
+    about = "Lean theorem proving"
+    taste = index.taste(about, [])
+    assert taste is not None
+    words = index.likeness(taste, Blend(lexical=1.0))
+    for paper, likeness in zip(index.papers, words.tolist(), strict=True):
+        shared = {"lean", "theorem", "proving"} & set(
+            re.findall(r"\w+", f"{paper.title} {paper.abstract}".lower())
+        )
+        assert (likeness > 0) == bool(shared), paper.title
+    meaning = index.likeness(taste, Blend(lexical=0.0))
+    share = Blend().lexical
+    assert 0 < share < 1
+    assert abs(index.likeness(taste) - (share * words + (1 - share) * meaning)).max() < 1e-5
+
+
+def test_a_keyword_bonus_puts_every_keyword_match_before_the_papers_chosen_by_meaning(
+    index: PaperIndex,
+) -> None:
+    profile = Profile(("counterfactual",), about=ABOUT)
+    ranked, _ = index.select(profile, taste=index.taste(ABOUT, []), blend=Blend(keyword_bonus=10.0))
+    matched = [bool(m.matched) for m in ranked]
+    assert matched[0] and not matched[-1] and matched == sorted(matched, reverse=True)
 
 
 def test_the_trending_digest_is_unchanged_by_a_taste(index: PaperIndex) -> None:

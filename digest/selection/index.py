@@ -10,9 +10,10 @@ title. No keywords (nor a description or seed papers): the trending digest, ever
 upvotes.
 
 By meaning (``semantic``): a profile with a description, seed papers or feedback also has a *taste*; then
-each paper's score is its keyword score (scaled so the profile's best match is 1) plus its likeness to the
-taste (cosine, ``LIKENESS_WEIGHT``), and a paper without a keyword is chosen when its likeness reaches
-``SIMILAR_ENOUGH``, with the reason "similar to: <the liked paper it is closest to>" or "close to your
+each paper's score is (``Blend``) a bonus for matching any keyword, plus its keyword score scaled so the
+profile's best match is 1, plus its likeness to the taste: the cosine in the Lexicon's plain TF-IDF terms
+and in the model's space, blended. A paper without a keyword is chosen when its likeness reaches
+``similar_enough``, with the reason "similar to: <the liked paper it is closest to>" or "close to your
 description". Exclusions drop a paper whatever its likeness.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,12 +40,34 @@ from digest.keywords import (
     tokenize,
 )
 from digest.models import Likeness, Match, Paper, Profile, Reason, Where
-from digest.selection.semantic import Space, Taste, TextModel, TfidfModel, make_taste
+from digest.selection.semantic import (
+    Lexicon,
+    Space,
+    Taste,
+    TextModel,
+    TfidfModel,
+    lexical_point,
+    make_taste,
+)
 
-# Tuned on the labelled seed papers (bench/relevance.py prints the figures; nothing reads the labels here).
-SIMILAR_ENOUGH = 0.1  # the likeness (cosine with the taste) at which a paper without a keyword is chosen
-LIKENESS_WEIGHT = 1.0  # likeness against the scaled keyword score (the profile's best keyword match = 1)
 CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
+CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper likeness (40 MB) on big days
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How a hybrid profile's parts add up to one score per paper.
+
+    The defaults are what ``bench/relevance.py`` picks on all twelve labelled topics; the figures it
+    prints for them are each topic's score under the choice made on the other eleven (nothing here reads
+    the labels).
+    """
+
+    lexical: float = 0.4  # the share of the word-overlap cosine in likeness; the rest is the model's space
+    keyword_bonus: float = 0.0  # added once when a paper matches any keyword
+    keyword_weight: float = 0.2  # times the keyword score, scaled so the profile's best match is 1
+    similar_enough: float = 0.05  # the likeness at which a paper without a keyword is chosen
+
 
 Vector = npt.NDArray[np.int32]
 
@@ -67,13 +91,20 @@ class PaperIndex:
     """
 
     def __init__(
-        self, papers: Iterable[Paper], model: TextModel | None = None, space: Space | None = None
+        self,
+        papers: Iterable[Paper],
+        model: TextModel | None = None,
+        space: Space | None = None,
+        blend: Blend | None = None,
     ) -> None:
         self.papers: list[Paper] = list(papers)
         self.model: TextModel = model or TfidfModel()
+        self.blend = blend or Blend()
         self._space: Space | None = space  # else made at the first profile that needs meaning
+        self._lexicon: Lexicon | None = None
+        self._cache_max = max(256, min(CACHE_MAX, CACHE_FLOATS // max(len(self.papers), 1)))
         self._tastes: dict[Any, Taste | None] = {}
-        self._abouts: dict[str, Any] = {}  # description -> its vector
+        self._abouts: dict[str, Any] = {}  # description -> (its vector, its Lexicon row)
         self.named: dict[str, Paper | None] = {}  # seed names resolved against the store (by the caller)
         n = len(self.papers)
         self._fields: list[tuple[Field, Field]] = []
@@ -169,8 +200,19 @@ class PaperIndex:
     def space(self) -> Space:
         """The papers in the text model's space, made once (at the first profile that needs it)."""
         if self._space is None:
-            self._space = self.model.space([f"{p.title}. {p.abstract}" for p in self.papers])
+            self._space = self.model.space(self._texts())
         return self._space
+
+    @property
+    def lexicon(self) -> Lexicon:
+        """The papers' plain TF-IDF rows: the TF-IDF model's own, else made once for this index."""
+        if self._lexicon is None:
+            own = getattr(self.space, "lexicon", None)
+            self._lexicon = own if isinstance(own, Lexicon) else Lexicon(self._texts())
+        return self._lexicon
+
+    def _texts(self) -> list[str]:
+        return [f"{p.title}. {p.abstract}" for p in self.papers]
 
     def _vector(self, paper: Paper) -> Any:
         at = self._by_ref.get(paper.ref) if paper.ref is not None else None
@@ -178,26 +220,57 @@ class PaperIndex:
             return self.space.papers[at]
         return self.space.embed([f"{paper.title}. {paper.abstract}"])[0]
 
+    def _lexical(self, paper: Paper) -> Any:
+        at = self._by_ref.get(paper.ref) if paper.ref is not None else None
+        if at is not None:
+            return self.lexicon.papers[at]
+        return self.lexicon.embed([f"{paper.title}. {paper.abstract}"])
+
     def embed_abouts(self, abouts: Iterable[str]) -> None:
-        """Place descriptions in the space in one call (a batch's worth: one call per text costs many times more)."""
+        """Place descriptions in the space and the Lexicon in one call each (a batch's worth: one call per
+        text costs many times more)."""
         new = list(dict.fromkeys(a for a in abouts if a.strip() and a not in self._abouts))
-        if len(self._abouts) + len(new) > CACHE_MAX:  # bounded: a run of 100,000 distinct profiles stays flat
+        if len(self._abouts) + len(new) > self._cache_max:  # bounded: 100,000 distinct profiles stay flat
             self._abouts.clear()
             self._tastes.clear()
         if new:
-            self._abouts.update(zip(new, self.space.embed(new), strict=True))
+            rows = self.lexicon.embed(new)
+            self._abouts.update(
+                (about, (vector, rows[i]))
+                for i, (about, vector) in enumerate(zip(new, self.space.embed(new), strict=True))
+            )
 
     def taste(self, about: str, liked: Sequence[Paper], disliked: Sequence[Paper] = ()) -> Taste | None:
         """The taste of a description and liked / disliked papers (seeds, feedback) in this index's space;
         made once per distinct combination (subscribers who share one share the work)."""
         key = (about, tuple(p.key for p in liked), tuple(p.key for p in disliked))
         if key not in self._tastes:
+            if len(self._tastes) >= self._cache_max:
+                self._tastes.clear()
             self.embed_abouts([about])
-            point = self._abouts.get(about)
-            self._tastes[key] = make_taste(
+            point, words = self._abouts.get(about, (None, None))
+            taste = make_taste(
                 point, [(p.title, self._vector(p)) for p in liked], [self._vector(p) for p in disliked]
             )
+            if taste is not None:
+                lexicon = self.lexicon.papers
+                point = lexical_point(
+                    lexicon.shape[1],
+                    words,
+                    [self._lexical(p) for p in liked],
+                    [self._lexical(p) for p in disliked],
+                )
+                taste = replace(taste, lexical=np.asarray(lexicon @ point, dtype=np.float32))
+            self._tastes[key] = taste
         return self._tastes[key]
+
+    def likeness(self, taste: Taste, blend: Blend | None = None) -> npt.NDArray[np.float32]:
+        """Each paper's likeness to a taste: its cosine in the Lexicon and in the model's space, blended."""
+        share = (blend or self.blend).lexical
+        out = self.space.papers @ taste.vector
+        if taste.lexical is not None and share:
+            out = share * taste.lexical + (1.0 - share) * out
+        return np.asarray(out, dtype=np.float32)
 
     def select(
         self,
@@ -205,13 +278,15 @@ class PaperIndex:
         skip: Collection[int] = (),
         limit: int | None = None,
         taste: Taste | None = None,
+        blend: Blend | None = None,
     ) -> tuple[list[Match], int]:
         """The best ``limit`` (default: all) matches not in ``skip`` (store refs already sent), and the count
         of all matches. Keywords that cannot match are ignored here; ``check_profile`` reports them. With a
-        ``taste`` (not for the trending digest), papers are also chosen and ranked by meaning.
+        ``taste`` (not for the trending digest), papers are also chosen and ranked by meaning, as ``blend``
+        (default: the index's) says.
         """
         if taste is not None and not profile.trending:
-            return self._select_hybrid(profile, skip, limit, taste)
+            return self._select_hybrid(profile, skip, limit, taste, blend or self.blend)
         n = len(self.papers)
         # Only the trending digest takes every paper. A profile that is not trending takes what its usable
         # keywords match: none when it has no keyword that can match, nor a taste (seed papers not known
@@ -271,16 +346,19 @@ class PaperIndex:
         return keywords, score, mask
 
     def _select_hybrid(
-        self, profile: Profile, skip: Collection[int], limit: int | None, taste: Taste
+        self, profile: Profile, skip: Collection[int], limit: int | None, taste: Taste, blend: Blend
     ) -> tuple[list[Match], int]:
         keywords, score, mask = self._keyword_scores(profile, matched_only=False)
-        likeness = self.space.papers @ taste.vector
-        mask &= (score > 0) | (likeness >= SIMILAR_ENOUGH)
+        likeness = self.likeness(taste, blend)
+        mask &= (score > 0) | (likeness >= blend.similar_enough)
         self._leave_out(mask, skip)
         candidates = np.flatnonzero(mask)
         total = len(candidates)
         top = max(int(score.max(initial=0)), 1)
-        combined = score[candidates] / top + LIKENESS_WEIGHT * likeness[candidates]
+        matched = score[candidates]
+        combined = (
+            blend.keyword_bonus * (matched > 0) + blend.keyword_weight * matched / top + likeness[candidates]
+        )
         # Highest combined first; equal ones (rare with floats) by the usual rank.
         order = np.lexsort((self._rank[candidates], -combined))
         picked = order if limit is None else order[:limit]

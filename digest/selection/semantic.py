@@ -1,19 +1,24 @@
 """Meaning, beside keywords: papers placed in a vector space, profiles as a point in it.
 
 A reader may say what they want in words (``about``) or by example (``seeds``, and "more like this" /
-"less like this" feedback). Both become one *taste*: the mean of the unit vectors of the description and of
-the liked papers, less half the mean of the disliked ones (Rocchio's classic update), normalised. A paper's
-likeness is its cosine with the taste.
+"less like this" feedback). Both become one *taste*, by Rocchio's classic update: the unit vector of the
+description plus the mean of the liked papers', less half the mean of the disliked ones', normalised (the
+description weighs as much as all the liked papers together). A paper's likeness is its cosine with the
+taste.
 
 The space is pluggable (``TextModel``):
 
-- ``TfidfModel`` (the default, no download): TF-IDF over titles and abstracts (word unigrams and bigrams,
-  English stop words out, sublinear term frequency), reduced to ``dims`` dimensions by a truncated SVD
+- ``TfidfModel`` (the default, no download): TF-IDF over titles and abstracts (word unigrams, English
+  stop words out, sublinear term frequency), reduced to ``dims`` dimensions by a truncated SVD
   (latent semantic analysis), fitted on the run's candidate papers. The reduction is what lets "grounding
   answers in retrieved documents" land near "RAG": words that occur in the same papers share dimensions.
   Fitted once per run (or per worker), never per subscriber: a day's papers take a moment, not a reader's share.
 - ``SentenceModel``: a sentence-transformers model by name or local path (e.g. all-MiniLM-L6-v2); each
   paper is embedded once, tastes once per distinct profile.
+
+Beside the model's space, every run also has a ``Lexicon``: the same papers as plain TF-IDF rows, where a
+taste is made the same way. A paper's likeness blends its cosine in both (``index.Blend``): the exact
+words a reader uses and the neighbourhood of their meaning.
 
 Pure: no I/O here except what a sentence model's library does when it is loaded.
 """
@@ -31,6 +36,7 @@ from numpy.typing import NDArray
 Vectors = NDArray[np.float32]
 
 DIMS = 128  # LSA dimensions: 64-256 measured alike on the labelled seed papers (bench/relevance.py)
+NGRAMS = 1  # word n-grams of the TF-IDF terms: unigrams, chosen by leave-one-topic-out (bench/relevance.py)
 NEGATIVE_WEIGHT = 0.5  # how far one "less like this" pulls the taste away, against one liked paper
 
 
@@ -63,37 +69,62 @@ def _unit(rows: Any) -> Vectors:
     return out
 
 
-class _TfidfSpace:
-    def __init__(self, texts: Sequence[str], dims: int) -> None:
-        from sklearn.decomposition import TruncatedSVD
+class Lexicon:
+    """Word overlap: the papers' TF-IDF rows (sparse, unit length) and any other text's in the same terms.
+
+    Word unigrams by default: on the labelled topics, chosen by leave-one-topic-out against bigrams
+    (``bench/relevance.py``). Rare exact words ("LoRA", "Lean", "KV") are what a description and a paper share
+    that a reduced space blurs.
+    """
+
+    def __init__(self, texts: Sequence[str], ngrams: int = NGRAMS) -> None:
+        from scipy import sparse
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         self.vectorizer = TfidfVectorizer(
             sublinear_tf=True,
             stop_words="english",
-            ngram_range=(1, 2),
+            ngram_range=(1, ngrams),
             max_df=0.5 if len(texts) >= 4 else 1.0,  # words in half the papers say nothing of any one
             dtype=np.float32,
         )
-        self.svd: Any = None
         try:
-            tfidf = self.vectorizer.fit_transform(texts)
+            self.papers: Any = self.vectorizer.fit_transform(texts).tocsr()
+            self.fitted = True
         except ValueError:  # no papers, or no word that is not a stop word: nothing is like anything
-            self.papers = np.zeros((len(texts), 1), dtype=np.float32)
+            self.papers = sparse.csr_matrix((len(texts), 1), dtype=np.float32)
             self.fitted = False
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """Unit TF-IDF rows (a sparse matrix) of ``texts`` in the papers' terms."""
+        if not self.fitted:
+            from scipy import sparse
+
+            return sparse.csr_matrix((len(texts), self.papers.shape[1]), dtype=np.float32)
+        return self.vectorizer.transform(texts).tocsr()
+
+
+class _TfidfSpace:
+    def __init__(self, texts: Sequence[str], dims: int, ngrams: int) -> None:
+        self.lexicon = Lexicon(texts, ngrams)
+        self.svd: Any = None
+        if not self.lexicon.fitted:
+            self.papers = np.zeros((len(texts), 1), dtype=np.float32)
             return
-        self.fitted = True
+        tfidf = self.lexicon.papers
         k = min(dims, tfidf.shape[0] - 1, tfidf.shape[1] - 1)
         if k >= 2:
+            from sklearn.decomposition import TruncatedSVD
+
             self.svd = TruncatedSVD(k, random_state=0)
             self.papers = _unit(self.svd.fit_transform(tfidf))
         else:
             self.papers = _unit(tfidf.toarray())
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if not self.fitted:
+        if not self.lexicon.fitted:
             return np.zeros((len(texts), self.papers.shape[1]), dtype=np.float32)
-        tfidf = self.vectorizer.transform(texts)
+        tfidf = self.lexicon.embed(texts)
         return _unit(self.svd.transform(tfidf) if self.svd is not None else tfidf.toarray())
 
 
@@ -103,9 +134,10 @@ class TfidfModel:
 
     dims: int = DIMS
     name: str = "tfidf"
+    ngrams: int = NGRAMS
 
     def space(self, texts: Sequence[str]) -> Space:
-        return _TfidfSpace(texts, self.dims)
+        return _TfidfSpace(texts, self.dims, self.ngrams)
 
 
 class _SentenceSpace:
@@ -165,13 +197,24 @@ class Taste:
     vector: Vectors  # (d,), unit length
     labels: tuple[str, ...]  # per positive item: a liked paper's title, or "" for the description
     items: Vectors  # (k, d): the positive items' unit vectors
+    lexical: Any = None  # (n,): each paper's cosine with the same taste in the Lexicon's terms (an index's)
+
+
+def rocchio_weights(about: bool, liked: int, disliked: int) -> tuple[list[float], list[float]]:
+    """The weight of each positive item (the description first, then each liked paper) and of each
+    disliked one in a taste: Rocchio's query + mean of the relevant - half the mean of the non-relevant.
+
+    >>> rocchio_weights(True, 2, 1)
+    ([1.0, 0.5, 0.5], [0.5])
+    """
+    return [1.0] * about + [1.0 / max(liked, 1)] * liked, [NEGATIVE_WEIGHT / max(disliked, 1)] * disliked
 
 
 def make_taste(
     about: Vectors | None, liked: Sequence[tuple[str, Vectors]], disliked: Sequence[Vectors]
 ) -> Taste | None:
     """The taste of a description (``about``, a unit vector), liked papers (title, unit vector) and
-    disliked ones; None when there is nothing positive to go by.
+    disliked ones (``rocchio_weights``); None when there is nothing positive to go by.
 
     >>> t = make_taste(np.array([1, 0], np.float32), [("A paper", np.array([0, 1], np.float32))], [])
     >>> [round(float(x), 3) for x in t.vector], t.labels
@@ -182,8 +225,29 @@ def make_taste(
     if not rows:
         return None
     items = np.array(rows, dtype=np.float32)
-    point = items.sum(axis=0) / len(rows)
+    plus, minus = rocchio_weights(about is not None, len(liked), len(disliked))
+    point = np.asarray(plus, dtype=np.float32) @ items
     if disliked:
-        point -= NEGATIVE_WEIGHT * np.array(disliked, dtype=np.float32).sum(axis=0) / len(disliked)
+        point -= np.asarray(minus, dtype=np.float32) @ np.array(disliked, dtype=np.float32)
     norm = float(np.sqrt(point @ point))
     return Taste(point / norm if norm > 0 else point, tuple(labels), items)
+
+
+def lexical_point(size: int, about: Any | None, liked: Sequence[Any], disliked: Sequence[Any]) -> Vectors:
+    """The same taste as ``make_taste`` in the Lexicon's terms: from sparse unit rows (1 x ``size``: a
+    description's or None, liked and disliked papers'), one dense unit vector of ``size``. Rows are added
+    by their nonzero entries: a few microseconds each, where sparse matrix products cost a hundred.
+
+    >>> from scipy import sparse
+    >>> point = lexical_point(2, sparse.csr_matrix([[1.0, 0.0]]), [sparse.csr_matrix([[0.0, 1.0]])], [])
+    >>> [round(float(x), 3) for x in point]
+    [0.707, 0.707]
+    """
+    plus, minus = rocchio_weights(about is not None, len(liked), len(disliked))
+    point = np.zeros(size, dtype=np.float32)
+    for weight, row in zip(plus, ([about] if about is not None else []) + list(liked), strict=True):
+        np.add.at(point, row.indices, weight * row.data)
+    for weight, row in zip(minus, disliked, strict=True):
+        np.subtract.at(point, row.indices, weight * row.data)
+    norm = float(np.sqrt(point @ point))
+    return point / norm if norm > 0 else point
