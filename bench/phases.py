@@ -193,7 +193,9 @@ def main(argv: list[str]) -> None:
         for n in args.sizes:
             medians = {
                 commit: statistics.median(
-                    r.seconds for r in runs if r.commit.split(" (")[0] == commit and "config" not in r.commit and r.n == n
+                    r.seconds
+                    for r in runs
+                    if r.commit.split(" (")[0] == commit and "config" not in r.commit and r.n == n
                 )
                 for commit, _ in trees
             }
