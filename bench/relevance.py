@@ -44,7 +44,9 @@ import numpy as np
 from synthetic import REPO, seed_papers
 
 from digest.models import Paper, Profile, normalise_title
+from digest.selection.hybrid import VARIETY
 from digest.selection.index import Blend, PaperIndex
+from digest.selection.learner import fit
 from digest.selection.semantic import Lexicon, TextModel, TfidfModel, lexical_point, make_model
 
 LABELS = REPO.parent / "shared" / "relevance" / "labels.json"
@@ -97,7 +99,12 @@ GRID = {
     "keyword_weight": (0.0, 0.1, 0.2, 0.3, 0.5, 1.0),
     # Not 0: a paper is a match only when it is somewhat like the taste (the digest's "N more matched").
     "similar_enough": (0.05, 0.1),
+    "variety": (0.0,),  # chosen apart, after the rest (variety_report): it is about a digest, not a ranking
+    "learned": (0.0,),  # chosen apart, on simulated feedback (feedback_report): these readers have none
 }
+DIGEST = 20  # a digest's papers, for the variety figures
+VARIETIES = (0.0, 0.1, 0.2, 0.3, 0.5)
+VARIETY_COST = 0.01  # the most mean AP (on the other topics) variety may cost
 BONUSES = (0.0, 0.05, 0.1, 0.3, 1.0)  # baseline (b)'s keyword bonus, cross-validated the same way
 
 Score = tuple[float, float]  # (average precision, precision at min(10, R))
@@ -253,6 +260,147 @@ def product_tables(
     return tables
 
 
+def digest_of(
+    index: PaperIndex, profile: Profile, liked: list[Paper], blend: Blend
+) -> tuple[list[int], float]:
+    """A ``DIGEST``-paper digest followed by the rest of the ranking (refs), and the share of the digest's
+    papers that its single most common reason explains (a keyword, the description or one liked paper), and
+    the mean cosine (in the model's space) between two of its papers."""
+    taste = index.taste(profile.about, liked) if (profile.about or liked) else None
+    skip = {p.ref for p in liked if p.ref is not None}
+    digest, _ = index.select(profile, skip, DIGEST, taste=taste, blend=blend)
+    rest, _ = index.select(profile, skip, taste=taste, blend=blend)
+    top = [m.paper.ref for m in digest if m.paper.ref is not None]
+    ranked = top + [m.paper.ref for m in rest if m.paper.ref is not None and m.paper.ref not in set(top)]
+    reasons = Counter(
+        (m.reasons[0].keyword, m.reasons[0].where in ("similar", "about")) for m in digest if m.reasons
+    )
+    at = {p.key: i for i, p in enumerate(index.papers)}
+    rows = index.space.papers[[at[m.paper.key] for m in digest]]
+    alike = float(((rows @ rows.T).sum() - len(rows)) / max(len(rows) * (len(rows) - 1), 1))
+    return ranked, max(reasons.values()) / len(digest) if digest else 0.0, alike
+
+
+def variety_report(topics: list[Topic], papers: list[Paper], picks: list[Any]) -> None:
+    """For each held-out topic, its fold's blend (``picks``) with each amount of variety: the amount is
+    chosen on the other topics as the largest that costs at most ``VARIETY_COST`` mean AP there."""
+    indexes = {n: PaperIndex(papers, replace(TfidfModel(), ngrams=n)) for n in NGRAMS}
+    scenarios: dict[str, Callable[[Topic, list[Paper]], tuple[Profile, list[Paper]]]] = {
+        "combined (3 liked)": lambda t, d: (
+            Profile(t.keywords, about=t.about, seeds=tuple(p.title for p in d)),
+            d,
+        ),
+        "keywords + about + 1 liked": lambda t, d: (
+            Profile(t.keywords, about=t.about, seeds=(d[0].title,)),
+            d[:1],
+        ),
+    }
+    print(
+        f"\nvariety (a {DIGEST}-paper digest; AP over the digest then the rest; share: the digest's papers "
+        "explained by its single most common reason), each topic under its fold's blend:"
+    )
+    print(
+        "| profile | variety | mean AP | mean P@min(10,R) | share of the top reason | cosine of two papers |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for name, make in scenarios.items():
+        table: dict[float, list[tuple[float, float, float, float]]] = {v: [] for v in VARIETIES}
+        for i, topic in enumerate(topics):
+            ngrams, blend = picks[i]
+            for v in VARIETIES:
+                rows = []
+                for draw in topic.draws:
+                    profile, liked = make(topic, draw)
+                    ranked, share, alike = digest_of(
+                        indexes[ngrams], profile, liked, replace(blend, variety=v)
+                    )
+                    left_out = {p.ref for p in draw}
+                    ranked = [r for r in ranked if r not in left_out]
+                    rows.append((*score(ranked, topic.relevant - left_out), share, alike))
+                table[v].append(tuple(statistics.fmean(r[k] for r in rows) for k in range(4)))  # type: ignore[arg-type]
+        held = []
+        for i in range(len(topics)):
+            v = most_variety(table, skip=i)
+            held.append((v, table[v][i]))
+        a, p, sh, al = (statistics.fmean(r[k] for r in table[0.0]) for k in range(4))
+        print(f"| {name} | none | {a:.3f} | {p:.3f} | {sh:.2f} | {al:.3f} |")
+        a, p, sh, al = (statistics.fmean(r[k] for _, r in held) for k in range(4))
+        chosen = Counter(v for v, _ in held).most_common()
+        print(f"| {name} | chosen per fold {dict(chosen)} | {a:.3f} | {p:.3f} | {sh:.2f} | {al:.3f} |")
+        print(
+            f"| {name} | chosen on all twelve (ships as VARIETY: {VARIETY}) | {most_variety(table)} | | | |"
+        )
+
+
+def most_variety(
+    table: dict[float, list[tuple[float, float, float, float]]], skip: int | None = None
+) -> float:
+    """The largest amount of variety whose mean AP (over the topics but ``skip``) is within
+    ``VARIETY_COST`` of none."""
+
+    def ap(v: float) -> float:
+        return statistics.fmean(s[0] for j, s in enumerate(table[v]) if j != skip)
+
+    return max(v for v in VARIETIES if ap(v) >= ap(0.0) - VARIETY_COST)
+
+
+def feedback_report(topics: list[Topic], papers: list[Paper]) -> None:
+    """A reader's own model, on simulated feedback: each topic's reader (keywords, description, 3 liked
+    papers) gets a first digest of ``DIGEST`` papers and says "more" of up to 3 of its relevant papers
+    and "less" of up to 3 others, as a reader would of the first they read; the second ranking leaves out
+    the first digest. Its weight (``Blend.learned``) is chosen leave-one-topic-out; 0 is Rocchio's update
+    of the taste alone, and "no feedback" the profile as it was."""
+    index = PaperIndex(papers)
+    weights = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
+    table: Table = {w: [] for w in (*weights, "no feedback")}
+    for topic in topics:
+        rows: dict[Any, list[Score]] = {w: [] for w in table}
+        for draw in topic.draws:
+            profile = Profile(topic.keywords, about=topic.about, seeds=tuple(p.title for p in draw))
+            taste = index.taste(topic.about, draw)
+            first, _ = index.select(profile, {p.ref for p in draw if p.ref is not None}, DIGEST, taste=taste)
+            shown = [m.paper for m in first]
+            more = [p for p in shown if p.ref in topic.relevant][:3]
+            less = [p for p in shown if p.ref not in topic.relevant][:3]
+            texts = [f"{p.title}. {p.abstract}" for p in [*draw, *more]]
+            disliked = [f"{p.title}. {p.abstract}" for p in less]
+            unrated = [f"{p.title}. {p.abstract}" for p in shown if p not in more + less]
+            model = fit("bench", [topic.about, *texts], disliked, unrated)
+            after = index.taste(topic.about, [*draw, *more], less)
+            assert after is not None
+            learned = replace(after, learned=model.scores(index.hashed) if model is not None else None)
+            gone = {p.ref for p in [*draw, *shown]}
+            if not topic.relevant - gone:  # the first digest had them all: nothing left to find
+                continue
+            for w in table:
+                chosen, _ = index.select(
+                    profile,
+                    gone,
+                    taste=taste if w == "no feedback" else learned,
+                    blend=Blend(learned=w or 0.0),
+                )
+                ranked = [m.paper.ref for m in chosen if m.paper.ref is not None]
+                rows[w].append(score(ranked, topic.relevant - gone))
+        if rows["no feedback"]:
+            for w in table:
+                table[w].append(mean(rows[w]))
+    trained = {w: table[w] for w in weights}
+    held, picked = held_out(trained)
+    print("\nfeedback (the second ranking, without the first digest; AP / P@min(10,R)):")
+    print("| reader | mean AP | mean P@min(10,R) |")
+    print("| --- | ---: | ---: |")
+    for label, col in (
+        ("no feedback", table["no feedback"]),
+        ("feedback, taste only (Rocchio)", table[0.0]),
+        (f"feedback + own model, weight chosen per fold {dict(Counter(picked))}", held),
+    ):
+        a, p = mean(col)
+        print(f"| {label} | {a:.3f} | {p:.3f} |")
+    print(
+        f"own model's weight chosen on all twelve: {on_all(trained)} (ships as Blend.learned = {Blend().learned})"
+    )
+
+
 # -- the report ------------------------------------------------------------------------------------------
 
 
@@ -311,8 +459,10 @@ def main() -> None:
         model = make_model(name)
         label = "" if name == "tfidf" else f" [{names.get(name, Path(name).name)}]"
         for kind, table in product_tables(topics, papers, model, vary_ngrams=name == "tfidf").items():
-            columns[kind + label], _ = held_out(table)
+            columns[kind + label], picked = held_out(table)
             choices[kind + label] = on_all(table)
+            if kind == "combined" and name == "tfidf":
+                combined_picks = picked
 
     print(
         f"{len(papers)} papers, {len(topics)} topics, {DRAWS} draws of {LIKED} liked papers; AP / P@min(10,R),"
@@ -343,9 +493,11 @@ def main() -> None:
     print("\nchosen on all twelve (what ships; not scored here):")
     for kind, choice in choices.items():
         print(f"  {kind}: {choice}")
-    shipped = (TfidfModel().ngrams, Blend())
+    shipped = (TfidfModel().ngrams, replace(Blend(), variety=0.0, learned=0.0))
     if choices["combined"] != shipped:
         print(f"  NOTE: the product ships {shipped}, not the choice above")
+    variety_report(topics, papers, combined_picks)
+    feedback_report(topics, papers)
 
 
 if __name__ == "__main__":

@@ -226,10 +226,12 @@ class Subscriber:
 @dataclass(frozen=True, slots=True)
 class Reason:
     """One keyword that matched, and where (``title``, ``abstract``); or a likeness: ``similar`` to the
-    paper titled ``keyword`` (a seed or a "more like this"), or close to the reader's ``about``."""
+    paper titled ``keyword`` (a seed or a "more like this"), or close to the reader's ``about``, with the
+    ``words`` the paper shares with it."""
 
     keyword: str
     where: Where | Likeness
+    words: tuple[str, ...] = ()
 
     @property
     def text(self) -> str:
@@ -237,11 +239,14 @@ class Reason:
 
         >>> Reason("RAG", "title").text, Reason("Attention Is All You Need", "similar").text
         ('matched: RAG', 'similar to: Attention Is All You Need')
+        >>> Reason("", "about", ("lean", "theorem")).text
+        'close to your description (shares: lean, theorem)'
         """
+        shares = f" (shares: {', '.join(self.words)})" if self.words else ""
         if self.where == "similar":
-            return f"similar to: {self.keyword}"
+            return f"similar to: {self.keyword}{shares}"
         if self.where == "about":
-            return "close to your description"
+            return f"close to your description{shares}"
         return f"matched: {self.keyword}"
 
 

@@ -83,7 +83,7 @@ def preview_digest(
     schedule of readers who set none (it names the digest's period)."""
     day = first_key(reader_when(subscriber, default), now)
     skip = store.outbox.sent_refs([subscriber.email], pool.min_ref).get(subscriber.key, set())
-    taste = tastes_of([subscriber], pool, store).get(subscriber.key)
+    taste = tastes_of([subscriber], pool, store, now).get(subscriber.key)
     matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers, taste)
     if not matches:
         return None

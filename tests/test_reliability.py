@@ -390,8 +390,8 @@ def test_rate_limit_spaces_real_smtp_sends(
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(gaps) == len(EMAILS) - 1
     # 20 per second: 50 ms apart. Taken where the server handles DATA, so a busy machine can delay one
-    # arrival and bunch it with the next; the whole span cannot shrink much, whatever the scheduling.
-    assert times[-1] - times[0] >= 0.8 * 0.05 * len(gaps)
+    # arrival and bunch it with the next (by up to one gap); the whole span cannot shrink more than that.
+    assert times[-1] - times[0] >= 0.05 * (len(gaps) - 1)
     assert sorted(gaps)[len(gaps) // 2] >= 0.04  # and most gaps are the full 50 ms
 
 

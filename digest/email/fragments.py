@@ -25,7 +25,8 @@ from digest.email.mime import qp
 
 SLOT = "\x00"  # never in rendered feed text: one_line() drops control characters
 # Entry fields that vary per email; everything else in an entry follows from its paper and matched keywords.
-VARYING = ("number", "score")
+# A likeness reason names the words a paper shares with one reader's description: shown outside the block.
+VARYING = ("number", "score", "likeness")
 # Cached blocks per template, at most (~2.5 KB each for the HTML). A block is cached per paper and set of
 # matched keywords: 100,000 random profiles over the 375 seed papers meet ~30,000 such pairs, a few thousand
 # of them often; the cache keeps the recently used (two generations), so memory stays flat.
@@ -181,7 +182,7 @@ class SplitTemplate:
         return all(f.loose is None for f in (*self._cache.values(), *self._older.values()))
 
     def _fragment(self, entry: dict[str, Any]) -> _Fragment:
-        key = (entry["paper"], entry["matched"], entry.get("likeness", ""), *(entry[k] for k in self._keyed))
+        key = (entry["paper"], entry["matched"], *(entry[k] for k in self._keyed))
         found = self._cache.get(key)
         if found is not None:
             return found

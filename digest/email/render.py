@@ -228,7 +228,7 @@ class Composed:
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _entry(p: Paper, matched: tuple[str, ...], likeness: str = "") -> dict[str, Any]:
+def _entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
     """What the templates show of one paper, highlighted for ``matched``.
 
     Cached: in a run most subscribers get the same few hundred papers with the same few keywords, so the
@@ -256,14 +256,13 @@ def _entry(p: Paper, matched: tuple[str, ...], likeness: str = "") -> dict[str, 
         "hf_url": _safe_url(p.hf_url),
         "meta": " · ".join(meta),
         "matched": matched,
-        "likeness": likeness,
     }
 
 
 def _full_entry(light: dict[str, Any]) -> dict[str, Any]:
-    """A light entry (number, score, paper, matched) with everything the templates show of its paper."""
-    full = _entry(light["paper"], light["matched"], light.get("likeness", ""))
-    return {**full, "number": light["number"], "score": light["score"]}
+    """A light entry (number, score, paper, matched, likeness) with everything the templates show of its paper."""
+    full = _entry(light["paper"], light["matched"])
+    return {**full, "number": light["number"], "score": light["score"], "likeness": light.get("likeness", "")}
 
 
 class Renderer:

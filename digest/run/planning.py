@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -31,6 +31,7 @@ from digest.errors import ProfileError
 from digest.identity import mailbox_key
 from digest.models import Digest, MessageState, Paper, Status, Subscriber
 from digest.profiles import check_profile
+from digest.run.reader_models import learned_scores
 from digest.selection.index import PaperIndex, explain
 from digest.selection.semantic import SentenceModel, Space, Taste, TextModel
 from digest.store import DeliveryState, OutboxRow, Store
@@ -250,7 +251,7 @@ def plan_batch(
         store.outbox.expire(stale, now)
     if choosing:
         sent = store.outbox.sent_refs([s.email for s, _, _ in choosing], pool.min_ref)
-        tastes = tastes_of([s for s, _, _ in choosing], pool, store)
+        tastes = tastes_of([s for s, _, _ in choosing], pool, store, now)
         for sub, key, resends in choosing:
             early[sub.key] = resends + choose(sub, key, pool, sent, resends, tastes.get(sub.key))
     return [p for sub in subs for p in early[sub.key]]
@@ -325,10 +326,11 @@ def choose(
     return [Send(sub, Digest(sub, tuple(matches), key, more=total - len(matches)))]
 
 
-def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store) -> dict[str, Taste]:
+def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store, now: datetime) -> dict[str, Taste]:
     """The taste (see ``semantic``) of each subscriber in a batch whose profile has a description, seed
     papers or feedback, by mailbox key, in the pool's space: one feedback query per batch, each seed name
-    looked up once per pool, each distinct (description, liked, disliked) made once per pool."""
+    looked up once per pool, each distinct (description, liked, disliked) made once per pool. A reader
+    with feedback also gets their own model's liking of each paper (``reader_models``)."""
     wanted = [s for s in subs if not s.profile.trending]
     if not wanted:
         return {}
@@ -339,6 +341,7 @@ def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store) -> dic
         pool.named.update({n: found.get(n) for n in unknown})
     pool.embed_abouts(s.profile.about for s in wanted)
     out: dict[str, Taste] = {}
+    positive: dict[str, list[Paper]] = {}
     for sub in wanted:
         mine = feedback.get(sub.key, {})
         liked = [p for n in sub.profile.seeds if (p := pool.named.get(n)) is not None]
@@ -348,4 +351,8 @@ def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store) -> dic
         taste = pool.taste(sub.profile.about, liked, mine.get("less", []))
         if taste is not None:
             out[sub.key] = taste
-    return out
+            positive[sub.key] = liked
+    if not pool.blend.learned:  # readers' own models are off: nothing to fit or read
+        return out
+    learned = learned_scores([s for s in wanted if s.key in out], positive, feedback, pool, store, now)
+    return {key: replace(t, learned=learned[key]) if key in learned else t for key, t in out.items()}

@@ -40,6 +40,8 @@ from digest.keywords import (
     tokenize,
 )
 from digest.models import Likeness, Match, Paper, Profile, Reason, Where
+from digest.selection.hybrid import VARIETY, shared_words, with_variety
+from digest.selection.learner import features
 from digest.selection.semantic import (
     Lexicon,
     Space,
@@ -48,8 +50,12 @@ from digest.selection.semantic import (
     TfidfModel,
     lexical_point,
     make_taste,
+    rows_of,
 )
 
+# The weight of a reader's own model: 0, off, since on simulated feedback it has not beaten Rocchio's
+# update of the taste alone (bench/relevance.py, docs/benchmarks.md).
+LEARNED = 0.0
 CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
 CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper likeness (40 MB) on big days
 
@@ -67,6 +73,10 @@ class Blend:
     keyword_bonus: float = 0.0  # added once when a paper matches any keyword
     keyword_weight: float = 0.2  # times the keyword score, scaled so the profile's best match is 1
     similar_enough: float = 0.05  # the likeness at which a paper without a keyword is chosen
+    variety: float = VARIETY  # what a paper's likeness to those above it in a digest costs it (hybrid.py)
+    learned: float = (
+        LEARNED  # times a reader's own model's liking in [-1, 1], when they have one (learner.py)
+    )
 
 
 Vector = npt.NDArray[np.int32]
@@ -102,6 +112,7 @@ class PaperIndex:
         self.blend = blend or Blend()
         self._space: Space | None = space  # else made at the first profile that needs meaning
         self._lexicon: Lexicon | None = None
+        self._hashed: Any = None
         self._cache_max = max(256, min(CACHE_MAX, CACHE_FLOATS // max(len(self.papers), 1)))
         self._tastes: dict[Any, Taste | None] = {}
         self._abouts: dict[str, Any] = {}  # description -> (its vector, its Lexicon row)
@@ -141,7 +152,7 @@ class PaperIndex:
         self.min_ref: int = min(self._by_ref, default=0)
         self._hits: dict[str, dict[int, Where]] = {}
         self._vectors: dict[str, Vector] = {}
-        self._reasons: dict[tuple[str, Where | Likeness], Reason] = {}
+        self._reasons: dict[tuple[str, Where | Likeness, tuple[str, ...]], Reason] = {}
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -189,11 +200,13 @@ class PaperIndex:
             self._vectors[text] = vec
         return vec
 
-    def _reason(self, keyword: str, where: Where | Likeness) -> Reason:
-        key = (keyword, where)
+    def _reason(self, keyword: str, where: Where | Likeness, words: tuple[str, ...] = ()) -> Reason:
+        key = (keyword, where, words)
         reason = self._reasons.get(key)
         if reason is None:
-            reason = self._reasons[key] = Reason(keyword, where)
+            if len(self._reasons) >= CACHE_MAX:
+                self._reasons.clear()
+            reason = self._reasons[key] = Reason(keyword, where, words)
         return reason
 
     @property
@@ -223,8 +236,8 @@ class PaperIndex:
     def _lexical(self, paper: Paper) -> Any:
         at = self._by_ref.get(paper.ref) if paper.ref is not None else None
         if at is not None:
-            return self.lexicon.papers[at]
-        return self.lexicon.embed([f"{paper.title}. {paper.abstract}"])
+            return self.lexicon.rows[at]
+        return rows_of(self.lexicon.embed([f"{paper.title}. {paper.abstract}"]))[0]
 
     def embed_abouts(self, abouts: Iterable[str]) -> None:
         """Place descriptions in the space and the Lexicon in one call each (a batch's worth: one call per
@@ -236,8 +249,8 @@ class PaperIndex:
         if new:
             rows = self.lexicon.embed(new)
             self._abouts.update(
-                (about, (vector, rows[i]))
-                for i, (about, vector) in enumerate(zip(new, self.space.embed(new), strict=True))
+                (about, (vector, row))
+                for about, vector, row in zip(new, self.space.embed(new), rows_of(rows), strict=True)
             )
 
     def taste(self, about: str, liked: Sequence[Paper], disliked: Sequence[Paper] = ()) -> Taste | None:
@@ -260,9 +273,19 @@ class PaperIndex:
                     [self._lexical(p) for p in liked],
                     [self._lexical(p) for p in disliked],
                 )
-                taste = replace(taste, lexical=np.asarray(lexicon @ point, dtype=np.float32))
+                items = ([words] if words is not None else []) + [self._lexical(p) for p in liked]
+                taste = replace(
+                    taste, lexical=np.asarray(lexicon @ point, dtype=np.float32), lexical_items=tuple(items)
+                )
             self._tastes[key] = taste
         return self._tastes[key]
+
+    @property
+    def hashed(self) -> Any:
+        """The papers' hashed word features, for readers' own models (``learner``): made once."""
+        if self._hashed is None:
+            self._hashed = features(self._texts())
+        return self._hashed
 
     def likeness(self, taste: Taste, blend: Blend | None = None) -> npt.NDArray[np.float32]:
         """Each paper's likeness to a taste: its cosine in the Lexicon and in the model's space, blended."""
@@ -359,27 +382,49 @@ class PaperIndex:
         combined = (
             blend.keyword_bonus * (matched > 0) + blend.keyword_weight * matched / top + likeness[candidates]
         )
+        if taste.learned is not None and blend.learned:
+            combined = combined + blend.learned * taste.learned[candidates]
         # Highest combined first; equal ones (rare with floats) by the usual rank.
         order = np.lexsort((self._rank[candidates], -combined))
-        picked = order if limit is None else order[:limit]
+        if limit is None:
+            picked = order
+        else:  # a digest keeps its variety: the papers most like those above them give way
+            vectors = self.space.papers[candidates]
+            picked = with_variety(order, combined.astype(np.float32), vectors, limit, blend.variety)
+            picked = picked[np.lexsort((self._rank[candidates[picked]], -combined[picked]))]  # shown by score
         chosen = candidates[picked]
-        # For papers without a keyword: the closest liked paper (or the description), in one product.
-        closest = np.argmax(taste.items @ self.space.papers[chosen].T, axis=0).tolist()
-        matches = []
-        for j, (pi, why, value) in enumerate(
-            zip(
+        return [
+            Match(self.papers[pi], value, why)
+            for pi, value, why in zip(
                 chosen.tolist(),
-                self._keyword_reasons(keywords, chosen),
                 combined[picked].tolist(),
+                self._hybrid_reasons(keywords, chosen, taste),
                 strict=True,
             )
-        ):
-            if not why:
-                label = taste.labels[closest[j]]
-                kind: Likeness = "similar" if label else "about"
-                why = (self._reason(label, kind),)
-            matches.append(Match(self.papers[pi], value, why))
-        return matches, total
+        ], total
+
+    def _hybrid_reasons(
+        self, keywords: list[str], chosen: npt.NDArray[np.intp], taste: Taste
+    ) -> list[tuple[Reason, ...]]:
+        """The keywords each chosen paper matched; for one without a keyword, the liked paper (or the
+        description) it is closest to, and the words it shares with that."""
+        reasons = self._keyword_reasons(keywords, chosen)
+        by_meaning = [j for j, why in enumerate(reasons) if not why]
+        if not by_meaning:
+            return reasons
+        closest = np.argmax(taste.items @ self.space.papers[chosen[by_meaning]].T, axis=0).tolist()
+        dense: dict[int, npt.NDArray[np.float32]] = {}
+        rows = self.lexicon.papers
+        for j, c in zip(by_meaning, closest, strict=True):
+            if c not in dense:
+                dense[c] = np.zeros(rows.shape[1], dtype=np.float32)
+                if c < len(taste.lexical_items):
+                    item = taste.lexical_items[c]
+                    dense[c][item.indices] = item.data
+            label = taste.labels[c]
+            words = shared_words(rows, int(chosen[j]), dense[c], self.lexicon.names)
+            reasons[j] = (self._reason(label, "similar" if label else "about", words),)
+        return reasons
 
 
 def explain(paper: Paper, profile: Profile) -> Match:

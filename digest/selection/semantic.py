@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -69,6 +69,25 @@ def _unit(rows: Any) -> Vectors:
     return out
 
 
+class Row(NamedTuple):
+    """One sparse row's nonzero entries (column indices and values): what a taste and a reason read of
+    it, without a sparse matrix's overhead per slice."""
+
+    indices: Any
+    data: Any
+
+
+def rows_of(matrix: Any) -> list[Row]:
+    """The rows of a CSR matrix as ``Row``s (views, no copy).
+
+    >>> from scipy import sparse
+    >>> [r.indices.tolist() for r in rows_of(sparse.csr_matrix([[0.0, 2.0], [0.0, 0.0]]))]
+    [[1], []]
+    """
+    ptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+    return [Row(indices[ptr[i] : ptr[i + 1]], data[ptr[i] : ptr[i + 1]]) for i in range(matrix.shape[0])]
+
+
 class Lexicon:
     """Word overlap: the papers' TF-IDF rows (sparse, unit length) and any other text's in the same terms.
 
@@ -94,6 +113,12 @@ class Lexicon:
         except ValueError:  # no papers, or no word that is not a stop word: nothing is like anything
             self.papers = sparse.csr_matrix((len(texts), 1), dtype=np.float32)
             self.fitted = False
+        self.rows = rows_of(self.papers)
+
+    @functools.cached_property
+    def names(self) -> Any:
+        """The term of each column (for the words a reason names)."""
+        return self.vectorizer.get_feature_names_out() if self.fitted else np.array([], dtype=object)
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Unit TF-IDF rows (a sparse matrix) of ``texts`` in the papers' terms."""
@@ -198,6 +223,8 @@ class Taste:
     labels: tuple[str, ...]  # per positive item: a liked paper's title, or "" for the description
     items: Vectors  # (k, d): the positive items' unit vectors
     lexical: Any = None  # (n,): each paper's cosine with the same taste in the Lexicon's terms (an index's)
+    lexical_items: tuple[Any, ...] = ()  # the positive items' sparse TF-IDF rows, in ``labels``' order
+    learned: Any = None  # (n,): a reader's own model's liking of each paper in [-1, 1] (learner.py), if any
 
 
 def rocchio_weights(about: bool, liked: int, disliked: int) -> tuple[list[float], list[float]]:

@@ -265,6 +265,39 @@ class Readers:
                 mine[r["kind"]].append(paper_of(r))
         return out
 
+    def models(self, emails: Sequence[str]) -> dict[str, tuple[str, bytes]]:
+        """The stored models of readers (``selection.learner``): mailbox key -> (version, bytes)."""
+        out: dict[str, tuple[str, bytes]] = {}
+        keys = [mailbox_key(e) for e in emails]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(
+                f"SELECT email, version, model FROM reader_models WHERE email IN ({marks})", tuple(chunk)
+            ):
+                out[r["email"]] = (r["version"], bytes(r["model"]))
+        return out
+
+    def save_models(self, models: Sequence[tuple[str, str, bytes]], now: datetime) -> None:
+        """Keep readers' models: (email, version, bytes) each, replacing what was kept."""
+        with self.conn.transaction() as tx:
+            for email, version, blob in models:
+                tx.execute(
+                    "INSERT INTO reader_models (email, version, model, fitted) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (email) DO UPDATE SET version = excluded.version, model = excluded.model,"
+                    " fitted = excluded.fitted",
+                    (mailbox_key(email), version, blob, iso(now)),
+                )
+
+    def shown(self, email: str, limit: int) -> list[Paper]:
+        """The papers most recently sent to ``email``, at most ``limit``."""
+        rows = self.conn.execute(
+            "SELECT p.* FROM sent s JOIN papers p ON p.pid = s.pid WHERE s.email = ?"
+            " ORDER BY s.sent_at DESC, p.pid DESC LIMIT ?",
+            (mailbox_key(email), limit),
+        )
+        return [paper_of(r) for r in rows]
+
     def record_bounce(self, email: str, kind: str, reason: str, now: datetime) -> bool:
         """Returned mail about ``email`` (see ``digest.email.bounces``): a hard bounce or a complaint suspends them
         at once (bouncing: no more mail until ``digest resume``); a soft bounce counts, and ``BOUNCE_LIMIT``
@@ -300,6 +333,7 @@ class Readers:
         with self.conn.transaction() as tx:
             tx.execute("DELETE FROM sent WHERE email = ?", (email,))
             tx.execute("DELETE FROM feedback WHERE email = ?", (email,))
+            tx.execute("DELETE FROM reader_models WHERE email = ?", (email,))
             tx.execute("DELETE FROM messages WHERE email = ?", (email,))
             cur = tx.execute("DELETE FROM subscribers WHERE email = ?", (email,))
             if cur.rowcount <= 0:

@@ -201,6 +201,17 @@ MIGRATIONS: list[str] = [
     -- postgresql: ALTER TABLE sent ALTER COLUMN email TYPE TEXT COLLATE "C";
     -- postgresql: ALTER TABLE feedback ALTER COLUMN email TYPE TEXT COLLATE "C";
     """,
+    # 12 -> 13: each reader's own model (``selection.learner``), fitted on their description, seeds and
+    # "more / less like this", kept with the version of those: fitted again only when they change.
+    """
+    CREATE TABLE reader_models (
+        email   TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        model   BLOB NOT NULL,
+        fitted  TEXT NOT NULL
+    );
+    -- postgresql: ALTER TABLE reader_models ALTER COLUMN email TYPE TEXT COLLATE "C";
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 REKEY_STEP = 11  # the migration after which ``rekey_addresses`` runs, in the same transaction
