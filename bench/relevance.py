@@ -15,7 +15,7 @@ never chooses counts as missed) and precision at min(10, R), R the relevant pape
 **Leave-one-topic-out.** Every choice (the blend of keywords, word overlap and the model's space, the
 threshold, the TF-IDF terms, a baseline's bonus) is picked by its mean AP on the other eleven topics and
 scored on the held-out one; the tables show only those held-out scores. The choice made on all twelve is
-printed last: it is what the product ships (``digest.selection.index.Blend``), and its own score on those
+printed last: it is what the product ships (``digest.selection.hybrid.Blend``), and its own score on those
 twelve is not shown, since it was picked on them.
 
 Kinds of profile, each through the real selection code (``PaperIndex.select``) unless a baseline:
@@ -44,8 +44,8 @@ import numpy as np
 from synthetic import REPO, seed_papers
 
 from digest.models import Paper, Profile, normalise_title
-from digest.selection.hybrid import VARIETY
-from digest.selection.index import Blend, PaperIndex
+from digest.selection.hybrid import VARIETY, Blend
+from digest.selection.index import PaperIndex
 from digest.selection.learner import fit
 from digest.selection.semantic import Lexicon, TextModel, TfidfModel, lexical_point, make_model
 

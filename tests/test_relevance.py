@@ -19,7 +19,8 @@ from running import cli, digest_env, web
 
 from digest.models import Paper, Profile
 from digest.profiles import check_profile, profile_from_form
-from digest.selection.index import Blend, PaperIndex
+from digest.selection.hybrid import Blend
+from digest.selection.index import PaperIndex
 
 ABOUT = "causal inference and causal discovery: identifiability of causal structure, counterfactuals"
 

@@ -1,11 +1,13 @@
-"""The two small rules of a hybrid digest beyond its scores: which words a paper shares with what the
-reader gave (the reason they read), and how a digest keeps its variety (one liked paper cannot fill it).
+"""How a hybrid profile's parts make one score (``Blend``), and the two small rules of a hybrid digest
+beyond its scores: which words a paper shares with what the reader gave (the reason they read), and how a
+digest keeps its variety (one liked paper cannot fill it).
 
-Pure functions over arrays; ``index.PaperIndex`` calls them for the papers it chose.
+Pure values and functions over arrays; ``index.PaperIndex`` applies them to the papers it chose.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,26 @@ import numpy.typing as npt
 SHARED_WORDS = 3  # words named in a likeness reason
 VARIETY = 0.3  # maximal marginal relevance: how much a paper's likeness to those ranked above it costs it
 VARIETY_POOL = 3  # the greedy pass looks at this many times the digest's size, best first
+# The weight of a reader's own model: 0, off, since on simulated feedback it has not beaten Rocchio's
+# update of the taste alone (bench/relevance.py, docs/benchmarks.md).
+LEARNED = 0.0
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How a hybrid profile's parts add up to one score per paper.
+
+    The defaults are what ``bench/relevance.py`` picks on all twelve labelled topics; the figures it
+    prints for them are each topic's score under the choice made on the other eleven (nothing here reads
+    the labels).
+    """
+
+    lexical: float = 0.4  # the share of the word-overlap cosine in likeness; the rest is the model's space
+    keyword_bonus: float = 0.0  # added once when a paper matches any keyword
+    keyword_weight: float = 0.2  # times the keyword score, scaled so the profile's best match is 1
+    similar_enough: float = 0.05  # the likeness at which a paper without a keyword is chosen
+    variety: float = VARIETY  # what a paper's likeness to those above it in a digest costs it
+    learned: float = LEARNED  # times a reader's own model's liking in [-1, 1], if any (learner.py)
 
 
 def shared_words(

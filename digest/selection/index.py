@@ -22,7 +22,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ from digest.keywords import (
     tokenize,
 )
 from digest.models import Likeness, Match, Paper, Profile, Reason, Where
-from digest.selection.hybrid import VARIETY, shared_words, with_variety
+from digest.selection.hybrid import Blend, shared_words, with_variety
 from digest.selection.learner import features
 from digest.selection.semantic import (
     Lexicon,
@@ -53,30 +53,8 @@ from digest.selection.semantic import (
     rows_of,
 )
 
-# The weight of a reader's own model: 0, off, since on simulated feedback it has not beaten Rocchio's
-# update of the taste alone (bench/relevance.py, docs/benchmarks.md).
-LEARNED = 0.0
 CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
 CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper likeness (40 MB) on big days
-
-
-@dataclass(frozen=True)
-class Blend:
-    """How a hybrid profile's parts add up to one score per paper.
-
-    The defaults are what ``bench/relevance.py`` picks on all twelve labelled topics; the figures it
-    prints for them are each topic's score under the choice made on the other eleven (nothing here reads
-    the labels).
-    """
-
-    lexical: float = 0.4  # the share of the word-overlap cosine in likeness; the rest is the model's space
-    keyword_bonus: float = 0.0  # added once when a paper matches any keyword
-    keyword_weight: float = 0.2  # times the keyword score, scaled so the profile's best match is 1
-    similar_enough: float = 0.05  # the likeness at which a paper without a keyword is chosen
-    variety: float = VARIETY  # what a paper's likeness to those above it in a digest costs it (hybrid.py)
-    learned: float = (
-        LEARNED  # times a reader's own model's liking in [-1, 1], when they have one (learner.py)
-    )
 
 
 Vector = npt.NDArray[np.int32]

@@ -17,7 +17,7 @@ The space is pluggable (``TextModel``):
   paper is embedded once, tastes once per distinct profile.
 
 Beside the model's space, every run also has a ``Lexicon``: the same papers as plain TF-IDF rows, where a
-taste is made the same way. A paper's likeness blends its cosine in both (``index.Blend``): the exact
+taste is made the same way. A paper's likeness blends its cosine in both (``hybrid.Blend``): the exact
 words a reader uses and the neighbourhood of their meaning.
 
 Pure: no I/O here except what a sentence model's library does when it is loaded.
