@@ -44,7 +44,7 @@ import numpy as np
 from synthetic import REPO, seed_papers
 
 from digest.models import Paper, Profile, normalise_title
-from digest.selection.hybrid import VARIETY, Blend
+from digest.selection.hybrid import REASON_CAP, VARIETY, Blend
 from digest.selection.index import PaperIndex
 from digest.selection.learner import fit
 from digest.selection.semantic import Lexicon, TextModel, TfidfModel, lexical_point, make_model
@@ -99,11 +99,13 @@ GRID = {
     "keyword_weight": (0.0, 0.1, 0.2, 0.3, 0.5, 1.0),
     # Not 0: a paper is a match only when it is somewhat like the taste (the digest's "N more matched").
     "similar_enough": (0.05, 0.1),
+    "reason_cap": (1.0,),  # chosen apart, with variety
     "variety": (0.0,),  # chosen apart, after the rest (variety_report): it is about a digest, not a ranking
     "learned": (0.0,),  # chosen apart, on simulated feedback (feedback_report): these readers have none
 }
 DIGEST = 20  # a digest's papers, for the variety figures
 VARIETIES = (0.0, 0.1, 0.2, 0.3, 0.5)
+CAPS = (1.0, 0.5, 0.34, 0.25)  # the share of a digest one reason may explain (1: no cap)
 VARIETY_COST = 0.01  # the most mean AP (on the other topics) variety may cost
 BONUSES = (0.0, 0.05, 0.1, 0.3, 1.0)  # baseline (b)'s keyword bonus, cross-validated the same way
 
@@ -292,17 +294,17 @@ def product_tables(
 
 
 def digest_of(
-    index: PaperIndex, profile: Profile, liked: list[Paper], blend: Blend
-) -> tuple[list[int], float]:
-    """A ``DIGEST``-paper digest followed by the rest of the ranking (refs), and the share of the digest's
-    papers that its single most common reason explains (a keyword, the description or one liked paper), and
-    the mean cosine (in the model's space) between two of its papers."""
+    index: PaperIndex, profile: Profile, liked: list[Paper], blend: Blend, rest: list[int]
+) -> tuple[list[int], float, float]:
+    """A ``DIGEST``-paper digest followed by the rest of the ranking (``rest``: refs of the uncapped
+    ranking, which variety does not touch), the share of the digest's papers that its single most common
+    reason explains (a keyword, the description or one liked paper), and the mean cosine (in the model's
+    space) between two of its papers."""
     taste = index.taste(profile.about, liked) if (profile.about or liked) else None
     skip = {p.ref for p in liked if p.ref is not None}
     digest, _ = index.select(profile, skip, DIGEST, taste=taste, blend=blend)
-    rest, _ = index.select(profile, skip, taste=taste, blend=blend)
     top = [m.paper.ref for m in digest if m.paper.ref is not None]
-    ranked = top + [m.paper.ref for m in rest if m.paper.ref is not None and m.paper.ref not in set(top)]
+    ranked = top + [r for r in rest if r not in set(top)]
     reasons = Counter(
         (m.reasons[0].keyword, m.reasons[0].where in ("similar", "about")) for m in digest if m.reasons
     )
@@ -312,9 +314,13 @@ def digest_of(
     return ranked, max(reasons.values()) / len(digest) if digest else 0.0, alike
 
 
+Figures = tuple[float, float, float, float]  # AP, P@min(10,R), share of the top reason, cosine of two
+NONE = (0.0, 1.0)  # no variety, no cap
+
+
 def variety_report(topics: list[Topic], papers: list[Paper], picks: list[Any]) -> None:
-    """For each held-out topic, its fold's blend (``picks``) with each amount of variety: the amount is
-    chosen on the other topics as the largest that costs at most ``VARIETY_COST`` mean AP there."""
+    """For each held-out topic, its fold's blend (``picks``) with each amount of variety and cap per
+    reason (``choose_variety`` picks them on the other topics)."""
     indexes = {n: PaperIndex(papers, replace(TfidfModel(), ngrams=n)) for n in NGRAMS}
     scenarios: dict[str, Callable[[Topic, list[Paper]], tuple[Profile, list[Paper]]]] = {
         "combined (3 liked)": lambda t, d: (
@@ -326,53 +332,59 @@ def variety_report(topics: list[Topic], papers: list[Paper], picks: list[Any]) -
             d[:1],
         ),
     }
+    settings = list(itertools.product(VARIETIES, CAPS))
     print(
         f"\nvariety (a {DIGEST}-paper digest; AP over the digest then the rest; share: the digest's papers "
         "explained by its single most common reason), each topic under its fold's blend:"
     )
     print(
-        "| profile | variety | mean AP | mean P@min(10,R) | share of the top reason | cosine of two papers |"
+        "| profile | variety, cap per reason | mean AP | mean P@min(10,R) | share of the top reason | cosine of two papers |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     for name, make in scenarios.items():
-        table: dict[float, list[tuple[float, float, float, float]]] = {v: [] for v in VARIETIES}
+        table: dict[tuple[float, float], list[Figures]] = {v: [] for v in settings}
         for i, topic in enumerate(topics):
             ngrams, blend = picks[i]
-            for v in VARIETIES:
-                rows = []
-                for draw in topic.draws:
-                    profile, liked = make(topic, draw)
-                    ranked, share, alike = digest_of(
-                        indexes[ngrams], profile, liked, replace(blend, variety=v)
-                    )
-                    left_out = {p.ref for p in draw}
+            index = indexes[ngrams]
+            rows: dict[tuple[float, float], list[Figures]] = {v: [] for v in settings}
+            for draw in topic.draws:
+                profile, liked = make(topic, draw)
+                taste = index.taste(profile.about, liked)
+                skip = {p.ref for p in liked if p.ref is not None}
+                rest = [m.paper.ref for m in index.select(profile, skip, taste=taste, blend=blend)[0]]
+                left_out = {p.ref for p in draw}
+                for v, cap in settings:
+                    chosen = replace(blend, variety=v, reason_cap=cap)
+                    ranked, share, alike = digest_of(index, profile, liked, chosen, rest)  # type: ignore[arg-type]
                     ranked = [r for r in ranked if r not in left_out]
-                    rows.append((*score(ranked, topic.relevant - left_out), share, alike))
-                table[v].append(tuple(statistics.fmean(r[k] for r in rows) for k in range(4)))  # type: ignore[arg-type]
-        held = []
-        for i in range(len(topics)):
-            v = most_variety(table, skip=i)
-            held.append((v, table[v][i]))
-        a, p, sh, al = (statistics.fmean(r[k] for r in table[0.0]) for k in range(4))
-        print(f"| {name} | none | {a:.3f} | {p:.3f} | {sh:.2f} | {al:.3f} |")
-        a, p, sh, al = (statistics.fmean(r[k] for _, r in held) for k in range(4))
-        chosen = Counter(v for v, _ in held).most_common()
-        print(f"| {name} | chosen per fold {dict(chosen)} | {a:.3f} | {p:.3f} | {sh:.2f} | {al:.3f} |")
-        print(
-            f"| {name} | chosen on all twelve (ships as VARIETY: {VARIETY}) | {most_variety(table)} | | | |"
-        )
+                    rows[(v, cap)].append((*score(ranked, topic.relevant - left_out), share, alike))
+            for v in settings:
+                table[v].append(tuple(statistics.fmean(r[k] for r in rows[v]) for k in range(4)))  # type: ignore[arg-type]
+        held = [(choose_variety(table, skip=i), i) for i in range(len(topics))]
+        for label, cols in (
+            ("none", [table[NONE][i] for i in range(len(topics))]),
+            (
+                f"chosen per fold {dict(Counter(v for v, _ in held).most_common())}",
+                [table[v][i] for v, i in held],
+            ),
+        ):
+            a, p, sh, al = (statistics.fmean(r[k] for r in cols) for k in range(4))
+            print(f"| {name} | {label} | {a:.3f} | {p:.3f} | {sh:.2f} | {al:.3f} |")
+        shipped = (VARIETY, REASON_CAP)
+        print(f"| {name} | chosen on all twelve: {choose_variety(table)} (ships as {shipped}) | | | | |")
 
 
-def most_variety(
-    table: dict[float, list[tuple[float, float, float, float]]], skip: int | None = None
-) -> float:
-    """The largest amount of variety whose mean AP (over the topics but ``skip``) is within
-    ``VARIETY_COST`` of none."""
+def choose_variety(
+    table: dict[tuple[float, float], list[Figures]], skip: int | None = None
+) -> tuple[float, float]:
+    """The (variety, cap) whose digests are least dominated by one reason (mean share of the top reason
+    over the topics but ``skip``) among those that cost at most ``VARIETY_COST`` mean AP against none."""
 
-    def ap(v: float) -> float:
-        return statistics.fmean(s[0] for j, s in enumerate(table[v]) if j != skip)
+    def mean_of(v: tuple[float, float], k: int) -> float:
+        return statistics.fmean(s[k] for j, s in enumerate(table[v]) if j != skip)
 
-    return max(v for v in VARIETIES if ap(v) >= ap(0.0) - VARIETY_COST)
+    allowed = [v for v in table if mean_of(v, 0) >= mean_of(NONE, 0) - VARIETY_COST]
+    return min(allowed, key=lambda v: (round(mean_of(v, 2), 4), -mean_of(v, 0)))
 
 
 def feedback_report(topics: list[Topic], papers: list[Paper]) -> None:
@@ -527,7 +539,7 @@ def main() -> None:
     print("\nchosen on all twelve (what ships; not scored here):")
     for kind, choice in choices.items():
         print(f"  {kind}: {choice}")
-    shipped = (TfidfModel().ngrams, replace(Blend(), variety=0.0, learned=0.0))
+    shipped = (TfidfModel().ngrams, replace(Blend(), variety=0.0, reason_cap=1.0, learned=0.0))
     if choices["combined"] != shipped:
         print(f"  NOTE: the product ships {shipped}, not the choice above")
     variety_report(topics, papers, combined_picks)

@@ -188,6 +188,25 @@ def test_one_liked_paper_cannot_fill_a_digest_with_papers_alike(index: PaperInde
     assert alike(varied) < alike(plain)
 
 
+def test_one_broad_keyword_explains_at_most_half_a_digest_when_others_are_there(index: PaperIndex) -> None:
+    """A cap per reason: without it "benchmark" brings 9 of 10 papers; with it, at most 5, the rest from
+    the reader's other keyword and description; the papers it keeps are still the best of their reason."""
+    from collections import Counter
+
+    about = "large language model reasoning"
+    profile = Profile(("benchmark", "agents"), about=about)
+    taste = index.taste(about, [])
+    uncapped, _ = index.select(profile, (), 10, taste, Blend(variety=0.0, reason_cap=1.0))
+    capped, _ = index.select(profile, (), 10, taste, Blend(variety=0.0))
+
+    def main(matches: list[Any]) -> Counter[str]:
+        return Counter(m.reasons[0].keyword for m in matches)
+
+    assert main(uncapped)["benchmark"] > 5 and main(capped)["benchmark"] == 5 and len(capped) == 10
+    kept = [m.paper for m in capped if m.reasons[0].keyword == "benchmark"]
+    assert kept == [m.paper for m in uncapped if m.reasons[0].keyword == "benchmark"][:5]
+
+
 def test_less_like_this_pulls_the_ranking_away(index: PaperIndex) -> None:
     profile = Profile(about="generative models for images and video")
     before, _ = index.select(profile, limit=10, taste=index.taste(profile.about, []))

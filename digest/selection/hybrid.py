@@ -7,6 +7,7 @@ Pure values and functions over arrays; ``index.PaperIndex`` applies them to the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ import numpy.typing as npt
 SHARED_WORDS = 3  # words named in a likeness reason
 VARIETY = 0.3  # maximal marginal relevance: how much a paper's likeness to those ranked above it costs it
 VARIETY_POOL = 3  # the greedy pass looks at this many times the digest's size, best first
+REASON_CAP = 0.5  # the most of a digest one reason (a keyword, a liked paper, the description) may explain
 # The weight of a reader's own model: 0, off, since on simulated feedback it has not beaten Rocchio's
 # update of the taste alone (bench/relevance.py, docs/benchmarks.md).
 LEARNED = 0.0
@@ -35,6 +37,7 @@ class Blend:
     keyword_weight: float = 0.2  # times the keyword score, scaled so the profile's best match is 1
     similar_enough: float = 0.05  # the likeness at which a paper without a keyword is chosen
     variety: float = VARIETY  # what a paper's likeness to those above it in a digest costs it
+    reason_cap: float = REASON_CAP  # the share of a digest one reason may explain (1: no cap)
     learned: float = LEARNED  # times a reader's own model's liking in [-1, 1], if any (learner.py)
 
 
@@ -63,29 +66,50 @@ def with_variety(
     vectors: npt.NDArray[np.float32],
     limit: int,
     weight: float = VARIETY,
+    groups: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.intp]] | None = None,
+    cap: int | None = None,
 ) -> npt.NDArray[np.intp]:
     """The first ``limit`` of ``order`` (candidates best first by ``scores``) re-chosen by maximal marginal
     relevance: each next paper is the one whose score less ``weight`` times its highest cosine (rows of
     ``vectors``, unit length) with a paper already chosen is highest, among the best ``VARIETY_POOL``
-    times ``limit``. The best paper always comes first; with ``weight`` 0 the order is unchanged.
+    times ``limit``. With ``groups`` (each of those candidates' main reason) and ``cap``, at most ``cap``
+    papers of one reason, unless too few others are left. The best paper always comes first; with
+    ``weight`` 0 and no cap the order is unchanged.
 
     >>> v = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
     >>> with_variety(np.array([0, 1, 2]), np.array([1.0, 0.9, 0.8], np.float32), v, 2, 0.3).tolist()
     [0, 2]
+    >>> same = lambda head: np.array([7, 7, 8])[head]
+    >>> with_variety(np.array([0, 1, 2]), np.array([1.0, 0.9, 0.1], np.float32), v, 2, 0.0, same, 1).tolist()
+    [0, 2]
     """
     head = order[: limit * VARIETY_POOL]
-    if weight <= 0 or len(head) <= 1 or limit <= 1:
+    want = min(limit, len(head))
+    if (weight <= 0 and cap is None) or want <= 1:
         return order[:limit]
     own = scores[head].astype(np.float32)
     # A candidate's value once ``k`` is chosen: its score less its likeness to ``k`` (row k); its value
     # now is the least of those over the chosen, kept in ``value`` as they are chosen.
     after = own[None, :] - weight * (vectors[head] @ vectors[head].T)
-    value = after[0].copy()
-    value[0] = -np.inf
+    mmr = after[0].copy()  # each candidate's value now: the least over the chosen
+    mmr[0] = -np.inf
     chosen = [0]
-    for _ in range(min(limit, len(head)) - 1):
+    group = groups(head) if groups is not None and cap is not None else None
+    blocked = np.zeros(len(head), dtype=bool)  # of a reason at its cap
+    counts: dict[int, int] = {}
+    while len(chosen) < want:
+        if group is not None and cap is not None:
+            g = int(group[chosen[-1]])
+            counts[g] = counts.get(g, 0) + 1
+            if counts[g] >= cap:
+                blocked |= group == g
+        value = np.where(blocked, -np.inf, mmr)
         nxt = int(value.argmax())
+        if value[nxt] == -np.inf:  # every paper left shares a reason at its cap: the cap gives way
+            blocked[:] = False
+            group = None
+            nxt = int(mmr.argmax())
         chosen.append(nxt)
-        np.minimum(value, after[nxt], out=value)
-        value[nxt] = -np.inf
+        np.minimum(mmr, after[nxt], out=mmr)
+        mmr[nxt] = -np.inf
     return head[chosen]

@@ -20,6 +20,7 @@ description". Exclusions drop a paper whatever its likeness.
 from __future__ import annotations
 
 import bisect
+import math
 from array import array
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
@@ -368,7 +369,14 @@ class PaperIndex:
             picked = order
         else:  # a digest keeps its variety: the papers most like those above them give way
             vectors = self.space.papers[candidates]
-            picked = with_variety(order, combined.astype(np.float32), vectors, limit, blend.variety)
+            cap = math.ceil(limit * blend.reason_cap) if blend.reason_cap < 1 else None
+
+            def reasons_of(head: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+                return self._main_reasons(keywords, candidates[head], taste)
+
+            picked = with_variety(
+                order, combined.astype(np.float32), vectors, limit, blend.variety, reasons_of, cap
+            )
             picked = picked[np.lexsort((self._rank[candidates[picked]], -combined[picked]))]  # shown by score
         chosen = candidates[picked]
         return [
@@ -380,6 +388,20 @@ class PaperIndex:
                 strict=True,
             )
         ], total
+
+    def _main_reasons(
+        self, keywords: list[str], papers: npt.NDArray[np.intp], taste: Taste
+    ) -> npt.NDArray[np.intp]:
+        """Each paper's main reason as a number: the first of ``keywords`` it matches (0, 1, …), else
+        ``len(keywords)`` + the taste item (description or liked paper) it is closest to."""
+        main = np.full(len(papers), -1, dtype=np.intp)
+        for k in range(len(keywords) - 1, -1, -1):  # the first keyword wins: written last
+            main[self._vectors[keywords[k]][papers] > 0] = k
+        alone = main < 0
+        if alone.any():
+            closest = np.argmax(taste.items @ self.space.papers[papers[alone]].T, axis=0)
+            main[alone] = len(keywords) + closest
+        return main
 
     def _hybrid_reasons(
         self, keywords: list[str], chosen: npt.NDArray[np.intp], taste: Taste
