@@ -95,19 +95,18 @@ def with_variety(
     mmr[0] = -np.inf
     chosen = [0]
     group = groups(head) if groups is not None and cap is not None else None
-    blocked = np.zeros(len(head), dtype=bool)  # of a reason at its cap
+    blocked: npt.NDArray[np.bool_] | None = None  # the candidates of a reason at its cap, once one is
     counts: dict[int, int] = {}
     while len(chosen) < want:
         if group is not None and cap is not None:
             g = int(group[chosen[-1]])
             counts[g] = counts.get(g, 0) + 1
             if counts[g] >= cap:
-                blocked |= group == g
-        value = np.where(blocked, -np.inf, mmr)
+                blocked = (group == g) if blocked is None else (blocked | (group == g))
+        value = mmr if blocked is None else np.where(blocked, -np.inf, mmr)
         nxt = int(value.argmax())
         if value[nxt] == -np.inf:  # every paper left shares a reason at its cap: the cap gives way
-            blocked[:] = False
-            group = None
+            blocked, group = None, None
             nxt = int(mmr.argmax())
         chosen.append(nxt)
         np.minimum(mmr, after[nxt], out=mmr)
