@@ -54,7 +54,7 @@ def version(about: str, seeds: Sequence[str], liked: Sequence[str], disliked: Se
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ReaderModel:
     """A fitted model: its version, and its nonzero weights by hashed column."""
 
@@ -96,7 +96,7 @@ class ReaderModel:
             and np.array_equal(self.weights, other.weights)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # equal by value, arrays inside: not a dict key
 
 
 def fit(
