@@ -22,6 +22,7 @@ LAYERS = [
         "alerts",
         "settings",
         "selection.semantic",
+        "selection.postings",
         "selection.hybrid",
         "selection.learner",
         "selection.index",

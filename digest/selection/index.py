@@ -1,6 +1,6 @@
 """Which papers a subscriber gets, and why: pure, deterministic, shared work done once per run.
 
-A run builds one ``PaperIndex`` over the candidate pool: each paper is tokenised once, each distinct keyword
+A run builds one ``PaperIndex`` over the candidate pool: each paper is tokenised once (``postings``), each distinct keyword
 is looked up once (its hits cached as a score vector), and each subscriber's ranking is a sum of those
 vectors and a top-k. The cost grows with papers + distinct keywords + subscribers, not with their product.
 
@@ -14,14 +14,13 @@ each paper's score is (``Blend``) a bonus for matching any keyword, plus its key
 profile's best match is 1, plus its likeness to the taste: the cosine in the Lexicon's plain TF-IDF terms
 and in the model's space, blended. A paper without a keyword is chosen when its likeness reaches
 ``similar_enough``, with the reason "similar to: <the liked paper it is closest to>" or "close to your
-description". Exclusions drop a paper whatever its likeness.
+description" naming the words they share, and a digest keeps its variety (``hybrid``). Exclusions drop a
+paper whatever its likeness.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
-from array import array
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -30,19 +29,15 @@ import numpy as np
 import numpy.typing as npt
 
 from digest.keywords import (
-    FIELD_NAME,
     SCORE,
-    TITLE,
-    Field,
     Keyword,
-    KeywordWord,
     compiled,
     match_spans,
-    tokenize,
 )
 from digest.models import Likeness, Match, Paper, Profile, Reason, Where
 from digest.selection.hybrid import Blend, shared_words, with_variety
 from digest.selection.learner import features
+from digest.selection.postings import Postings
 from digest.selection.semantic import (
     Lexicon,
     Space,
@@ -59,18 +54,6 @@ CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper l
 
 
 Vector = npt.NDArray[np.int32]
-
-
-_MAX_WORDS = 1 << 23  # words of one field that are indexed: a garbage abstract cannot overflow a position
-
-
-def _pack(paper: int, field: int, word: int) -> int:
-    """A position as one integer: ``_unpack(_pack(7, 1, 42)) == (7, 1, 42)``."""
-    return paper << 24 | field << 23 | word
-
-
-def _unpack(where: int) -> tuple[int, int, int]:
-    return where >> 24, (where >> 23) & 1, where & 0x7FFFFF
 
 
 class PaperIndex:
@@ -97,24 +80,7 @@ class PaperIndex:
         self._abouts: dict[str, Any] = {}  # description -> (its vector, its Lexicon row)
         self.named: dict[str, Paper | None] = {}  # seed names resolved against the store (by the caller)
         n = len(self.papers)
-        self._fields: list[tuple[Field, Field]] = []
-        # Postings: word -> positions (paper, field, word) packed into one integer each (_pack), in arrays:
-        # a 5,000-paper day has over a million positions, which as tuples would take ~150 MB per process.
-        self._ci: dict[str, array[int]] = {}
-        self._cs: dict[str, array[int]] = {}
-        self._folded: dict[str, array[int]] = {}
-        for pi, paper in enumerate(self.papers):
-            fields = (tokenize(paper.title), tokenize(paper.abstract))
-            self._fields.append(fields)
-            for fi, f in enumerate(fields):
-                for pos, tok in enumerate(f.tokens[:_MAX_WORDS]):
-                    where = _pack(pi, fi, pos)
-                    for index, word in ((self._ci, tok.ci), (self._cs, tok.cs), (self._folded, tok.folded)):
-                        postings = index.get(word)
-                        if postings is None:
-                            postings = index[word] = array("Q")
-                        postings.append(where)
-        self._vocab = sorted(self._folded)
+        self._postings = Postings(self.papers)
         # Rank of each paper among equals in score: upvotes (desc), then title, then key.
         order = sorted(
             range(n),
@@ -136,35 +102,12 @@ class PaperIndex:
     def __len__(self) -> int:
         return len(self.papers)
 
-    def _starts(self, first: KeywordWord) -> Iterable[tuple[int, int, int]]:
-        """Positions where the keyword's first word matches."""
-        if not first.prefix:
-            return map(_unpack, (self._cs if first.cased else self._ci).get(first.form, ()))
-        probe = first.form.casefold()
-        lo = bisect.bisect_left(self._vocab, probe)
-        found: list[tuple[int, int, int]] = []
-        for folded in self._vocab[lo:]:
-            if not folded.startswith(probe):
-                break
-            found.extend(map(_unpack, self._folded[folded]))
-        if first.cased:
-            found = [w for w in found if first.matches(self._fields[w[0]][w[1]].tokens[w[2]])]
-        return found
-
     def hits(self, keyword: Keyword) -> dict[int, Where]:
         """Paper position -> where the keyword matched best (title beats abstract). Cached per keyword."""
         cached = self._hits.get(keyword.text)
-        if cached is not None:
-            return cached
-        best: dict[int, int] = {}
-        for pi, fi, pos in self._starts(keyword.words[0]):
-            if best.get(pi) == TITLE:
-                continue
-            if keyword.match_at(self._fields[pi][fi], pos):
-                best[pi] = min(best.get(pi, fi), fi)
-        result = {pi: FIELD_NAME[fi] for pi, fi in best.items()}
-        self._hits[keyword.text] = result
-        return result
+        if cached is None:
+            cached = self._hits[keyword.text] = self._postings.hits(keyword)
+        return cached
 
     def vector(self, text: str) -> Vector | None:
         """The keyword's score per paper (2 title, 1 abstract, 0); None if it cannot match."""
