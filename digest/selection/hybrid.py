@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from digest.selection.semantic import Row
+
 SHARED_WORDS = 3  # words named in a likeness reason
 VARIETY = 0.3  # maximal marginal relevance: how much a paper's likeness to those ranked above it costs it
 VARIETY_POOL = 3  # the greedy pass looks at this many times the digest's size, best first
@@ -42,22 +44,19 @@ class Blend:
 
 
 def shared_words(
-    rows: Any, paper: int, item: npt.NDArray[np.float32], names: Any, n: int = SHARED_WORDS
+    row: Row, item: npt.NDArray[np.float32], names: Any, n: int = SHARED_WORDS
 ) -> tuple[str, ...]:
-    """The ``n`` words of paper ``paper`` (a row of the sparse ``rows``) that weigh most in its overlap
-    with ``item`` (a dense TF-IDF vector: the description or a liked paper), heaviest first.
+    """The ``n`` words of a paper (``row``: its TF-IDF entries) that weigh most in its overlap with
+    ``item`` (a dense TF-IDF vector: the description or a liked paper), heaviest first.
 
-    >>> from scipy import sparse
-    >>> rows = sparse.csr_matrix([[0.5, 0.5, 0.0, 0.7]], dtype=np.float32)
-    >>> shared_words(rows, 0, np.array([0.9, 0.1, 0.8, 0.0], np.float32), ["lora", "rank", "merge", "moe"])
+    >>> row = Row(np.array([0, 1, 3]), np.array([0.5, 0.5, 0.7], np.float32))
+    >>> shared_words(row, np.array([0.9, 0.1, 0.8, 0.0], np.float32), ["lora", "rank", "merge", "moe"])
     ('lora', 'rank')
     """
-    start, end = rows.indptr[paper], rows.indptr[paper + 1]
-    terms = rows.indices[start:end]
-    weight = rows.data[start:end] * item[terms]
+    weight = row.data * item[row.indices]
     keep = np.flatnonzero(weight > 0)
     best = keep[np.argsort(-weight[keep], kind="stable")[:n]]
-    return tuple(str(names[t]) for t in terms[best])
+    return tuple(str(names[t]) for t in row.indices[best])
 
 
 def with_variety(

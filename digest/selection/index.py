@@ -342,9 +342,13 @@ class PaperIndex:
             main[self._vectors[keywords[k]][papers] > 0] = k
         alone = main < 0
         if alone.any():
-            closest = np.argmax(taste.items @ self.space.papers[papers[alone]].T, axis=0)
-            main[alone] = len(keywords) + closest
+            main[alone] = len(keywords) + self._closest(taste, papers[alone])
         return main
+
+    def _closest(self, taste: Taste, papers: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+        """For each paper (positions), the taste item (description or liked paper) it is closest to, in
+        one product."""
+        return np.asarray(np.argmax(taste.items @ self.space.papers[papers].T, axis=0), dtype=np.intp)
 
     def _hybrid_reasons(
         self, keywords: list[str], chosen: npt.NDArray[np.intp], taste: Taste
@@ -355,17 +359,17 @@ class PaperIndex:
         by_meaning = [j for j, why in enumerate(reasons) if not why]
         if not by_meaning:
             return reasons
-        closest = np.argmax(taste.items @ self.space.papers[chosen[by_meaning]].T, axis=0).tolist()
+        closest = self._closest(taste, chosen[by_meaning]).tolist()
         dense: dict[int, npt.NDArray[np.float32]] = {}
-        rows = self.lexicon.papers
+        lexicon = self.lexicon
         for j, c in zip(by_meaning, closest, strict=True):
             if c not in dense:
-                dense[c] = np.zeros(rows.shape[1], dtype=np.float32)
+                dense[c] = np.zeros(lexicon.papers.shape[1], dtype=np.float32)
                 if c < len(taste.lexical_items):
                     item = taste.lexical_items[c]
                     dense[c][item.indices] = item.data
             label = taste.labels[c]
-            words = shared_words(rows, int(chosen[j]), dense[c], self.lexicon.names)
+            words = shared_words(lexicon.rows[int(chosen[j])], dense[c], lexicon.names)
             reasons[j] = (self._reason(label, "similar" if label else "about", words),)
         return reasons
 
