@@ -421,7 +421,7 @@ def _with_model(
     text = [f"{p.title}. {p.abstract}" for p in liked]
     unrated = [f"{p.title}. {p.abstract}" for p in shown if p not in liked + disliked]
     model = fit(
-        version(about, [], [p.key for p in liked], [p.key for p in disliked]),
+        version(about, [p.key for p in liked], [p.key for p in disliked]),
         [about, *text],
         [f"{p.title}. {p.abstract}" for p in disliked],
         unrated,

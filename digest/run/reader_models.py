@@ -45,7 +45,6 @@ def learned_scores(
         s.key: version(
             s.profile.about,
             [p.key for p in liked.get(s.key, [])],
-            [p.key for p in opinions[s.key].get("more", [])],
             [p.key for p in opinions[s.key].get("less", [])],
         )
         for s in wanted

@@ -44,13 +44,14 @@ def features(texts: Sequence[str]) -> Any:
     return _hasher().transform(list(texts)).tocsr()
 
 
-def version(about: str, seeds: Sequence[str], liked: Sequence[str], disliked: Sequence[str]) -> str:
-    """What a model was fitted on, as one short string: a new description, seed or opinion changes it.
+def version(about: str, liked: Sequence[str], disliked: Sequence[str]) -> str:
+    """What a model was fitted on (the description, the keys of the seed and liked papers, of the disliked
+    ones), as one short string: a new description, seed or opinion changes it.
 
-    >>> version("x", [], ["a"], []) == version("x", [], ["a"], []) != version("x", [], [], ["a"])
+    >>> version("x", ["a"], []) == version("x", ["a"], []) != version("x", [], ["a"])
     True
     """
-    body = json.dumps([about, sorted(seeds), sorted(liked), sorted(disliked)], ensure_ascii=False)
+    body = json.dumps([about, sorted(liked), sorted(disliked)], ensure_ascii=False)
     return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
 
 
