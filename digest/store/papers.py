@@ -12,7 +12,7 @@ from typing import Any
 
 from digest.models import Paper, Validators, arxiv_id_from
 from digest.store.dialect import Connection
-from digest.store.sql import iso, marks
+from digest.store.sql import chunks, iso, marks
 
 
 def paper_of(row: Any) -> Paper:
@@ -163,8 +163,7 @@ class Papers:
     def vectors(self, model: str, refs: Sequence[int]) -> dict[int, bytes]:
         """The stored vectors (float32 bytes) of ``model`` for those of ``refs`` that have one."""
         out: dict[int, bytes] = {}
-        for start in range(0, len(refs), 500):
-            chunk = refs[start : start + 500]
+        for chunk in chunks(refs):
             for pid, vector in self.conn.execute(
                 f"SELECT pid, vector FROM paper_vectors WHERE model = ? AND pid IN ({marks(chunk)})",
                 (model, *chunk),

@@ -18,7 +18,7 @@ from digest.identity import fingerprint, mailbox_key
 from digest.models import Paper, Profile, Subscriber
 from digest.store.dialect import Connection
 from digest.store.papers import paper_of
-from digest.store.sql import iso
+from digest.store.sql import chunks, iso, marks
 
 BOUNCE_LIMIT = 3  # consecutive permanent failures (or soft bounces a week apart at most) before bouncing
 SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this start the count again
@@ -252,13 +252,10 @@ class Readers:
     def feedback(self, emails: Sequence[str]) -> dict[str, dict[str, list[Paper]]]:
         """For a batch of subscribers: mailbox key -> {"more": papers, "less": papers}, oldest first."""
         out: dict[str, dict[str, list[Paper]]] = {}
-        keys = [mailbox_key(e) for e in emails]
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk in chunks([mailbox_key(e) for e in emails]):
             for r in self.conn.execute(
                 f"SELECT f.email AS reader, f.kind, p.* FROM feedback f JOIN papers p ON p.pid = f.pid"
-                f" WHERE f.email IN ({marks}) ORDER BY f.at, f.pid",
+                f" WHERE f.email IN ({marks(chunk)}) ORDER BY f.at, f.pid",
                 tuple(chunk),
             ):
                 mine = out.setdefault(r["reader"], {"more": [], "less": []})
@@ -268,12 +265,10 @@ class Readers:
     def models(self, emails: Sequence[str]) -> dict[str, tuple[str, bytes]]:
         """The stored models of readers (``selection.learner``): mailbox key -> (version, bytes)."""
         out: dict[str, tuple[str, bytes]] = {}
-        keys = [mailbox_key(e) for e in emails]
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk in chunks([mailbox_key(e) for e in emails]):
             for r in self.conn.execute(
-                f"SELECT email, version, model FROM reader_models WHERE email IN ({marks})", tuple(chunk)
+                f"SELECT email, version, model FROM reader_models WHERE email IN ({marks(chunk)})",
+                tuple(chunk),
             ):
                 out[r["email"]] = (r["version"], bytes(r["model"]))
         return out
