@@ -7,9 +7,11 @@ changes in one place, and a link in a mail always lands on the route that reads 
 | path | what | token |
 | --- | --- | --- |
 | ``/`` | the sign-up form | none (CSRF) |
+| ``/lost`` | mails a reader the link to their page | none (CSRF) |
 | ``/c/TOKEN`` | confirm a sign-up | ``CONFIRM``, timed, carries the profile asked for |
-| ``/u/TOKEN`` | one-click unsubscribe (RFC 8058) | ``UNSUBSCRIBE`` |
-| ``/m/TOKEN`` (+ ``/preview``, ``/feedback``, ``/data.json``, ``/delete``) | the reader's page | ``MANAGE`` |
+| ``/u/TOKEN`` (+ ``/resubscribe``, ``/weekly``) | one-click unsubscribe (RFC 8058), and undoing it or | ``UNSUBSCRIBE``: |
+| | getting the digest weekly instead | on or off, never the profile |
+| ``/m/TOKEN`` (+ ``/preview``, ``/feedback``, ``/resume``, ``/data.json``, ``/delete``) | the reader's page | ``MANAGE`` |
 | ``/v/TOKEN`` | a sent digest in a browser | ``VIEW``, with the digest's day |
 | ``/f/TOKEN/N/more``, ``/f/TOKEN/N/less`` | "more / less like this" on paper N | ``FEEDBACK``, with the day |
 """
@@ -22,11 +24,15 @@ from typing import Any
 from digest.tokens import Purpose, Signer
 
 SIGNUP = "/"
+LOST = "/lost"
 CONFIRM = "/c/{token}"
 UNSUBSCRIBE = "/u/{token}"
+RESUBSCRIBE = "/u/{token}/resubscribe"
+WEEKLY_INSTEAD = "/u/{token}/weekly"
 MANAGE = "/m/{token}"
 MANAGE_PREVIEW = "/m/{token}/preview"
 MANAGE_UNDO = "/m/{token}/feedback"
+MANAGE_RESUME = "/m/{token}/resume"
 MANAGE_DATA = "/m/{token}/data.json"
 MANAGE_DELETE = "/m/{token}/delete"
 VIEW = "/v/{token}"

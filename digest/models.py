@@ -196,6 +196,17 @@ class Subscriber:
     active: bool = True
     bouncing: bool = False
     bounce_reason: str | None = None  # why they are bouncing: the refusal, or the returned mail's subject
+    paused_until: date | None = None  # no digest before this local date (a pause the reader set)
+
+    def paused_on(self, today: date) -> bool:
+        """Whether a pause the reader set still holds on their local date ``today``.
+
+        >>> Subscriber("a@b.org", paused_until=date(2026, 12, 24)).paused_on(date(2026, 12, 23))
+        True
+        >>> Subscriber("a@b.org", paused_until=date(2026, 12, 24)).paused_on(date(2026, 12, 24))
+        False
+        """
+        return self.paused_until is not None and today < self.paused_until
 
     @property
     def key(self) -> str:
@@ -205,7 +216,9 @@ class Subscriber:
     def to_json(self) -> dict[str, Any]:
         """As `digest subscribers --json`, the web app's data download and its API show a subscriber."""
         p = self.profile
-        reason = {"bounce_reason": self.bounce_reason} if self.bouncing and self.bounce_reason else {}
+        extra = {"bounce_reason": self.bounce_reason} if self.bouncing and self.bounce_reason else {}
+        if self.paused_until is not None:
+            extra["paused_until"] = self.paused_until.isoformat()
         return {
             "email": self.email,
             "name": self.name,
@@ -219,7 +232,7 @@ class Subscriber:
             "cadence": p.cadence,
             "active": self.active,
             "bouncing": self.bouncing,
-            **reason,
+            **extra,
         }
 
 

@@ -45,6 +45,7 @@ class Request:
     email: str
     name: str
     profile: Profile
+    asked: datetime | None = None  # when the form was sent (a confirmation link carries it)
 
     @classmethod
     def from_form(cls, form: Mapping[str, str]) -> Request:
@@ -58,18 +59,25 @@ class Request:
         asked = profile_from_form(form, email)
         return cls(email, asked.name, asked.profile())
 
-    def token_data(self) -> dict[str, Any]:
-        """What a confirmation token carries: the subscriber as ``to_json`` shows them, less their state."""
+    def token_data(self, now: datetime | None = None) -> dict[str, Any]:
+        """What a confirmation token carries: the subscriber as ``to_json`` shows them, less their state,
+        and when they asked (``now``)."""
         data = self.subscriber().to_json()
         del data["active"], data["bouncing"]
-        return data
+        return {**data, "asked": now.isoformat()} if now else data
 
     @classmethod
     def from_token_data(cls, data: dict[str, Any]) -> Request:
         """The request a confirmation token carries, checked again (a rule may be newer than the token)."""
         email = normalise_email(str(data.get("email", "")))
-        asked = ProfileInput.checked({k: v for k, v in data.items() if k != "email"}, subscriber=email)
-        return cls(email, asked.name, asked.profile())
+        asked = ProfileInput.checked(
+            {k: v for k, v in data.items() if k not in ("email", "asked")}, subscriber=email
+        )
+        try:
+            when = datetime.fromisoformat(str(data["asked"])) if "asked" in data else None
+        except ValueError:
+            when = None
+        return cls(email, asked.name, asked.profile(), when)
 
     def subscriber(self) -> Subscriber:
         return Subscriber(self.email, self.name, self.profile)
@@ -99,6 +107,24 @@ def unknown_seeds(store: Store, seeds: Sequence[str]) -> list[str]:
     return [s for s in seeds if s not in found]
 
 
+def _html(subject: str, *paragraphs: str) -> str:
+    """A short notice's HTML part: its language and title set, for screen readers and mail clients.
+
+    >>> _html("Hi", "<p>one</p>").startswith('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Hi')
+    True
+    """
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(subject)}</title></head>'
+        '<body style="font-family:sans-serif;line-height:1.5;color:#18181b">'
+        + "".join(paragraphs)
+        + "</body></html>\n"
+    )
+
+
+def _mid_hash(kind: str, email: str, now: datetime) -> str:
+    return f"{kind}.{hashlib.sha256(f'{ascii_address(email)}{now.isoformat()}'.encode()).hexdigest()[:24]}"
+
+
 def confirmation_message(
     sender: str, dkim: DkimKey | None, request: Request, link: str, now: datetime
 ) -> Outgoing:
@@ -106,21 +132,46 @@ def confirmation_message(
     ``sender``, signed with ``dkim`` when there is a key."""
     what = "the trending papers" if request.profile.trending else ", ".join(request.profile.topics)
     text = (
-        f"Someone (we hope you) asked to get a daily digest of new research papers on: {what}.\n\n"
+        f"Someone (we hope you) asked to get a digest of new research papers on: {what}.\n\n"
         f"To confirm, open this link within 48 hours and press the button:\n\n  {link}\n\n"
         "If it was not you, ignore this email: nothing happens without the confirmation.\n"
     )
-    html = (
-        '<!DOCTYPE html><html><body style="font-family:sans-serif;line-height:1.5;color:#18181b">'
-        f"<p>Someone (we hope you) asked to get a daily digest of new research papers on: {escape(what)}.</p>"
-        f'<p><a href="{escape(link)}">Confirm the subscription</a> (within 48 hours).</p>'
-        "<p>If it was not you, ignore this email: nothing happens without the confirmation.</p>"
-        "</body></html>\n"
-    )
-    rcpt = ascii_address(request.email)
-    mid_hash = f"confirm.{hashlib.sha256(f'{rcpt}{now.isoformat()}'.encode()).hexdigest()[:24]}"
     subject = "Confirm your paper digest subscription"
-    return signed(dkim, notice(sender, request.email, subject, text, html, mid_hash, now))
+    html = _html(
+        subject,
+        f"<p>Someone (we hope you) asked to get a digest of new research papers on: {escape(what)}.</p>",
+        f'<p><a href="{escape(link)}">Confirm the subscription</a> (within 48 hours).</p>',
+        "<p>If it was not you, ignore this email: nothing happens without the confirmation.</p>",
+    )
+    mid = _mid_hash("confirm", request.email, now)
+    return signed(dkim, notice(sender, request.email, subject, text, html, mid, now))
+
+
+def page_link_message(
+    sender: str, dkim: DkimKey | None, email: str, link: str, now: datetime, *, signing_up: bool
+) -> Outgoing:
+    """The email that gives a reader the link to their page (``link``): asked for on the "lost your link?"
+    form, or sent instead of a confirmation when an address that already has a digest signs up again
+    (``signing_up``), so that a sign-up never replaces a profile and the form answers every address alike."""
+    why = (
+        "asked to subscribe this address to the paper digest. It already has a digest, so nothing changed"
+        if signing_up
+        else "asked for the link to this address's paper digest page"
+    )
+    text = (
+        f"Someone (we hope you) {why}.\n\n"
+        f"Your page, to see and change your topics, schedule and papers, pause or resume:\n\n  {link}\n\n"
+        "If it was not you, ignore this email: nothing changes unless you act on that page.\n"
+    )
+    subject = "Your paper digest" if signing_up else "The link to your paper digest"
+    html = _html(
+        subject,
+        f"<p>Someone (we hope you) {escape(why)}.</p>",
+        f'<p><a href="{escape(link)}">Open your page</a> to see and change your topics, schedule and papers,'
+        " pause or resume.</p>",
+        "<p>If it was not you, ignore this email: nothing changes unless you act on that page.</p>",
+    )
+    return signed(dkim, notice(sender, email, subject, text, html, _mid_hash("page", email, now), now))
 
 
 def read_confirmation(signer: Signer, token: str, max_age: int = CONFIRM_MAX_AGE) -> Request:

@@ -208,6 +208,56 @@ def test_the_web_app_on_postgresql(database: str, tmp_path: Path) -> None:
         assert [s.email for s in store.readers.all()] == []
 
 
+def test_a_profile_changes_only_by_its_owner_on_postgresql(database: str, tmp_path: Path) -> None:
+    """The reader's library on PostgreSQL: a confirmation for an address that has a digest changes nothing,
+    coming back weekly from the unsubscribe page keeps the profile, a pause until a date is kept, and the
+    data download reads the times and ratings."""
+    import re
+    from datetime import date
+
+    import httpx
+    from conftest import TEST_SECRET_KEY, free_port, write_config
+    from running import web
+
+    from digest.subscriptions import Request as SignupRequest
+    from digest.tokens import Purpose, Signer
+
+    port = free_port()
+    cfg = write_config(tmp_path, top={"database": database, "base_url": f"http://127.0.0.1:{port}"})
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DIGEST_SECRET_KEY": TEST_SECRET_KEY}
+    cli("--config", str(cfg), "subscribe", "ada@example.org", "-k", "speculative decoding", env=env).check()
+    signer = Signer([TEST_SECRET_KEY])
+    asked = SignupRequest.from_form({"email": "ada@example.org", "keywords": "diffusion"})
+    manage = f"/m/{signer.make(Purpose.MANAGE, 'ada@example.org')}"
+    leave = f"/u/{signer.make(Purpose.UNSUBSCRIBE, 'ada@example.org')}"
+    with web(cfg, port, env) as base, httpx.Client(base_url=base) as client:
+        confirmed = client.post(
+            f"/c/{signer.make_timed(Purpose.CONFIRM, asked.token_data(datetime.now(UTC)))}"
+        )
+        assert "You already have a digest" in confirmed.text
+        gone = client.post(leave, data={"List-Unsubscribe": "One-Click"})
+        csrf = re.search(r'name="csrf" value="([^"]+)"', gone.text)
+        assert csrf
+        assert client.post(f"{leave}/weekly", data={"csrf": csrf.group(1)}).status_code == 200
+        until = (datetime.now(UTC) + timedelta(days=5)).date()
+        form = {
+            "csrf": csrf.group(1),
+            "keywords": "speculative decoding",
+            "max_papers": "20",
+            "action": "save",
+        }
+        saved = client.post(
+            manage, data={**form, "cadence": "weekly", "paused": "yes", "paused_until": str(until)}
+        )
+        assert saved.status_code == 200 and "paused until" in saved.text
+        data = client.get(f"{manage}/data.json").json()
+    assert data["paused_until"] == str(until) and data["ratings"] == [] and data["signed_up"] is None
+    with Store.open(database) as store:
+        ada = store.readers.get("ada@example.org")
+        assert ada is not None and ada.active and ada.paused_until == date.fromisoformat(str(until))
+        assert ada.profile.keywords == ("speculative decoding",) and ada.profile.cadence == "weekly:mon"
+
+
 def test_the_scheduled_job_runs_on_postgresql(database: str, tmp_path: Path) -> None:
     """`digest schedule`'s job on PostgreSQL sends, and a second firing the same day sends nothing twice."""
     from conftest import read_maildir, samples_source, write_config

@@ -150,3 +150,65 @@ def test_a_reader_subscribes_tunes_and_leaves_in_a_real_browser(tmp_path: Path, 
     again = cli(*digest, "run", "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["subscribers"] == []
     assert len(read_maildir(outbox)) == 2  # the confirmation and one digest, nothing more
+
+
+def test_a_reader_signs_up_again_recovers_the_link_pauses_and_comes_back(
+    tmp_path: Path, browser: Any
+) -> None:
+    """In a real browser against `digest serve`: signing up again with an address that has a digest keeps
+    its profile (the email links to the page instead), a lost link is mailed on request, a pause until a
+    date shows a banner whose Resume ends it, and the unsubscribe page's Resubscribe brings the digest back."""
+    from datetime import UTC, datetime, timedelta
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
+    digest = ["--config", str(cfg)]
+    cli(
+        *digest, "subscribe", "ada@example.org", "-k", "speculative decoding", "--cadence", "weekdays"
+    ).check()
+    cli(*digest, "ingest").check()
+
+    def page_link(expect: int) -> str:
+        mail = mails_to(tmp_path, "ada@example.org", expect=expect)[-1]
+        found = re.search(r"(http://127\.0\.0\.1:\d+/m/\S+)", mail.get_body(("plain",)).get_content())
+        assert found and "/c/" not in mail.get_body(("plain",)).get_content()
+        return found.group(1)
+
+    with serve_process(cfg, port) as (base, _):
+        browser.get(f"{base}/")
+        browser.find_element(By.ID, "email").send_keys("ada@example.org")
+        browser.find_element(By.ID, "keywords").send_keys("diffusion")
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        WebDriverWait(browser, 10).until(lambda d: "Check your inbox" in d.page_source)
+        browser.get(page_link(1))
+        assert browser.find_element(By.ID, "keywords").get_attribute("value") == "speculative decoding"
+
+        browser.get(f"{base}/")
+        browser.find_element(By.LINK_TEXT, "Get the link to your page").click()
+        browser.find_element(By.ID, "email").send_keys("ada@example.org")
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        WebDriverWait(browser, 10).until(lambda d: "Check your inbox" in d.page_source)
+        browser.get(page_link(2))
+
+        until = (datetime.now(UTC) + timedelta(days=10)).date()
+        browser.find_element(By.NAME, "paused").click()
+        browser.execute_script(
+            "document.getElementById('paused_until').value = arguments[0]", until.isoformat()
+        )
+        browser.find_element(By.CSS_SELECTOR, "button[value=save]").click()
+        WebDriverWait(browser, 10).until(lambda d: "Saved." in d.page_source)
+        assert f"paused until {until:%A %d %B %Y}" in browser.find_element(By.CSS_SELECTOR, ".banner").text
+        browser.find_element(By.XPATH, "//button[text()='Resume my digest']").click()
+        WebDriverWait(browser, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".banner"))
+
+        browser.get(f"{base}/u/{Signer([TEST_SECRET_KEY]).make(Purpose.UNSUBSCRIBE, 'ada@example.org')}")
+        browser.find_element(By.XPATH, "//button[text()='Unsubscribe']").click()
+        WebDriverWait(browser, 10).until(lambda d: "You are unsubscribed" in d.page_source)
+        browser.find_element(By.XPATH, "//button[text()='Resubscribe']").click()
+        WebDriverWait(browser, 10).until(lambda d: "Your digest is on" in d.page_source)
+    (ada,) = json.loads(cli(*digest, "subscribers", "--json").stdout)
+    assert ada["active"] and ada["keywords"] == ["speculative decoding"] and ada["cadence"] == "weekdays"
+    assert "paused_until" not in ada

@@ -76,6 +76,14 @@ def reader_when(sub: Subscriber, default: When) -> When:
     return _when(p.timezone, p.send_at, p.cadence, default)
 
 
+def paused_until(sub: Subscriber, now: datetime, default: When) -> date | None:
+    """The local date a pause the reader set ends on, while it holds at ``now``; else None."""
+    until = sub.paused_until
+    if until is None or not sub.paused_on(now.astimezone(reader_when(sub, default).zone).date()):
+        return None
+    return until
+
+
 @functools.lru_cache(maxsize=4096)
 def period_of(when: When, now: datetime) -> Period | None:
     """``cadence.period_at``, worked out once per schedule and instant (a run's readers share a few
@@ -177,7 +185,7 @@ def due_now(store: Store, now: datetime, default: When, since: datetime | None) 
     of readers who set none)."""
     fresh = opened = 0
     for subs in store.readers.schedule_batches(1000):
-        live = [s for s in subs if not s.bouncing]
+        live = [s for s in subs if not s.bouncing and paused_until(s, now, default) is None]
         keys = period_keys(live, store, now, default)
         state = store.outbox.state([s.email for s in live], {k for k in keys.values() if k is not None})
         for sub in live:
@@ -271,6 +279,9 @@ def decide(
     if sub.bouncing:
         note = f"skipped: bouncing after repeated refusals; re-enable with: {resume_hint(sub.email)}"
         return [Skip(sub, Status.BOUNCED, note=note)]
+    until = paused_until(sub, now, default)
+    if until is not None:
+        return [Skip(sub, Status.WAITING, note=f"waiting: paused until {until.isoformat()}")]
     problems = check_profile(sub.profile)
     if problems:
         detail = "; ".join(str(ProfileError(why, subscriber=sub.email, keyword=kw)) for kw, why in problems)

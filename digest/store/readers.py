@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from digest.email.bounces import SOFT
@@ -28,6 +28,15 @@ SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this s
 _PROFILE = "email, address, name, keywords, exclude, max_papers, about, seeds, timezone, send_at, cadence"
 _PROFILE_MARKS = ",".join("?" * len(_PROFILE.split(",")))
 _FLOOR = "(SELECT coalesce(max(last_ref), 0) FROM erasures WHERE fingerprint = ?)"
+
+
+def _date(stored: str | None) -> date | None:
+    """A stored ISO date, or None.
+
+    >>> _date("2026-12-24"), _date(None)
+    (datetime.date(2026, 12, 24), None)
+    """
+    return date.fromisoformat(stored) if stored else None
 
 
 def subscriber_of(r: Any) -> Subscriber:
@@ -48,6 +57,7 @@ def subscriber_of(r: Any) -> Subscriber:
         active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
         bouncing=r["bouncing_since"] is not None,
         bounce_reason=r["bounce_reason"],
+        paused_until=_date(r["paused_until"]),
     )
 
 
@@ -112,11 +122,24 @@ class Readers:
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
                 " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence, active = 1,"
-                " bounces = 0, soft_bounces = 0, bouncing_since = NULL, bounce_reason = NULL,"
-                " updated = excluded.updated",
+                " paused_until = NULL, bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
+                " bounce_reason = NULL, updated = excluded.updated",
                 (*self._profile_row(subscriber), stamp, stamp),
             )
         return existed is None
+
+    def add_new(self, subscriber: Subscriber, now: datetime, *, asked: datetime | None = None) -> bool:
+        """Add ``subscriber`` only if their mailbox has no profile yet (a web sign-up: a profile is only
+        changed by its owner, on their page). True if added; ``asked`` is when they asked (kept for their
+        data download)."""
+        stamp = iso(now)
+        with self.conn.transaction() as tx:
+            cur = tx.execute(
+                f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, active, created, updated, signed_up)"
+                f" VALUES ({_PROFILE_MARKS},{_FLOOR},'cli',1,?,?,?) ON CONFLICT (email) DO NOTHING",
+                (*self._profile_row(subscriber), stamp, stamp, iso(asked) if asked else None),
+            )
+        return bool(cur.rowcount > 0)
 
     def add_many(self, subscribers: Iterable[Subscriber], now: datetime) -> int:
         """Add or update many subscribers in one transaction (an import); returns how many rows were given."""
@@ -129,7 +152,7 @@ class Readers:
                 " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
                 " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
-                " active = 1, updated = excluded.updated",
+                " active = 1, paused_until = NULL, updated = excluded.updated",
                 rows,
             )
         return len(rows)
@@ -178,7 +201,8 @@ class Readers:
         last = ""
         while True:
             rows = self.conn.execute(
-                "SELECT email, address, timezone, send_at, cadence, bouncing_since FROM subscribers WHERE email > ?"
+                "SELECT email, address, timezone, send_at, cadence, bouncing_since, paused_until FROM subscribers"
+                " WHERE email > ?"
                 " AND active = 1 AND (origin = 'cli' OR in_config = 1) ORDER BY email LIMIT ?",
                 (last, size),
             ).fetchall()
@@ -190,6 +214,7 @@ class Readers:
                     r["address"] or r["email"],
                     profile=Profile(timezone=r["timezone"], send_at=r["send_at"], cadence=r["cadence"]),
                     bouncing=r["bouncing_since"] is not None,
+                    paused_until=_date(r["paused_until"]),
                 )
                 for r in rows
             ]
@@ -225,16 +250,48 @@ class Readers:
         row = self.conn.execute("SELECT * FROM subscribers WHERE email = ?", (mailbox_key(email),)).fetchone()
         return subscriber_of(row) if row is not None else None
 
-    def resume(self, email: str, now: datetime) -> bool:
-        """Mail ``email`` again (after an unsubscribe, or bouncing), keeping their profile. False if unknown."""
+    def resume(self, email: str, now: datetime, *, cadence: str | None = None) -> bool:
+        """Mail ``email`` again (after an unsubscribe, a pause, or bouncing), keeping their profile (with
+        ``cadence`` instead of theirs, if given). False if unknown."""
         with self.conn.transaction() as tx:
             cur = tx.execute(
-                "UPDATE subscribers SET active = 1, bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
-                " bounce_reason = NULL, updated = ?"
+                "UPDATE subscribers SET active = 1, paused_until = NULL, bounces = 0, soft_bounces = 0,"
+                " bouncing_since = NULL, bounce_reason = NULL, cadence = coalesce(?, cadence), updated = ?"
                 " WHERE email = ?",
-                (iso(now), mailbox_key(email)),
+                (cadence, iso(now), mailbox_key(email)),
             )
         return bool(cur.rowcount > 0)
+
+    def pause(self, email: str, until: date | None, now: datetime) -> bool:
+        """Pause ``email``'s digest until their local date ``until`` (then it comes again by itself), or with
+        no date until they resume (as an unsubscribe: ``active`` off). False if unknown."""
+        with self.conn.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE subscribers SET active = ?, paused_until = ?, updated = ? WHERE email = ?",
+                (int(until is not None), until.isoformat() if until else None, iso(now), mailbox_key(email)),
+            )
+        return bool(cur.rowcount > 0)
+
+    def times(self, email: str) -> dict[str, str | None]:
+        """When ``email``'s profile was made (``created``: added, or a web sign-up confirmed), last changed
+        (``updated``), and asked for on the web (``signed_up``), as stored (ISO 8601 UTC); {} if unknown."""
+        row = self.conn.execute(
+            "SELECT created, updated, signed_up FROM subscribers WHERE email = ?", (mailbox_key(email),)
+        ).fetchone()
+        return (
+            {"created": row["created"], "updated": row["updated"], "signed_up": row["signed_up"]}
+            if row
+            else {}
+        )
+
+    def ratings(self, email: str) -> list[dict[str, Any]]:
+        """What ``email`` said of papers ("more" / "less like this"), oldest first: id, title, kind, when."""
+        rows = self.conn.execute(
+            "SELECT f.kind, f.at, p.* FROM feedback f JOIN papers p ON p.pid = f.pid WHERE f.email = ?"
+            " ORDER BY f.at, f.pid",
+            (mailbox_key(email),),
+        )
+        return [{"id": paper_of(r).key, "title": r["title"], "kind": r["kind"], "at": r["at"]} for r in rows]
 
     def set_feedback(self, email: str, ref: int, kind: str | None, now: datetime) -> None:
         """Record the reader's "more" or "less" like paper ``ref`` (replacing an earlier one); None undoes it."""

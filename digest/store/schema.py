@@ -212,6 +212,13 @@ MIGRATIONS: list[str] = [
     );
     -- postgresql: ALTER TABLE reader_models ALTER COLUMN email TYPE TEXT COLLATE "C";
     """,
+    # 13 -> 14: a pause until a date the reader chose (their local date of the first digest again), and
+    # when a reader who signed up on the web asked (the confirmation link's time; ``created`` is when they
+    # confirmed), for their data download.
+    """
+    ALTER TABLE subscribers ADD COLUMN paused_until TEXT;
+    ALTER TABLE subscribers ADD COLUMN signed_up TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 REKEY_STEP = 11  # the migration after which ``rekey_addresses`` runs, in the same transaction

@@ -35,6 +35,7 @@ from digest import links
 from digest.selection.index import PaperIndex
 from digest.web.api import api_routes, bearer_guard
 from digest.web.guards import KIB, BodyLimit, InternalErrors
+from digest.web.leave import leave_routes
 from digest.web.metrics import metrics_routes
 from digest.web.pages import SecurityHeaders
 from digest.web.reader import reader_routes
@@ -107,7 +108,8 @@ def create_app(services: Services) -> Starlette:
         lifespan=lifespan,
         routes=[
             *signup_routes(web, mailer),
-            *reader_routes(web, pools, batcher),
+            *leave_routes(web, batcher),
+            *reader_routes(web, pools),
             *sent_digest_routes(web),
             Route("/healthz", health, methods=["GET"]),
             *api_routes(web),

@@ -1,14 +1,9 @@
-"""The reader's own pages, reached from the links in their digests: unsubscribe, manage, data, delete.
-
-The unsubscribe link of every digest (RFC 8058):
-
-- ``GET /u/{token}`` (and HEAD) shows one button and changes nothing: mail scanners fetch links;
-- ``POST /u/{token}`` with ``List-Unsubscribe=One-Click`` (what Gmail and Yahoo send, without cookies, and
-  what the button sends) unsubscribes at once. No CSRF token: the RFC requires the bare POST to work, and
-  the signed token already proves the link came from the subscriber's own mail.
+"""The reader's own page, reached from the link in every digest: manage, data, delete (leaving by the
+unsubscribe link is ``leave``).
 
 Managing (``/m/{token}``, linked from every digest): the reader's topics, exclusions, papers per email,
-trending or not, paused or not, with a preview of the digest those settings give on the papers stored now
+trending or not, paused (until a date) or not, with a banner and a Resume button while the digest does not
+go out, and a preview of the digest those settings give on the papers stored now
 ("matched" reasons and highlights), updated as they type by a small script (and by a Preview button
 without it). Saving needs the form's CSRF token. ``data.json`` downloads everything kept about them;
 ``delete`` (two steps, CSRF) erases it. A reader the operator's config declares is shown their page but
@@ -27,8 +22,8 @@ from __future__ import annotations
 import re
 import secrets
 import zoneinfo
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 from typing import Any
 
@@ -48,47 +43,16 @@ from digest.selection.index import PaperIndex
 from digest.subscriptions import preview_digest, unknown_seeds
 from digest.tokens import Purpose
 from digest.web.pages import CSRF_COOKIE, highlighted_title
-from digest.web.state import Web
-from digest.web.stores import PoolCache, UnsubscribeBatcher
+from digest.web.state import CONFIG_OWNED, Web
+from digest.web.stores import PoolCache
 
-ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
 ZONES = sorted(zoneinfo.available_timezones())  # the manage page's time zone suggestions
 _REF = re.compile(r"[0-9]{1,18}")  # a paper's ref as the manage page's undo buttons send it
-CONFIG_OWNED = "your digest is set up in the operator's configuration: reply to a digest to change it"
 
 
-def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> list[Route]:
+def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
     settings = web.settings
     default_when = settings.default_when()
-
-    # -- unsubscribe -----------------------------------------------------------------------------------
-
-    async def unsubscribe_page(request: Request) -> Response:
-        found = web.bearer(Purpose.UNSUBSCRIBE, request.path_params["token"])
-        if found is None:
-            return web.invalid(request)
-        return web.pages.page(
-            request,
-            200,
-            "Unsubscribe from the digest?",
-            f"{shown(found.key)} will get no more digest emails.",
-            action=request.url.path,
-            button="Unsubscribe",
-            one_click=True,
-            footnote="Changed your mind? Just close this page.",
-        )
-
-    async def unsubscribe(request: Request) -> Response:
-        found = web.bearer(Purpose.UNSUBSCRIBE, request.path_params["token"])
-        if found is None:
-            return web.invalid(request)
-        form = await web.form(request)
-        if form.get("List-Unsubscribe") != ONE_CLICK:
-            return PlainTextResponse("expected List-Unsubscribe=One-Click", status_code=400)
-        await batcher.unsubscribe(found.key)
-        return web.pages.page(
-            request, 200, "You are unsubscribed", f"{shown(found.key)} will get no more digest emails."
-        )
 
     # -- manage ----------------------------------------------------------------------------------------
 
@@ -120,26 +84,32 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
             entries=entries, more=digest.more if digest else 0
         )
 
-    def save_profile(subscriber: Subscriber, paused: bool) -> list[str]:
+    def save_profile(subscriber: Subscriber, pause: Pause) -> tuple[Subscriber, list[str]]:
+        """Store the reader's profile and pause as the form says: the subscriber as stored, and the seeds
+        no stored paper answers to yet."""
         now = datetime.now(UTC)
         with web.stores.get() as store:
             store.readers.add(subscriber, now)
-            if paused:
-                store.readers.unsubscribe(subscriber.email, now)
-            return unknown_seeds(store, subscriber.profile.seeds)
+            if pause.on:
+                store.readers.pause(subscriber.email, pause.until, now)
+            return store.readers.get(subscriber.email) or subscriber, unknown_seeds(
+                store, subscriber.profile.seeds
+            )
 
     def manage_view(
-        key: str, profile: Profile | None, save: bool, paused: bool, pool: PaperIndex
+        key: str, profile: Profile | None, pause: Pause | None, pool: PaperIndex
     ) -> tuple[Subscriber | None, str, list[str]]:
-        """The subscriber (with ``profile`` if given, saved if ``save``), the preview of their digest, and
-        the seeds saved that no stored paper answers to yet."""
+        """The subscriber (with ``profile`` if given; saved, with ``pause``, when that is given), the preview
+        of their digest, and the seeds saved that no stored paper answers to yet."""
         with web.stores.get() as store:
             subscriber = store.readers.get(key)
         if subscriber is None:
             return None, "", []
         if profile is not None:
             subscriber = replace(subscriber, profile=profile)
-        unknown = save_profile(subscriber, paused) if save else []
+        unknown: list[str] = []
+        if pause is not None:
+            subscriber, unknown = save_profile(subscriber, pause)
         return subscriber, preview_html(subscriber, pool), unknown
 
     def said_of(key: str) -> list[dict[str, Any]]:
@@ -168,7 +138,7 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
         preview_only = request.url.path.endswith("/preview")
         csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
         form = posted[1] if posted else None
-        profile, error, save = None, "", False
+        profile, error, save, pause = None, "", False, Pause()
         if form is not None:
             try:
                 profile = profile_from_form(form, key).profile()
@@ -179,24 +149,19 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
                     )
                 error = exc.message
             save = not preview_only and not error and form.get("action") == "save"
+            try:
+                pause = Pause.of(form, datetime.now(UTC).date()) if save else pause
+            except ValueError as exc:
+                error, save = str(exc), False
             if save and key in web.declared:
                 error, save = CONFIG_OWNED, False
-        paused = form is not None and form.get("paused") == "yes"
         pool = await pools.get()
         if save:  # a write may wait for a `digest run`'s transaction: in a worker thread
-            subscriber, preview, unknown = await run_in_threadpool(
-                manage_view, key, profile, True, paused, pool
-            )
+            subscriber, preview, unknown = await run_in_threadpool(manage_view, key, profile, pause, pool)
         else:  # reads only: on the event loop (see the module's docstring)
-            subscriber, preview, unknown = manage_view(key, profile, False, paused, pool)
+            subscriber, preview, unknown = manage_view(key, profile, None, pool)
         if subscriber is None:
-            return web.pages.page(
-                request,
-                404,
-                "No subscription here",
-                f"{shown(key)} is not subscribed.",
-                footnote="Subscribe again from the form.",
-            )
+            return web.no_subscription(request, key)
         if preview_only:
             return HTMLResponse(preview)
         response = web.pages.page(
@@ -208,6 +173,7 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
             action=request.url.path,
             csrf=csrf,
             form=form or profile_form(subscriber),
+            stopped=stopped_line(subscriber),
             error=error,
             saved=save,
             unknown=unknown,
@@ -220,6 +186,30 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
             default_zone=settings.timezone,
         )
         return web.with_csrf_cookie(response, csrf)
+
+    def stopped_line(sub: Subscriber) -> str:
+        """What the manage page's banner says of a digest that does not go out now; "" when it does."""
+        if sub.bouncing:
+            return (
+                f"Mail to {sub.email} was refused, so your digest is stopped. Resume it if the address works."
+            )
+        if not sub.active:
+            return f"Your digest is stopped: nothing goes to {sub.email} until you resume it."
+        if sub.paused_on(datetime.now(reader_when(sub, default_when).zone).date()):
+            assert sub.paused_until is not None
+            return f"Your digest is paused until {sub.paused_until:%A %d %B %Y}; it comes again from then."
+        return ""
+
+    def resume_now(key: str) -> None:
+        with web.stores.get() as store:
+            store.readers.resume(key, datetime.now(UTC))
+
+    async def resume(request: Request) -> Response:
+        posted = await manage_post(request)
+        if isinstance(posted, Response):
+            return posted
+        await run_in_threadpool(resume_now, posted[0])
+        return RedirectResponse(request.url.path.removesuffix("/resume"), status_code=303)
 
     def undo_feedback(key: str, ref: int) -> None:
         with web.stores.get() as store:
@@ -238,15 +228,18 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
     # -- data and deletion -----------------------------------------------------------------------------
 
     def my_data(key: str) -> dict[str, Any] | None:
+        """Everything kept about a reader: the profile, schedule and state, when they signed up, confirmed
+        (``created``) and last changed it, what they said of papers, and every paper sent to them."""
         with web.stores.get() as store:
             subscriber = store.readers.get(key)
             if subscriber is None:
                 return None
             sent = store.outbox.history(key)
+            times, ratings = store.readers.times(key), store.readers.ratings(key)
         sent_json = [
             {"id": r.key, "title": r.title, "sent_at": r.sent_at, "message_id": r.message_id} for r in sent
         ]
-        return {**subscriber.to_json(), "sent": sent_json}
+        return {**subscriber.to_json(), **times, "ratings": ratings, "sent": sent_json}
 
     async def data(request: Request) -> Response:
         key = manage_key(request)
@@ -297,15 +290,45 @@ def reader_routes(web: Web, pools: PoolCache, batcher: UnsubscribeBatcher) -> li
         )
 
     return [
-        Route(links.UNSUBSCRIBE, unsubscribe_page, methods=["GET"]),
-        Route(links.UNSUBSCRIBE, unsubscribe, methods=["POST"]),
         Route(links.MANAGE, manage_page, methods=["GET"]),
         Route(links.MANAGE, manage_save, methods=["POST"]),
         Route(links.MANAGE_PREVIEW, manage_save, methods=["POST"]),
         Route(links.MANAGE_UNDO, undo, methods=["POST"]),
+        Route(links.MANAGE_RESUME, resume, methods=["POST"]),
         Route(links.MANAGE_DATA, data, methods=["GET"]),
         Route(links.MANAGE_DELETE, delete, methods=["POST"]),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """What the manage form says of pausing: ``on``, and ``until`` a date (None: until the reader resumes)."""
+
+    on: bool = False
+    until: date | None = None
+
+    @classmethod
+    def of(cls, form: dict[str, str], today: date) -> Pause:
+        """The form's pause; ValueError naming the field for a date that is not one, not after ``today``
+        or more than a year away.
+
+        >>> Pause.of({"paused": "yes", "paused_until": "2026-12-24"}, date(2026, 12, 6))
+        Pause(on=True, until=datetime.date(2026, 12, 24))
+        >>> Pause.of({"paused_until": "2026-12-24"}, date(2026, 12, 6)).on
+        False
+        """
+        if form.get("paused") != "yes":
+            return cls()
+        given = form.get("paused_until", "").strip()
+        if not given:
+            return cls(True)
+        try:
+            until = date.fromisoformat(given)
+        except ValueError:
+            raise ValueError("Pause until: give a date such as 2026-12-24.") from None
+        if not today < until <= today + timedelta(days=366):
+            raise ValueError("Pause until: choose a date after today and within a year.")
+        return cls(True, until)
 
 
 def profile_form(subscriber: Subscriber) -> dict[str, str]:
@@ -316,7 +339,8 @@ def profile_form(subscriber: Subscriber) -> dict[str, str]:
         "exclude": ", ".join(p.exclude),
         "max_papers": str(p.max_papers),
         "trending": "yes" if p.trending else "",
-        "paused": "" if subscriber.active else "yes",
+        "paused": "" if subscriber.active and subscriber.paused_until is None else "yes",
+        "paused_until": subscriber.paused_until.isoformat() if subscriber.paused_until else "",
         "about": p.about,
         "seeds": "\n".join(p.seeds),
         "timezone": p.timezone,

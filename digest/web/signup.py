@@ -33,11 +33,14 @@ from digest import links
 from digest.email.mime import Outgoing
 from digest.email.transport import Transport
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError, TransientDeliveryError
+from digest.identity import mailbox_key, normalise_email
+from digest.run.planning import reader_when
 from digest.subscriptions import (
     ASK_WINDOW,
     ASKS_PER_ADDRESS,
     ASKS_PER_CLIENT,
     confirmation_message,
+    page_link_message,
     read_confirmation,
     unknown_seeds,
 )
@@ -163,10 +166,10 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
     async def show_form(request: Request) -> Response:
         return form_page(request, 200, secrets.token_urlsafe(24), {})
 
-    def ask(asked: SignupRequest) -> str:
-        """Mail ``asked`` their confirmation link, within the limits: "sent", "limited" (the address asked
-        too often: the same answer as "sent", so nobody learns of it), "capped" or "busy"."""
-        if not allowed(f"address:{asked.subscriber().key}", ASKS_PER_ADDRESS):
+    def within_limits(email: str) -> str:
+        """ "ok", or why no mail may go to ``email`` now: "limited" (the address asked too often: answered
+        as "sent", so nobody learns of it) or "capped" (``[web] confirmations_per_hour`` in all)."""
+        if not allowed(f"address:{mailbox_key(email)}", ASKS_PER_ADDRESS):
             return "limited"
         if not allowed("confirmations", settings.web.confirmations_per_hour):
             log.warning(
@@ -174,43 +177,117 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
                 settings.web.confirmations_per_hour,
             )
             return "capped"
-        assert settings.base_url is not None
+        return "ok"
+
+    def known(email: str) -> bool:
+        with web.stores.get() as store:
+            return store.readers.get(email) is not None
+
+    def page_link(email: str, *, signing_up: bool) -> Outgoing:
         assert web.services.links is not None  # there is a base_url
-        link = web.services.links.confirm(asked.token_data())
-        message = confirmation_message(settings.sender, web.services.dkim, asked, link, datetime.now(UTC))
+        link = web.services.links.manage(email)
+        return page_link_message(
+            settings.sender, web.services.dkim, email, link, datetime.now(UTC), signing_up=signing_up
+        )
+
+    def ask(asked: SignupRequest) -> str:
+        """Mail ``asked`` their confirmation link, or the link to their page when the address already has a
+        digest (a sign-up never replaces a profile), within the limits: "sent", "limited", "capped" or
+        "busy"."""
+        outcome = within_limits(asked.email)
+        if outcome != "ok":
+            return outcome
+        if known(asked.email):
+            message = page_link(asked.email, signing_up=True)
+        else:
+            assert web.services.links is not None  # there is a base_url
+            now = datetime.now(UTC)
+            link = web.services.links.confirm(asked.token_data(now))
+            message = confirmation_message(settings.sender, web.services.dkim, asked, link, now)
         return "sent" if mailer.submit(message) else "busy"
 
-    async def subscribe(request: Request) -> Response:
-        form = await web.form(request)
-        refused = web.csrf_refused(request, form)
-        if refused:
-            return refused
-        cookie = request.cookies[CSRF_COOKIE]
-        client = request.client.host if request.client else "unknown"
-        if not await run_in_threadpool(allowed, f"client:{client}", ASKS_PER_CLIENT):
-            return web.pages.page(request, 429, "Too many requests", "Please try again in an hour.")
-        try:
-            asked = SignupRequest.from_form(form)
-        except (ProfileError, SubscriberError) as exc:
-            return form_page(request, 400, cookie, form, error=exc.message)
+    def remind(email: str) -> str:
+        """Mail ``email`` the link to their page if they have a digest: the same outcomes as ``ask``, and the
+        same for an unknown address."""
+        outcome = within_limits(email)
+        if outcome != "ok" or not known(email):
+            return outcome if outcome != "ok" else "sent"
+        return "sent" if mailer.submit(page_link(email, signing_up=False)) else "busy"
+
+    async def mail_and_answer(request: Request, work: Callable[[], str], said: str) -> Response:
+        """Run ``work`` (it mails someone) off the event loop, and answer alike for every address."""
         # The mailed link is built from base_url only, never from the Host header a client sends.
         if not settings.base_url:
             return web.pages.page(
                 request, 503, "Sign-up is not set up here", "The operator has to set base_url."
             )
-        outcome = await run_in_threadpool(ask, asked)
+        outcome = await run_in_threadpool(work)
         if outcome in ("capped", "busy"):
             return web.pages.page(
                 request, 503, "We could not send the email now", "Please try again in an hour."
             )
-        # The same answer whether the address is new, known, or has asked too often: no enumeration.
         return web.pages.page(
             request,
             200,
             "Check your inbox",
-            f"We sent a confirmation link to {asked.email}. Follow it within 48 hours to start your digest.",
+            said,
             footnote="Nothing arrives? Look in the spam folder, or send the form again in a while.",
         )
+
+    async def client_refused(request: Request, form: dict[str, str]) -> Response | None:
+        """The answer to a form without its CSRF token, or from a client that asked too often; else None."""
+        refused = web.csrf_refused(request, form)
+        if refused:
+            return refused
+        client = request.client.host if request.client else "unknown"
+        if not await run_in_threadpool(allowed, f"client:{client}", ASKS_PER_CLIENT):
+            return web.pages.page(request, 429, "Too many requests", "Please try again in an hour.")
+        return None
+
+    async def subscribe(request: Request) -> Response:
+        form = await web.form(request)
+        refused = await client_refused(request, form)
+        if refused:
+            return refused
+        try:
+            asked = SignupRequest.from_form(form)
+        except (ProfileError, SubscriberError) as exc:
+            return form_page(request, 400, request.cookies[CSRF_COOKIE], form, error=exc.message)
+        # The same answer whether the address is new, known, or has asked too often: no enumeration.
+        said = (
+            f"We sent an email to {asked.email}. Follow its link within 48 hours to start your digest"
+            " (if the address has a digest already, the email links to its page instead)."
+        )
+        return await mail_and_answer(request, lambda: ask(asked), said)
+
+    def lost_page(request: Request, status: int, csrf: str, email: str = "", error: str = "") -> Response:
+        response = web.pages.page(
+            request,
+            status,
+            "Lost the link to your page?",
+            "Give the address your digest goes to: we email it the link to your page, where you change your"
+            " topics, pause, resume or leave.",
+            template="lost.html",
+            csrf=csrf,
+            email=email,
+            error=error,
+        )
+        return web.with_csrf_cookie(response, csrf)
+
+    async def show_lost(request: Request) -> Response:
+        return lost_page(request, 200, secrets.token_urlsafe(24))
+
+    async def lost(request: Request) -> Response:
+        form = await web.form(request)
+        refused = await client_refused(request, form)
+        if refused:
+            return refused
+        try:
+            email = normalise_email(form.get("email", ""))
+        except SubscriberError as exc:
+            return lost_page(request, 400, request.cookies[CSRF_COOKIE], form.get("email", ""), exc.message)
+        said = f"If {email} gets a digest here, we sent it the link to its page."
+        return await mail_and_answer(request, lambda: remind(email), said)
 
     def confirmed(request: Request) -> SignupRequest | Response:
         try:
@@ -220,11 +297,14 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
                 request,
                 400,
                 f"This link {exc.message.removeprefix('this link ')}",
-                "Subscribe again from the form.",
+                link=links.SIGNUP,
+                link_text="Subscribe again from the form",
             )
 
     def what_of(asked: SignupRequest) -> str:
-        return "the trending papers" if asked.profile.trending else ", ".join(asked.profile.topics)
+        """``"a digest daily at 07:00 (UTC) on: RAG, agents"``: the schedule and topics asked for."""
+        what = "the trending papers" if asked.profile.trending else ", ".join(asked.profile.topics)
+        return f"a digest {reader_when(asked.subscriber(), default_when).describe()} on: {what}"
 
     async def confirm_page(request: Request) -> Response:
         """GET and HEAD: one button, nothing changes (mail scanners and link previews fetch links)."""
@@ -235,15 +315,18 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
             request,
             200,
             "Confirm your subscription",
-            f"{asked.email} will get a daily digest on: {what_of(asked)}.",
+            f"{asked.email} will get {what_of(asked)}.",
             action=request.url.path,
             button="Confirm",
             positive=True,
         )
 
-    def add_now(asked: SignupRequest) -> list[str]:
+    def add_now(asked: SignupRequest) -> list[str] | None:
+        """Store the reader asked for, unless their mailbox has a profile already (then None: it stays as
+        its owner left it); the seeds no stored paper answers to yet."""
         with web.stores.get() as store:
-            store.readers.add(asked.subscriber(), datetime.now(UTC))
+            if not store.readers.add_new(asked.subscriber(), datetime.now(UTC), asked=asked.asked):
+                return None
             return unknown_seeds(store, asked.profile.seeds)
 
     async def confirm(request: Request) -> Response:
@@ -251,6 +334,16 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
         if isinstance(asked, Response):
             return asked
         unknown = await run_in_threadpool(add_now, asked)
+        if unknown is None:
+            return web.pages.page(
+                request,
+                200,
+                "You already have a digest",
+                f"{asked.email} has a digest here already, so nothing changed: your topics and schedule are as"
+                " you left them.",
+                link=web.links.manage(asked.email),
+                link_text="Open your page to change them, or to resume your digest",
+            )
         notes = [
             f"Not among the papers we know yet: {', '.join(unknown)}. They count once a listing brings them."
         ]
@@ -258,7 +351,7 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
             request,
             200,
             "You are subscribed",
-            f"{asked.email} gets a daily digest on: {what_of(asked)}.",
+            f"{asked.email} gets {what_of(asked)}.",
             *(notes if unknown else []),
             link=web.links.manage(asked.email),
             link_text="Tune your topics and preview your digest",
@@ -270,4 +363,6 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
         Route(links.SIGNUP, subscribe, methods=["POST"]),
         Route(links.CONFIRM, confirm_page, methods=["GET"]),
         Route(links.CONFIRM, confirm, methods=["POST"]),
+        Route(links.LOST, show_lost, methods=["GET"]),
+        Route(links.LOST, lost, methods=["POST"]),
     ]

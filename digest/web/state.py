@@ -11,8 +11,9 @@ from functools import cached_property
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from digest import links
 from digest.errors import TokenError
-from digest.identity import legacy_variants, mailbox_key
+from digest.identity import legacy_variants, mailbox_key, shown
 from digest.links import Links
 from digest.settings import Settings
 from digest.tokens import Bearer, Purpose, Signer
@@ -20,7 +21,8 @@ from digest.web.pages import CSRF_COOKIE, Pages
 from digest.web.stores import ThreadStores
 from digest.wiring import Services
 
-FORM_FIELDS_MAX = 100  # fields one form may carry (the manage form has 13)
+FORM_FIELDS_MAX = 100  # fields one form may carry (the manage form has 14)
+CONFIG_OWNED = "your digest is set up in the operator's configuration: reply to a digest to change it"
 
 
 @dataclass
@@ -92,6 +94,17 @@ class Web:
             CSRF_COOKIE, csrf, httponly=True, samesite="strict", secure=self.secure_cookie, path="/"
         )
         return response
+
+    def no_subscription(self, request: Request, key: str) -> HTMLResponse:
+        """The page for a valid link whose mailbox has no digest (any more)."""
+        return self.pages.page(
+            request,
+            404,
+            "No subscription here",
+            f"{shown(key)} is not subscribed.",
+            link=links.SIGNUP,
+            link_text="Subscribe again from the form",
+        )
 
     def invalid(self, request: Request) -> HTMLResponse:
         return self.pages.page(

@@ -1,0 +1,229 @@
+"""The reader's library on a real socket (uvicorn in a thread, as `digest serve`), real SQLite and a real
+Maildir: a profile is only changed by its owner on purpose (a sign-up again, a lost link, leaving and
+coming back, pausing until a date), and the data download holds everything kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import TEST_SECRET_KEY, free_port, mails_to, samples_source, write_config
+from running import cli, digest_env, web
+
+from digest.run import pipeline, planning
+from digest.settings import load_settings
+from digest.store import Store
+from digest.subscriptions import Request as SignupRequest
+from digest.tokens import Purpose, Signer
+from digest.wiring import Services
+
+SIGNER = Signer([TEST_SECRET_KEY])
+GRACE = {"email": "grace@example.org", "keywords": ["reasoning"], "max_papers": 3}
+ADA_PROFILE = ["-k", "speculative decoding", "--about", "fast LLM inference", "--cadence", "weekdays"]
+
+
+def _setup(tmp_path: Path, subscribers: list[dict[str, Any]] | None = None) -> tuple[Path, int]:
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        top={"base_url": f"http://127.0.0.1:{port}"},
+        sources=[samples_source()],
+        subscribers=subscribers or [],
+    )
+    return cfg, port
+
+
+def _readers(cfg: Path) -> dict[str, dict[str, Any]]:
+    out = cli("subscribers", "--all", "--json", "--config", str(cfg))
+    return {s["email"]: s for s in json.loads(out.stdout)}
+
+
+def _csrf(client: httpx.Client, path: str = "/") -> str:
+    page = client.get(path)
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert page.status_code == 200 and found, page.text
+    return found.group(1)
+
+
+def _link(mail: Any, kind: str) -> str | None:
+    found = re.search(rf"(http://127\.0\.0\.1:\d+/{kind}/\S+)", mail.get_body(("plain",)).get_content())
+    return found.group(1) if found else None
+
+
+def _answer(text: str, email: str) -> str:
+    """A page's heading and lines with the address taken out: what must not tell one address from another."""
+    main = re.search(r"<main>(.*?)</main>", text, re.S)
+    assert main
+    return main.group(1).replace(email, "ADDRESS")
+
+
+def test_signing_up_again_never_replaces_a_profile(tmp_path: Path) -> None:
+    cfg, port = _setup(tmp_path)
+    cli("subscribe", "ada@example.org", *ADA_PROFILE, "--config", str(cfg)).check()
+    before = _readers(cfg)["ada@example.org"]
+    # A confirmation link asked for before she subscribed, followed after: it must not replace her profile.
+    early = SignupRequest.from_form({"email": "ada@example.org", "keywords": "diffusion"})
+    early_link = f"/c/{SIGNER.make_timed(Purpose.CONFIRM, early.token_data(datetime.now(UTC)))}"
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        token = _csrf(client)
+        again = client.post("/", data={"csrf": token, "email": "ADA@example.org", "keywords": "diffusion"})
+        new = client.post("/", data={"csrf": token, "email": "zoe@example.org", "keywords": "diffusion"})
+        assert again.status_code == new.status_code == 200
+        assert _answer(again.text, "ADA@example.org") == _answer(
+            new.text, "zoe@example.org"
+        )  # no enumeration
+        (mail,) = mails_to(tmp_path, "ADA@example.org", expect=1)
+        assert (
+            str(mail["Subject"]) == "Your paper digest"
+            and "nothing changed" in mail.get_body(("plain",)).get_content()
+        )
+        assert _link(mail, "c") is None  # no confirmation link: nothing to replace her profile with
+        page_link = _link(mail, "m")
+        assert page_link and "speculative decoding" in client.get(page_link).text
+        assert (
+            '<html lang="en"><head><meta charset="utf-8"><title>Your paper digest</title>'
+            in mail.get_body(("html",)).get_content()
+        )
+        (zoe,) = mails_to(tmp_path, "zoe@example.org", expect=1)
+        assert _link(zoe, "c")  # a new address still confirms first
+
+        shown = client.get(early_link)
+        assert shown.status_code == 200 and "weekdays" not in shown.text and "diffusion" in shown.text
+        done = client.post(early_link)
+        assert done.status_code == 200 and "You already have a digest" in done.text and "/m/" in done.text
+    assert _readers(cfg)["ada@example.org"] == before
+
+
+def test_a_lost_link_is_mailed_to_its_owner_only(tmp_path: Path) -> None:
+    cfg, port = _setup(tmp_path)
+    cli("subscribe", "ada@example.org", *ADA_PROFILE, "--config", str(cfg)).check()
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        assert 'href="/lost"' in client.get("/").text
+        token = _csrf(client, "/lost")
+        known = client.post("/lost", data={"csrf": token, "email": "ada@example.org"})
+        unknown = client.post("/lost", data={"csrf": token, "email": "nobody@example.org"})
+        assert known.status_code == unknown.status_code == 200
+        assert _answer(known.text, "ada@example.org") == _answer(unknown.text, "nobody@example.org")
+        (mail,) = mails_to(tmp_path, "ada@example.org", expect=1)
+        assert str(mail["Subject"]) == "The link to your paper digest"
+        link = _link(mail, "m")
+        assert link and "Your paper digest" in client.get(link).text
+        assert mails_to(tmp_path, "nobody@example.org") == []
+
+        bad = client.post("/lost", data={"csrf": token, "email": "not an address"})
+        assert bad.status_code == 400 and 'aria-invalid="true"' in bad.text
+        assert httpx.post(f"{base}/lost", data={"email": "ada@example.org"}).status_code == 403  # no CSRF
+        for _ in range(3):  # the per-address limit is the sign-up's: 3 an hour, then silently nothing
+            client.post("/lost", data={"csrf": token, "email": "ada@example.org"})
+    assert len(mails_to(tmp_path, "ada@example.org", expect=3)) == 3
+
+
+def test_leaving_then_resubscribing_or_going_weekly_keeps_the_profile(tmp_path: Path) -> None:
+    cfg, port = _setup(tmp_path, subscribers=[GRACE])
+    cli("subscribe", "ada@example.org", *ADA_PROFILE, "--config", str(cfg)).check()
+    before = _readers(cfg)["ada@example.org"]
+    leave = f"/u/{SIGNER.make(Purpose.UNSUBSCRIBE, 'ada@example.org')}"
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        asked = client.get(leave)
+        assert "Get it weekly instead" in asked.text and "Resubscribe" not in asked.text
+        gone = client.post(leave, data={"List-Unsubscribe": "One-Click"})
+        assert gone.status_code == 200 and "Resubscribe" in gone.text and "Get it weekly instead" in gone.text
+        assert _readers(cfg)["ada@example.org"]["active"] is False
+        token = re.search(r'name="csrf" value="([^"]+)"', gone.text)
+        assert token
+        assert httpx.post(f"{base}{leave}/resubscribe").status_code == 403  # only the page's own button
+        back = client.post(f"{leave}/resubscribe", data={"csrf": token.group(1)})
+        assert back.status_code == 200 and "Your digest is on" in back.text
+        assert _readers(cfg)["ada@example.org"] == before
+
+        weekly = client.post(f"{leave}/weekly", data={"csrf": token.group(1)})
+        assert weekly.status_code == 200 and "weekly" in weekly.text
+        assert _readers(cfg)["ada@example.org"] == {**before, "cadence": "weekly:mon"}
+        assert "Get it weekly instead" not in client.get(leave).text  # weekly already
+
+        grace = f"/u/{SIGNER.make(Purpose.UNSUBSCRIBE, 'grace@example.org')}"
+        assert "weekly instead" not in client.get(grace).text  # the operator's config owns her schedule
+        assert client.post(f"{grace}/weekly", data={"csrf": token.group(1)}).status_code == 400
+        assert client.post(f"{leave.replace('/u/', '/m/')}/resubscribe").status_code in (400, 404, 405)
+
+
+def _run(cfg: Path, now: datetime, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
+    settings = load_settings(cfg)
+    with Store.open(settings.database) as store:
+        report = pipeline.run_once(Services(settings), store, now, any_hour=True)
+    return {r.email: f"{r.status}: {r.note or ''}" for r in report.subscribers}
+
+
+def test_pause_until_a_date_then_the_digest_comes_again_by_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, port = _setup(tmp_path)
+    cli("subscribe", "ada@example.org", "-k", "reasoning", "--config", str(cfg)).check()
+    today = datetime.now(UTC).date()
+    until = today + timedelta(days=3)
+    url = f"/m/{SIGNER.make(Purpose.MANAGE, 'ada@example.org')}"
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        csrf = _csrf(client, url)
+        form = {"csrf": csrf, "keywords": "reasoning", "max_papers": "5", "action": "save", "paused": "yes"}
+        for wrong in ("soon", today.isoformat(), (today + timedelta(days=400)).isoformat()):
+            refused = client.post(url, data={**form, "paused_until": wrong})
+            assert refused.status_code == 400 and "Pause until:" in refused.text
+        saved = client.post(url, data={**form, "paused_until": until.isoformat()})
+        assert saved.status_code == 200 and "Saved." in saved.text
+        assert f"paused until {until:%A %d %B %Y}" in saved.text and "Resume my digest" in saved.text
+    stored = _readers(cfg)["ada@example.org"]
+    assert stored["active"] is True and stored["paused_until"] == until.isoformat()
+
+    noon = datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=12)
+    settings = load_settings(cfg)
+    with Store.open(settings.database) as store:  # `digest schedule` does not wake for a paused reader
+        assert planning.due_now(store, noon, settings.default_when(), None).fresh == 0
+        assert planning.due_now(store, noon + timedelta(days=3), settings.default_when(), None).fresh == 1
+    assert _run(cfg, noon, monkeypatch) == {"ada@example.org": f"waiting: waiting: paused until {until}"}
+    assert mails_to(tmp_path, "ada@example.org") == []
+    later = _run(cfg, noon + timedelta(days=3), monkeypatch)
+    assert later["ada@example.org"].startswith("sent")
+
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        csrf = _csrf(client, url)
+        client.post(url, data={**form, "csrf": csrf})  # paused with no date: until she resumes
+        page = client.get(url)
+        assert "Your digest is stopped" in page.text and 'name="paused" value="yes" checked' in page.text
+        assert httpx.post(f"{base}{url}/resume").status_code == 403
+        resumed = client.post(f"{url}/resume", data={"csrf": csrf}, follow_redirects=True)
+        assert resumed.status_code == 200 and "Resume my digest" not in resumed.text  # followed the redirect
+    assert (
+        _readers(cfg)["ada@example.org"]["active"] is True
+        and "paused_until" not in _readers(cfg)["ada@example.org"]
+    )
+
+
+def test_the_data_download_holds_everything_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, port = _setup(tmp_path)
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        client.post("/", data={"csrf": _csrf(client), "email": "ada@example.org", "keywords": "reasoning"})
+        (mail,) = mails_to(tmp_path, "ada@example.org", expect=1)
+        confirm = _link(mail, "c")
+        assert confirm
+        client.post(confirm)
+    assert _run(cfg, datetime.now(UTC), monkeypatch)["ada@example.org"].startswith("sent")
+    digest = next(m for m in mails_to(tmp_path, "ada@example.org") if "Confirm" not in str(m["Subject"]))
+    more = re.search(r"(http://127\.0\.0\.1:\d+/f/\S+/more)", digest.get_body(("plain",)).get_content())
+    assert more
+    url = f"/m/{SIGNER.make(Purpose.MANAGE, 'ada@example.org')}"
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        client.post(more.group(1), data={"csrf": _csrf(client, more.group(1))})
+        data = client.get(f"{url}/data.json").json()
+    assert data["keywords"] == ["reasoning"] and data["sent"]
+    asked, confirmed = datetime.fromisoformat(data["signed_up"]), datetime.fromisoformat(data["created"])
+    assert asked <= confirmed <= datetime.fromisoformat(data["updated"])
+    (rating,) = data["ratings"]
+    assert rating["kind"] == "more" and rating["id"] in {r["id"] for r in data["sent"]}
+    assert date.fromisoformat(rating["at"][:10]) == datetime.now(UTC).date()
