@@ -127,7 +127,9 @@ class Baseline:
             "unsubscribe": {"url": f"mailto:digest@example.org?subject=unsubscribe%20{sub.email}"},
             # No web app in the straightforward pipeline: no manage, view or feedback links.
             "manage_url": None,
+            "archive_url": None,
             "view_url": None,
+            "all_url": None,
             "feedback_url": None,
             "sender_name": "Paper Digest",
         }

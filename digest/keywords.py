@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from digest.errors import KeywordError
-from digest.models import Where
+from digest.models import Match, Paper, Profile, Reason, Where
 
 _WORD = re.compile(r"[^\W_]+")
 KEYWORD_MAX = 100  # characters in one keyword
@@ -217,3 +217,14 @@ def _keyword_spans(text: str, text_kw: str) -> tuple[tuple[int, int], ...]:
         for pos in range(len(f.tokens))
         if kw.match_at(f, pos)
     )
+
+
+def explain(paper: Paper, profile: Profile) -> Match:
+    """A paper's score and reasons under a profile, without an index (a stored digest being resent)."""
+    reasons = []
+    for text in dict.fromkeys(profile.keywords):
+        if match_spans(paper.title, [text]):
+            reasons.append(Reason(text, "title"))
+        elif match_spans(paper.abstract, [text]):
+            reasons.append(Reason(text, "abstract"))
+    return Match(paper, sum(SCORE[0] if r.where == "title" else SCORE[1] for r in reasons), tuple(reasons))

@@ -11,8 +11,10 @@ changes in one place, and a link in a mail always lands on the route that reads 
 | ``/c/TOKEN`` | confirm a sign-up | ``CONFIRM``, timed, carries the profile asked for |
 | ``/u/TOKEN`` (+ ``/resubscribe``, ``/weekly``) | one-click unsubscribe (RFC 8058), and undoing it or | ``UNSUBSCRIBE``: |
 | | getting the digest weekly instead | on or off, never the profile |
-| ``/m/TOKEN`` (+ ``/preview``, ``/feedback``, ``/resume``, ``/data.json``, ``/delete``) | the reader's page | ``MANAGE`` |
-| ``/v/TOKEN`` | a sent digest in a browser | ``VIEW``, with the digest's day |
+| ``/m/TOKEN`` (+ ``/preview``, ``/feedback``, ``/resume``, ``/archive``, ``/data.json``, ``/delete``) | the reader's | ``MANAGE`` |
+| | page, and their past digests (``/archive``) | |
+| ``/v/TOKEN`` (+ ``/all``) | a sent digest in a browser, and all that day's matches | ``VIEW``, with the day |
+| ``/feed/TOKEN`` | the reader's Atom feed (``/m/TOKEN/feed``: a new address) | ``FEED``, with its epoch |
 | ``/f/TOKEN/N/more``, ``/f/TOKEN/N/less`` | "more / less like this" on paper N | ``FEEDBACK``, with the day |
 """
 
@@ -33,9 +35,13 @@ MANAGE = "/m/{token}"
 MANAGE_PREVIEW = "/m/{token}/preview"
 MANAGE_UNDO = "/m/{token}/feedback"
 MANAGE_RESUME = "/m/{token}/resume"
+MANAGE_ARCHIVE = "/m/{token}/archive"
+MANAGE_FEED = "/m/{token}/feed"
+FEED = "/feed/{token}"
 MANAGE_DATA = "/m/{token}/data.json"
 MANAGE_DELETE = "/m/{token}/delete"
 VIEW = "/v/{token}"
+VIEW_ALL = "/v/{token}/all"
 FEEDBACK = "/f/{token}/{number}/{kind}"
 
 
@@ -46,6 +52,17 @@ def prefix(pattern: str) -> str:
     '/m/'
     """
     return pattern.split("{", 1)[0]
+
+
+def beside(url: str, made_for: str, pattern: str) -> str:
+    """The URL of ``pattern`` under the same token as ``url`` (made for ``made_for``): one signature serves
+    a page and the pages beneath it.
+
+    >>> beside("https://d.example/m/TOKEN", MANAGE, MANAGE_ARCHIVE)
+    'https://d.example/m/TOKEN/archive'
+    """
+    assert pattern.startswith(made_for), (pattern, made_for)
+    return url + pattern.removeprefix(made_for)
 
 
 class Links:
@@ -83,6 +100,11 @@ class Links:
         """``/f/TOKEN``: the email adds ``/N/more`` or ``/N/less`` per paper. One signature per email, not
         per paper: the app checks N against the digest as it was sent."""
         return self._url(FEEDBACK.split("/{number}")[0], Purpose.FEEDBACK, email, day)
+
+    def feed(self, email: str, epoch: int) -> str:
+        """The reader's Atom feed; ``epoch`` counts their resets (``readers.feed_epoch``): a reset makes a
+        new URL and the old one answers 410."""
+        return self.base_url + FEED.format(token=self.signer.make(Purpose.FEED, email, nonce=str(epoch)))
 
     def confirm(self, data: dict[str, Any]) -> str:
         """A timed link that carries what a reader asked for on the sign-up form."""

@@ -269,6 +269,23 @@ class Match:
     score: float
     reasons: tuple[Reason, ...] = ()
 
+    def why(self, trending: bool) -> list[str]:
+        """The reasons as a reader reads them; a paper recalled without the ranking that chose it (a sent
+        digest's page, the feed) and matching no keyword came by meaning, or for a ``trending`` reader as
+        trending.
+
+        >>> Match(Paper("T", "A"), 0).why(trending=False)
+        ['chosen by meaning: close to your description or the papers you liked']
+        """
+        texts = [r.text for r in self.reasons]
+        if texts:
+            return texts
+        return (
+            ["trending today"]
+            if trending
+            else ["chosen by meaning: close to your description or the papers you liked"]
+        )
+
     @property
     def matched(self) -> tuple[str, ...]:
         """The keywords that matched (what the email highlights)."""
@@ -282,12 +299,14 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Digest:
-    """One email's content. ``more`` counts matches cut by the cap; they stay candidates."""
+    """One email's content. ``more`` counts matches cut by the cap; they stay candidates. ``rest``: the
+    store refs of the best of those, best first (its page of all matches lists them)."""
 
     subscriber: Subscriber
     matches: tuple[Match, ...]
     day: date
     more: int = 0
+    rest: tuple[int, ...] = ()
 
     @property
     def papers(self) -> tuple[Paper, ...]:

@@ -40,16 +40,19 @@ class Purpose(StrEnum):
     VIEW = "view"  # one sent digest in a browser: the token also names its day
     CONFIRM = "confirm"  # a subscription asked for on the web: timed, carries the profile asked for
     FEEDBACK = "feedback"  # "more / less like this" on one sent digest's papers: also names its day
+    FEED = "feed"  # the reader's Atom feed: also carries their feed's nonce, which a reset changes
 
 
 @dataclass(frozen=True, slots=True)
 class Bearer:
-    """Whom a token acts for: a mailbox key, the digest's day for ``VIEW`` and ``FEEDBACK`` tokens, and
-    whether it is a link signed before keys (its key is then the casefolded address it carried)."""
+    """Whom a token acts for: a mailbox key, the digest's day for ``VIEW`` and ``FEEDBACK`` tokens, the
+    feed's nonce for ``FEED`` ones, and whether it is a link signed before keys (its key is then the
+    casefolded address it carried)."""
 
     key: str
     day: date | None = None
     legacy: bool = False
+    nonce: str | None = None
 
 
 def check_keys(current: str | None, old: Sequence[str] = ()) -> list[str]:
@@ -88,18 +91,19 @@ class Signer:
             serializer = self._serializers[salt] = URLSafeSerializer(self.keys, salt=salt)
         return serializer
 
-    def make(self, purpose: Purpose, email: str, day: date | None = None) -> str:
-        """A token for the mailbox of ``email``, ``purpose`` and (a sent digest's) ``day``; the same
-        inputs give the same token, untimed, and so do two spellings of one mailbox.
+    def make(self, purpose: Purpose, email: str, day: date | None = None, *, nonce: str | None = None) -> str:
+        """A token for the mailbox of ``email``, ``purpose`` and (a sent digest's) ``day``, or (a feed's)
+        ``nonce``; the same inputs give the same token, untimed, and so do two spellings of one mailbox.
 
         >>> s = Signer(["a-long-enough-secret-key-for-the-doctest"])
         >>> s.read(Purpose.UNSUBSCRIBE, s.make(Purpose.UNSUBSCRIBE, "Ada@Example.org"))
-        Bearer(key='ada@example.org', day=None, legacy=False)
+        Bearer(key='ada@example.org', day=None, legacy=False, nonce=None)
         >>> s.make(Purpose.MANAGE, "Ada@example.org") == s.make(Purpose.MANAGE, "ada@EXAMPLE.org")
         True
         """
         key = mailbox_key(email)
         value = key if day is None else f"{key}|{day.isoformat()}"
+        value = value if nonce is None else f"{key}|{nonce}"
         return str(self._serializer(f"digest.v2.{purpose}").dumps(value))
 
     def read(self, purpose: Purpose, token: str) -> Bearer:
@@ -115,7 +119,11 @@ class Signer:
             legacy = True
         if not isinstance(value, str):
             raise TokenError("this link is not valid")
-        email, day = value, None
+        email, day, nonce = value, None, None
+        if purpose == Purpose.FEED:
+            email, _, nonce = value.rpartition("|")
+            if not email or not nonce:
+                raise TokenError("this link is not valid")
         if purpose in (Purpose.VIEW, Purpose.FEEDBACK):
             email, _, stamp = value.rpartition("|")
             try:
@@ -124,7 +132,7 @@ class Signer:
                 raise TokenError("this link is not valid") from exc
         if legacy and not email.isascii():  # casefolded beyond ASCII: which mailbox is lost
             raise TokenError("this link is from an older version of this service: use a recent digest's link")
-        return Bearer(mailbox_key(email), day, legacy)
+        return Bearer(mailbox_key(email), day, legacy, nonce)
 
     def make_timed(self, purpose: Purpose, data: dict[str, Any]) -> str:
         """A token carrying ``data`` (JSON), signed with the time it was made: see ``read_timed``."""

@@ -31,6 +31,7 @@ LAYERS = [
         "email.render",
         "email.dkim",
         "email.bounces",
+        "atom",
     },
     {"sources", "store", "email.transport", "run.runlock", "run.progress", "logs"},
     {"run.courier", "run.channel", "run.reader_models", "run.planning", "run.delivery", "subscriptions"},
@@ -145,7 +146,7 @@ def test_only_the_composition_root_and_the_edges_read_the_settings() -> None:
     assert readers <= SETTINGS_READERS, sorted(readers - SETTINGS_READERS)
 
 
-_READER_PATH = re.compile(r"(^|/)[ucmvf]/(\{|$)|^/[ucmvf]/")
+_READER_PATH = re.compile(r"(^|/)([ucmvf]|feed)/(\{|$)|^/([ucmvf]|feed)/")
 
 
 def test_every_reader_url_is_made_in_links() -> None:

@@ -227,3 +227,145 @@ def test_the_data_download_holds_everything_kept(tmp_path: Path, monkeypatch: py
     (rating,) = data["ratings"]
     assert rating["kind"] == "more" and rating["id"] in {r["id"] for r in data["sent"]}
     assert date.fromisoformat(rating["at"][:10]) == datetime.now(UTC).date()
+
+
+def test_past_digests_and_all_of_a_days_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, port = _setup(tmp_path)
+    cli("subscribe", "ada@example.org", "-k", "model", "--max", "3", "--config", str(cfg)).check()
+    report = json.loads(cli("run", "--json", "--config", str(cfg)).check().stdout)
+    (ada,) = report["subscribers"]
+    (mail,) = mails_to(tmp_path, "ada@example.org")
+    text = mail.get_body(("plain",)).get_content()
+    more = re.search(r"(\d+) more papers matched; see them all now[^\n]*\n[^\n]*\n\s+(http\S+/all)", text)
+    archive = re.search(r"Past digests:\s+(http\S+/archive)", text)
+    assert more and archive, text
+    assert f'href="{more.group(2)}"' in mail.get_body(("html",)).get_content()
+    matched = 3 + int(more.group(1))
+    with web(cfg, port, digest_env()), httpx.Client() as client:
+        page = client.get(more.group(2))
+        assert page.status_code == 200 and f"All {matched} matches of " in page.text
+        titles = re.findall(r'<a class="t" href="[^"]+">(.*?)</a>', page.text, re.S)
+        assert len(titles) == min(matched, 3 + 100)
+        sent = [re.sub(r"</?mark>", "", t) for t in titles[:3]]
+        assert sent == [p["title"] for p in ada["papers"]]  # the digest's papers first, in its order
+        assert page.text.count("in your digest") == 3 and page.text.count("matched: model") == len(titles)
+        assert "<mark>" in page.text
+
+        past = client.get(archive.group(1))
+        assert past.status_code == 200 and "Your past digests" in past.text
+        (row,) = re.findall(r"<tr>\s*<td><a href=\"(/v/[^\"]+)\">", past.text)
+        assert f'href="{row}/all">{matched} matched</a>' in past.text
+        shown = client.get(f"http://127.0.0.1:{port}{row}")
+        assert shown.status_code == 200 and "View in a browser" not in shown.text  # no link to itself
+        assert "Past digests" in shown.text
+        assert client.get(more.group(2)[:-6] + "xx/all").status_code == 400  # altered
+        other = f"/v/{SIGNER.make(Purpose.VIEW, 'zoe@example.org', date.today())}/all"
+        assert client.get(f"http://127.0.0.1:{port}{other}").status_code == 404
+        manage = client.get(f"http://127.0.0.1:{port}/m/{SIGNER.make(Purpose.MANAGE, 'ada@example.org')}")
+        assert '/archive">Past digests</a>' in manage.text
+
+
+ATOM_NS = "{http://www.w3.org/2005/Atom}"
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def assert_valid_atom(data: bytes) -> list[Any]:
+    """RFC 4287's rules for a feed document, each checked: the namespace; the feed's one id (an absolute
+    IRI), title and updated (RFC 3339), an author, one self link; each entry's one id, title and updated, an
+    alternate link, ids unique. Returns the entries' elements."""
+    from lxml import etree
+
+    feed = etree.fromstring(data)
+    assert feed.tag == f"{ATOM_NS}feed"
+
+    def one(parent: Any, name: str) -> str:
+        found = parent.findall(f"{ATOM_NS}{name}")
+        assert len(found) == 1, (name, len(found))
+        return str(found[0].text or "")
+
+    assert re.match(r"^[a-z][a-z0-9+.-]*:", one(feed, "id"))
+    assert one(feed, "title") and RFC3339.match(one(feed, "updated"))
+    assert feed.findall(f"{ATOM_NS}author/{ATOM_NS}name")
+    assert len([link for link in feed.findall(f"{ATOM_NS}link") if link.get("rel") == "self"]) == 1
+    entries = feed.findall(f"{ATOM_NS}entry")
+    for entry in entries:
+        assert re.match(r"^[a-z][a-z0-9+.-]*:", one(entry, "id"))
+        assert one(entry, "title") and RFC3339.match(one(entry, "updated"))
+        links = [
+            link for link in entry.findall(f"{ATOM_NS}link") if link.get("rel", "alternate") == "alternate"
+        ]
+        assert len(links) == 1 and links[0].get("href", "").startswith("http")
+    ids = [one(e, "id") for e in entries]
+    assert len(set(ids)) == len(ids)
+    return entries
+
+
+def test_a_personal_atom_feed_with_conditional_get_and_a_reset(tmp_path: Path) -> None:
+    import feedparser
+
+    cfg, port = _setup(tmp_path)
+    cli("subscribe", "ada@example.org", "-k", "model", "--max", "4", "--config", str(cfg)).check()
+    report = json.loads(cli("run", "--json", "--config", str(cfg)).check().stdout)
+    sent_titles = {p["title"] for p in report["subscribers"][0]["papers"]}
+    url = f"/m/{SIGNER.make(Purpose.MANAGE, 'ada@example.org')}"
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        page = client.get(url)
+        alternate = re.search(
+            r'<link rel="alternate" type="application/atom\+xml"[^>]* href="([^"]+)"', page.text
+        )
+        assert alternate and f'<a href="{alternate.group(1)}">Atom feed</a>' in page.text
+        feed_url = alternate.group(1)
+        assert feed_url.startswith(base + "/feed/")  # absolute: pasted into a feed reader
+
+        got = client.get(feed_url)
+        assert got.status_code == 200 and got.headers["content-type"].startswith("application/atom+xml")
+        entries = assert_valid_atom(got.content)
+        parsed = feedparser.parse(got.content)
+        assert parsed.bozo == 0 and parsed.version == "atom10"
+        assert {e.title for e in parsed.entries} == sent_titles and len(entries) == 4
+        assert all(e.summary.startswith("matched: model") for e in parsed.entries)
+        assert "ada@example.org" not in got.text  # ids name nobody
+
+        etag, modified = got.headers["etag"], got.headers["last-modified"]
+        assert client.get(feed_url, headers={"If-None-Match": etag}).status_code == 304
+        assert client.get(feed_url, headers={"If-Modified-Since": modified}).status_code == 304
+        assert client.get(feed_url, headers={"If-None-Match": '"other"'}).status_code == 200
+        assert client.head(feed_url).status_code == 200
+
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        assert httpx.post(f"{base}{url}/feed").status_code == 403  # no CSRF token
+        moved = client.post(f"{url}/feed", data={"csrf": csrf.group(1)}, follow_redirects=True)
+        new_url = re.search(r'<a href="([^"]+)">Atom feed</a>', moved.text)
+        assert new_url and new_url.group(1) != feed_url
+        assert client.get(feed_url).status_code == 410  # the old address is gone
+        assert client.get(new_url.group(1)).status_code == 200
+        assert client.get(feed_url.replace("/feed/", "/feed/x")).status_code == 400
+        forged = f"{base}/feed/{SIGNER.make(Purpose.MANAGE, 'ada@example.org')}"
+        assert client.get(forged).status_code == 400  # a token for another purpose
+
+
+def test_the_feed_carries_hostile_listing_text_as_inert_valid_xml() -> None:
+    from digest.atom import Sent, atom_feed
+    from digest.models import Match, Paper, Reason
+
+    paper = Paper(
+        "<script>alert(1)</script> \x00 Fast\x1b RAG \ud800",
+        "An abstract with \x0c form feeds & <b>tags</b>.",
+        arxiv_id="2501.00001",
+        authors=("Ada \x07Lovelace", "\x01"),
+    )
+    at = datetime(2026, 12, 6, 7, tzinfo=UTC)
+    sent = [Sent(Match(paper, 2, (Reason("RAG", "title"),)), at, at.date(), ("matched: RAG",))]
+    data = atom_feed(
+        site="https://d.example/",
+        self_url="https://d.example/feed/t",
+        key="ada@example.org",
+        title="T",
+        author="Paper Digest",
+        sent=sent,
+    )
+    (entry,) = assert_valid_atom(data)
+    assert b"<script>" not in data and b"&lt;script&gt;" in data
+    assert entry.findtext(f"{ATOM_NS}title") == "<script>alert(1)</script>  Fast RAG "
+    assert [a.findtext(f"{ATOM_NS}name") for a in entry.findall(f"{ATOM_NS}author")] == ["Ada Lovelace"]

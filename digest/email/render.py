@@ -35,7 +35,7 @@ from digest.email.fragments import VARYING, Body, SplitTemplate
 from digest.email.mime import Outgoing, address, ascii_address, assemble, encode_words
 from digest.errors import RenderError
 from digest.keywords import match_spans
-from digest.links import Links
+from digest.links import MANAGE, MANAGE_ARCHIVE, VIEW, VIEW_ALL, Links, beside
 from digest.models import Digest, Paper
 from digest.redact import one_line
 
@@ -228,7 +228,7 @@ class Composed:
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def _entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
+def paper_entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
     """What the templates show of one paper, highlighted for ``matched``.
 
     Cached: in a run most subscribers get the same few hundred papers with the same few keywords, so the
@@ -261,7 +261,7 @@ def _entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
 
 def _full_entry(light: dict[str, Any]) -> dict[str, Any]:
     """A light entry (number, score, paper, matched, likeness) with everything the templates show of its paper."""
-    full = _entry(light["paper"], light["matched"])
+    full = paper_entry(light["paper"], light["matched"])
     return {**full, "number": light["number"], "score": light["score"], "likeness": light.get("likeness", "")}
 
 
@@ -323,9 +323,10 @@ class Renderer:
         https = self.links.unsubscribe(email) if self.links else None
         return {"mailto": mailto, "https": https, "url": https or mailto}
 
-    def context(self, digest: Digest, *, full: bool = True) -> dict[str, Any]:
+    def context(self, digest: Digest, *, full: bool = True, in_browser: bool = False) -> dict[str, Any]:
         """What the templates see. With ``full=False`` entries carry only their number, score, paper and
-        matched keywords: the frame needs no more, and a paper block already cached needs nothing."""
+        matched keywords: the frame needs no more, and a paper block already cached needs nothing.
+        ``in_browser``: for the page that shows a sent digest (no link to itself)."""
         entries = [
             {
                 "number": number,
@@ -348,6 +349,8 @@ class Renderer:
             preheader = f"{n} trending paper{'s' if n != 1 else ''} · {short_date(digest.day)}"
         else:
             preheader = f"{papers} like yours · {short_date(digest.day)}"
+        manage_url = links.manage(email) if links else None
+        view_url = links.view(email, digest.day) if links else None
         return {
             "digest": digest,
             "subscriber": digest.subscriber,
@@ -359,8 +362,10 @@ class Renderer:
             "preheader": preheader,
             "subject": subject_for(digest, topics),
             "unsubscribe": self.unsubscribe_links(email),
-            "manage_url": links.manage(email) if links else None,
-            "view_url": links.view(email, digest.day) if links else None,
+            "manage_url": manage_url,
+            "archive_url": beside(manage_url, MANAGE, MANAGE_ARCHIVE) if manage_url else None,
+            "view_url": None if in_browser else view_url,
+            "all_url": beside(view_url, VIEW, VIEW_ALL) if view_url else None,
             "feedback_url": links.feedback(email, digest.day) if links and not profile.trending else None,
             "sender_name": self.sender_name or "Paper Digest",
         }
@@ -417,7 +422,10 @@ class Renderer:
     @staticmethod
     def _cut(digest: Digest, keep: int) -> Digest:
         dropped = len(digest.matches) - keep
-        return replace(digest, matches=digest.matches[:keep], more=digest.more + dropped)
+        cut = tuple(p.ref for p in digest.papers[keep:] if p.ref is not None)
+        return replace(
+            digest, matches=digest.matches[:keep], more=digest.more + dropped, rest=cut + digest.rest
+        )
 
     def compose(self, digest: Digest, now: datetime, *, message_id: str | None = None) -> Composed:
         """The complete message: headers, a text part and an HTML part (multipart/alternative).

@@ -259,6 +259,7 @@ class Delivery:
                     c.message_id,
                     tuple(p.ref for p in c.digest.papers if p.ref is not None),
                     c.digest.more,
+                    c.digest.rest,
                 )
                 for _, c in fresh
             ],

@@ -29,10 +29,11 @@ import numpy as np
 from digest.cadence import WEEK_WINDOW_DAYS, Period, When, first_key, key_of, next_opening, period_at
 from digest.errors import ProfileError
 from digest.identity import mailbox_key
+from digest.keywords import explain
 from digest.models import Digest, MessageState, Paper, Status, Subscriber
 from digest.profiles import check_profile
 from digest.run.reader_models import learned_scores
-from digest.selection.index import PaperIndex, explain
+from digest.selection.index import PaperIndex
 from digest.selection.semantic import SentenceModel, Space, Taste, TextModel
 from digest.store import DeliveryState, OutboxRow, Store
 
@@ -295,7 +296,7 @@ def decide(
             stale.append(row.id)  # its period is over: the papers go into the reader's next digest
             continue
         matches = tuple(explain(p, sub.profile) for p in store.papers.by_refs(row.refs))
-        out.append(Send(sub, Digest(sub, matches, row.day, more=row.more), resend=row))
+        out.append(Send(sub, Digest(sub, matches, row.day, more=row.more, rest=row.rest), resend=row))
         has_period = has_period or row.day == key
     if key is None:
         when = reader_when(sub, default)
@@ -329,12 +330,12 @@ def choose(
     for item in resends:
         if isinstance(item, Send) and item.resend is not None:
             skip.update(item.resend.refs)
-    matches, total = pool.select(sub.profile, skip, sub.profile.max_papers, taste)
+    matches, total, rest = pool.ranked(sub.profile, skip, sub.profile.max_papers, taste)
     if not matches:
         p = sub.profile
         waits = p.seeds and not (p.keywords or p.about) and not any(pool.named.get(n) for n in p.seeds)
         return [Skip(sub, Status.NOTHING_NEW, note=SEEDS_UNKNOWN if waits else None)]
-    return [Send(sub, Digest(sub, tuple(matches), key, more=total - len(matches)))]
+    return [Send(sub, Digest(sub, tuple(matches), key, more=total - len(matches), rest=rest))]
 
 
 def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store, now: datetime) -> dict[str, Taste]:

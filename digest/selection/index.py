@@ -28,12 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from digest.keywords import (
-    SCORE,
-    Keyword,
-    compiled,
-    match_spans,
-)
+from digest.keywords import SCORE, Keyword, compiled
 from digest.models import Likeness, Match, Paper, Profile, Reason, Where
 from digest.selection.hybrid import Blend, shared_words, with_variety
 from digest.selection.learner import features
@@ -49,6 +44,7 @@ from digest.selection.semantic import (
     rows_of,
 )
 
+REST_KEPT = 100  # matches a digest left out that its page of all matches lists (by ref, best first)
 CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
 CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper likeness (40 MB) on big days
 
@@ -230,8 +226,23 @@ class PaperIndex:
         ``taste`` (not for the trending digest), papers are also chosen and ranked by meaning, as ``blend``
         (default: the index's) says.
         """
+        matches, total, _ = self.ranked(profile, skip, limit, taste, blend, rest=0)
+        return matches, total
+
+    def ranked(
+        self,
+        profile: Profile,
+        skip: Collection[int] = (),
+        limit: int | None = None,
+        taste: Taste | None = None,
+        blend: Blend | None = None,
+        *,
+        rest: int = REST_KEPT,
+    ) -> tuple[list[Match], int, tuple[int, ...]]:
+        """As ``select``, and the store refs of up to ``rest`` of the matches ``limit`` left out, best
+        first: what a digest's page of all its matches lists."""
         if taste is not None and not profile.trending:
-            return self._select_hybrid(profile, skip, limit, taste, blend or self.blend)
+            return self._select_hybrid(profile, skip, limit, taste, blend or self.blend, rest)
         n = len(self.papers)
         # Only the trending digest takes every paper. A profile that is not trending takes what its usable
         # keywords match: none when it has no keyword that can match, nor a taste (seed papers not known
@@ -240,17 +251,27 @@ class PaperIndex:
         self._leave_out(mask, skip)
         candidates = np.flatnonzero(mask)
         total = len(candidates)
-        order_key = self._rank[candidates] - score[candidates].astype(np.int64) * n
-        if limit is not None and limit < total:
+        order_key = self._rank[candidates] - score[candidates].astype(np.int64) * n  # no ties: ranks differ
+        left: npt.NDArray[np.intp] = candidates[:0]
+        if limit is not None and limit < total and not rest:
             part = np.argpartition(order_key, limit)[:limit]
             chosen = candidates[part[np.argsort(order_key[part], kind="stable")]]
         else:
-            chosen = candidates[np.argsort(order_key, kind="stable")]
+            ordered = candidates[np.argsort(order_key, kind="stable")]
+            chosen, left = ordered[:limit], ordered[limit : limit + rest] if limit is not None else left
         reasons = self._keyword_reasons(keywords, chosen)
-        return [
-            Match(self.papers[pi], int(score[pi]), why)
-            for pi, why in zip(chosen.tolist(), reasons, strict=True)
-        ], total
+        return (
+            [
+                Match(self.papers[pi], int(score[pi]), why)
+                for pi, why in zip(chosen.tolist(), reasons, strict=True)
+            ],
+            total,
+            self._refs(left),
+        )
+
+    def _refs(self, positions: npt.NDArray[np.intp]) -> tuple[int, ...]:
+        """The store refs of the papers at ``positions`` (papers not from the store have none)."""
+        return tuple(ref for pi in positions.tolist() if (ref := self.papers[pi].ref) is not None)
 
     def _leave_out(self, mask: npt.NDArray[np.bool_], skip: Collection[int]) -> None:
         """Clear ``mask`` for the papers whose store refs are in ``skip`` (already sent, or in flight)."""
@@ -291,8 +312,14 @@ class PaperIndex:
         return keywords, score, mask
 
     def _select_hybrid(
-        self, profile: Profile, skip: Collection[int], limit: int | None, taste: Taste, blend: Blend
-    ) -> tuple[list[Match], int]:
+        self,
+        profile: Profile,
+        skip: Collection[int],
+        limit: int | None,
+        taste: Taste,
+        blend: Blend,
+        rest: int,
+    ) -> tuple[list[Match], int, tuple[int, ...]]:
         keywords, score, mask = self._keyword_scores(profile, matched_only=False)
         likeness = self.likeness(taste, blend)
         mask &= (score > 0) | (likeness >= blend.similar_enough)
@@ -308,6 +335,7 @@ class PaperIndex:
             combined = combined + blend.learned * taste.learned[candidates]
         # Highest combined first; equal ones (rare with floats) by the usual rank.
         order = np.lexsort((self._rank[candidates], -combined))
+        left: tuple[int, ...] = ()
         if limit is None:
             picked = order
         else:  # a digest keeps its variety: the papers most like those above them give way
@@ -321,16 +349,24 @@ class PaperIndex:
                 order, combined.astype(np.float32), vectors, limit, blend.variety, reasons_of, cap
             )
             picked = picked[np.lexsort((self._rank[candidates[picked]], -combined[picked]))]  # shown by score
+            if rest and total > len(picked):
+                taken = np.zeros(total, dtype=bool)
+                taken[picked] = True
+                left = self._refs(candidates[order[~taken[order]][:rest]])
         chosen = candidates[picked]
-        return [
-            Match(self.papers[pi], value, why)
-            for pi, value, why in zip(
-                chosen.tolist(),
-                combined[picked].tolist(),
-                self._hybrid_reasons(keywords, chosen, taste),
-                strict=True,
-            )
-        ], total
+        return (
+            [
+                Match(self.papers[pi], value, why)
+                for pi, value, why in zip(
+                    chosen.tolist(),
+                    combined[picked].tolist(),
+                    self._hybrid_reasons(keywords, chosen, taste),
+                    strict=True,
+                )
+            ],
+            total,
+            left,
+        )
 
     def _main_reasons(
         self, keywords: list[str], papers: npt.NDArray[np.intp], taste: Taste
@@ -372,14 +408,3 @@ class PaperIndex:
             words = shared_words(lexicon.rows[int(chosen[j])], dense[c], lexicon.names)
             reasons[j] = (self._reason(label, "similar" if label else "about", words),)
         return reasons
-
-
-def explain(paper: Paper, profile: Profile) -> Match:
-    """A paper's score and reasons under a profile, without an index (a stored digest being resent)."""
-    reasons = []
-    for text in dict.fromkeys(profile.keywords):
-        if match_spans(paper.title, [text]):
-            reasons.append(Reason(text, "title"))
-        elif match_spans(paper.abstract, [text]):
-            reasons.append(Reason(text, "abstract"))
-    return Match(paper, sum(SCORE[0] if r.where == "title" else SCORE[1] for r in reasons), tuple(reasons))

@@ -9,8 +9,9 @@ from datetime import date, datetime
 from typing import Any
 
 from digest.identity import mailbox_key
-from digest.models import MessageState
+from digest.models import MessageState, Paper
 from digest.store.dialect import Connection
+from digest.store.papers import paper_of
 from digest.store.readers import BOUNCE_LIMIT
 from digest.store.sql import chunks, iso, values
 
@@ -27,6 +28,7 @@ class OutboxRow:
     status: str
     attempts: int
     more: int = 0  # matches left out by the cap, so a resend says the same "N more" line
+    rest: tuple[int, ...] = ()  # the best of them, best first (``Digest.rest``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class NewMessage:
     message_id: str
     refs: tuple[int, ...]
     more: int = 0
+    rest: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,7 @@ def _outbox_row(r: Any) -> OutboxRow:
         r["status"],
         r["attempts"],
         r["more"],
+        tuple(json.loads(r["rest"])),
     )
 
 
@@ -102,13 +106,14 @@ class Outbox:
                             stamp,
                             json.dumps(m.refs),
                             m.more,
+                            json.dumps(m.rest),
                         )
                         for m in part
                     ]
                 )
                 rows = tx.execute(
                     "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
-                    f" more) {rows_sql} ON CONFLICT DO NOTHING RETURNING id, message_id",
+                    f" more, rest) {rows_sql} ON CONFLICT DO NOTHING RETURNING id, message_id",
                     flat,
                 ).fetchall()
                 made.update((r["message_id"], int(r["id"])) for r in rows)
@@ -277,6 +282,32 @@ class Outbox:
             (mailbox_key(email), day.isoformat(), MessageState.SENT),
         ).fetchone()
         return _outbox_row(row) if row else None
+
+    def sent_digests(self, email: str, limit: int = 400) -> list[OutboxRow]:
+        """The digests sent to ``email``, newest first, at most ``limit``: the reader's archive."""
+        rows = self.conn.execute(
+            "SELECT * FROM messages WHERE email = ? AND status = ? ORDER BY digest_date DESC, id DESC LIMIT ?",
+            (mailbox_key(email), MessageState.SENT, limit),
+        ).fetchall()
+        return [_outbox_row(r) for r in rows]
+
+    def feed_version(self, email: str) -> tuple[int, str] | None:
+        """(the newest sent digest's row id, when it was sent) for ``email``, or None before the first:
+        what a feed's ETag and Last-Modified are made of, in one indexed lookup."""
+        row = self.conn.execute(
+            "SELECT id, sent_at FROM messages WHERE email = ? AND status = ? ORDER BY id DESC LIMIT 1",
+            (mailbox_key(email), MessageState.SENT),
+        ).fetchone()
+        return (int(row["id"]), str(row["sent_at"])) if row else None
+
+    def sent_papers(self, email: str, limit: int) -> list[tuple[Paper, str, date]]:
+        """The last ``limit`` papers sent to ``email``, newest first: (paper, when sent, the digest's day)."""
+        rows = self.conn.execute(
+            "SELECT p.*, s.sent_at AS sent_when, m.digest_date FROM sent s JOIN papers p ON p.pid = s.pid"
+            " JOIN messages m ON m.id = s.message WHERE s.email = ? ORDER BY s.message DESC, p.pid LIMIT ?",
+            (mailbox_key(email), limit),
+        ).fetchall()
+        return [(paper_of(r), str(r["sent_when"]), date.fromisoformat(r["digest_date"])) for r in rows]
 
     def history(self, email: str) -> list[SentRecord]:
         """What was sent to ``email``, newest first: for the reader's own data download."""

@@ -284,6 +284,27 @@ class Readers:
             else {}
         )
 
+    def feed_epoch(self, email: str) -> int | None:
+        """How many times ``email`` reset their feed's address (its links carry it); None if unknown."""
+        state = self.feed_state(email)
+        return state[0] if state else None
+
+    def feed_state(self, email: str) -> tuple[int, str] | None:
+        """(feed epoch, when the profile last changed) of ``email``: what their feed's ETag holds of them."""
+        row = self.conn.execute(
+            "SELECT feed_epoch, updated FROM subscribers WHERE email = ?", (mailbox_key(email),)
+        ).fetchone()
+        return (int(row["feed_epoch"]), str(row["updated"])) if row else None
+
+    def reset_feed(self, email: str, now: datetime) -> int | None:
+        """A new address for ``email``'s feed (the old one stops working): the new epoch, None if unknown."""
+        with self.conn.transaction() as tx:
+            tx.execute(
+                "UPDATE subscribers SET feed_epoch = feed_epoch + 1, updated = ? WHERE email = ?",
+                (iso(now), mailbox_key(email)),
+            )
+        return self.feed_epoch(email)
+
     def ratings(self, email: str) -> list[dict[str, Any]]:
         """What ``email`` said of papers ("more" / "less like this"), oldest first: id, title, kind, when."""
         rows = self.conn.execute(

@@ -212,12 +212,16 @@ MIGRATIONS: list[str] = [
     );
     -- postgresql: ALTER TABLE reader_models ALTER COLUMN email TYPE TEXT COLLATE "C";
     """,
-    # 13 -> 14: a pause until a date the reader chose (their local date of the first digest again), and
-    # when a reader who signed up on the web asked (the confirmation link's time; ``created`` is when they
-    # confirmed), for their data download.
+    # 13 -> 14: a pause until a date the reader chose (their local date of the first digest again); when
+    # a reader who signed up on the web asked (the confirmation link's time; ``created`` is when they
+    # confirmed), for their data download; the matches a digest left out (refs, best first), for its
+    # page of all matches; and the number of times the reader reset their feed's address (its links carry
+    # it: a reset makes the old ones invalid).
     """
     ALTER TABLE subscribers ADD COLUMN paused_until TEXT;
     ALTER TABLE subscribers ADD COLUMN signed_up TEXT;
+    ALTER TABLE subscribers ADD COLUMN feed_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN rest TEXT NOT NULL DEFAULT '[]';
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -34,8 +34,10 @@ from starlette.routing import Route
 from digest import links
 from digest.selection.index import PaperIndex
 from digest.web.api import api_routes, bearer_guard
+from digest.web.feed import feed_routes
 from digest.web.guards import KIB, BodyLimit, InternalErrors
 from digest.web.leave import leave_routes
+from digest.web.library import library_routes
 from digest.web.metrics import metrics_routes
 from digest.web.pages import SecurityHeaders
 from digest.web.reader import reader_routes
@@ -110,6 +112,8 @@ def create_app(services: Services) -> Starlette:
             *signup_routes(web, mailer),
             *leave_routes(web, batcher),
             *reader_routes(web, pools),
+            *library_routes(web),
+            *feed_routes(web),
             *sent_digest_routes(web),
             Route("/healthz", health, methods=["GET"]),
             *api_routes(web),

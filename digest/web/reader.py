@@ -112,6 +112,14 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             subscriber, unknown = save_profile(subscriber, pause)
         return subscriber, preview_html(subscriber, pool), unknown
 
+    def feed_of(key: str) -> str | None:
+        """The reader's feed URL, absolute where there is a base_url (to paste into a feed reader)."""
+        with web.stores.get() as store:
+            epoch = store.readers.feed_epoch(key)
+        if epoch is None:
+            return None
+        return (web.services.links or web.links).feed(key, epoch)
+
     def said_of(key: str) -> list[dict[str, Any]]:
         """What the reader said with "more / less like this", for the manage page to list and undo."""
         with web.stores.get() as store:
@@ -179,6 +187,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             unknown=unknown,
             preview=preview,
             said=said_of(key),
+            feed_url=feed_of(key),
             when=reader_when(subscriber, default_when).describe(),
             cadences=[("", f"As the digest: {default_when.every()}")]
             + [(c, cadence_label(c)) for c in CADENCES],

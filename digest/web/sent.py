@@ -20,8 +20,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import links
+from digest.keywords import explain
 from digest.models import Digest, Paper
-from digest.selection.index import explain
 from digest.tokens import Bearer, Purpose
 from digest.web.pages import CSRF_COOKIE
 from digest.web.state import Web
@@ -47,8 +47,7 @@ def sent_digest_routes(web: Web) -> list[Route]:
         if subscriber is None or row is None or not papers:
             return None
         digest = Digest(subscriber, tuple(explain(p, subscriber.profile) for p in papers), day, more=row.more)
-        body = renderer.render(digest, datetime.now(UTC), message_id=row.message_id).get_body(("html",))
-        return str(body.get_content()) if body is not None else None
+        return renderer.html(renderer.context(digest, in_browser=True))  # no "View in a browser" link
 
     async def view(request: Request) -> Response:
         """A sent digest as its HTML part: only the reader's own, only one that was sent."""

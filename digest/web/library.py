@@ -1,0 +1,125 @@
+"""The reader's library: their past digests (``/m/{token}/archive``) and all of one day's matches
+(``/v/{token}/all``, linked from the email's "N more papers matched").
+
+The archive lists every digest sent to the reader, newest first: its date, how many papers it carried and
+how many more matched, with links to it as sent and to all its matches. A day's matches are the digest's
+papers and then the ones its cap left out, best first, as the run ranked them and kept them
+(``Digest.rest``, up to ``REST_KEPT``); each with its reasons under the reader's profile now (a paper
+chosen by meaning, not by a keyword, says so). Both read only, on the event loop (see ``reader``).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from digest import links
+from digest.email.render import paper_entry
+from digest.keywords import explain
+from digest.models import Paper, Profile, Subscriber
+from digest.tokens import Purpose
+from digest.web.state import Web
+
+
+def long_date(day: date) -> str:
+    """``"Monday 7 December 2026"``.
+
+    >>> long_date(date(2026, 12, 7))
+    'Monday 7 December 2026'
+    """
+    return f"{day:%A} {day.day} {day:%B %Y}"
+
+
+def entries_of(papers: list[Paper], profile: Profile, in_digest: int) -> list[dict[str, Any]]:
+    """What the page shows of each paper: the email's entry (title and abstract highlighted for the
+    keywords it matches), its reasons, and whether it was among the digest's first ``in_digest``."""
+    out = []
+    for i, paper in enumerate(papers):
+        match = explain(paper, profile)
+        out.append(
+            {
+                **paper_entry(paper, match.matched),
+                "reasons": match.why(profile.trending),
+                "sent": i < in_digest,
+            }
+        )
+    return out
+
+
+def library_routes(web: Web) -> list[Route]:
+    def archive_of(key: str) -> tuple[Subscriber | None, list[dict[str, Any]]]:
+        with web.stores.get() as store:
+            subscriber = store.readers.get(key)
+            rows = store.outbox.sent_digests(key) if subscriber else []
+        views = [web.links.view(key, row.day) for row in rows]
+        return subscriber, [
+            {
+                "day": long_date(row.day),
+                "papers": len(row.refs),
+                "more": row.more,
+                "view": view,
+                "all": links.beside(view, links.VIEW, links.VIEW_ALL),
+            }
+            for row, view in zip(rows, views, strict=True)
+        ]
+
+    async def archive(request: Request) -> Response:
+        found = web.bearer(Purpose.MANAGE, request.path_params["token"])
+        if found is None:
+            return web.invalid(request)
+        subscriber, digests = archive_of(found.key)
+        if subscriber is None:
+            return web.no_subscription(request, found.key)
+        return web.pages.page(
+            request,
+            200,
+            "Your past digests",
+            f"Every digest sent to {subscriber.email}, newest first."
+            if digests
+            else f"No digest has been sent to {subscriber.email} yet.",
+            template="archive.html",
+            digests=digests,
+            manage=links.MANAGE.format(token=request.path_params["token"]),
+        )
+
+    def matches_of(key: str, day: date) -> tuple[Subscriber | None, list[dict[str, Any]], int]:
+        """The reader, the entries of all that day's kept matches, and how many more matched than kept."""
+        with web.stores.get() as store:
+            subscriber = store.readers.get(key)
+            row = store.outbox.sent_message(key, day) if subscriber else None
+            papers = store.papers.by_refs([*row.refs, *row.rest]) if row else []
+        if subscriber is None or row is None:
+            return None, [], 0
+        entries = entries_of(papers, subscriber.profile, len(row.refs))
+        return subscriber, entries, max(row.more - len(row.rest), 0)
+
+    async def all_matches(request: Request) -> Response:
+        found = web.bearer(Purpose.VIEW, request.path_params["token"])
+        if found is None or found.day is None:
+            return web.invalid(request)
+        subscriber, entries, unkept = matches_of(found.key, found.day)
+        if subscriber is None or not entries:
+            return web.pages.page(
+                request, 404, "This digest is not here", "It may have been deleted with your data."
+            )
+        sent = sum(1 for e in entries if e["sent"])
+        return web.pages.page(
+            request,
+            200,
+            f"All {len(entries) + unkept} matches of {long_date(found.day)}",
+            f"The {sent} paper{'s' if sent != 1 else ''} of your digest, then the ones it had no room for,"
+            " best first.",
+            template="matches.html",
+            entries=entries,
+            unkept=unkept,
+            view=links.VIEW.format(token=request.path_params["token"]),
+        )
+
+    return [
+        Route(links.MANAGE_ARCHIVE, archive, methods=["GET"]),
+        Route(links.VIEW_ALL, all_matches, methods=["GET"]),
+    ]
