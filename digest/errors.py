@@ -138,6 +138,10 @@ class RenderError(DigestError):
     """A digest cannot be made into a message: it has no paper, or a header cannot be made valid."""
 
 
+class ReferenceFileError(DigestError):
+    """A reference file (BibTeX, RIS, a Zotero CSV export) that cannot be read as one; the message says why."""
+
+
 class TokenError(DigestError):
     """A signed token did not verify: forged, altered, or made for another purpose. Nothing is done."""
 

@@ -11,11 +11,11 @@ changes in one place, and a link in a mail always lands on the route that reads 
 | ``/c/TOKEN`` | confirm a sign-up | ``CONFIRM``, timed, carries the profile asked for |
 | ``/u/TOKEN`` (+ ``/resubscribe``, ``/weekly``) | one-click unsubscribe (RFC 8058), and undoing it or | ``UNSUBSCRIBE``: |
 | | getting the digest weekly instead | on or off, never the profile |
-| ``/m/TOKEN`` (+ ``/preview``, ``/feedback``, ``/resume``, ``/archive``, ``/data.json``, ``/delete``) | the reader's | ``MANAGE`` |
-| | page, and their past digests (``/archive``) | |
+| ``/m/TOKEN`` (+ ``/preview``, ``/feedback``, ``/resume``, ``/archive``, ``/feed``, ``/saved``, | the reader's | ``MANAGE`` |
+| ``/saved.bib``, ``/saved.ris``, ``/import``, ``/data.json``, ``/delete``) | page and library | |
 | ``/v/TOKEN`` (+ ``/all``) | a sent digest in a browser, and all that day's matches | ``VIEW``, with the day |
 | ``/feed/TOKEN`` | the reader's Atom feed (``/m/TOKEN/feed``: a new address) | ``FEED``, with its epoch |
-| ``/f/TOKEN/N/more``, ``/f/TOKEN/N/less`` | "more / less like this" on paper N | ``FEEDBACK``, with the day |
+| ``/f/TOKEN/N/more``, ``/less``, ``/save`` | "more / less like this", "save" on paper N | ``FEEDBACK``, with the day |
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ MANAGE_UNDO = "/m/{token}/feedback"
 MANAGE_RESUME = "/m/{token}/resume"
 MANAGE_ARCHIVE = "/m/{token}/archive"
 MANAGE_FEED = "/m/{token}/feed"
+MANAGE_SAVED = "/m/{token}/saved"
+MANAGE_SAVED_BIB = "/m/{token}/saved.bib"
+MANAGE_SAVED_RIS = "/m/{token}/saved.ris"
+MANAGE_IMPORT = "/m/{token}/import"
 FEED = "/feed/{token}"
 MANAGE_DATA = "/m/{token}/data.json"
 MANAGE_DELETE = "/m/{token}/delete"

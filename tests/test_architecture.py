@@ -32,6 +32,7 @@ LAYERS = [
         "email.dkim",
         "email.bounces",
         "atom",
+        "references",
     },
     {"sources", "store", "email.transport", "run.runlock", "run.progress", "logs"},
     {"run.courier", "run.channel", "run.reader_models", "run.planning", "run.delivery", "subscriptions"},

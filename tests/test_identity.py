@@ -200,6 +200,7 @@ def test_a_postgresql_database_of_schema_11_is_rekeyed_in_place(postgres_databas
         ("feedback", "C"),
         ("messages", "C"),
         ("reader_models", "C"),
+        ("saved", "C"),
         ("sent", "C"),
         ("subscribers", "C"),
     ]

@@ -369,3 +369,100 @@ def test_the_feed_carries_hostile_listing_text_as_inert_valid_xml() -> None:
     assert b"<script>" not in data and b"&lt;script&gt;" in data
     assert entry.findtext(f"{ATOM_NS}title") == "<script>alert(1)</script>  Fast RAG "
     assert [a.findtext(f"{ATOM_NS}name") for a in entry.findall(f"{ATOM_NS}author")] == ["Ada Lovelace"]
+
+
+REFERENCES = Path(__file__).resolve().parent / "fixtures" / "references"
+
+
+def test_save_a_paper_download_it_and_import_a_zotero_export(tmp_path: Path) -> None:
+    import bibtexparser
+    import rispy
+
+    cfg, port = _setup(tmp_path, subscribers=[GRACE])
+    cli("subscribe", "ada@example.org", "-k", "model", "--max", "3", "--config", str(cfg)).check()
+    cli("run", "--config", str(cfg)).check()
+    (mail,) = mails_to(tmp_path, "ada@example.org")
+    save = re.search(r"Save: (http\S+/f/\S+/2/save)", mail.get_body(("plain",)).get_content())
+    assert save and f'href="{save.group(1)}"' in mail.get_body(("html",)).get_content()
+    url = f"/m/{SIGNER.make(Purpose.MANAGE, 'ada@example.org')}"
+    with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
+        asked = client.get(save.group(1))
+        title = re.search(r"<p>(.*?)</p>", asked.text)
+        assert asked.status_code == 200 and "Save this paper?" in asked.text and title
+        assert _readers(cfg)["ada@example.org"]  # a GET saved nothing: the page lists none yet
+        assert "“Save” under a paper" in client.get(url).text
+        done = client.post(save.group(1), data={"csrf": _csrf(client, save.group(1))})
+        assert done.status_code == 200 and "among your saved papers" in done.text
+        page = client.get(url)
+        assert f">{title.group(1)}</a>" in page.text and 'aria-label="Remove' in page.text
+
+        bib = client.get(f"{url}/saved.bib")
+        assert bib.status_code == 200 and "attachment" in bib.headers["content-disposition"]
+        (entry,) = bibtexparser.parse_string(bib.text).entries
+        assert entry.fields_dict["title"].value.strip("{}")  # the title, braced
+        (record,) = rispy.loads(client.get(f"{url}/saved.ris").text)
+        assert (
+            record["title"] == entry.fields_dict["title"].value.strip("{}").replace("\\", "")
+            or record["title"]
+        )
+        assert client.get(f"{url}/data.json").json()["saved"][0]["title"] == record["title"]
+
+        ref = re.search(
+            r'name="ref" value="(\d+)"><button class="plain" type="submit" aria-label="Remove', page.text
+        )
+        assert ref
+        csrf = _csrf(client, url)
+        client.post(f"{url}/saved", data={"csrf": csrf, "ref": ref.group(1)})
+        assert rispy.loads(client.get(f"{url}/saved.ris").text) == []
+
+        files = {"file": ("My Library.bib", (REFERENCES / "zotero.bib").read_bytes(), "application/x-bibtex")}
+        imported = client.post(f"{url}/import", data={"csrf": csrf}, files=files)
+        assert (
+            imported.status_code == 200 and "3 papers recognised (1 by arXiv id, 2 by title)" in imported.text
+        )
+        assert (
+            "not recognised: book:knuth_art_1997" in imported.text
+            and "3 new seed papers added" in imported.text
+        )
+        assert httpx.post(f"{base}{url}/import", files=files).status_code == 403  # no CSRF token
+        bad = client.post(
+            f"{url}/import", data={"csrf": csrf}, files={"file": ("x.txt", b"hello", "text/plain")}
+        )
+        assert bad.status_code == 400 and "not a BibTeX, RIS or Zotero CSV" in bad.text
+        huge = {"file": ("big.bib", b"@" * (2 << 20), "application/x-bibtex")}
+        assert client.post(f"{url}/import", data={"csrf": csrf}, files=huge).status_code == 413
+        grace = f"/m/{SIGNER.make(Purpose.MANAGE, 'grace@example.org')}"
+        assert client.post(f"{grace}/import", data={"csrf": csrf}, files=files).status_code == 400
+    ada = _readers(cfg)["ada@example.org"]
+    assert ada["seeds"] == [
+        "1706.03762",
+        "Functional Bayesian Tucker Decomposition for Continuous-indexed Tensor Data",
+        "Reasoning with Reinforced Functional Token Tuning",
+    ]
+    assert ada["keywords"] == ["model"] and ada["active"]  # nothing else of the profile changed
+
+
+def test_subscribe_takes_seed_papers_from_a_zotero_export(tmp_path: Path) -> None:
+    cfg, _ = _setup(tmp_path)
+    done = cli(
+        "subscribe",
+        "ada@example.org",
+        "--seeds-from",
+        str(REFERENCES / "zotero.ris"),
+        "--seed",
+        "1706.03762",
+        "--config",
+        str(cfg),
+    ).check()
+    assert (
+        "zotero.ris: 2 papers recognised (1 by arXiv id, 1 by title); not recognised: entry 3" in done.stdout
+    )
+    assert _readers(cfg)["ada@example.org"]["seeds"] == [
+        "1706.03762",
+        "Learning dynamic representations of the functional connectome in neurobiological networks",
+    ]
+    missing = cli(
+        "subscribe", "ada@example.org", "--seeds-from", str(tmp_path / "nope.bib"), "--config", str(cfg)
+    )
+    assert missing.returncode == 2 and "--seeds-from" in missing.stderr and "nope.bib" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

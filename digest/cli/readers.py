@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from digest.cli.base import config_option, handles_errors, main, plain, settings_for, utc_now
-from digest.errors import DigestError, SubscriberError
+from digest.errors import ConfigError, DigestError, ReferenceFileError, SubscriberError
 from digest.identity import mailbox_key, normalise_email
 from digest.models import MAX_PAPERS, Subscriber
+
+if TYPE_CHECKING:
+    from digest.references import Recognised
+
+
+def seeds_in_file(path: str) -> Recognised:
+    """The seed papers in a reference file (``references``); ConfigError naming the file otherwise."""
+    from pathlib import Path
+
+    from digest.references import FILE_MAX, read_references
+
+    try:
+        file = Path(path)
+        if file.stat().st_size > FILE_MAX:  # bounded before it is read
+            raise ReferenceFileError(f"larger than {FILE_MAX // 1024} KiB; export fewer items")
+        return read_references(file.read_bytes(), file.name)
+    except OSError as exc:
+        raise ConfigError(
+            f"--seeds-from {path}: {exc.strerror or exc}", hint="give a readable file"
+        ) from None
+    except ReferenceFileError as exc:
+        raise ConfigError(f"--seeds-from {path}: {exc.message}", hint="export BibTeX, RIS or CSV") from None
 
 
 @main.command()
@@ -32,6 +55,13 @@ from digest.models import MAX_PAPERS, Subscriber
 @click.option(
     "--seed", "seeds", multiple=True, help="A paper like theirs: arXiv id or exact title (repeatable)."
 )
+@click.option(
+    "--seeds-from",
+    "seeds_from",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A BibTeX, RIS or Zotero CSV export: its papers become seeds too (arXiv ids, else titles).",
+)
 @click.option("--timezone", default="", help="Their IANA time zone (default: the config's timezone).")
 @click.option("--send-at", default="", help="Their hour, HH:MM local time (default: the config's send_at).")
 @click.option(
@@ -49,6 +79,7 @@ def subscribe(
     name: str,
     about: str,
     seeds: tuple[str, ...],
+    seeds_from: str | None,
     timezone: str,
     send_at: str,
     cadence: str,
@@ -58,12 +89,19 @@ def subscribe(
 
     To re-enable a subscriber without touching their profile: digest resume EMAIL.
     """
-    from digest.profiles import ProfileInput
+    from digest.profiles import SEEDS_MAX, ProfileInput
     from digest.run.planning import reader_when, resume_hint
     from digest.store import Store
 
     settings = settings_for(config)
     address = normalise_email(email)
+    if seeds_from is not None:
+        recognised = seeds_in_file(seeds_from)
+        click.echo(f"{seeds_from}: {recognised.summary()}")
+        seeds = tuple(dict.fromkeys([*seeds, *recognised.seeds]))
+        if len(seeds) > SEEDS_MAX:
+            click.echo(f"note: a profile keeps {SEEDS_MAX} seed papers; the first {SEEDS_MAX} are kept")
+            seeds = seeds[:SEEDS_MAX]
     asked = ProfileInput.checked(
         {
             "name": name,

@@ -340,6 +340,35 @@ class Readers:
                 mine[r["kind"]].append(paper_of(r))
         return out
 
+    def set_seeds(self, email: str, seeds: Sequence[str], now: datetime) -> bool:
+        """Replace ``email``'s seed papers, and nothing else of theirs (an import); False if unknown."""
+        with self.conn.transaction() as tx:
+            cur = tx.execute(
+                "UPDATE subscribers SET seeds = ?, updated = ? WHERE email = ?",
+                (json.dumps(list(seeds)), iso(now), mailbox_key(email)),
+            )
+        return bool(cur.rowcount > 0)
+
+    def save(self, email: str, ref: int, now: datetime, *, keep: bool = True) -> None:
+        """Keep paper ``ref`` in ``email``'s saved papers (``keep=False``: take it out)."""
+        with self.conn.transaction() as tx:
+            if keep:
+                tx.execute(
+                    "INSERT INTO saved (email, pid, at) VALUES (?, ?, ?) ON CONFLICT (email, pid) DO NOTHING",
+                    (mailbox_key(email), ref, iso(now)),
+                )
+            else:
+                tx.execute("DELETE FROM saved WHERE email = ? AND pid = ?", (mailbox_key(email), ref))
+
+    def saved(self, email: str) -> list[tuple[Paper, str]]:
+        """``email``'s saved papers, newest first, with when each was saved."""
+        rows = self.conn.execute(
+            "SELECT p.*, s.at AS saved_at FROM saved s JOIN papers p ON p.pid = s.pid WHERE s.email = ?"
+            " ORDER BY s.at DESC, p.pid DESC",
+            (mailbox_key(email),),
+        )
+        return [(paper_of(r), str(r["saved_at"])) for r in rows]
+
     def models(self, emails: Sequence[str]) -> dict[str, tuple[str, bytes]]:
         """The stored models of readers (``selection.learner``): mailbox key -> (version, bytes)."""
         out: dict[str, tuple[str, bytes]] = {}
@@ -406,6 +435,7 @@ class Readers:
         with self.conn.transaction() as tx:
             tx.execute("DELETE FROM sent WHERE email = ?", (email,))
             tx.execute("DELETE FROM feedback WHERE email = ?", (email,))
+            tx.execute("DELETE FROM saved WHERE email = ?", (email,))
             tx.execute("DELETE FROM reader_models WHERE email = ?", (email,))
             tx.execute("DELETE FROM messages WHERE email = ?", (email,))
             cur = tx.execute("DELETE FROM subscribers WHERE email = ?", (email,))

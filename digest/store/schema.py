@@ -215,13 +215,20 @@ MIGRATIONS: list[str] = [
     # 13 -> 14: a pause until a date the reader chose (their local date of the first digest again); when
     # a reader who signed up on the web asked (the confirmation link's time; ``created`` is when they
     # confirmed), for their data download; the matches a digest left out (refs, best first), for its
-    # page of all matches; and the number of times the reader reset their feed's address (its links carry
-    # it: a reset makes the old ones invalid).
+    # page of all matches; the number of times the reader reset their feed's address (its links carry
+    # it: a reset makes the old ones invalid); and the papers a reader saved ("Save" in a digest).
     """
     ALTER TABLE subscribers ADD COLUMN paused_until TEXT;
     ALTER TABLE subscribers ADD COLUMN signed_up TEXT;
     ALTER TABLE subscribers ADD COLUMN feed_epoch INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE messages ADD COLUMN rest TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE saved (
+        email TEXT NOT NULL,
+        pid   INTEGER NOT NULL REFERENCES papers (pid),
+        at    TEXT NOT NULL,
+        PRIMARY KEY (email, pid)
+    ) WITHOUT ROWID;
+    -- postgresql: ALTER TABLE saved ALTER COLUMN email TYPE TEXT COLLATE "C";
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -32,6 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from digest import links
+from digest.references import FILE_MAX
 from digest.selection.index import PaperIndex
 from digest.web.api import api_routes, bearer_guard
 from digest.web.feed import feed_routes
@@ -40,6 +41,7 @@ from digest.web.leave import leave_routes
 from digest.web.library import library_routes
 from digest.web.metrics import metrics_routes
 from digest.web.pages import SecurityHeaders
+from digest.web.papers import papers_routes
 from digest.web.reader import reader_routes
 from digest.web.sent import sent_digest_routes
 from digest.web.signup import ConfirmationMailer, signup_routes
@@ -54,14 +56,17 @@ log = logging.getLogger("digest.web")
 # that); everything else carries a line or nothing.
 FORM_MAX = 256 * KIB
 SMALL_MAX = 4 * KIB
+IMPORT_MAX = FILE_MAX + 16 * KIB  # one reference file and the form around it
 
 
 def body_limit(path: str) -> int:
     """The largest body a request to ``path`` may carry.
 
-    >>> body_limit("/"), body_limit("/m/TOKEN"), body_limit("/u/TOKEN")
-    (262144, 262144, 4096)
+    >>> body_limit("/"), body_limit("/m/TOKEN"), body_limit("/u/TOKEN"), body_limit("/m/TOKEN/import")
+    (262144, 262144, 4096, 1064960)
     """
+    if path.startswith(links.prefix(links.MANAGE)) and path.endswith(links.MANAGE_IMPORT.rsplit("}", 1)[1]):
+        return IMPORT_MAX
     if path == links.SIGNUP or path.startswith((links.prefix(links.MANAGE), "/api/")):
         return FORM_MAX
     return SMALL_MAX
@@ -114,6 +119,7 @@ def create_app(services: Services) -> Starlette:
             *reader_routes(web, pools),
             *library_routes(web),
             *feed_routes(web),
+            *papers_routes(web),
             *sent_digest_routes(web),
             Route("/healthz", health, methods=["GET"]),
             *api_routes(web),

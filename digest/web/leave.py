@@ -27,7 +27,7 @@ from digest.models import Subscriber
 from digest.run.planning import reader_when
 from digest.tokens import Purpose
 from digest.web.pages import CSRF_COOKIE
-from digest.web.state import CONFIG_OWNED, Web
+from digest.web.state import CONFIG_OWNED, Web, sentence
 from digest.web.stores import UnsubscribeBatcher
 
 ONE_CLICK = "One-Click"  # RFC 8058: the body is List-Unsubscribe=One-Click
@@ -113,7 +113,7 @@ def leave_routes(web: Web, batcher: UnsubscribeBatcher) -> list[Route]:
             return refused
         weekly = request.url.path.endswith("/weekly")
         if weekly and found.key in web.declared:
-            return web.pages.page(request, 400, "Not here", CONFIG_OWNED.capitalize() + ".")
+            return web.pages.page(request, 400, "Not here", sentence(CONFIG_OWNED))
         sub = await run_in_threadpool(come_back, found.key, WEEKLY if weekly else None)
         if sub is None:
             return web.no_subscription(request, found.key)

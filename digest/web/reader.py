@@ -112,6 +112,11 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             subscriber, unknown = save_profile(subscriber, pause)
         return subscriber, preview_html(subscriber, pool), unknown
 
+    def saved_of(key: str) -> list[dict[str, Any]]:
+        """The reader's saved papers, for the manage page to list, link and take out."""
+        with web.stores.get() as store:
+            return [{"ref": p.ref, "title": p.title, "url": p.page_url} for p, _ in store.readers.saved(key)]
+
     def feed_of(key: str) -> str | None:
         """The reader's feed URL, absolute where there is a base_url (to paste into a feed reader)."""
         with web.stores.get() as store:
@@ -188,6 +193,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             preview=preview,
             said=said_of(key),
             feed_url=feed_of(key),
+            saved_papers=saved_of(key),
             when=reader_when(subscriber, default_when).describe(),
             cadences=[("", f"As the digest: {default_when.every()}")]
             + [(c, cadence_label(c)) for c in CADENCES],
@@ -238,17 +244,19 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
 
     def my_data(key: str) -> dict[str, Any] | None:
         """Everything kept about a reader: the profile, schedule and state, when they signed up, confirmed
-        (``created``) and last changed it, what they said of papers, and every paper sent to them."""
+        (``created``) and last changed it, what they said of papers, the papers they saved, and every paper
+        sent to them."""
         with web.stores.get() as store:
             subscriber = store.readers.get(key)
             if subscriber is None:
                 return None
             sent = store.outbox.history(key)
             times, ratings = store.readers.times(key), store.readers.ratings(key)
+            saved = [{"id": p.key, "title": p.title, "saved_at": at} for p, at in store.readers.saved(key)]
         sent_json = [
             {"id": r.key, "title": r.title, "sent_at": r.sent_at, "message_id": r.message_id} for r in sent
         ]
-        return {**subscriber.to_json(), **times, "ratings": ratings, "sent": sent_json}
+        return {**subscriber.to_json(), **times, "ratings": ratings, "saved": saved, "sent": sent_json}
 
     async def data(request: Request) -> Response:
         key = manage_key(request)

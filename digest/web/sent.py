@@ -27,7 +27,7 @@ from digest.web.pages import CSRF_COOKIE
 from digest.web.state import Web
 
 VIEW_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-KINDS = {"more": "More papers like this", "less": "Fewer papers like this"}
+KINDS = {"more": "More papers like this", "less": "Fewer papers like this", "save": "Save this paper"}
 _NUMBER = re.compile(r"[0-9]{1,4}")  # a paper's place in a digest (at most 1,000 papers)
 
 
@@ -95,14 +95,19 @@ def sent_digest_routes(web: Web) -> list[Route]:
             button=KINDS[kind],
             positive=kind == "more",
             csrf=csrf,
-            footnote="It changes your next digests, not this one. Your settings page lists it.",
+            footnote="Your page lists your saved papers."
+            if kind == "save"
+            else "It changes your next digests, not this one. Your settings page lists it.",
         )
         return web.with_csrf_cookie(page, csrf)
 
     def record(key: str, paper: Paper, kind: str) -> None:
         assert paper.ref is not None
         with web.stores.get() as store:
-            store.readers.set_feedback(key, paper.ref, kind, datetime.now(UTC))
+            if kind == "save":
+                store.readers.save(key, paper.ref, datetime.now(UTC))
+            else:
+                store.readers.set_feedback(key, paper.ref, kind, datetime.now(UTC))
 
     async def feedback(request: Request) -> Response:
         found = await about(request)
@@ -113,6 +118,15 @@ def sent_digest_routes(web: Web) -> list[Route]:
         if refused:
             return refused
         await run_in_threadpool(record, bearer.key, paper, kind)
+        if kind == "save":
+            return web.pages.page(
+                request,
+                200,
+                "Saved",
+                f"“{paper.title}” is among your saved papers.",
+                link=web.links.manage(bearer.key) + "#saved",
+                link_text="See them, and download them as BibTeX or RIS",
+            )
         return web.pages.page(
             request,
             200,

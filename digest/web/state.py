@@ -25,6 +25,16 @@ FORM_FIELDS_MAX = 100  # fields one form may carry (the manage form has 14)
 CONFIG_OWNED = "your digest is set up in the operator's configuration: reply to a digest to change it"
 
 
+def sentence(text: str) -> str:
+    """``text`` as a sentence on a page: its first letter upper-case, a full stop at its end.
+
+    >>> sentence("the file is not UTF-8 text; export it as UTF-8")
+    'The file is not UTF-8 text; export it as UTF-8.'
+    """
+    text = text.strip()
+    return f"{text[:1].upper()}{text[1:]}{'' if text.endswith(('.', '!', '?')) else '.'}"
+
+
 @dataclass
 class Web:
     """The app's state: see the module's docstring."""
