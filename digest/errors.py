@@ -62,11 +62,15 @@ class LockedError(DigestError):
 class ProfileError(DigestError):
     """A keyword profile is invalid; names the subscriber and the keyword."""
 
-    def __init__(self, message: str, *, subscriber: str, keyword: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, subscriber: str, keyword: str | None = None, field: str | None = None
+    ) -> None:
         where = f"subscriber {subscriber}" + (f", keyword {keyword!r}" if keyword is not None else "")
         super().__init__(f"{where}: {message}")
         self.subscriber = subscriber
         self.keyword = keyword
+        self.why = message  # the rule broken, without whose or which: what a form shows beside the field
+        self.field = field  # the profile's field at fault (keywords, exclude, about, seeds…), when known
 
 
 class KeywordError(DigestError):

@@ -8,6 +8,7 @@ changes in one place, and a link in a mail always lands on the route that reads 
 | --- | --- | --- |
 | ``/`` | the sign-up form | none (CSRF) |
 | ``/lost`` | mails a reader the link to their page | none (CSRF) |
+| ``/sample`` | a sample digest of the papers most upvoted lately | none |
 | ``/c/TOKEN`` | confirm a sign-up | ``CONFIRM``, timed, carries the profile asked for |
 | ``/u/TOKEN`` (+ ``/resubscribe``, ``/weekly``) | one-click unsubscribe (RFC 8058), and undoing it or | ``UNSUBSCRIBE``: |
 | | getting the digest weekly instead | on or off, never the profile |
@@ -27,6 +28,7 @@ from digest.tokens import Purpose, Signer
 
 SIGNUP = "/"
 LOST = "/lost"
+SAMPLE = "/sample"
 CONFIRM = "/c/{token}"
 UNSUBSCRIBE = "/u/{token}"
 RESUBSCRIBE = "/u/{token}/resubscribe"

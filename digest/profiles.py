@@ -47,9 +47,9 @@ _KIND = {
 class ProfileProblem(ValueError):
     """A rule a profile breaks, and the keyword (or seed, or "about") it is about."""
 
-    def __init__(self, why: str, keyword: str | None = None) -> None:
+    def __init__(self, why: str, keyword: str | None = None, field: str | None = None) -> None:
         super().__init__(f"keyword {keyword!r}: {why}" if keyword is not None else why)
-        self.why, self.keyword = why, keyword
+        self.why, self.keyword, self.field = why, keyword, field
 
 
 class ProfileInput(BaseModel):
@@ -103,7 +103,7 @@ class ProfileInput(BaseModel):
         problems = check_profile(self.profile())
         if problems:
             keyword, why = problems[0]
-            raise ProfileProblem(why, None if keyword == "about" else keyword)
+            raise ProfileProblem(why, None, "about") if keyword == "about" else ProfileProblem(why, keyword)
         return self
 
     def profile(self) -> Profile:
@@ -132,12 +132,26 @@ def problem_of(exc: ValidationError, subscriber: str) -> ProfileError:
     """A profile's validation error as the one message a reader or an operator reads."""
     err = exc.errors()[0]
     found = err.get("ctx", {}).get("error")
-    if isinstance(found, ProfileProblem):
-        return ProfileError(found.why, subscriber=subscriber, keyword=found.keyword)
     field = str(err["loc"][0]) if err["loc"] else ""
+    if isinstance(found, ProfileProblem):
+        at = field or found.field or _field_of(found.keyword, err.get("input"))
+        return ProfileError(found.why, subscriber=subscriber, keyword=found.keyword, field=at)
     if err["type"] == "extra_forbidden":
-        return ProfileError(f"unknown field {field!r}", subscriber=subscriber)
-    return ProfileError(_KIND.get(field, f"{field} must be a string"), subscriber=subscriber)
+        return ProfileError(f"unknown field {field!r}", subscriber=subscriber, field=field)
+    return ProfileError(_KIND.get(field, f"{field} must be a string"), subscriber=subscriber, field=field)
+
+
+def _field_of(keyword: str | None, given: Any) -> str:
+    """Which field a whole-profile rule's ``keyword`` came from (``check_profile``).
+
+    >>> _field_of("+++", {"keywords": ["RAG"], "exclude": ["+++"]}), _field_of("2501.1", {})
+    ('exclude', 'seeds')
+    """
+    given = given if isinstance(given, dict) else {}
+    for field in ("keywords", "exclude"):
+        if keyword in (given.get(field) or ()):
+            return field
+    return "seeds"
 
 
 def check_profile(profile: Profile) -> list[tuple[str, str]]:
@@ -224,5 +238,6 @@ def profile_from_form(form: Mapping[str, str], subscriber: str) -> ProfileInput:
         raise ProfileError(
             "give at least one keyword, a description or a seed paper, or choose the trending digest",
             subscriber=subscriber,
+            field="keywords",
         )
     return checked

@@ -115,9 +115,8 @@ def _html(subject: str, *paragraphs: str) -> str:
     """
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(subject)}</title></head>'
-        '<body style="font-family:sans-serif;line-height:1.5;color:#18181b">'
-        + "".join(paragraphs)
-        + "</body></html>\n"
+        '<body style="font-family:sans-serif;line-height:1.5;color:#18181b"><main>'
+        f'<h1 style="font-size:20px">{escape(subject)}</h1>' + "".join(paragraphs) + "</main></body></html>\n"
     )
 
 

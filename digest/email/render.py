@@ -390,6 +390,15 @@ class Renderer:
         """The HTML part for a context (see ``context``)."""
         return str(self.html_body(context, text=True).text)
 
+    def sample(self, digest: Digest) -> str:
+        """``digest`` as a page that shows what a digest looks like (the sign-up page links it): the email's
+        HTML with no link that acts (nobody's signed links are published)."""
+        context = self.context(digest, in_browser=True)
+        for name in ("manage_url", "archive_url", "all_url", "feedback_url"):
+            context[name] = None
+        context["unsubscribe"] = {"mailto": None, "https": None, "url": "#"}
+        return self.html(context)
+
     def text(self, context: dict[str, Any]) -> str:
         """The plain-text part for a context."""
         return str(self.text_body(context, text=True).text)

@@ -1,5 +1,6 @@
 """The reader's library: their past digests (``/m/{token}/archive``) and all of one day's matches
-(``/v/{token}/all``, linked from the email's "N more papers matched").
+(``/v/{token}/all``, linked from the email's "N more papers matched"); and, for someone deciding to sign
+up, a sample digest (``/sample``) of the papers most upvoted lately.
 
 The archive lists every digest sent to the reader, newest first: its date, how many papers it carried and
 how many more matched, with links to it as sent and to all its matches. A day's matches are the digest's
@@ -10,19 +11,23 @@ chosen by meaning, not by a keyword, says so). Both read only, on the event loop
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import links
 from digest.email.render import paper_entry
 from digest.keywords import explain
-from digest.models import Paper, Profile, Subscriber
+from digest.models import Digest, Match, Paper, Profile, Subscriber
 from digest.tokens import Purpose
+from digest.web.sent import VIEW_CSP
 from digest.web.state import Web
+
+SAMPLE_PAPERS = 5  # papers in the sample digest the sign-up page links
 
 
 def long_date(day: date) -> str:
@@ -119,7 +124,25 @@ def library_routes(web: Web) -> list[Route]:
             view=links.VIEW.format(token=request.path_params["token"]),
         )
 
+    def sample_html() -> str | None:
+        """A digest of the stored papers most upvoted lately, for someone deciding to sign up."""
+        with web.stores.get() as store:
+            papers = store.papers.recent(datetime.now(UTC) - timedelta(days=web.settings.lookback_days))
+        top = sorted(papers, key=lambda p: -(p.upvotes or 0))[:SAMPLE_PAPERS]
+        if not top:
+            return None
+        reader = Subscriber("you@example.org", profile=Profile(max_papers=SAMPLE_PAPERS))
+        digest = Digest(reader, tuple(Match(p, 0) for p in top), datetime.now(UTC).date())
+        return web.services.renderer.sample(digest)
+
+    async def sample(request: Request) -> Response:
+        html = await run_in_threadpool(sample_html)
+        if html is None:
+            return web.pages.page(request, 404, "No sample yet", "The first listing has not been read yet.")
+        return HTMLResponse(html, headers={"Content-Security-Policy": VIEW_CSP})
+
     return [
+        Route(links.SAMPLE, sample, methods=["GET"]),
         Route(links.MANAGE_ARCHIVE, archive, methods=["GET"]),
         Route(links.VIEW_ALL, all_matches, methods=["GET"]),
     ]

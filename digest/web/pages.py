@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from functools import lru_cache
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.email.render import cut_title, default_templates_dir, marked
+from digest.email.render import default_templates_dir
 
 CSRF_COOKIE = "digest_csrf"  # the double-submit cookie every form's CSRF token is checked against
 
@@ -33,20 +31,6 @@ def security_headers(nonce: str) -> dict[str, str]:
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store",
     }
-
-
-@lru_cache(maxsize=8192)
-def highlighted_title(title: str, keywords: tuple[str, ...]) -> Markup:
-    """A paper's title, cut like the email's, escaped, with the keywords it matched in ``<mark>``; cached,
-    since a reader typing in the manage page sees mostly the same papers with each keystroke.
-
-    >>> str(highlighted_title("Fast <b>RAG</b> at scale", ("RAG",)))
-    'Fast &lt;b&gt;<mark>RAG</mark>&lt;/b&gt; at scale'
-    """
-    return Markup("").join(
-        Markup("<mark>%s</mark>") % part if hit else escape(part)
-        for part, hit in marked(cut_title(title), list(keywords))
-    )
 
 
 class SecurityHeaders:

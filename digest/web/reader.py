@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 import secrets
 import zoneinfo
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from digest import links
 from digest.cadence import CADENCES, cadence_label
+from digest.email.render import paper_entry
 from digest.errors import ProfileError
 from digest.identity import shown
 from digest.models import Profile, Subscriber
@@ -42,7 +43,8 @@ from digest.run.planning import reader_when
 from digest.selection.index import PaperIndex
 from digest.subscriptions import preview_digest, unknown_seeds
 from digest.tokens import Purpose
-from digest.web.pages import CSRF_COOKIE, highlighted_title
+from digest.web.forms import Pause, Preview, form_error, profile_form
+from digest.web.pages import CSRF_COOKIE
 from digest.web.state import CONFIG_OWNED, Web
 from digest.web.stores import PoolCache
 
@@ -69,20 +71,17 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         form = await web.form(request)
         return web.csrf_refused(request, form) or (key, form)
 
-    def preview_html(subscriber: Subscriber, pool: PaperIndex) -> str:
+    def preview_html(subscriber: Subscriber, pool: PaperIndex) -> Preview:
         with web.stores.get() as store:
             digest = preview_digest(store, subscriber, datetime.now(UTC), pool, default_when)
         entries = [
-            {
-                "title": highlighted_title(m.paper.title, m.matched),
-                "matched": m.matched,
-                "likeness": m.likeness,
-            }
+            {**paper_entry(m.paper, m.matched), "reasons": [r.text for r in m.reasons], "sent": False}
             for m in (digest.matches if digest else ())
         ]
-        return web.pages.env.get_template("preview.html").render(
+        html = web.pages.env.get_template("preview.html").render(
             entries=entries, more=digest.more if digest else 0
         )
+        return Preview(html, len(entries))
 
     def save_profile(subscriber: Subscriber, pause: Pause) -> tuple[Subscriber, list[str]]:
         """Store the reader's profile and pause as the form says: the subscriber as stored, and the seeds
@@ -98,13 +97,13 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
 
     def manage_view(
         key: str, profile: Profile | None, pause: Pause | None, pool: PaperIndex
-    ) -> tuple[Subscriber | None, str, list[str]]:
+    ) -> tuple[Subscriber | None, Preview, list[str]]:
         """The subscriber (with ``profile`` if given; saved, with ``pause``, when that is given), the preview
         of their digest, and the seeds saved that no stored paper answers to yet."""
         with web.stores.get() as store:
             subscriber = store.readers.get(key)
         if subscriber is None:
-            return None, "", []
+            return None, Preview("", 0), []
         if profile is not None:
             subscriber = replace(subscriber, profile=profile)
         unknown: list[str] = []
@@ -151,21 +150,21 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         preview_only = request.url.path.endswith("/preview")
         csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
         form = posted[1] if posted else None
-        profile, error, save, pause = None, "", False, Pause()
+        profile, error, error_field, save, pause = None, "", "", False, Pause()
         if form is not None:
             try:
                 profile = profile_from_form(form, key).profile()
             except ProfileError as exc:
                 if preview_only:
                     return HTMLResponse(
-                        f'<section id="preview"><p class="error">{escape(exc.message)}</p></section>'
+                        f'<section id="preview"><p class="error">{escape(form_error(exc).text)}</p></section>'
                     )
-                error = exc.message
+                error_field, error = form_error(exc)
             save = not preview_only and not error and form.get("action") == "save"
             try:
                 pause = Pause.of(form, datetime.now(UTC).date()) if save else pause
             except ValueError as exc:
-                error, save = str(exc), False
+                error, error_field, save = str(exc), "paused_until", False
             if save and key in web.declared:
                 error, save = CONFIG_OWNED, False
         pool = await pools.get()
@@ -176,7 +175,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         if subscriber is None:
             return web.no_subscription(request, key)
         if preview_only:
-            return HTMLResponse(preview)
+            return HTMLResponse(preview.html)
         response = web.pages.page(
             request,
             400 if error else 200,
@@ -188,11 +187,14 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             form=form or profile_form(subscriber),
             stopped=stopped_line(subscriber),
             error=error,
+            error_field=error_field,
             saved=save,
             unknown=unknown,
-            preview=preview,
+            preview=preview.html,
             said=said_of(key),
             feed_url=feed_of(key),
+            wide=True,
+            preview_count=preview.papers,
             saved_papers=saved_of(key),
             when=reader_when(subscriber, default_when).describe(),
             cadences=[("", f"As the digest: {default_when.every()}")]
@@ -315,52 +317,3 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         Route(links.MANAGE_DATA, data, methods=["GET"]),
         Route(links.MANAGE_DELETE, delete, methods=["POST"]),
     ]
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """What the manage form says of pausing: ``on``, and ``until`` a date (None: until the reader resumes)."""
-
-    on: bool = False
-    until: date | None = None
-
-    @classmethod
-    def of(cls, form: dict[str, str], today: date) -> Pause:
-        """The form's pause; ValueError naming the field for a date that is not one, not after ``today``
-        or more than a year away.
-
-        >>> Pause.of({"paused": "yes", "paused_until": "2026-12-24"}, date(2026, 12, 6))
-        Pause(on=True, until=datetime.date(2026, 12, 24))
-        >>> Pause.of({"paused_until": "2026-12-24"}, date(2026, 12, 6)).on
-        False
-        """
-        if form.get("paused") != "yes":
-            return cls()
-        given = form.get("paused_until", "").strip()
-        if not given:
-            return cls(True)
-        try:
-            until = date.fromisoformat(given)
-        except ValueError:
-            raise ValueError("Pause until: give a date such as 2026-12-24.") from None
-        if not today < until <= today + timedelta(days=366):
-            raise ValueError("Pause until: choose a date after today and within a year.")
-        return cls(True, until)
-
-
-def profile_form(subscriber: Subscriber) -> dict[str, str]:
-    """The manage form's fields for a stored subscriber."""
-    p = subscriber.profile
-    return {
-        "keywords": "\n".join(p.keywords),
-        "exclude": ", ".join(p.exclude),
-        "max_papers": str(p.max_papers),
-        "trending": "yes" if p.trending else "",
-        "paused": "" if subscriber.active and subscriber.paused_until is None else "yes",
-        "paused_until": subscriber.paused_until.isoformat() if subscriber.paused_until else "",
-        "about": p.about,
-        "seeds": "\n".join(p.seeds),
-        "timezone": p.timezone,
-        "send_at": p.send_at,
-        "cadence": p.cadence,
-    }

@@ -30,10 +30,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from digest import links
+from digest.cadence import CADENCES, cadence_label
 from digest.email.mime import Outgoing
 from digest.email.transport import Transport
 from digest.errors import DeliveryError, ProfileError, SubscriberError, TokenError, TransientDeliveryError
 from digest.identity import mailbox_key, normalise_email
+from digest.models import DEFAULT_MAX_PAPERS
 from digest.run.planning import reader_when
 from digest.subscriptions import (
     ASK_WINDOW,
@@ -45,6 +47,7 @@ from digest.subscriptions import (
     unknown_seeds,
 )
 from digest.subscriptions import Request as SignupRequest
+from digest.web.forms import FormError, form_error
 from digest.web.pages import CSRF_COOKIE
 from digest.web.state import Web
 
@@ -147,7 +150,7 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
             return store.limits.allow(what, limit, ASK_WINDOW, time.time())
 
     def form_page(
-        request: Request, status: int, csrf: str, form: dict[str, str], error: str = ""
+        request: Request, status: int, csrf: str, form: dict[str, str], error: FormError | None = None
     ) -> Response:
         response = web.pages.page(
             request,
@@ -158,8 +161,13 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
             template="subscribe.html",
             csrf=csrf,
             form=form,
-            error=error,
+            error=error.text if error else "",
+            error_field=error.field if error else "",
             when=default_when.every(),
+            sources=[s.name for s in settings.sources] or ["none configured yet"],
+            cadences=[("", f"As the digest: {default_when.every()}")]
+            + [(c, cadence_label(c)) for c in CADENCES],
+            default_papers=DEFAULT_MAX_PAPERS,
         )
         return web.with_csrf_cookie(response, csrf)
 
@@ -252,7 +260,7 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
         try:
             asked = SignupRequest.from_form(form)
         except (ProfileError, SubscriberError) as exc:
-            return form_page(request, 400, request.cookies[CSRF_COOKIE], form, error=exc.message)
+            return form_page(request, 400, request.cookies[CSRF_COOKIE], form, error=form_error(exc))
         # The same answer whether the address is new, known, or has asked too often: no enumeration.
         said = (
             f"We sent an email to {asked.email}. Follow its link within 48 hours to start your digest"
@@ -285,7 +293,9 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
         try:
             email = normalise_email(form.get("email", ""))
         except SubscriberError as exc:
-            return lost_page(request, 400, request.cookies[CSRF_COOKIE], form.get("email", ""), exc.message)
+            return lost_page(
+                request, 400, request.cookies[CSRF_COOKIE], form.get("email", ""), form_error(exc).text
+            )
         said = f"If {email} gets a digest here, we sent it the link to its page."
         return await mail_and_answer(request, lambda: remind(email), said)
 
