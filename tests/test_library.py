@@ -466,3 +466,17 @@ def test_subscribe_takes_seed_papers_from_a_zotero_export(tmp_path: Path) -> Non
     )
     assert missing.returncode == 2 and "--seeds-from" in missing.stderr and "nope.bib" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_sample_digest_for_someone_deciding_publishes_no_acting_link(tmp_path: Path) -> None:
+    cfg, port = _setup(tmp_path)
+    cli("ingest", "--config", str(cfg)).check()
+    with web(cfg, port, digest_env()), httpx.Client() as client:
+        signup = client.get(f"http://127.0.0.1:{port}/")
+        assert (
+            '<a href="/sample">a sample digest</a>' in signup.text and "Papers from: samples." in signup.text
+        )
+        page = client.get(f"http://127.0.0.1:{port}/sample")
+    assert page.status_code == 200 and len(re.findall(r'<h2 class="title"', page.text)) == 5
+    assert not re.search(r'href="[^"]*/(m|u|f|v|feed)/', page.text)  # nobody's signed links
+    assert "script" not in page.headers["content-security-policy"].replace("'none'", "")

@@ -19,6 +19,8 @@ from running import cli, serve_process
 
 from digest.tokens import Purpose, Signer
 
+REFERENCES = Path(__file__).resolve().parent / "fixtures" / "references"
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 # Under CI the browser and its driver are part of the set-up (.ci/run installs them): there, missing fails.
@@ -212,3 +214,65 @@ def test_a_reader_signs_up_again_recovers_the_link_pauses_and_comes_back(
     (ada,) = json.loads(cli(*digest, "subscribers", "--json").stdout)
     assert ada["active"] and ada["keywords"] == ["speculative decoding"] and ada["cadence"] == "weekdays"
     assert "paused_until" not in ada
+
+
+def test_a_reader_saves_a_paper_downloads_bibtex_imports_zotero_and_opens_archive_and_feed(
+    tmp_path: Path, browser: Any
+) -> None:
+    """In chromium against `digest serve`: "Save" from the email, the BibTeX download from the manage page,
+    a Zotero export uploaded as seed papers, the past digests and all of a day's matches, and the feed."""
+    import time
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = free_port()
+    cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
+    digest = ["--config", str(cfg)]
+    cli(*digest, "subscribe", "ada@example.org", "-k", "model", "--max", "3").check()
+    cli(*digest, "run").check()
+    (mail,) = read_maildir(tmp_path / "var" / "outbox")
+    text = mail.get_body(("plain",)).get_content()
+    save = re.search(r"Save: (http\S+/1/save)", text)
+    archive = re.search(r"Past digests:\s+(http\S+)", text)
+    assert save and archive
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    with serve_process(cfg, port):
+        browser.get(save.group(1))
+        browser.find_element(By.XPATH, "//button[text()='Save this paper']").click()
+        WebDriverWait(browser, 10).until(lambda d: "among your saved papers" in d.page_source)
+        browser.find_element(By.PARTIAL_LINK_TEXT, "download them as BibTeX").click()
+        WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "saved"))
+        browser.find_element(By.LINK_TEXT, "BibTeX").click()
+        deadline = time.monotonic() + 10
+        while not (downloads / "saved-papers.bib").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        bib = (downloads / "saved-papers.bib").read_text(encoding="utf-8")
+        assert bib.startswith("@misc{") and "title = {" in bib
+
+        browser.find_element(By.ID, "import-file").send_keys(str(REFERENCES / "zotero.csv"))
+        browser.find_element(By.XPATH, "//button[text()='Import']").click()
+        WebDriverWait(browser, 10).until(lambda d: "Seed papers imported" in d.page_source)
+        assert (
+            "2 papers recognised (1 by arXiv id, 1 by title); not recognised: line 4" in browser.page_source
+        )
+
+        browser.get(archive.group(1))
+        browser.find_element(By.PARTIAL_LINK_TEXT, "matched").click()
+        WebDriverWait(browser, 10).until(lambda d: "All " in d.title and "matches of" in d.title)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "ol.papers > li")) > 3
+
+        browser.get(archive.group(1).removesuffix("/archive"))
+        feed = browser.find_element(By.LINK_TEXT, "Atom feed").get_attribute("href")
+        assert feed and httpx.get(feed).headers["content-type"].startswith("application/atom+xml")
+        browser.get(feed)
+        assert "Atom" not in browser.title and "model" in browser.page_source  # the feed's XML, shown
+    (ada,) = json.loads(cli(*digest, "subscribers", "--json").stdout)
+    assert ada["seeds"] == [
+        "1706.03762",
+        "Mixture of Tunable Experts -- Behavior Modification of DeepSeek-R1 at Inference Time",
+    ]
