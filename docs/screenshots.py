@@ -3,7 +3,8 @@
 
 Two digests (a keyword digest and the trending digest, from the bundled seed captures), each at 390 px
 (a phone) and 1200 px (a desktop), in light and dark colour schemes; and the pages a real ``digest serve``
-on 127.0.0.1 shows (sign-up, confirm, unsubscribe) at both widths; into docs/screenshots/. Chromium is
+on 127.0.0.1 shows (sign-up, a sample digest, a lost link, confirm, the manage page, past digests, a day's
+matches, "save", unsubscribe) at both widths in both schemes; into docs/screenshots/. Chromium is
 Debian's ``chromium`` package, started with the flags that keep it off the network.
 """
 
@@ -13,10 +14,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from digest.email.render import Renderer
+from digest.links import Links
 from digest.models import Digest, Paper, Profile, Subscriber
 from digest.selection.index import PaperIndex
 from digest.sources.snapshot import parse_snapshot
@@ -90,12 +92,15 @@ def shoot(browser: str, url: str, target: Path, width: int, height: int, scheme:
 
 
 def web_pages(browser: str, tmp: Path) -> None:
-    """The sign-up, confirm and unsubscribe pages of a real ``digest serve`` on 127.0.0.1."""
+    """The pages a reader sees on a real ``digest serve`` on 127.0.0.1, at both widths in light and dark:
+    sign-up, the sample digest, a lost link, confirm, the manage page (a saved paper, the feed, a pause
+    banner), past digests, all of a day's matches, "save" and unsubscribe."""
     import os
     import socket
     import time
 
-    from digest.subscriptions import Request, confirm_link
+    from digest.store import Store
+    from digest.subscriptions import Request
     from digest.tokens import Purpose
 
     key = "screenshots-only-signing-key-0123456789abc"
@@ -106,15 +111,20 @@ def web_pages(browser: str, tmp: Path) -> None:
     cfg = tmp / "web.toml"
     samples = REPO / "config" / "samples" / "*.txt"
     cfg.write_text(
-        f'database = "web.sqlite3"\nbase_url = "{base}"\n'
+        f'database = "web.sqlite3"\nbase_url = "{base}"\n[delivery]\nmaildir = "outbox"\n'
         f'[[sources]]\nkind = "snapshot"\nname = "samples"\npath = "{samples}"\n',
         encoding="utf-8",
     )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}, "DIGEST_SECRET_KEY": key}
     digest_cmd = str(Path(sys.executable).parent / "digest")
-    ada = ["subscribe", "ada@example.org", "-k", "speculative decoding", "-k", "RAG", "--max", "5"]
-    for command in (ada, ["ingest"]):
+    ada = ["subscribe", "ada@example.org", "-k", "speculative decoding", "-k", "RAG", "-k", "model", "--max", "5"]
+    for command in (ada, ["run"]):
         subprocess.run([digest_cmd, *command, "--config", str(cfg)], env=env, check=True, capture_output=True)
+    now = datetime.now(UTC)
+    with Store.open(tmp / "web.sqlite3") as store:
+        (sent,) = store.outbox.sent_digests("ada@example.org")
+        store.readers.save("ada@example.org", sent.refs[0], now)
+        store.readers.pause("ada@example.org", (now + timedelta(days=10)).date(), now)
     server = subprocess.Popen([digest_cmd, "serve", "--port", str(port), "--config", str(cfg)], env=env)
     try:
         for _ in range(200):
@@ -124,18 +134,25 @@ def web_pages(browser: str, tmp: Path) -> None:
             except OSError:
                 time.sleep(0.05)
         signer = Signer([key])
-        asked = Request.from_form({"email": "ada@example.org", "keywords": "speculative decoding, RAG"})
+        links = Links(signer, base)
+        asked = Request.from_form({"email": "zoe@example.org", "keywords": "speculative decoding, RAG"})
+        manage = links.manage("ada@example.org")
         pages = {
             "web-subscribe": f"{base}/",
-            "web-confirm": confirm_link(signer, base, asked),
-            "web-unsubscribe": f"{base}/u/{signer.make(Purpose.UNSUBSCRIBE, 'ada@example.org')}",
-            "web-manage": f"{base}/m/{signer.make(Purpose.MANAGE, 'ada@example.org')}",
+            "web-sample": f"{base}/sample",
+            "web-lost": f"{base}/lost",
+            "web-confirm": links.confirm(asked.token_data(now)),
+            "web-manage": manage,
+            "web-archive": f"{manage}/archive",
+            "web-all-matches": f"{links.view('ada@example.org', sent.day)}/all",
+            "web-save": f"{links.feedback('ada@example.org', sent.day)}/1/save",
+            "web-unsubscribe": links.unsubscribe("ada@example.org"),
         }
         for name, url in pages.items():
-            for size, width, height in (("phone", 390, 1400), ("desktop", 1200, 1100)):
-                shoot(
-                    browser, url, OUT / f"{name}-{size}.png", width, height, "light", tmp / f"p-{name}-{size}"
-                )
+            for size, width, height in (("phone", 390, 1600), ("desktop", 1200, 1300)):
+                for scheme in ("light", "dark"):
+                    target = OUT / f"{name}-{size}-{scheme}.png"
+                    shoot(browser, url, target, width, height, scheme, tmp / f"p-{name}-{size}-{scheme}")
     finally:
         server.terminate()
         server.wait(10)
@@ -145,8 +162,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     renderer = Renderer(
         sender="Paper Digest <digest@example.org>",
-        base_url="https://digest.example.org",
-        signer=Signer(["screenshots-only-signing-key-0123456789abc"]),
+        links=Links(Signer(["screenshots-only-signing-key-0123456789abc"]), "https://digest.example.org"),
     )
     browser = chromium()
     with tempfile.TemporaryDirectory() as tmp:
