@@ -16,7 +16,10 @@ warm-up. Each request goes to a different subscriber (a Lua script walks through
    benchmark vocabulary, a different set per request;
 3. the same live preview from ``--clients`` readers who each type without stopping: a request 250 ms after
    each answer (the page's debounce), the load that many readers on their manage pages really make;
-4. one-click unsubscribe (POST ``List-Unsubscribe=One-Click``, as a mailbox provider sends it).
+4. one-click unsubscribe (POST ``List-Unsubscribe=One-Click``, as a mailbox provider sends it);
+5. the reader's library, for ``--library`` readers given a week of sent digests: the Atom feed and the past
+   digests page, each asked again with its ETag (``If-None-Match``, what a feed reader polling every hour
+   sends: answered 304), and the feed in full (200) for comparison.
 
 Then 1, 3 and 4 again, in turn, while `digest run` sends the day to ``--run-subscribers`` more subscribers (into
 a Maildir) on the same database: the run's time and exit status, and whether either side met "database is
@@ -35,14 +38,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
+import httpx
 from synthetic import SAMPLES, VOCABULARY, subscribers
 
 from digest.models import Subscriber
-from digest.store import Store
+from digest.store import NewMessage, Store
 from digest.tokens import Purpose, Signer
 
 DIGEST = str(Path(sys.executable).parent / "digest")
@@ -57,6 +61,10 @@ local requests = {}
 for line in io.lines(os.getenv("BENCH_REQUESTS")) do
   local method, path, body = line:match("^(%S+) (%S+) ?(.*)$")
   local headers = {}
+  if method == "GET" and body ~= "" then
+    headers["If-None-Match"] = body
+    body = ""
+  end
   if method == "POST" then
     headers["Content-Type"] = "application/x-www-form-urlencoded"
     headers["Cookie"] = "digest_csrf=bench"
@@ -85,6 +93,49 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def give_history(store: Store, people: list[Subscriber], days: int = 7) -> None:
+    """A week of sent digests (5 papers each) for each of ``people``: what their feed and archive show."""
+    refs = [p.ref for p in store.papers.recent(datetime(2000, 1, 1, tzinfo=UTC)) if p.ref is not None]
+    now = datetime.now(UTC)
+    for day in range(days):
+        at = now - timedelta(days=days - day)
+        made = store.outbox.begin(
+            [
+                NewMessage(
+                    s.email,
+                    at.date(),
+                    f"<bench.{day}.{i}@example.org>",
+                    tuple(refs[(i + 5 * day) % 300 :][:5]),
+                )
+                for i, s in enumerate(people)
+            ],
+            at,
+        )
+        store.outbox.mark_sent_many([m for m in made if m is not None], at)
+
+
+def library_lines(base: str, people: list[Subscriber], kind: str) -> list[str]:
+    """One "GET PATH ETAG" line per reader: the feed or past digests, asked again with the ETag of a first
+    GET (``feed-full``: without, so every answer is the whole feed)."""
+    signer = Signer([KEY])
+    lines = []
+    with httpx.Client(base_url=base) as client:
+        for s in people:
+            manage = signer.make(Purpose.MANAGE, s.email)
+            path = (
+                f"/m/{manage}/archive"
+                if kind == "archive"
+                else f"/feed/{signer.make(Purpose.FEED, s.email, nonce='0')}"
+            )
+            if kind == "feed-full":
+                lines.append(f"GET {path}")
+                continue
+            first = client.get(path)
+            assert first.status_code == 200, (path, first.status_code)
+            lines.append(f"GET {path} {first.headers['etag']}")
+    return lines
 
 
 def request_lines(people: list[Subscriber], kind: str, rng: random.Random) -> list[str]:
@@ -146,6 +197,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--workers", type=int, default=2, help="digest serve --workers")
     ap.add_argument("--run-subscribers", type=int, default=100_000, help="0: no run beside")
+    ap.add_argument(
+        "--library", type=int, default=2_000, help="readers with a week of digests: feed, archive"
+    )
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench/web.py needs wrk (Debian's package: apt-get install wrk; make bench does)")
@@ -168,6 +222,7 @@ def main() -> None:
         people = subscribers(args.subscribers + args.run_subscribers)
         with Store.open(folder / "digest.sqlite3") as store:
             store.readers.add_many(people, datetime.now(UTC))
+            give_history(store, people[: args.library])
         # The web load goes to the first N; the run sends to everyone still subscribed.
         web_people = people[: args.subscribers]
         script = folder / "bench.lua"
@@ -201,6 +256,17 @@ def main() -> None:
                 print(row(names[kind], figures, args.seconds))
             typing = wrk(base, script, files["preview"], args.clients, args.seconds, pause_ms=TYPING_MS)
             print(row(f"{args.clients} readers typing (a preview each {TYPING_MS} ms)", typing, args.seconds))
+            library = {
+                "feed": "Atom feed, asked again with its ETag (304)",
+                "archive": "past digests, asked again with their ETag (304)",
+                "feed-full": "Atom feed in full (200, 35 entries)",
+            }
+            for kind, name in library.items():
+                files[kind] = folder / f"{kind}.txt"
+                lines = library_lines(base, web_people[: args.library], kind)
+                files[kind].write_text("\n".join(lines) + "\n", encoding="utf-8")
+                wrk(base, script, files[kind], args.clients, WARM_UP)
+                print(row(name, wrk(base, script, files[kind], args.clients, args.seconds), args.seconds))
             unsub = wrk(base, script, files["unsubscribe"], args.clients, args.seconds)
             print(row(names["unsubscribe"], unsub, args.seconds))
             if args.run_subscribers:

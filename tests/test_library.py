@@ -253,6 +253,8 @@ def test_past_digests_and_all_of_a_days_matches(tmp_path: Path, monkeypatch: pyt
 
         past = client.get(archive.group(1))
         assert past.status_code == 200 and "Your past digests" in past.text
+        assert past.headers["etag"].startswith('W/"archive-') and "no-store" not in past.headers["cache-control"]
+        assert client.get(archive.group(1), headers={"If-None-Match": past.headers["etag"]}).status_code == 304
         (row,) = re.findall(r"<tr>\s*<td><a href=\"(/v/[^\"]+)\">", past.text)
         assert f'href="{row}/all">{matched} matched</a>' in past.text
         shown = client.get(f"http://127.0.0.1:{port}{row}")

@@ -227,13 +227,11 @@ class Composed:
         return self.outgoing.message_id
 
 
-@functools.lru_cache(maxsize=1 << 12)
-def paper_entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
-    """What the templates show of one paper, highlighted for ``matched``.
-
-    Cached: in a run most subscribers get the same few hundred papers with the same few keywords, so the
-    cut abstract and its highlight spans are worked out once, not once per email. Read-only for callers.
-    """
+@functools.lru_cache(maxsize=1 << 13)
+def _shown(p: Paper) -> dict[str, Any]:
+    """What the templates show of one paper whatever matched it: its title and abstract cut, its links and
+    meta line. Cached per paper, apart from the highlights: a preview's keywords change with each keystroke,
+    the paper's text does not."""
     abstract, was_cut = cut_abstract(one_line(p.abstract))
     meta = [
         x
@@ -248,13 +246,26 @@ def paper_entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
         "paper": p,
         "title": cut_title(p.title),
         "abstract": abstract,
-        "title_parts": marked(cut_title(p.title), list(matched)),
-        "abstract_parts": marked(abstract, list(matched)),
         "cut": was_cut,
         "url": _safe_url(p.page_url),
         "pdf_url": _safe_url(p.pdf_url),
         "hf_url": _safe_url(p.hf_url),
         "meta": " · ".join(meta),
+    }
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def paper_entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
+    """What the templates show of one paper, highlighted for ``matched``.
+
+    Cached: in a run most subscribers get the same few hundred papers with the same few keywords, so the
+    cut abstract and its highlight spans are worked out once, not once per email. Read-only for callers.
+    """
+    shown = _shown(p)
+    return {
+        **shown,
+        "title_parts": marked(shown["title"], list(matched)),
+        "abstract_parts": marked(shown["abstract"], list(matched)),
         "matched": matched,
     }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import NamedTuple
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,8 +41,9 @@ def stamp(iso: str) -> datetime:
 def not_modified(request: Request, etag: str, modified: datetime) -> bool:
     """Whether the client's copy is current: ``If-None-Match`` wins when sent (RFC 9110 13.1.3)."""
     asked = request.headers.get("if-none-match")
-    if asked is not None:
-        return etag in (tag.strip() for tag in asked.split(",")) or asked.strip() == "*"
+    if asked is not None:  # compared weakly (RFC 9110 8.8.3.2), as a GET may
+        bare = etag.removeprefix("W/")
+        return bare in (tag.strip().removeprefix("W/") for tag in asked.split(",")) or asked.strip() == "*"
     since = request.headers.get("if-modified-since")
     if since is None:
         return False
@@ -51,20 +53,43 @@ def not_modified(request: Request, etag: str, modified: datetime) -> bool:
         return False
 
 
+class Version(NamedTuple):
+    """What a reader's feed and archive are made of, in two indexed lookups: the feed's epoch, the newest
+    sent digest's row id, and when either that digest or the profile last changed."""
+
+    epoch: int
+    last_id: int
+    changed: int  # the profile's last change, as a Unix time (the reasons follow the profile)
+    modified: datetime
+
+    def etag(self, page: str) -> str:
+        """The ETag of ``page`` ("feed", "archive"), weak for an HTML page (its CSP nonce differs)."""
+        tag = f'"{page}-{self.epoch}-{self.last_id}-{self.changed}"'
+        return tag if page == "feed" else f"W/{tag}"
+
+    def headers(self, page: str) -> dict[str, str]:
+        return {
+            "ETag": self.etag(page),
+            "Last-Modified": format_datetime(self.modified, usegmt=True),
+            "Cache-Control": REVALIDATE,
+        }
+
+
+def version_of(web: Web, key: str) -> Version | None:
+    """The reader's ``Version``, None if they have no digest here (any more)."""
+    with web.stores.get() as store:
+        state = store.readers.feed_state(key)
+        newest = store.outbox.feed_version(key) if state else None
+    if state is None:
+        return None
+    last_id, sent_at = newest if newest else (0, state[1])
+    changed = stamp(state[1])
+    return Version(state[0], last_id, int(changed.timestamp()), max(stamp(sent_at), changed))
+
+
 def feed_routes(web: Web) -> list[Route]:
     settings = web.settings
     author = web.pages.sender_name
-
-    def version(key: str, epoch: str) -> tuple[str, datetime] | None:
-        """(ETag, Last-Modified) of the reader's feed, or None when the token's epoch is not theirs now."""
-        with web.stores.get() as store:
-            state = store.readers.feed_state(key)
-            newest = store.outbox.feed_version(key) if state else None
-        if state is None or str(state[0]) != epoch:
-            return None
-        last_id, sent_at = newest if newest else (0, state[1])
-        modified = max(stamp(sent_at), stamp(state[1]))
-        return f'"{state[0]}-{last_id}-{int(stamp(state[1]).timestamp())}"', modified
 
     def build(key: str, self_url: str) -> bytes:
         with web.stores.get() as store:
@@ -90,21 +115,16 @@ def feed_routes(web: Web) -> list[Route]:
         found = web.bearer(Purpose.FEED, request.path_params["token"])
         if found is None or found.nonce is None:
             return web.invalid(request)
-        current = version(found.key, found.nonce)
-        if current is None:
+        current = version_of(web, found.key)
+        if current is None or str(current.epoch) != found.nonce:
             return web.pages.page(
                 request,
                 410,
                 "This feed has moved",
                 "Its address was reset, or its reader left. The reader's page shows the new one.",
             )
-        etag, modified = current
-        headers = {
-            "ETag": etag,
-            "Last-Modified": format_datetime(modified, usegmt=True),
-            "Cache-Control": REVALIDATE,
-        }
-        if not_modified(request, etag, modified):
+        headers = current.headers("feed")
+        if not_modified(request, headers["ETag"], current.modified):
             return Response(status_code=304, headers=headers)
         base = (settings.base_url or "").rstrip("/")
         body = build(found.key, base + request.url.path if base else str(request.url))

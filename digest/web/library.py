@@ -20,10 +20,11 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import links
-from digest.email.render import paper_entry
 from digest.keywords import explain
 from digest.models import Digest, Match, Paper, Profile, Subscriber
 from digest.tokens import Purpose
+from digest.web.feed import not_modified, version_of
+from digest.web.pages import shown_paper
 from digest.web.sent import VIEW_CSP
 from digest.web.state import Web
 
@@ -47,7 +48,7 @@ def entries_of(papers: list[Paper], profile: Profile, in_digest: int) -> list[di
         match = explain(paper, profile)
         out.append(
             {
-                **paper_entry(paper, match.matched),
+                **shown_paper(paper, match.matched),
                 "reasons": match.why(profile.trending),
                 "sent": i < in_digest,
             }
@@ -73,13 +74,20 @@ def library_routes(web: Web) -> list[Route]:
         ]
 
     async def archive(request: Request) -> Response:
+        """The past digests; a browser or a script asking again with the ETag gets 304 (see ``feed``)."""
         found = web.bearer(Purpose.MANAGE, request.path_params["token"])
         if found is None:
             return web.invalid(request)
+        current = version_of(web, found.key)
+        if current is None:
+            return web.no_subscription(request, found.key)
+        headers = current.headers("archive")
+        if not_modified(request, headers["ETag"], current.modified):
+            return Response(status_code=304, headers=headers)
         subscriber, digests = archive_of(found.key)
         if subscriber is None:
             return web.no_subscription(request, found.key)
-        return web.pages.page(
+        page = web.pages.page(
             request,
             200,
             "Your past digests",
@@ -90,6 +98,8 @@ def library_routes(web: Web) -> list[Route]:
             digests=digests,
             manage=links.MANAGE.format(token=request.path_params["token"]),
         )
+        page.headers.update(headers)
+        return page
 
     def matches_of(key: str, day: date) -> tuple[Subscriber | None, list[dict[str, Any]], int]:
         """The reader, the entries of all that day's kept matches, and how many more matched than kept."""

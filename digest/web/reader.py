@@ -34,7 +34,6 @@ from starlette.routing import Route
 
 from digest import links
 from digest.cadence import CADENCES, cadence_label
-from digest.email.render import paper_entry
 from digest.errors import ProfileError
 from digest.identity import shown
 from digest.models import Profile, Subscriber
@@ -44,7 +43,7 @@ from digest.selection.index import PaperIndex
 from digest.subscriptions import preview_digest, unknown_seeds
 from digest.tokens import Purpose
 from digest.web.forms import Pause, Preview, form_error, profile_form
-from digest.web.pages import CSRF_COOKIE
+from digest.web.pages import CSRF_COOKIE, shown_paper
 from digest.web.state import CONFIG_OWNED, Web
 from digest.web.stores import PoolCache
 
@@ -75,7 +74,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         with web.stores.get() as store:
             digest = preview_digest(store, subscriber, datetime.now(UTC), pool, default_when)
         entries = [
-            {**paper_entry(m.paper, m.matched), "reasons": [r.text for r in m.reasons], "sent": False}
+            {**shown_paper(m.paper, m.matched), "reasons": [r.text for r in m.reasons], "sent": False}
             for m in (digest.matches if digest else ())
         ]
         html = web.pages.env.get_template("preview.html").render(
