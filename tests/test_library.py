@@ -253,8 +253,12 @@ def test_past_digests_and_all_of_a_days_matches(tmp_path: Path, monkeypatch: pyt
 
         past = client.get(archive.group(1))
         assert past.status_code == 200 and "Your past digests" in past.text
-        assert past.headers["etag"].startswith('W/"archive-') and "no-store" not in past.headers["cache-control"]
-        assert client.get(archive.group(1), headers={"If-None-Match": past.headers["etag"]}).status_code == 304
+        assert (
+            past.headers["etag"].startswith('W/"archive-') and "no-store" not in past.headers["cache-control"]
+        )
+        assert (
+            client.get(archive.group(1), headers={"If-None-Match": past.headers["etag"]}).status_code == 304
+        )
         (row,) = re.findall(r"<tr>\s*<td><a href=\"(/v/[^\"]+)\">", past.text)
         assert f'href="{row}/all">{matched} matched</a>' in past.text
         shown = client.get(f"http://127.0.0.1:{port}{row}")
@@ -442,6 +446,11 @@ def test_save_a_paper_download_it_and_import_a_zotero_export(tmp_path: Path) -> 
         "Reasoning with Reinforced Functional Token Tuning",
     ]
     assert ada["keywords"] == ["model"] and ada["active"]  # nothing else of the profile changed
+    with Store.open(load_settings(cfg).database) as store:  # erasing her erases what she saved too
+        store.readers.save("ada@example.org", int(ref.group(1)), datetime.now(UTC))
+        assert store.readers.saved("ada@example.org")
+        store.readers.forget("ada@example.org", datetime.now(UTC))
+        assert store.readers.saved("ada@example.org") == []
 
 
 def test_subscribe_takes_seed_papers_from_a_zotero_export(tmp_path: Path) -> None:

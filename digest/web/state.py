@@ -122,4 +122,6 @@ class Web:
             400,
             "This link is not valid",
             "It may have been changed or cut short. Use the link in a recent digest email.",
+            link=links.LOST,
+            link_text="Or have the link to your page emailed to you",
         )
