@@ -101,7 +101,6 @@ def web_pages(browser: str, tmp: Path) -> None:
 
     from digest.store import Store
     from digest.subscriptions import Request
-    from digest.tokens import Purpose
 
     key = "screenshots-only-signing-key-0123456789abc"
     with socket.socket() as s:
@@ -117,7 +116,18 @@ def web_pages(browser: str, tmp: Path) -> None:
     )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}, "DIGEST_SECRET_KEY": key}
     digest_cmd = str(Path(sys.executable).parent / "digest")
-    ada = ["subscribe", "ada@example.org", "-k", "speculative decoding", "-k", "RAG", "-k", "model", "--max", "5"]
+    ada = [
+        "subscribe",
+        "ada@example.org",
+        "-k",
+        "speculative decoding",
+        "-k",
+        "RAG",
+        "-k",
+        "model",
+        "--max",
+        "5",
+    ]
     for command in (ada, ["run"]):
         subprocess.run([digest_cmd, *command, "--config", str(cfg)], env=env, check=True, capture_output=True)
     now = datetime.now(UTC)
