@@ -27,6 +27,7 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from digest.authors import name_of, same_person
 from digest.errors import KeywordError
 from digest.models import Match, Paper, Profile, Reason, Where
 
@@ -220,11 +221,25 @@ def _keyword_spans(text: str, text_kw: str) -> tuple[tuple[int, int], ...]:
 
 
 def explain(paper: Paper, profile: Profile) -> Match:
-    """A paper's score and reasons under a profile, without an index (a stored digest being resent)."""
-    reasons = []
+    """A paper's score and reasons under a profile, without an index (a stored digest being resent): its
+    followed authors (as the paper writes them), then the keywords it matches and where."""
+    reasons = [Reason(written, "author") for written in followed_in(paper, profile.authors)]
     for text in dict.fromkeys(profile.keywords):
         if match_spans(paper.title, [text]):
             reasons.append(Reason(text, "title"))
         elif match_spans(paper.abstract, [text]):
             reasons.append(Reason(text, "abstract"))
-    return Match(paper, sum(SCORE[0] if r.where == "title" else SCORE[1] for r in reasons), tuple(reasons))
+    score = sum(SCORE[0] if r.where in ("title", "author") else SCORE[1] for r in reasons)
+    return Match(paper, score, tuple(reasons))
+
+
+def followed_in(paper: Paper, followed: tuple[str, ...]) -> list[str]:
+    """The ``followed`` authors among ``paper``'s, as the paper writes them.
+
+    >>> followed_in(Paper("T", "A", authors=("Yann LeCun", "Ana Muller")), ("A. Müller",))
+    ['Ana Muller']
+    """
+    wanted = [n for n in (name_of(f) for f in followed) if n is not None]
+    return [
+        w for w in paper.authors if (n := name_of(w)) is not None and any(same_person(f, n) for f in wanted)
+    ]

@@ -20,6 +20,7 @@ from digest.identity import mailbox_key
 Where = Literal["title", "abstract"]
 # Why a paper was chosen without a keyword: like a paper the reader named or liked, or close to their words.
 Likeness = Literal["similar", "about"]
+By = Literal["author"]  # a reason that names a followed author, as the paper writes the name
 
 
 class Status(StrEnum):
@@ -174,17 +175,19 @@ class Profile:
     timezone: str = ""
     send_at: str = ""
     cadence: str = ""
+    authors: tuple[str, ...] = ()  # people whose papers they want ("Yann LeCun", "Y. LeCun"; see ``authors``)
 
     @property
     def trending(self) -> bool:
-        """No keywords, description or seed papers: the subscriber gets the top new papers by upvotes."""
-        return not (self.keywords or self.about or self.seeds)
+        """No keywords, authors, description or seed papers: the subscriber gets the top new papers by upvotes."""
+        return not (self.keywords or self.about or self.seeds or self.authors)
 
     @property
     def topics(self) -> tuple[str, ...]:
-        """What the reader follows, for the email's lines: the keywords, else "your description"."""
-        if self.keywords:
-            return self.keywords
+        """What the reader follows, for the email's lines: the keywords, else the authors, else "your
+        description"."""
+        if self.keywords or self.authors:
+            return self.keywords + self.authors
         return ("your description",) if self.about else ("papers like yours",)
 
 
@@ -227,6 +230,7 @@ class Subscriber:
             "max_papers": p.max_papers,
             "about": p.about,
             "seeds": list(p.seeds),
+            "authors": list(p.authors),
             "timezone": p.timezone,
             "send_at": p.send_at,
             "cadence": p.cadence,
@@ -243,7 +247,7 @@ class Reason:
     ``words`` the paper shares with it."""
 
     keyword: str
-    where: Where | Likeness
+    where: Where | Likeness | By
     words: tuple[str, ...] = ()
 
     @property
@@ -252,10 +256,15 @@ class Reason:
 
         >>> Reason("RAG", "title").text, Reason("Attention Is All You Need", "similar").text
         ('matched: RAG', 'similar to: Attention Is All You Need')
+        >>> Reason("Yann LeCun", "author").text
+        'by Yann LeCun'
+
         >>> Reason("", "about", ("lean", "theorem")).text
         'close to your description (shares: lean, theorem)'
         """
         shares = f" (shares: {', '.join(self.words)})" if self.words else ""
+        if self.where == "author":
+            return f"by {self.keyword}"
         if self.where == "similar":
             return f"similar to: {self.keyword}{shares}"
         if self.where == "about":
@@ -293,8 +302,11 @@ class Match:
 
     @property
     def likeness(self) -> str:
-        """Why a paper was chosen by meaning ("similar to: …", "close to your description"), or ""."""
-        return next((r.text for r in self.reasons if r.where in ("similar", "about")), "")
+        """Why a paper came besides its keywords: by a followed author ("by Yann LeCun"), and chosen by
+        meaning ("similar to: …", "close to your description"); "" when only by keywords."""
+        by = [r.text for r in self.reasons if r.where == "author"]
+        meaning = next((r.text for r in self.reasons if r.where in ("similar", "about")), "")
+        return " · ".join([*by, meaning] if meaning else by)
 
 
 @dataclass(frozen=True, slots=True)

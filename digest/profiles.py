@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
+from digest.authors import followable
 from digest.cadence import normalise_schedule
 from digest.errors import KeywordError, ProfileError
 from digest.keywords import compile_keyword
@@ -32,6 +33,7 @@ from digest.models import DEFAULT_MAX_PAPERS, MAX_PAPERS, Profile
 PROFILE_MAX = 100  # keywords, and exclusions, in one profile
 ABOUT_MAX = 2_000  # characters in a profile's description
 SEEDS_MAX = 50  # seed papers in one profile
+AUTHORS_MAX = 50  # followed authors in one profile
 SEED_MAX = 500  # characters in one seed (an arXiv id, or a title)
 NAME_MAX = 100  # characters of a reader's name
 
@@ -40,6 +42,7 @@ _KIND = {
     "keywords": "keywords, exclude and seeds must be lists of strings",
     "exclude": "keywords, exclude and seeds must be lists of strings",
     "seeds": "keywords, exclude and seeds must be lists of strings",
+    "authors": "authors must be a list of names",
     "max_papers": f"max_papers must be a number from 1 to {MAX_PAPERS:,} (papers per email)",
 }
 
@@ -55,8 +58,9 @@ class ProfileProblem(ValueError):
 class ProfileInput(BaseModel):
     """A reader's profile as it comes in, checked and normalised (see the module's docstring).
 
-    >>> ProfileInput(keywords=["RAG"], about="  LLM   inference ", name="  Ada  ").profile()
-    Profile(keywords=('RAG',), exclude=(), max_papers=20, about='LLM inference', seeds=(), timezone='', send_at='', cadence='')
+    >>> p = ProfileInput(keywords=["RAG"], about="  LLM   inference ", name="  Ada  ", authors=[" Y.  LeCun"]).profile()
+    >>> p.keywords, p.about, p.max_papers, p.authors
+    (('RAG',), 'LLM inference', 20, ('Y. LeCun',))
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -67,6 +71,7 @@ class ProfileInput(BaseModel):
     max_papers: int = DEFAULT_MAX_PAPERS
     about: str = ""
     seeds: list[str] = []
+    authors: list[str] = []
     # When (see ``cadence``): an IANA zone, "HH:MM", a cadence; empty follows the operator's settings.
     timezone: str = ""
     send_at: str = ""
@@ -81,6 +86,20 @@ class ProfileInput(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         return " ".join(value.split())[:NAME_MAX]
+
+    @field_validator("authors")
+    @classmethod
+    def _authors(cls, value: list[str]) -> list[str]:
+        names = list(dict.fromkeys(" ".join(a.split()) for a in value if a.strip()))
+        if len(names) > AUTHORS_MAX:
+            raise ProfileProblem(
+                f"more than {AUTHORS_MAX} authors; keep those you read most", names[AUTHORS_MAX]
+            )
+        for name in names:
+            why = followable(name)
+            if why is not None:
+                raise ProfileProblem(why, name, "authors")
+        return names
 
     @field_validator("max_papers")
     @classmethod
@@ -116,6 +135,7 @@ class ProfileInput(BaseModel):
             timezone=self.timezone,
             send_at=self.send_at,
             cadence=self.cadence,
+            authors=tuple(self.authors),
         )
 
     @classmethod
@@ -202,7 +222,8 @@ def split_words(text: str) -> list[str]:
 
 def from_form(form: Mapping[str, str]) -> dict[str, Any]:
     """A sign-up or manage form's fields as a profile's data (``ProfileInput.checked`` checks it):
-    keywords and exclusions one per line or comma separated, seeds one per line, ``trending=yes`` for the
+    keywords and exclusions one per line or comma separated, seeds and authors one per line (a name may
+    hold a comma: "LeCun, Yann"), ``trending=yes`` for the
     trending digest (keywords, description and seeds then ignored), papers per email as typed.
 
     >>> from_form({"keywords": "RAG, agents", "max_papers": "5", "trending": ""})["keywords"]
@@ -227,6 +248,7 @@ def from_form(form: Mapping[str, str]) -> dict[str, Any]:
         data["keywords"] = split_words(form.get("keywords", ""))
         data["about"] = form.get("about", "")
         data["seeds"] = [s.strip() for s in form.get("seeds", "").splitlines() if s.strip()]
+        data["authors"] = [a.strip() for a in form.get("authors", "").splitlines() if a.strip()]
     return data
 
 

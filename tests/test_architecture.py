@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = [
     {"errors", "redact", "plugins"},
-    {"identity", "models", "keywords", "cadence"},
+    {"identity", "models", "authors", "keywords", "cadence"},
     {
         "profiles",
         "tokens",
@@ -22,6 +22,7 @@ LAYERS = [
         "alerts",
         "settings",
         "selection.semantic",
+        "selection.authorship",
         "selection.postings",
         "selection.hybrid",
         "selection.learner",

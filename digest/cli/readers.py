@@ -56,6 +56,12 @@ def seeds_in_file(path: str) -> Recognised:
     "--seed", "seeds", multiple=True, help="A paper like theirs: arXiv id or exact title (repeatable)."
 )
 @click.option(
+    "--author",
+    "authors",
+    multiple=True,
+    help='An author whose papers they want: "Yann LeCun", "Y. LeCun" or "LeCun, Yann" (repeatable).',
+)
+@click.option(
     "--seeds-from",
     "seeds_from",
     type=click.Path(dir_okay=False),
@@ -79,13 +85,14 @@ def subscribe(
     name: str,
     about: str,
     seeds: tuple[str, ...],
+    authors: tuple[str, ...],
     seeds_from: str | None,
     timezone: str,
     send_at: str,
     cadence: str,
 ) -> None:
-    """Add EMAIL, or replace their profile and re-enable them. No --keyword, --about or --seed: the
-    trending digest.
+    """Add EMAIL, or replace their profile and re-enable them. No --keyword, --author, --about or --seed:
+    the trending digest.
 
     To re-enable a subscriber without touching their profile: digest resume EMAIL.
     """
@@ -110,6 +117,7 @@ def subscribe(
             "max_papers": max_papers,
             "about": about,
             "seeds": list(seeds),
+            "authors": list(authors),
             "timezone": timezone,
             "send_at": send_at,
             "cadence": cadence,

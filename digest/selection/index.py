@@ -29,7 +29,8 @@ import numpy as np
 import numpy.typing as npt
 
 from digest.keywords import SCORE, Keyword, compiled
-from digest.models import Likeness, Match, Paper, Profile, Reason, Where
+from digest.models import By, Likeness, Match, Paper, Profile, Reason, Where
+from digest.selection.authorship import Authorship
 from digest.selection.hybrid import Blend, shared_words, with_variety
 from digest.selection.learner import features
 from digest.selection.postings import Postings
@@ -77,6 +78,7 @@ class PaperIndex:
         self.named: dict[str, Paper | None] = {}  # seed names resolved against the store (by the caller)
         n = len(self.papers)
         self._postings = Postings(self.papers)
+        self.authorship = Authorship(self.papers)
         # Rank of each paper among equals in score: upvotes (desc), then title, then key.
         order = sorted(
             range(n),
@@ -93,7 +95,7 @@ class PaperIndex:
         self.min_ref: int = min(self._by_ref, default=0)
         self._hits: dict[str, dict[int, Where]] = {}
         self._vectors: dict[str, Vector] = {}
-        self._reasons: dict[tuple[str, Where | Likeness, tuple[str, ...]], Reason] = {}
+        self._reasons: dict[tuple[str, Where | Likeness | By, tuple[str, ...]], Reason] = {}
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -118,7 +120,7 @@ class PaperIndex:
             self._vectors[text] = vec
         return vec
 
-    def _reason(self, keyword: str, where: Where | Likeness, words: tuple[str, ...] = ()) -> Reason:
+    def _reason(self, keyword: str, where: Where | Likeness | By, words: tuple[str, ...] = ()) -> Reason:
         key = (keyword, where, words)
         reason = self._reasons.get(key)
         if reason is None:
@@ -259,7 +261,7 @@ class PaperIndex:
         else:
             ordered = candidates[np.argsort(order_key, kind="stable")]
             chosen, left = ordered[:limit], ordered[limit : limit + rest] if limit is not None else left
-        reasons = self._keyword_reasons(keywords, chosen)
+        reasons = self._keyword_reasons(keywords, chosen, profile.authors)
         return (
             [
                 Match(self.papers[pi], int(score[pi]), why)
@@ -278,24 +280,28 @@ class PaperIndex:
         if skip:
             mask[[self._by_ref[r] for r in skip if r in self._by_ref]] = False
 
-    def _keyword_reasons(self, keywords: list[str], chosen: npt.NDArray[np.intp]) -> list[tuple[Reason, ...]]:
-        """Per chosen paper, the keywords it matched and where (title beats abstract), read for all the
-        chosen papers at once."""
+    def _keyword_reasons(
+        self, keywords: list[str], chosen: npt.NDArray[np.intp], authors: tuple[str, ...] = ()
+    ) -> list[tuple[Reason, ...]]:
+        """Per chosen paper, its followed authors, then the keywords it matched and where (title beats
+        abstract), read for all the chosen papers at once."""
         hits = [self._vectors[kw][chosen].tolist() for kw in keywords]
         return [
-            tuple(
+            tuple(self._reason(name, "author") for name in self.authorship.written(authors, pi))
+            + tuple(
                 self._reason(kw, "title" if row[j] == SCORE[0] else "abstract")
                 for kw, row in zip(keywords, hits, strict=True)
                 if row[j]
             )
-            for j in range(len(chosen))
+            for j, pi in enumerate(chosen.tolist())
         ]
 
     def _keyword_scores(
         self, profile: Profile, matched_only: bool
     ) -> tuple[list[str], npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
-        """(usable keywords, keyword score per paper, the papers still candidates: not excluded, and with
-        ``matched_only`` matching a keyword)."""
+        """(usable keywords, keyword score per paper (a followed author's paper scoring as a title hit),
+        the papers still candidates: not excluded, and with ``matched_only`` matching a keyword or an
+        author)."""
         n = len(self.papers)
         keywords = [kw for kw in dict.fromkeys(profile.keywords) if self.vector(kw) is not None]
         if keywords:
@@ -304,6 +310,8 @@ class PaperIndex:
                 score += self._vectors[kw]
         else:
             score = np.zeros(n, dtype=np.int32)
+        if profile.authors:
+            score = score + self.authorship.score(profile.authors)
         mask = score > 0 if matched_only else np.ones(n, dtype=bool)
         for ex in profile.exclude:
             ex_vec = self.vector(ex)
@@ -360,7 +368,7 @@ class PaperIndex:
                 for pi, value, why in zip(
                     chosen.tolist(),
                     combined[picked].tolist(),
-                    self._hybrid_reasons(keywords, chosen, taste),
+                    self._hybrid_reasons(keywords, chosen, taste, profile.authors),
                     strict=True,
                 )
             ],
@@ -387,11 +395,11 @@ class PaperIndex:
         return np.asarray(np.argmax(taste.items @ self.space.papers[papers].T, axis=0), dtype=np.intp)
 
     def _hybrid_reasons(
-        self, keywords: list[str], chosen: npt.NDArray[np.intp], taste: Taste
+        self, keywords: list[str], chosen: npt.NDArray[np.intp], taste: Taste, authors: tuple[str, ...]
     ) -> list[tuple[Reason, ...]]:
         """The keywords each chosen paper matched; for one without a keyword, the liked paper (or the
         description) it is closest to, and the words it shares with that."""
-        reasons = self._keyword_reasons(keywords, chosen)
+        reasons = self._keyword_reasons(keywords, chosen, authors)
         by_meaning = [j for j, why in enumerate(reasons) if not why]
         if not by_meaning:
             return reasons

@@ -25,7 +25,9 @@ SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this s
 
 # A subscriber's profile columns (``_profile_row`` gives their values, then the fingerprint ``_FLOOR``
 # reads): a reader erased earlier and added again is never sent a paper from before.
-_PROFILE = "email, address, name, keywords, exclude, max_papers, about, seeds, timezone, send_at, cadence"
+_PROFILE = (
+    "email, address, name, keywords, exclude, max_papers, about, seeds, timezone, send_at, cadence, authors"
+)
 _PROFILE_MARKS = ",".join("?" * len(_PROFILE.split(",")))
 _FLOOR = "(SELECT coalesce(max(last_ref), 0) FROM erasures WHERE fingerprint = ?)"
 
@@ -53,6 +55,7 @@ def subscriber_of(r: Any) -> Subscriber:
             timezone=r["timezone"],
             send_at=r["send_at"],
             cadence=r["cadence"],
+            authors=tuple(json.loads(r["authors"])),
         ),
         active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
         bouncing=r["bouncing_since"] is not None,
@@ -84,7 +87,7 @@ class Readers:
                     " keywords = excluded.keywords,"
                     " exclude = excluded.exclude, max_papers = excluded.max_papers, about = excluded.about,"
                     " seeds = excluded.seeds, timezone = excluded.timezone, send_at = excluded.send_at,"
-                    " cadence = excluded.cadence, origin = 'config',"
+                    " cadence = excluded.cadence, authors = excluded.authors, origin = 'config',"
                     " in_config = 1, updated = excluded.updated",
                     (*self._profile_row(s), stamp, stamp),
                 )
@@ -106,6 +109,7 @@ class Readers:
             p.timezone,
             p.send_at,
             p.cadence,
+            json.dumps(list(p.authors)),
             fingerprint(key),
         )
 
@@ -121,7 +125,8 @@ class Readers:
                 " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN subscribers.name"
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
-                " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence, active = 1,"
+                " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
+                " authors = excluded.authors, active = 1,"
                 " paused_until = NULL, bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
                 " bounce_reason = NULL, updated = excluded.updated",
                 (*self._profile_row(subscriber), stamp, stamp),
@@ -152,7 +157,7 @@ class Readers:
                 " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
                 " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
-                " active = 1, paused_until = NULL, updated = excluded.updated",
+                " authors = excluded.authors, active = 1, paused_until = NULL, updated = excluded.updated",
                 rows,
             )
         return len(rows)

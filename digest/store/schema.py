@@ -230,6 +230,10 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     -- postgresql: ALTER TABLE saved ALTER COLUMN email TYPE TEXT COLLATE "C";
     """,
+    # 14 -> 15: the authors a reader follows (a JSON list of names, as they wrote them).
+    """
+    ALTER TABLE subscribers ADD COLUMN authors TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 REKEY_STEP = 11  # the migration after which ``rekey_addresses`` runs, in the same transaction
