@@ -296,6 +296,11 @@ class Match:
         )
 
     @property
+    def by(self) -> tuple[str, ...]:
+        """The followed authors of the paper, as it writes them (what the author line highlights)."""
+        return tuple(r.keyword for r in self.reasons if r.where == "author")
+
+    @property
     def matched(self) -> tuple[str, ...]:
         """The keywords that matched (what the email highlights)."""
         return tuple(r.keyword for r in self.reasons if r.where in ("title", "abstract"))

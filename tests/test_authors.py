@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,12 @@ def test_a_followed_author_brings_their_papers_with_the_reason_by_name(tmp_path:
     assert cy["2411.04330"] == ["by Tanishq Kumar"] and len(cy) > 1  # besides the diffusion papers
     mail = next(m for m in mails_to(tmp_path, "ada@example.org"))
     assert "by Tanishq Kumar" in mail.get_body(("plain",)).get_content()
+    html = mail.get_body(("html",)).get_content()
+    assert re.search(
+        r'<p class="meta"[^>]*><mark[^>]*>Tanishq Kumar</mark>, Zachary Ankner', html
+    )  # his name marked
+    other = next(m for m in mails_to(tmp_path, "cy@example.org")).get_body(("html",)).get_content()
+    assert len(re.findall(r"<mark[^>]*>Tanishq Kumar</mark>", other)) == 1  # only on his paper
 
 
 def test_every_way_in_takes_authors_and_refuses_a_surname_alone(tmp_path: Path) -> None:

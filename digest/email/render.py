@@ -233,15 +233,6 @@ def _shown(p: Paper) -> dict[str, Any]:
     meta line. Cached per paper, apart from the highlights: a preview's keywords change with each keystroke,
     the paper's text does not."""
     abstract, was_cut = cut_abstract(one_line(p.abstract))
-    meta = [
-        x
-        for x in (
-            cut_title(p.byline, 200) if p.byline else None,
-            f"{p.published:%b} {p.published.day}, {p.published.year}" if p.published else None,
-            f"▲ {p.upvotes}" if p.upvotes else None,
-        )
-        if x
-    ]
     return {
         "paper": p,
         "title": cut_title(p.title),
@@ -250,29 +241,61 @@ def _shown(p: Paper) -> dict[str, Any]:
         "url": _safe_url(p.page_url),
         "pdf_url": _safe_url(p.pdf_url),
         "hf_url": _safe_url(p.hf_url),
-        "meta": " · ".join(meta),
     }
 
 
+def meta_parts(p: Paper, by: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
+    """The meta line (authors, date, upvotes) as segments, the followed authors ``by`` flagged: they are
+    named even when they are not among the first three.
+
+    >>> meta_parts(Paper("T", "A", authors=("A", "B", "C", "D", "E")), by=("E",))
+    [('A', False), (', ', False), ('B', False), (', ', False), ('C', False), (', ', False), ('E', True), (' and 1 more', False)]
+    """
+    if not p.authors:
+        byline: list[tuple[str, bool]] = [(cut_title(p.byline, 200), False)] if p.byline else []
+    else:
+        names = [*p.authors[:3], *(a for a in by if a not in p.authors[:3])]
+        byline = []
+        for i, name in enumerate(names):
+            byline += [(", ", False)] if i else []
+            byline.append((cut_title(name, 100), name in by))
+        if len(p.authors) > len(names):
+            byline.append((f" and {len(p.authors) - len(names)} more", False))
+    rest = [
+        x
+        for x in (
+            f"{p.published:%b} {p.published.day}, {p.published.year}" if p.published else None,
+            f"▲ {p.upvotes}" if p.upvotes else None,
+        )
+        if x
+    ]
+    tail = " · ".join(rest)
+    return byline + ([(" · " + tail if byline else tail, False)] if tail else [])
+
+
 @functools.lru_cache(maxsize=1 << 12)
-def paper_entry(p: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
-    """What the templates show of one paper, highlighted for ``matched``.
+def paper_entry(p: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the templates show of one paper, highlighted for ``matched`` keywords and ``by`` its followed
+    authors (as it writes them).
 
     Cached: in a run most subscribers get the same few hundred papers with the same few keywords, so the
     cut abstract and its highlight spans are worked out once, not once per email. Read-only for callers.
     """
     shown = _shown(p)
+    meta = meta_parts(p, by)
     return {
         **shown,
         "title_parts": marked(shown["title"], list(matched)),
         "abstract_parts": marked(shown["abstract"], list(matched)),
+        "meta": "".join(text for text, _ in meta),
+        "meta_parts": meta,
         "matched": matched,
     }
 
 
 def _full_entry(light: dict[str, Any]) -> dict[str, Any]:
     """A light entry (number, score, paper, matched, likeness) with everything the templates show of its paper."""
-    full = paper_entry(light["paper"], light["matched"])
+    full = paper_entry(light["paper"], light["matched"], light.get("by", ()))
     return {**full, "number": light["number"], "score": light["score"], "likeness": light.get("likeness", "")}
 
 
@@ -344,6 +367,7 @@ class Renderer:
                 "score": m.score,
                 "paper": m.paper,
                 "matched": m.matched,
+                "by": m.by,
                 "likeness": m.likeness,
             }
             for number, m in enumerate(digest.matches, start=1)

@@ -48,7 +48,7 @@ def entries_of(papers: list[Paper], profile: Profile, in_digest: int) -> list[di
         match = explain(paper, profile)
         out.append(
             {
-                **shown_paper(paper, match.matched),
+                **shown_paper(paper, match.matched, match.by),
                 "reasons": match.why(profile.trending),
                 "sent": i < in_digest,
             }

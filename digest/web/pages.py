@@ -38,7 +38,7 @@ def security_headers(nonce: str) -> dict[str, str]:
 
 
 @lru_cache(maxsize=1 << 13)
-def shown_paper(paper: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
+def shown_paper(paper: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()) -> dict[str, Any]:
     """What a page shows of a paper (its link, meta line, title and abstract with ``matched`` in
     ``<mark>``, escaped): the email's entry, with the highlights made HTML once. Cached: a reader typing in
     the manage page sees mostly the same papers with each keystroke.
@@ -46,7 +46,7 @@ def shown_paper(paper: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
     >>> str(shown_paper(Paper("Fast <b>RAG</b>", "Retrieval."), ("RAG",))["title_html"])
     'Fast &lt;b&gt;<mark>RAG</mark>&lt;/b&gt;'
     """
-    entry = paper_entry(paper, matched)
+    entry = paper_entry(paper, matched, by)
 
     def html(parts: list[tuple[str, bool]]) -> Markup:
         return Markup("").join(
@@ -55,7 +55,7 @@ def shown_paper(paper: Paper, matched: tuple[str, ...]) -> dict[str, Any]:
 
     return {
         "url": entry["url"],
-        "meta": entry["meta"],
+        "meta_html": html(entry["meta_parts"]),
         "title_html": html(entry["title_parts"]),
         "abstract_html": html(entry["abstract_parts"]),
     }

@@ -74,7 +74,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         with web.stores.get() as store:
             digest = preview_digest(store, subscriber, datetime.now(UTC), pool, default_when)
         entries = [
-            {**shown_paper(m.paper, m.matched), "reasons": [r.text for r in m.reasons], "sent": False}
+            {**shown_paper(m.paper, m.matched, m.by), "reasons": [r.text for r in m.reasons], "sent": False}
             for m in (digest.matches if digest else ())
         ]
         html = web.pages.env.get_template("preview.html").render(
