@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from digest.authors import name_of, same_person
 from digest.errors import KeywordError
-from digest.models import Match, Paper, Profile, Reason, Where
+from digest.models import Match, Paper, Profile, Reason, Where, in_category
 
 _WORD = re.compile(r"[^\W_]+")
 KEYWORD_MAX = 100  # characters in one keyword
@@ -230,7 +230,8 @@ def explain(paper: Paper, profile: Profile) -> Match:
         elif match_spans(paper.abstract, [text]):
             reasons.append(Reason(text, "abstract"))
     score = sum(SCORE[0] if r.where in ("title", "author") else SCORE[1] for r in reasons)
-    return Match(paper, score, tuple(reasons))
+    named = next((c for p in profile.categories if (c := in_category(paper.categories, p)) is not None), None)
+    return Match(paper, score, tuple(reasons) + ((Reason(named, "category"),) if named else ()))
 
 
 def followed_in(paper: Paper, followed: tuple[str, ...]) -> list[str]:

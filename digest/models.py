@@ -20,7 +20,9 @@ from digest.identity import mailbox_key
 Where = Literal["title", "abstract"]
 # Why a paper was chosen without a keyword: like a paper the reader named or liked, or close to their words.
 Likeness = Literal["similar", "about"]
-By = Literal["author"]  # a reason that names a followed author, as the paper writes the name
+By = Literal[
+    "author", "category"
+]  # a reason naming a followed author (as the paper writes them) or a category
 
 
 class Status(StrEnum):
@@ -73,6 +75,20 @@ def normalise_title(title: str) -> str:
     return _NON_WORD.sub(" ", folded).strip()
 
 
+def in_category(categories: tuple[str, ...], pattern: str) -> str | None:
+    """The first of a paper's ``categories`` that ``pattern`` ("cs.CL", or "cs.*" for a whole archive)
+    names, compared without case; None if none.
+
+    >>> in_category(("stat.ML", "cs.LG"), "cs.*"), in_category(("cs.CL",), "cs.cl"), in_category((), "cs.*")
+    ('cs.LG', 'cs.CL', None)
+    """
+    want = pattern.casefold()
+    if want.endswith(".*"):
+        archive = want[:-2]
+        return next((c for c in categories if c.casefold().split(".")[0] == archive), None)
+    return next((c for c in categories if c.casefold() == want), None)
+
+
 def arxiv_id_from(text: str) -> str | None:
     """The version-less arXiv id in a link, guid or bare id, if there is one.
 
@@ -111,6 +127,8 @@ class Paper:
     source: str = ""
     # The store's row id once stored; not part of the paper's identity.
     ref: int | None = field(default=None, compare=False)
+    # arXiv categories, the primary first, then cross-lists ("cs.CL", "cs.LG"); () when the listing gives none.
+    categories: tuple[str, ...] = field(default=(), compare=False)
 
     def __hash__(self) -> int:
         # Consistent with equality (equal papers have equal ids and titles) and cheap: a run hashes papers
@@ -176,6 +194,10 @@ class Profile:
     send_at: str = ""
     cadence: str = ""
     authors: tuple[str, ...] = ()  # people whose papers they want ("Yann LeCun", "Y. LeCun"; see ``authors``)
+    # arXiv categories ("cs.CL", "cs.*"): ``categories`` narrows the papers to those in one of them (a
+    # paper whose categories are not known stays in), ``exclude_categories`` drops those in one of them.
+    categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
 
     @property
     def trending(self) -> bool:
@@ -231,6 +253,8 @@ class Subscriber:
             "about": p.about,
             "seeds": list(p.seeds),
             "authors": list(p.authors),
+            "categories": list(p.categories),
+            "exclude_categories": list(p.exclude_categories),
             "timezone": p.timezone,
             "send_at": p.send_at,
             "cadence": p.cadence,
@@ -265,6 +289,8 @@ class Reason:
         shares = f" (shares: {', '.join(self.words)})" if self.words else ""
         if self.where == "author":
             return f"by {self.keyword}"
+        if self.where == "category":
+            return f"in {self.keyword}"
         if self.where == "similar":
             return f"similar to: {self.keyword}{shares}"
         if self.where == "about":
@@ -309,7 +335,7 @@ class Match:
     def likeness(self) -> str:
         """Why a paper came besides its keywords: by a followed author ("by Yann LeCun"), and chosen by
         meaning ("similar to: …", "close to your description"); "" when only by keywords."""
-        by = [r.text for r in self.reasons if r.where == "author"]
+        by = [r.text for r in self.reasons if r.where in ("author", "category")]
         meaning = next((r.text for r in self.reasons if r.where in ("similar", "about")), "")
         return " · ".join([*by, meaning] if meaning else by)
 

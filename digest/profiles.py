@@ -34,6 +34,8 @@ PROFILE_MAX = 100  # keywords, and exclusions, in one profile
 ABOUT_MAX = 2_000  # characters in a profile's description
 SEEDS_MAX = 50  # seed papers in one profile
 AUTHORS_MAX = 50  # followed authors in one profile
+CATEGORIES_MAX = 50  # arXiv categories in one profile's list
+CATEGORY = re.compile(r"[a-z][a-z-]{0,15}(\.([A-Za-z-]{1,15}|\*))?")  # "cs.CL", "hep-th", "cs.*"
 SEED_MAX = 500  # characters in one seed (an arXiv id, or a title)
 NAME_MAX = 100  # characters of a reader's name
 
@@ -43,6 +45,8 @@ _KIND = {
     "exclude": "keywords, exclude and seeds must be lists of strings",
     "seeds": "keywords, exclude and seeds must be lists of strings",
     "authors": "authors must be a list of names",
+    "categories": "categories must be a list of arXiv categories",
+    "exclude_categories": "categories must be a list of arXiv categories",
     "max_papers": f"max_papers must be a number from 1 to {MAX_PAPERS:,} (papers per email)",
 }
 
@@ -72,6 +76,8 @@ class ProfileInput(BaseModel):
     about: str = ""
     seeds: list[str] = []
     authors: list[str] = []
+    categories: list[str] = []
+    exclude_categories: list[str] = []
     # When (see ``cadence``): an IANA zone, "HH:MM", a cadence; empty follows the operator's settings.
     timezone: str = ""
     send_at: str = ""
@@ -99,6 +105,20 @@ class ProfileInput(BaseModel):
             why = followable(name)
             if why is not None:
                 raise ProfileProblem(why, name, "authors")
+        return names
+
+    @field_validator("categories", "exclude_categories")
+    @classmethod
+    def _categories(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        names = list(dict.fromkeys(c.strip() for c in value if c.strip()))
+        if len(names) > CATEGORIES_MAX:
+            raise ProfileProblem(
+                f"more than {CATEGORIES_MAX} categories", names[CATEGORIES_MAX], str(info.field_name)
+            )
+        for name in names:
+            if not CATEGORY.fullmatch(name):
+                why = "an arXiv category such as cs.CL, or cs.* for all of cs"
+                raise ProfileProblem(why, name, str(info.field_name))
         return names
 
     @field_validator("max_papers")
@@ -136,6 +156,8 @@ class ProfileInput(BaseModel):
             send_at=self.send_at,
             cadence=self.cadence,
             authors=tuple(self.authors),
+            categories=tuple(self.categories),
+            exclude_categories=tuple(self.exclude_categories),
         )
 
     @classmethod
@@ -249,6 +271,8 @@ def from_form(form: Mapping[str, str]) -> dict[str, Any]:
         data["about"] = form.get("about", "")
         data["seeds"] = [s.strip() for s in form.get("seeds", "").splitlines() if s.strip()]
         data["authors"] = [a.strip() for a in form.get("authors", "").splitlines() if a.strip()]
+    for field in ("categories", "exclude_categories"):
+        data[field] = [c for c in re.split(r"[\s,]+", form.get(field, "")) if c]
     return data
 
 

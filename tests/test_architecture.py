@@ -23,6 +23,7 @@ LAYERS = [
         "settings",
         "selection.semantic",
         "selection.authorship",
+        "selection.categories",
         "selection.postings",
         "selection.hybrid",
         "selection.learner",

@@ -145,3 +145,38 @@ def test_the_manage_page_follows_authors_with_a_live_preview(tmp_path: Path) -> 
         assert saved.status_code == 200 and ">Kumar, T.</textarea>" in saved.text
     (ada,) = json.loads(cli("subscribers", "--json", "--config", str(cfg)).stdout)
     assert ada["authors"] == ["Kumar, T."]
+
+
+def test_arxiv_categories_narrow_and_exclude_with_cross_lists(tmp_path: Path) -> None:
+    """A capture with cross-lists: categories kept (primary first), a reader narrowed to cs.CL gets the
+    cs.CL papers (and those whose listing gives no category) with the reason "in cs.CL"; stat.* narrows to
+    the cross-listed stat.ML paper; an excluded category always wins."""
+    from digest.sources.feed import parse_feed
+
+    listing = FIXTURES / "arxiv_cross_lists.rss"
+    papers, skipped = parse_feed(listing.read_bytes(), source="arxiv")
+    assert [p.categories for p in papers] == [("cs.CL", "cs.LG"), ("cs.CV", "cs.LG"), ("stat.ML", "cs.LG")]
+    assert skipped == 1  # the replace announcement
+    sources = [
+        {"kind": "feed", "name": "lg", "path": str(listing)},
+        {"kind": "hf-json", "name": "hf", "path": str(FIXTURES / "hf_daily_papers.json")},
+    ]
+    readers = [
+        {"email": "cl@example.org", "keywords": ["language model*"], "categories": ["cs.CL"]},
+        {"email": "stat@example.org", "keywords": ["language model*"], "categories": ["stat.*"]},
+        {"email": "nocv@example.org", "keywords": ["model*"], "exclude_categories": ["cs.CV"]},
+        {"email": "lg@example.org", "categories": ["cs.LG"]},  # the trending papers of cs.LG
+    ]
+    cfg = write_config(tmp_path, sources=sources, subscribers=readers)
+    report = json.loads(cli("run", "--json", "--config", str(cfg)).check().stdout)
+    got = {s["email"]: {p["id"]: p["reasons"] for p in s["papers"]} for s in report["subscribers"]}
+    assert got["cl@example.org"]["2411.10001"] == ["matched: language model*", "in cs.CL"]
+    assert "2411.10003" not in got["cl@example.org"]  # stat.ML and cs.LG: not cs.CL
+    assert got["stat@example.org"]["2411.10003"] == ["matched: language model*", "in stat.ML"]
+    assert "2411.10001" not in got["stat@example.org"]
+    assert "2411.10002" not in got["nocv@example.org"] and "2411.10001" in got["nocv@example.org"]
+    lg = got["lg@example.org"]
+    assert {"2411.10001", "2411.10002", "2411.10003"} <= set(lg)
+    assert all(lg[k] == ["in cs.LG"] for k in ("2411.10001", "2411.10002", "2411.10003"))
+    hf_only = {p.arxiv_id for p in papers} ^ set(lg)  # the HF papers: no categories known, so they stay in
+    assert hf_only and all(lg[k] == [] for k in hf_only)

@@ -62,6 +62,19 @@ def seeds_in_file(path: str) -> Recognised:
     help='An author whose papers they want: "Yann LeCun", "Y. LeCun" or "LeCun, Yann" (repeatable).',
 )
 @click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    help="Only papers in this arXiv category (cs.CL, or cs.* for all of cs; repeatable). Papers whose"
+    " listing gives no categories stay in.",
+)
+@click.option(
+    "--exclude-category",
+    "exclude_categories",
+    multiple=True,
+    help="Leave out papers in this arXiv category (repeatable).",
+)
+@click.option(
     "--seeds-from",
     "seeds_from",
     type=click.Path(dir_okay=False),
@@ -86,6 +99,8 @@ def subscribe(
     about: str,
     seeds: tuple[str, ...],
     authors: tuple[str, ...],
+    categories: tuple[str, ...],
+    exclude_categories: tuple[str, ...],
     seeds_from: str | None,
     timezone: str,
     send_at: str,
@@ -118,6 +133,8 @@ def subscribe(
             "about": about,
             "seeds": list(seeds),
             "authors": list(authors),
+            "categories": list(categories),
+            "exclude_categories": list(exclude_categories),
             "timezone": timezone,
             "send_at": send_at,
             "cadence": cadence,

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from digest.keywords import SCORE, Keyword, compiled
 from digest.models import By, Likeness, Match, Paper, Profile, Reason, Where
 from digest.selection.authorship import Authorship
+from digest.selection.categories import Categories
 from digest.selection.hybrid import Blend, shared_words, with_variety
 from digest.selection.learner import features
 from digest.selection.postings import Postings
@@ -79,6 +80,7 @@ class PaperIndex:
         n = len(self.papers)
         self._postings = Postings(self.papers)
         self.authorship = Authorship(self.papers)
+        self.categories = Categories(self.papers)
         # Rank of each paper among equals in score: upvotes (desc), then title, then key.
         order = sorted(
             range(n),
@@ -261,7 +263,7 @@ class PaperIndex:
         else:
             ordered = candidates[np.argsort(order_key, kind="stable")]
             chosen, left = ordered[:limit], ordered[limit : limit + rest] if limit is not None else left
-        reasons = self._keyword_reasons(keywords, chosen, profile.authors)
+        reasons = self._keyword_reasons(keywords, chosen, profile)
         return (
             [
                 Match(self.papers[pi], int(score[pi]), why)
@@ -281,20 +283,26 @@ class PaperIndex:
             mask[[self._by_ref[r] for r in skip if r in self._by_ref]] = False
 
     def _keyword_reasons(
-        self, keywords: list[str], chosen: npt.NDArray[np.intp], authors: tuple[str, ...] = ()
+        self, keywords: list[str], chosen: npt.NDArray[np.intp], profile: Profile
     ) -> list[tuple[Reason, ...]]:
         """Per chosen paper, its followed authors, then the keywords it matched and where (title beats
-        abstract), read for all the chosen papers at once."""
+        abstract), then the category it is in when the reader narrowed to some, read for all the chosen
+        papers at once."""
         hits = [self._vectors[kw][chosen].tolist() for kw in keywords]
         return [
-            tuple(self._reason(name, "author") for name in self.authorship.written(authors, pi))
+            tuple(self._reason(name, "author") for name in self.authorship.written(profile.authors, pi))
             + tuple(
                 self._reason(kw, "title" if row[j] == SCORE[0] else "abstract")
                 for kw, row in zip(keywords, hits, strict=True)
                 if row[j]
             )
+            + self._category_reason(profile.categories, pi)
             for j, pi in enumerate(chosen.tolist())
         ]
+
+    def _category_reason(self, patterns: tuple[str, ...], pi: int) -> tuple[Reason, ...]:
+        named = self.categories.named(patterns, pi) if patterns else None
+        return (self._reason(named, "category"),) if named else ()
 
     def _keyword_scores(
         self, profile: Profile, matched_only: bool
@@ -317,6 +325,10 @@ class PaperIndex:
             ex_vec = self.vector(ex)
             if ex_vec is not None:
                 mask &= ex_vec == 0
+        if profile.categories:
+            mask &= self.categories.narrowed(profile.categories)
+        if profile.exclude_categories:
+            mask &= ~self.categories.dropped(profile.exclude_categories)
         return keywords, score, mask
 
     def _select_hybrid(
@@ -368,7 +380,7 @@ class PaperIndex:
                 for pi, value, why in zip(
                     chosen.tolist(),
                     combined[picked].tolist(),
-                    self._hybrid_reasons(keywords, chosen, taste, profile.authors),
+                    self._hybrid_reasons(keywords, chosen, taste, profile),
                     strict=True,
                 )
             ],
@@ -395,12 +407,12 @@ class PaperIndex:
         return np.asarray(np.argmax(taste.items @ self.space.papers[papers].T, axis=0), dtype=np.intp)
 
     def _hybrid_reasons(
-        self, keywords: list[str], chosen: npt.NDArray[np.intp], taste: Taste, authors: tuple[str, ...]
+        self, keywords: list[str], chosen: npt.NDArray[np.intp], taste: Taste, profile: Profile
     ) -> list[tuple[Reason, ...]]:
         """The keywords each chosen paper matched; for one without a keyword, the liked paper (or the
         description) it is closest to, and the words it shares with that."""
-        reasons = self._keyword_reasons(keywords, chosen, authors)
-        by_meaning = [j for j, why in enumerate(reasons) if not why]
+        reasons = self._keyword_reasons(keywords, chosen, profile)
+        by_meaning = [j for j, why in enumerate(reasons) if all(r.where == "category" for r in why)]
         if not by_meaning:
             return reasons
         closest = self._closest(taste, chosen[by_meaning]).tolist()
@@ -414,5 +426,5 @@ class PaperIndex:
                     dense[c][item.indices] = item.data
             label = taste.labels[c]
             words = shared_words(lexicon.rows[int(chosen[j])], dense[c], lexicon.names)
-            reasons[j] = (self._reason(label, "similar" if label else "about", words),)
+            reasons[j] = (self._reason(label, "similar" if label else "about", words), *reasons[j])
         return reasons

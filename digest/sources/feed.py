@@ -26,6 +26,7 @@ _OLD_TITLE_SUFFIX = re.compile(
     r"\s*\(arXiv:[^)]*\)\s*$"
 )  # pre-2024 arXiv RSS: "Title. (arXiv:2401.1v1 [cs.CL])"
 _SPACE = re.compile(r"\s+")
+_CATEGORY = re.compile(r"[a-z][a-z-]{0,15}(\.[A-Za-z-]{1,15})?")
 
 
 def plain_text(value: str, content_type: str = "text/html") -> str:
@@ -60,6 +61,15 @@ def _authors(entry: feedparser.FeedParserDict) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def categories_of(entry: feedparser.FeedParserDict) -> tuple[str, ...]:
+    """An entry's categories, the primary first: arXiv's API names it (``arxiv:primary_category``); its
+    RSS lists the primary first, then the cross-lists. Only arXiv-shaped terms ("cs.CL", "math.PR",
+    "hep-th") are kept, at most 20."""
+    terms = [str((entry.get("arxiv_primary_category") or {}).get("term", ""))]
+    terms += [str(t.get("term", "")) for t in entry.get("tags", [])]
+    return tuple(dict.fromkeys(t.strip() for t in terms if _CATEGORY.fullmatch(t.strip())))[:20]
+
+
 def _published(entry: feedparser.FeedParserDict) -> date | None:
     parsed = entry.get("published_parsed") or entry.get("updated_parsed")
     return date(parsed.tm_year, parsed.tm_mon, parsed.tm_mday) if parsed else None
@@ -89,6 +99,7 @@ def _entry_to_paper(entry: feedparser.FeedParserDict, source: str) -> Paper | No
         arxiv_id=arxiv_id,
         authors=_authors(entry),
         published=_published(entry),
+        categories=categories_of(entry),
         url=link if link.startswith(("https://", "http://")) and not arxiv_id else None,
         source=source,
     )

@@ -29,6 +29,7 @@ def paper_of(row: Any) -> Paper:
         url=row["url"],
         source=row["source"],
         ref=row["pid"],
+        categories=tuple(json.loads(row["categories"])),
     )
 
 
@@ -91,7 +92,7 @@ class Papers:
     def _insert(tx: Connection, p: Paper, stamp: str) -> None:
         tx.execute(
             "INSERT INTO papers (arxiv_id, title_key, title, abstract, authors, org, author_count, published,"
-            " upvotes, url, source, first_seen, last_seen) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " upvotes, url, source, first_seen, last_seen, categories) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 p.arxiv_id,
                 p.title_key,
@@ -106,6 +107,7 @@ class Papers:
                 p.source,
                 stamp,
                 stamp,
+                json.dumps(list(p.categories)),
             ),
         )
 
@@ -118,7 +120,8 @@ class Papers:
             " org = COALESCE(org, ?), author_count = COALESCE(author_count, ?),"
             f" published = COALESCE(published, ?), upvotes = {self.conn.dialect.greatest}(COALESCE(upvotes, 0),"
             " COALESCE(?, 0)),"
-            " url = COALESCE(url, ?), last_seen = ? WHERE pid = ?",
+            " url = COALESCE(url, ?), categories = CASE WHEN categories = '[]' THEN ? ELSE categories END,"
+            " last_seen = ? WHERE pid = ?",
             (
                 p.arxiv_id,
                 p.abstract,
@@ -129,6 +132,7 @@ class Papers:
                 p.published.isoformat() if p.published else None,
                 p.upvotes,
                 p.url,
+                json.dumps(list(p.categories)),
                 stamp,
                 pid,
             ),

@@ -26,7 +26,8 @@ SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this s
 # A subscriber's profile columns (``_profile_row`` gives their values, then the fingerprint ``_FLOOR``
 # reads): a reader erased earlier and added again is never sent a paper from before.
 _PROFILE = (
-    "email, address, name, keywords, exclude, max_papers, about, seeds, timezone, send_at, cadence, authors"
+    "email, address, name, keywords, exclude, max_papers, about, seeds, timezone, send_at, cadence, authors,"
+    " categories, exclude_categories"
 )
 _PROFILE_MARKS = ",".join("?" * len(_PROFILE.split(",")))
 _FLOOR = "(SELECT coalesce(max(last_ref), 0) FROM erasures WHERE fingerprint = ?)"
@@ -39,6 +40,15 @@ def _date(stored: str | None) -> date | None:
     (datetime.date(2026, 12, 24), None)
     """
     return date.fromisoformat(stored) if stored else None
+
+
+def _strings(stored: str) -> tuple[str, ...]:
+    """A stored JSON list of strings; the empty one (most readers' authors and categories) without a parse.
+
+    >>> _strings("[]"), _strings('["cs.CL"]')
+    ((), ('cs.CL',))
+    """
+    return () if stored == "[]" else tuple(json.loads(stored))
 
 
 def subscriber_of(r: Any) -> Subscriber:
@@ -55,7 +65,9 @@ def subscriber_of(r: Any) -> Subscriber:
             timezone=r["timezone"],
             send_at=r["send_at"],
             cadence=r["cadence"],
-            authors=tuple(json.loads(r["authors"])),
+            authors=_strings(r["authors"]),
+            categories=_strings(r["categories"]),
+            exclude_categories=_strings(r["exclude_categories"]),
         ),
         active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
         bouncing=r["bouncing_since"] is not None,
@@ -87,7 +99,8 @@ class Readers:
                     " keywords = excluded.keywords,"
                     " exclude = excluded.exclude, max_papers = excluded.max_papers, about = excluded.about,"
                     " seeds = excluded.seeds, timezone = excluded.timezone, send_at = excluded.send_at,"
-                    " cadence = excluded.cadence, authors = excluded.authors, origin = 'config',"
+                    " cadence = excluded.cadence, authors = excluded.authors, categories = excluded.categories,"
+                    " exclude_categories = excluded.exclude_categories, origin = 'config',"
                     " in_config = 1, updated = excluded.updated",
                     (*self._profile_row(s), stamp, stamp),
                 )
@@ -110,6 +123,8 @@ class Readers:
             p.send_at,
             p.cadence,
             json.dumps(list(p.authors)),
+            json.dumps(list(p.categories)),
+            json.dumps(list(p.exclude_categories)),
             fingerprint(key),
         )
 
@@ -126,7 +141,8 @@ class Readers:
                 " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
                 " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
-                " authors = excluded.authors, active = 1,"
+                " authors = excluded.authors, categories = excluded.categories,"
+                " exclude_categories = excluded.exclude_categories, active = 1,"
                 " paused_until = NULL, bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
                 " bounce_reason = NULL, updated = excluded.updated",
                 (*self._profile_row(subscriber), stamp, stamp),
@@ -157,7 +173,8 @@ class Readers:
                 " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
                 " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
                 " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
-                " authors = excluded.authors, active = 1, paused_until = NULL, updated = excluded.updated",
+                " authors = excluded.authors, categories = excluded.categories,"
+                " exclude_categories = excluded.exclude_categories, active = 1, paused_until = NULL, updated = excluded.updated",
                 rows,
             )
         return len(rows)

@@ -230,9 +230,13 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     -- postgresql: ALTER TABLE saved ALTER COLUMN email TYPE TEXT COLLATE "C";
     """,
-    # 14 -> 15: the authors a reader follows (a JSON list of names, as they wrote them).
+    # 14 -> 15: the authors a reader follows (a JSON list of names, as they wrote them), the arXiv
+    # categories a reader narrows to or leaves out, and each paper's categories (primary first).
     """
     ALTER TABLE subscribers ADD COLUMN authors TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE subscribers ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE subscribers ADD COLUMN exclude_categories TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE papers ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
