@@ -109,6 +109,7 @@ class Baseline:
                     "pdf_url": p.pdf_url,
                     "hf_url": p.hf_url,
                     "meta": f"{p.published:%b} {p.published.day}" if p.published else "",
+                    "finding": "",  # the straightforward pipeline shows the abstract only
                     "meta_parts": [(f"{p.published:%b} {p.published.day}", False)] if p.published else [],
                     "matched": matched,
                     "likeness": "",  # the straightforward pipeline matches keywords only

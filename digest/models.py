@@ -129,6 +129,8 @@ class Paper:
     ref: int | None = field(default=None, compare=False)
     # arXiv categories, the primary first, then cross-lists ("cs.CL", "cs.LG"); () when the listing gives none.
     categories: tuple[str, ...] = field(default=(), compare=False)
+    # The abstract's sentence that says what the paper found (``selection.finding``), kept with the paper.
+    finding: str = field(default="", compare=False)
 
     def __hash__(self) -> int:
         # Consistent with equality (equal papers have equal ids and titles) and cheap: a run hashes papers

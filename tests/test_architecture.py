@@ -24,6 +24,7 @@ LAYERS = [
         "selection.semantic",
         "selection.authorship",
         "selection.categories",
+        "selection.finding",
         "selection.postings",
         "selection.hybrid",
         "selection.learner",

@@ -38,6 +38,7 @@ from digest.keywords import match_spans
 from digest.links import MANAGE, MANAGE_ARCHIVE, VIEW, VIEW_ALL, Links, beside
 from digest.models import Digest, Paper
 from digest.redact import one_line
+from digest.selection.finding import key_finding
 
 ABSTRACT_LIMIT = 600
 TITLE_LIMIT = 300
@@ -241,6 +242,7 @@ def _shown(p: Paper) -> dict[str, Any]:
         "url": _safe_url(p.page_url),
         "pdf_url": _safe_url(p.pdf_url),
         "hf_url": _safe_url(p.hf_url),
+        "finding": p.finding or key_finding(p.abstract),  # a paper stored before findings were kept
     }
 
 

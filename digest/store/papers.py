@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from digest.models import Paper, Validators, arxiv_id_from
+from digest.selection.finding import key_finding
 from digest.store.dialect import Connection
 from digest.store.sql import chunks, iso, marks
 
@@ -30,6 +31,7 @@ def paper_of(row: Any) -> Paper:
         source=row["source"],
         ref=row["pid"],
         categories=tuple(json.loads(row["categories"])),
+        finding=row["finding"],
     )
 
 
@@ -92,7 +94,8 @@ class Papers:
     def _insert(tx: Connection, p: Paper, stamp: str) -> None:
         tx.execute(
             "INSERT INTO papers (arxiv_id, title_key, title, abstract, authors, org, author_count, published,"
-            " upvotes, url, source, first_seen, last_seen, categories) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " upvotes, url, source, first_seen, last_seen, categories, finding)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 p.arxiv_id,
                 p.title_key,
@@ -108,6 +111,7 @@ class Papers:
                 stamp,
                 stamp,
                 json.dumps(list(p.categories)),
+                key_finding(p.abstract),
             ),
         )
 
@@ -115,6 +119,7 @@ class Papers:
         """Fill what the stored row lacks; upvotes only grow; first_seen never changes."""
         tx.execute(
             "UPDATE papers SET arxiv_id = COALESCE(arxiv_id, ?),"
+            " finding = CASE WHEN length(?) > length(abstract) THEN ? ELSE finding END,"
             " abstract = CASE WHEN length(?) > length(abstract) THEN ? ELSE abstract END,"
             " authors = CASE WHEN authors = '[]' THEN ? ELSE authors END,"
             " org = COALESCE(org, ?), author_count = COALESCE(author_count, ?),"
@@ -124,6 +129,8 @@ class Papers:
             " last_seen = ? WHERE pid = ?",
             (
                 p.arxiv_id,
+                p.abstract,
+                key_finding(p.abstract),
                 p.abstract,
                 p.abstract,
                 json.dumps(list(p.authors)),

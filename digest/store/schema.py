@@ -231,12 +231,14 @@ MIGRATIONS: list[str] = [
     -- postgresql: ALTER TABLE saved ALTER COLUMN email TYPE TEXT COLLATE "C";
     """,
     # 14 -> 15: the authors a reader follows (a JSON list of names, as they wrote them), the arXiv
-    # categories a reader narrows to or leaves out, and each paper's categories (primary first).
+    # categories a reader narrows to or leaves out, each paper's categories (primary first), and the
+    # sentence of its abstract that says what it found (``selection.finding``, picked when it is stored).
     """
     ALTER TABLE subscribers ADD COLUMN authors TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE subscribers ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE subscribers ADD COLUMN exclude_categories TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE papers ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE papers ADD COLUMN finding TEXT NOT NULL DEFAULT '';
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

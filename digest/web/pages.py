@@ -56,6 +56,7 @@ def shown_paper(paper: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()
     return {
         "url": entry["url"],
         "meta_html": html(entry["meta_parts"]),
+        "finding": entry["finding"],
         "title_html": html(entry["title_parts"]),
         "abstract_html": html(entry["abstract_parts"]),
     }
