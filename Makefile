@@ -75,6 +75,7 @@ bench: install-dev
 	cd bench && ../$(BIN)/python phases.py --sizes 20000 --declared
 	cd bench && ../$(BIN)/python phases.py --sizes 20000 --hybrid
 	cd bench && ../$(BIN)/python relevance.py --minilm --wordllama
+	cd bench && ../$(BIN)/python findings.py
 	cd bench && ../$(BIN)/python run_day.py
 	cd bench && ../$(BIN)/python fsync.py
 	cd bench && ../$(BIN)/python dkim_signing.py
