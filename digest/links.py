@@ -108,7 +108,7 @@ class Links:
         return self._url(FEEDBACK.split("/{number}")[0], Purpose.FEEDBACK, email, day)
 
     def feed(self, email: str, epoch: int) -> str:
-        """The reader's Atom feed; ``epoch`` counts their resets (``readers.feed_epoch``): a reset makes a
+        """The reader's Atom feed; ``epoch`` counts their resets (``library.feed_epoch``): a reset makes a
         new URL and the old one answers 410."""
         return self.base_url + FEED.format(token=self.signer.make(Purpose.FEED, email, nonce=str(epoch)))
 

@@ -133,7 +133,7 @@ def web_pages(browser: str, tmp: Path) -> None:
     now = datetime.now(UTC)
     with Store.open(tmp / "web.sqlite3") as store:
         (sent,) = store.outbox.sent_digests("ada@example.org")
-        store.readers.save("ada@example.org", sent.refs[0], now)
+        store.library.save("ada@example.org", sent.refs[0], now)
         store.readers.pause("ada@example.org", (now + timedelta(days=10)).date(), now)
     server = subprocess.Popen([digest_cmd, "serve", "--port", str(port), "--config", str(cfg)], env=env)
     try:

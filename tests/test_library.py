@@ -447,10 +447,10 @@ def test_save_a_paper_download_it_and_import_a_zotero_export(tmp_path: Path) -> 
     ]
     assert ada["keywords"] == ["model"] and ada["active"]  # nothing else of the profile changed
     with Store.open(load_settings(cfg).database) as store:  # erasing her erases what she saved too
-        store.readers.save("ada@example.org", int(ref.group(1)), datetime.now(UTC))
-        assert store.readers.saved("ada@example.org")
+        store.library.save("ada@example.org", int(ref.group(1)), datetime.now(UTC))
+        assert store.library.saved("ada@example.org")
         store.readers.forget("ada@example.org", datetime.now(UTC))
-        assert store.readers.saved("ada@example.org") == []
+        assert store.library.saved("ada@example.org") == []
 
 
 def test_subscribe_takes_seed_papers_from_a_zotero_export(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from digest.errors import StoreError
 from digest.store.dialect import Connection, dialect_of
 from digest.store.health import Health
+from digest.store.library import Library
 from digest.store.outbox import Outbox
 from digest.store.papers import Papers
 from digest.store.readers import Readers
@@ -78,6 +79,7 @@ class Store:
         self.read_only = conn.read_only
         self.papers = Papers(conn)
         self.readers = Readers(conn)
+        self.library = Library(conn)
         self.outbox = Outbox(conn)
         self.runs = Runs(conn)
         self.health = Health(conn)

@@ -78,7 +78,7 @@ class Version(NamedTuple):
 def version_of(web: Web, key: str) -> Version | None:
     """The reader's ``Version``, None if they have no digest here (any more)."""
     with web.stores.get() as store:
-        state = store.readers.feed_state(key)
+        state = store.library.feed_state(key)
         newest = store.outbox.feed_version(key) if state else None
     if state is None:
         return None
@@ -132,7 +132,7 @@ def feed_routes(web: Web) -> list[Route]:
 
     def reset_now(key: str) -> None:
         with web.stores.get() as store:
-            store.readers.reset_feed(key, datetime.now(UTC))
+            store.library.reset_feed(key, datetime.now(UTC))
 
     async def reset(request: Request) -> Response:
         found = web.bearer(Purpose.MANAGE, request.path_params["token"])

@@ -56,7 +56,7 @@ def papers_routes(web: Web) -> list[Route]:
 
     def unsave_now(key: str, ref: int) -> None:
         with web.stores.get() as store:
-            store.readers.save(key, ref, datetime.now(UTC), keep=False)
+            store.library.save(key, ref, datetime.now(UTC), keep=False)
 
     async def unsave(request: Request) -> Response:
         key = reader(request)
@@ -77,7 +77,7 @@ def papers_routes(web: Web) -> list[Route]:
             if key is None:
                 return web.invalid(request)
             with web.stores.get() as store:
-                papers = [paper for paper, _ in store.readers.saved(key)]
+                papers = [paper for paper, _ in store.library.saved(key)]
             return Response(
                 writer(papers),
                 media_type=media_type,

@@ -113,12 +113,12 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
     def saved_of(key: str) -> list[dict[str, Any]]:
         """The reader's saved papers, for the manage page to list, link and take out."""
         with web.stores.get() as store:
-            return [{"ref": p.ref, "title": p.title, "url": p.page_url} for p, _ in store.readers.saved(key)]
+            return [{"ref": p.ref, "title": p.title, "url": p.page_url} for p, _ in store.library.saved(key)]
 
     def feed_of(key: str) -> str | None:
         """The reader's feed URL, absolute where there is a base_url (to paste into a feed reader)."""
         with web.stores.get() as store:
-            epoch = store.readers.feed_epoch(key)
+            epoch = store.library.feed_epoch(key)
         if epoch is None:
             return None
         return (web.services.links or web.links).feed(key, epoch)
@@ -252,8 +252,8 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             if subscriber is None:
                 return None
             sent = store.outbox.history(key)
-            times, ratings = store.readers.times(key), store.readers.ratings(key)
-            saved = [{"id": p.key, "title": p.title, "saved_at": at} for p, at in store.readers.saved(key)]
+            times, ratings = store.library.times(key), store.library.ratings(key)
+            saved = [{"id": p.key, "title": p.title, "saved_at": at} for p, at in store.library.saved(key)]
         sent_json = [
             {"id": r.key, "title": r.title, "sent_at": r.sent_at, "message_id": r.message_id} for r in sent
         ]

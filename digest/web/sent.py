@@ -105,7 +105,7 @@ def sent_digest_routes(web: Web) -> list[Route]:
         assert paper.ref is not None
         with web.stores.get() as store:
             if kind == "save":
-                store.readers.save(key, paper.ref, datetime.now(UTC))
+                store.library.save(key, paper.ref, datetime.now(UTC))
             else:
                 store.readers.set_feedback(key, paper.ref, kind, datetime.now(UTC))
 
