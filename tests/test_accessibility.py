@@ -103,6 +103,7 @@ def reader_pages(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             base,
             {
                 "sign-up": "/",
+                "sample digest": "/sample",
                 "lost link": "/lost",
                 "confirm": link.group(1),
                 "manage (paused, saved paper)": manage,
