@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +28,8 @@ from typing import Any, ClassVar
 
 from digest.errors import StoreError
 from digest.redact import redact_text, redact_url
+
+WAL_TRIES = 200  # asks for the switch to WAL while other processes hold the lock it needs (10 s in all)
 
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|\?")
 
@@ -237,8 +240,22 @@ class Dialect:
         if conn.read_only:
             return
         if conn.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._wal(conn)
         conn.execute(f"PRAGMA synchronous = {'NORMAL' if sync == 'NORMAL' else 'FULL'}")
+
+    @staticmethod
+    def _wal(conn: Connection, tries: int = WAL_TRIES) -> None:
+        """Switch the database to WAL. Processes that open a new database at once (a server's workers)
+        each ask for the exclusive lock that takes; SQLite answers one of them "locked" at once instead of
+        waiting (waiting could deadlock), so it asks again, ``tries`` times 50 ms apart at most."""
+        for attempt in range(tries):
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except StoreError as exc:
+                if "locked" not in exc.message or attempt == tries - 1:
+                    raise
+                time.sleep(0.05)
 
     def scratch_copy(self, conn: Connection, where: str) -> Connection:
         """A copy the real database never sees: in memory, whole."""
