@@ -135,13 +135,10 @@ def feed_routes(web: Web) -> list[Route]:
             store.library.reset_feed(key, datetime.now(UTC))
 
     async def reset(request: Request) -> Response:
-        found = web.bearer(Purpose.MANAGE, request.path_params["token"])
-        if found is None:
-            return web.invalid(request)
-        refused = web.csrf_refused(request, await web.form(request))
-        if refused:
-            return refused
-        await run_in_threadpool(reset_now, found.key)
+        posted = await web.acting_post(request, Purpose.MANAGE)
+        if isinstance(posted, Response):
+            return posted
+        await run_in_threadpool(reset_now, posted[0])
         back = links.MANAGE.format(token=request.path_params["token"])
         return RedirectResponse(f"{back}#feed", status_code=303)
 

@@ -104,25 +104,22 @@ def leave_routes(web: Web, batcher: UnsubscribeBatcher) -> list[Route]:
     async def resubscribe(request: Request) -> Response:
         """``/resubscribe`` and ``/weekly`` under an unsubscribe link: the digest on again (weekly, for the
         second), the profile as it was. CSRF-checked: only the page's own buttons send them."""
-        found = web.bearer(Purpose.UNSUBSCRIBE, request.path_params["token"])
-        if found is None:
-            return web.invalid(request)
-        form = await web.form(request)
-        refused = web.csrf_refused(request, form)
-        if refused:
-            return refused
+        posted = await web.acting_post(request, Purpose.UNSUBSCRIBE)
+        if isinstance(posted, Response):
+            return posted
+        key = posted[0]
         weekly = request.url.path.endswith("/weekly")
-        if weekly and found.key in web.declared:
+        if weekly and key in web.declared:
             return web.pages.page(request, 400, "Not here", sentence(CONFIG_OWNED))
-        sub = await run_in_threadpool(come_back, found.key, WEEKLY if weekly else None)
+        sub = await run_in_threadpool(come_back, key, WEEKLY if weekly else None)
         if sub is None:
-            return web.no_subscription(request, found.key)
+            return web.no_subscription(request, key)
         return web.pages.page(
             request,
             200,
             "Your digest is on" if not weekly else "Your digest comes weekly",
-            f"{shown(found.key)} gets {reader_when(sub, default_when).describe()}, on the same topics.",
-            link=web.links.manage(found.key),
+            f"{shown(key)} gets {reader_when(sub, default_when).describe()}, on the same topics.",
+            link=web.links.manage(key),
             link_text="Change your topics and schedule on your page",
         )
 

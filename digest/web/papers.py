@@ -12,7 +12,6 @@ profile here (the import answers so).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -29,9 +28,7 @@ from digest.models import Paper
 from digest.profiles import SEEDS_MAX
 from digest.references import FILE_MAX, Recognised, read_references, to_bibtex, to_ris
 from digest.tokens import Purpose
-from digest.web.state import CONFIG_OWNED, Web, sentence
-
-_REF = re.compile(r"[0-9]{1,18}")
+from digest.web.state import CONFIG_OWNED, Web, ref_of, sentence
 
 
 def merged_seeds(have: tuple[str, ...], found: list[str]) -> tuple[tuple[str, ...], int]:
@@ -47,10 +44,6 @@ def merged_seeds(have: tuple[str, ...], found: list[str]) -> tuple[tuple[str, ..
 
 
 def papers_routes(web: Web) -> list[Route]:
-    def reader(request: Request) -> str | None:
-        found = web.bearer(Purpose.MANAGE, request.path_params["token"])
-        return found.key if found is not None else None
-
     def page_of(request: Request) -> str:
         return links.MANAGE.format(token=request.path_params["token"])
 
@@ -59,21 +52,19 @@ def papers_routes(web: Web) -> list[Route]:
             store.library.save(key, ref, datetime.now(UTC), keep=False)
 
     async def unsave(request: Request) -> Response:
-        key = reader(request)
-        if key is None:
-            return web.invalid(request)
-        form = await web.form(request)
-        refused = web.csrf_refused(request, form)
-        if refused:
-            return refused
-        if not _REF.fullmatch(form.get("ref", "")):
+        posted = await web.acting_post(request, Purpose.MANAGE)
+        if isinstance(posted, Response):
+            return posted
+        key, form = posted
+        ref = ref_of(form)
+        if ref is None:
             return PlainTextResponse("ref must be a paper's number", status_code=400)
-        await run_in_threadpool(unsave_now, key, int(form["ref"]))
+        await run_in_threadpool(unsave_now, key, ref)
         return RedirectResponse(f"{page_of(request)}#saved", status_code=303)
 
     def exporter(writer: Callable[[list[Paper]], str], media_type: str, filename: str) -> Callable[..., Any]:
         async def export(request: Request) -> Response:
-            key = reader(request)
+            key = web.key_of(request, Purpose.MANAGE)
             if key is None:
                 return web.invalid(request)
             with web.stores.get() as store:
@@ -115,7 +106,7 @@ def papers_routes(web: Web) -> list[Route]:
         return {"link": page_of(request), "link_text": "Back to your page"}
 
     async def import_file(request: Request) -> Response:
-        key = reader(request)
+        key = web.key_of(request, Purpose.MANAGE)
         if key is None:
             return web.invalid(request)
         read = await read_upload(request)

@@ -19,7 +19,6 @@ a worker thread.
 
 from __future__ import annotations
 
-import re
 import secrets
 import zoneinfo
 from dataclasses import replace
@@ -38,17 +37,16 @@ from digest.errors import ProfileError
 from digest.identity import shown
 from digest.models import Profile, Subscriber
 from digest.profiles import profile_from_form
-from digest.run.planning import reader_when
+from digest.run.planning import paused_until, reader_when
 from digest.selection.index import PaperIndex
 from digest.subscriptions import preview_digest, unknown_seeds
 from digest.tokens import Purpose
 from digest.web.forms import Pause, Preview, form_error, profile_form
 from digest.web.pages import CSRF_COOKIE, shown_paper
-from digest.web.state import CONFIG_OWNED, Web
+from digest.web.state import CONFIG_OWNED, Web, ref_of
 from digest.web.stores import PoolCache
 
 ZONES = sorted(zoneinfo.available_timezones())  # the manage page's time zone suggestions
-_REF = re.compile(r"[0-9]{1,18}")  # a paper's ref as the manage page's undo buttons send it
 
 
 def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
@@ -56,19 +54,6 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
     default_when = settings.default_when()
 
     # -- manage ----------------------------------------------------------------------------------------
-
-    def manage_key(request: Request) -> str | None:
-        """The mailbox a manage link was made for, or None for a forged, altered or foreign one."""
-        found = web.bearer(Purpose.MANAGE, request.path_params["token"])
-        return found.key if found is not None else None
-
-    async def manage_post(request: Request) -> tuple[str, dict[str, str]] | Response:
-        """(key, form) of a POST to a manage link that carries its CSRF token; else the page to answer."""
-        key = manage_key(request)
-        if key is None:
-            return web.invalid(request)
-        form = await web.form(request)
-        return web.csrf_refused(request, form) or (key, form)
 
     def preview_html(subscriber: Subscriber, pool: PaperIndex) -> Preview:
         with web.stores.get() as store:
@@ -137,13 +122,13 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         return await manage(request, None)
 
     async def manage_save(request: Request) -> Response:
-        posted = await manage_post(request)
+        posted = await web.acting_post(request, Purpose.MANAGE)
         if isinstance(posted, Response):
             return posted
         return await manage(request, posted)
 
     async def manage(request: Request, posted: tuple[str, dict[str, str]] | None) -> Response:
-        key = posted[0] if posted else manage_key(request)
+        key = posted[0] if posted else web.key_of(request, Purpose.MANAGE)
         if key is None:
             return web.invalid(request)
         preview_only = request.url.path.endswith("/preview")
@@ -211,9 +196,9 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             )
         if not sub.active:
             return f"Your digest is stopped: nothing goes to {sub.email} until you resume it."
-        if sub.paused_on(datetime.now(reader_when(sub, default_when).zone).date()):
-            assert sub.paused_until is not None
-            return f"Your digest is paused until {sub.paused_until:%A %d %B %Y}; it comes again from then."
+        until = paused_until(sub, datetime.now(UTC), default_when)  # as a run decides it
+        if until is not None:
+            return f"Your digest is paused until {until:%A %d %B %Y}; it comes again from then."
         return ""
 
     def resume_now(key: str) -> None:
@@ -221,7 +206,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             store.readers.resume(key, datetime.now(UTC))
 
     async def resume(request: Request) -> Response:
-        posted = await manage_post(request)
+        posted = await web.acting_post(request, Purpose.MANAGE)
         if isinstance(posted, Response):
             return posted
         await run_in_threadpool(resume_now, posted[0])
@@ -232,13 +217,14 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             store.readers.set_feedback(key, ref, None, datetime.now(UTC))
 
     async def undo(request: Request) -> Response:
-        posted = await manage_post(request)
+        posted = await web.acting_post(request, Purpose.MANAGE)
         if isinstance(posted, Response):
             return posted
         key, form = posted
-        if not _REF.fullmatch(form.get("ref", "")):
+        ref = ref_of(form)
+        if ref is None:
             return PlainTextResponse("ref must be a paper's number", status_code=400)
-        await run_in_threadpool(undo_feedback, key, int(form["ref"]))
+        await run_in_threadpool(undo_feedback, key, ref)
         return RedirectResponse(request.url.path.removesuffix("/feedback"), status_code=303)
 
     # -- data and deletion -----------------------------------------------------------------------------
@@ -260,7 +246,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         return {**subscriber.to_json(), **times, "ratings": ratings, "saved": saved, "sent": sent_json}
 
     async def data(request: Request) -> Response:
-        key = manage_key(request)
+        key = web.key_of(request, Purpose.MANAGE)
         if key is None:
             return web.invalid(request)
         found = await run_in_threadpool(my_data, key)
@@ -275,7 +261,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             store.readers.forget(key, datetime.now(UTC))
 
     async def delete(request: Request) -> Response:
-        posted = await manage_post(request)
+        posted = await web.acting_post(request, Purpose.MANAGE)
         if isinstance(posted, Response):
             return posted
         key, form = posted

@@ -4,6 +4,7 @@ connections, the pages, and the few checks every acting route makes (whose link 
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +24,19 @@ from digest.wiring import Services
 
 FORM_FIELDS_MAX = 100  # fields one form may carry (the manage form has 14)
 CONFIG_OWNED = "your digest is set up in the operator's configuration: reply to a digest to change it"
+
+
+_REF = re.compile(r"[0-9]{1,18}")  # a paper's ref as the pages' buttons send it
+
+
+def ref_of(form: dict[str, str]) -> int | None:
+    """The paper ref a form's button sent (``ref``), or None when it is not one.
+
+    >>> ref_of({"ref": "42"}), ref_of({"ref": "²"}), ref_of({})
+    (42, None, None)
+    """
+    given = form.get("ref", "")
+    return int(given) if _REF.fullmatch(given) else None
 
 
 def sentence(text: str) -> str:
@@ -85,6 +99,21 @@ class Web:
                     if any(store.readers.get(v) is not None for v in variants):
                         return None
         return found
+
+    def key_of(self, request: Request, purpose: Purpose) -> str | None:
+        """The mailbox the request's ``{token}`` was made for with ``purpose``; None for a forged, altered or
+        other-purpose one."""
+        found = self.bearer(purpose, request.path_params["token"])
+        return found.key if found is not None else None
+
+    async def acting_post(self, request: Request, purpose: Purpose) -> tuple[str, dict[str, str]] | Response:
+        """(mailbox key, form) of a POST under a ``purpose`` link that carries the page's CSRF token; else
+        the page to answer (the invalid link's, or the expired form's)."""
+        key = self.key_of(request, purpose)
+        if key is None:
+            return self.invalid(request)
+        form = await self.form(request)
+        return self.csrf_refused(request, form) or (key, form)
 
     async def form(self, request: Request) -> dict[str, str]:
         """The posted form's fields (no files; ``guards.BodyLimit`` has bounded its size already)."""
