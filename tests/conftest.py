@@ -228,6 +228,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def served_config(tmp_path: Path, subscribers: list[dict[str, Any]] | None = None) -> tuple[Path, int]:
+    """A config for a web app on a free port of 127.0.0.1 (its ``base_url``), over the bundled captures,
+    with ``subscribers`` declared: (the config's path, the port)."""
+    port = free_port()
+    cfg = write_config(
+        tmp_path,
+        top={"base_url": f"http://127.0.0.1:{port}"},
+        sources=[samples_source()],
+        subscribers=subscribers or [],
+    )
+    return cfg, port
+
+
 # -- a real SMTP server ------------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_SECRET_KEY, free_port, mails_to, samples_source, write_config
+from conftest import TEST_SECRET_KEY, mails_to, served_config
 from running import cli, digest_env, web
 
 from digest.run import pipeline, planning
@@ -26,17 +26,6 @@ from digest.wiring import Services
 SIGNER = Signer([TEST_SECRET_KEY])
 GRACE = {"email": "grace@example.org", "keywords": ["reasoning"], "max_papers": 3}
 ADA_PROFILE = ["-k", "speculative decoding", "--about", "fast LLM inference", "--cadence", "weekdays"]
-
-
-def _setup(tmp_path: Path, subscribers: list[dict[str, Any]] | None = None) -> tuple[Path, int]:
-    port = free_port()
-    cfg = write_config(
-        tmp_path,
-        top={"base_url": f"http://127.0.0.1:{port}"},
-        sources=[samples_source()],
-        subscribers=subscribers or [],
-    )
-    return cfg, port
 
 
 def _readers(cfg: Path) -> dict[str, dict[str, Any]]:
@@ -64,7 +53,7 @@ def _answer(text: str, email: str) -> str:
 
 
 def test_signing_up_again_never_replaces_a_profile(tmp_path: Path) -> None:
-    cfg, port = _setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     cli("subscribe", "ada@example.org", *ADA_PROFILE, "--config", str(cfg)).check()
     before = _readers(cfg)["ada@example.org"]
     # A confirmation link asked for before she subscribed, followed after: it must not replace her profile.
@@ -101,7 +90,7 @@ def test_signing_up_again_never_replaces_a_profile(tmp_path: Path) -> None:
 
 
 def test_a_lost_link_is_mailed_to_its_owner_only(tmp_path: Path) -> None:
-    cfg, port = _setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     cli("subscribe", "ada@example.org", *ADA_PROFILE, "--config", str(cfg)).check()
     with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         assert 'href="/lost"' in client.get("/").text
@@ -125,7 +114,7 @@ def test_a_lost_link_is_mailed_to_its_owner_only(tmp_path: Path) -> None:
 
 
 def test_leaving_then_resubscribing_or_going_weekly_keeps_the_profile(tmp_path: Path) -> None:
-    cfg, port = _setup(tmp_path, subscribers=[GRACE])
+    cfg, port = served_config(tmp_path, subscribers=[GRACE])
     cli("subscribe", "ada@example.org", *ADA_PROFILE, "--config", str(cfg)).check()
     before = _readers(cfg)["ada@example.org"]
     leave = f"/u/{SIGNER.make(Purpose.UNSUBSCRIBE, 'ada@example.org')}"
@@ -164,7 +153,7 @@ def _run(cfg: Path, now: datetime, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 def test_pause_until_a_date_then_the_digest_comes_again_by_itself(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cfg, port = _setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     cli("subscribe", "ada@example.org", "-k", "reasoning", "--config", str(cfg)).check()
     today = datetime.now(UTC).date()
     until = today + timedelta(days=3)
@@ -206,7 +195,7 @@ def test_pause_until_a_date_then_the_digest_comes_again_by_itself(
 
 
 def test_the_data_download_holds_everything_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg, port = _setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         client.post("/", data={"csrf": _csrf(client), "email": "ada@example.org", "keywords": "reasoning"})
         (mail,) = mails_to(tmp_path, "ada@example.org", expect=1)
@@ -230,7 +219,7 @@ def test_the_data_download_holds_everything_kept(tmp_path: Path, monkeypatch: py
 
 
 def test_past_digests_and_all_of_a_days_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg, port = _setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     cli("subscribe", "ada@example.org", "-k", "model", "--max", "3", "--config", str(cfg)).check()
     report = json.loads(cli("run", "--json", "--config", str(cfg)).check().stdout)
     (ada,) = report["subscribers"]
@@ -309,7 +298,7 @@ def assert_valid_atom(data: bytes) -> list[Any]:
 def test_a_personal_atom_feed_with_conditional_get_and_a_reset(tmp_path: Path) -> None:
     import feedparser
 
-    cfg, port = _setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     cli("subscribe", "ada@example.org", "-k", "model", "--max", "4", "--config", str(cfg)).check()
     report = json.loads(cli("run", "--json", "--config", str(cfg)).check().stdout)
     sent_titles = {p["title"] for p in report["subscribers"][0]["papers"]}
@@ -384,7 +373,7 @@ def test_save_a_paper_download_it_and_import_a_zotero_export(tmp_path: Path) -> 
     import bibtexparser
     import rispy
 
-    cfg, port = _setup(tmp_path, subscribers=[GRACE])
+    cfg, port = served_config(tmp_path, subscribers=[GRACE])
     cli("subscribe", "ada@example.org", "-k", "model", "--max", "3", "--config", str(cfg)).check()
     cli("run", "--config", str(cfg)).check()
     (mail,) = mails_to(tmp_path, "ada@example.org")
@@ -454,7 +443,7 @@ def test_save_a_paper_download_it_and_import_a_zotero_export(tmp_path: Path) -> 
 
 
 def test_subscribe_takes_seed_papers_from_a_zotero_export(tmp_path: Path) -> None:
-    cfg, _ = _setup(tmp_path)
+    cfg, _ = served_config(tmp_path)
     done = cli(
         "subscribe",
         "ada@example.org",
@@ -480,7 +469,7 @@ def test_subscribe_takes_seed_papers_from_a_zotero_export(tmp_path: Path) -> Non
 
 
 def test_a_sample_digest_for_someone_deciding_publishes_no_acting_link(tmp_path: Path) -> None:
-    cfg, port = _setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     cli("ingest", "--config", str(cfg)).check()
     with web(cfg, port, digest_env()), httpx.Client() as client:
         signup = client.get(f"http://127.0.0.1:{port}/")

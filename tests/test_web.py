@@ -16,7 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_SECRET_KEY, free_port, mails_to, read_maildir, samples_source, write_config
+from conftest import (
+    TEST_SECRET_KEY,
+    free_port,
+    mails_to,
+    read_maildir,
+    samples_source,
+    served_config,
+    write_config,
+)
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from running import cli, digest_env, process, serve_process, web
 
@@ -143,17 +151,6 @@ def test_old_keys_still_verify_after_a_rotation_and_weak_keys_are_refused(tmp_pa
 # -- subscribing on the web: double opt-in, CSRF, rate limits, no enumeration -------------------------
 
 
-def _signup_setup(tmp_path: Path, subscribers: list[dict[str, Any]] | None = None) -> tuple[Path, int]:
-    port = free_port()
-    cfg = write_config(
-        tmp_path,
-        top={"base_url": f"http://127.0.0.1:{port}"},
-        sources=[samples_source()],
-        subscribers=subscribers or [],
-    )
-    return cfg, port
-
-
 def _csrf(client: httpx.Client) -> str:
     page = client.get("/")
     assert page.status_code == 200 and 'name="csrf"' in page.text
@@ -163,7 +160,7 @@ def _csrf(client: httpx.Client) -> str:
 
 
 def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path) -> None:
-    cfg, port = _signup_setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         token = _csrf(client)
         form = {"csrf": token, "email": "zoe@example.org", "keywords": "speculative decoding\nRAG"}
@@ -196,7 +193,7 @@ def test_subscribe_confirm_and_the_next_run_sends_those_keywords(tmp_path: Path)
 
 
 def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: Path) -> None:
-    cfg, port = _signup_setup(tmp_path, subscribers=[ADA])
+    cfg, port = served_config(tmp_path, subscribers=[ADA])
     cli("subscribers", "--config", str(cfg)).check()
     with web(cfg, port, digest_env()) as base, httpx.Client(base_url=base) as client:
         no_token = httpx.post(f"{base}/", data={"email": "x@example.org", "keywords": "RAG"})
@@ -260,7 +257,7 @@ def test_csrf_profile_errors_escaping_rate_limits_and_no_enumeration(tmp_path: P
 def test_worker_processes_and_servers_on_one_database_share_the_rate_limits(tmp_path: Path) -> None:
     """`digest serve --workers 2` and a second server on the same database count the same sign-ups, and
     the count keeps no stranger's address in the clear."""
-    cfg, port = _signup_setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     other = free_port()
     with (
         serve_process(cfg, port, digest_env(), "--workers", "2") as (first, _),
@@ -310,7 +307,7 @@ def test_a_confirmation_link_expires() -> None:
 
 
 def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
-    cfg, port = _signup_setup(tmp_path, subscribers=[GRACE])
+    cfg, port = served_config(tmp_path, subscribers=[GRACE])
     subscribe = ["subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "3"]
     assert cli(*subscribe, "--config", str(cfg)).returncode == 0
     run = cli("run", "--config", str(cfg))
@@ -381,7 +378,7 @@ def test_manage_page_previews_and_saves_a_profile(tmp_path: Path) -> None:
 
 
 def test_download_my_data_and_delete_me(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg, port = _signup_setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     subscribe = ["subscribe", "ada@example.org", "-k", "speculative decoding", "--max", "3"]
     assert cli(*subscribe, "--config", str(cfg)).returncode == 0
     assert cli("run", "--config", str(cfg)).returncode == 0
@@ -414,7 +411,7 @@ def test_download_my_data_and_delete_me(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_the_api_adds_updates_lists_and_removes_subscribers(tmp_path: Path) -> None:
-    cfg, port = _signup_setup(tmp_path)
+    cfg, port = served_config(tmp_path)
     api_token = "api-token-for-tests-0123456789abcdef"
     auth = {"Authorization": f"Bearer {api_token}"}
     with web(cfg, port, digest_env()) as base:
