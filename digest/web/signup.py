@@ -218,8 +218,10 @@ def signup_routes(web: Web, mailer: ConfirmationMailer) -> list[Route]:
         """Mail ``email`` the link to their page if they have a digest: the same outcomes as ``ask``, and the
         same for an unknown address."""
         outcome = within_limits(email)
-        if outcome != "ok" or not known(email):
-            return outcome if outcome != "ok" else "sent"
+        if outcome != "ok":
+            return outcome
+        if not known(email):
+            return "sent"  # what an address with a digest is answered
         return "sent" if mailer.submit(page_link(email, signing_up=False)) else "busy"
 
     async def mail_and_answer(request: Request, work: Callable[[], str], said: str) -> Response:
