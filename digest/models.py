@@ -2,7 +2,7 @@
 
 Papers come out of ``sources``, are kept by ``store``, picked by ``selection`` into ``Match``es, grouped
 into a ``Digest`` per subscriber by ``run.planning``, composed and sent by a channel (``run.channel``; the
-email channel renders with ``email.render``); every step adds to a ``RunReport``.
+email channel renders with ``email.render``); every step adds to a ``RunReport`` (``reports``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -20,9 +20,9 @@ from digest.identity import mailbox_key
 Where = Literal["title", "abstract"]
 # Why a paper was chosen without a keyword: like a paper the reader named or liked, or close to their words.
 Likeness = Literal["similar", "about"]
-By = Literal[
-    "author", "category"
-]  # a reason naming a followed author (as the paper writes them) or a category
+# A reason naming a followed author (as the paper writes them) or a category, or a paper added for its
+# upvotes among those in the reader's area ("trending").
+By = Literal["author", "category", "trending"]
 
 
 class Status(StrEnum):
@@ -53,11 +53,14 @@ class MessageState(StrEnum):
 
 
 DEFAULT_MAX_PAPERS = 20
+# A digest's parts, in the order an email shows them: papers by authors the reader follows, matching their
+# keywords, like their papers or description, and trending (chosen by upvotes). See ``selection.sections``.
+SECTIONS = ("authors", "keywords", "similar", "trending")
 MAX_PAPERS = 1_000  # papers per email, at most (``profiles`` checks it)
 SEARCH_TITLE = 200  # characters of a title an arXiv title search link carries
 
 _NON_WORD = re.compile(r"[\W_]+")
-_ARXIV_ID = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?![\w.])")
+_ARXIV_ID = re.compile(r"(?<![\w.])(\d{4}\.\d{4,5}|[a-z-]+(?:\.[A-Z]{2})?/\d{7})(?:v(\d+))?(?![\w.])")
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -103,6 +106,16 @@ def arxiv_id_from(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+def arxiv_version_from(text: str) -> int | None:
+    """The arXiv version a link, guid or id names, if it names one.
+
+    >>> arxiv_version_from("oai:arXiv.org:2411.04330v3"), arxiv_version_from("2411.04330")
+    (3, None)
+    """
+    m = _ARXIV_ID.search(text)
+    return int(m.group(2)) if m and m.group(2) and len(m.group(2)) < 4 else None
+
+
 @dataclass(frozen=True, slots=True)
 class Validators:
     """What a URL source's server said last time (ETag, Last-Modified), for a conditional GET."""
@@ -131,6 +144,10 @@ class Paper:
     categories: tuple[str, ...] = field(default=(), compare=False)
     # The abstract's sentence that says what the paper found (``selection.finding``), kept with the paper.
     finding: str = field(default="", compare=False)
+    # The arXiv version the listing shows (None: not given), and whether the listing announced it as a
+    # new version of a paper it listed before (arXiv's "replace"): a revision, never a new paper.
+    version: int | None = field(default=None, compare=False)
+    revision: bool = field(default=False, compare=False)
 
     def __hash__(self) -> int:
         # Consistent with equality (equal papers have equal ids and titles) and cheap: a run hashes papers
@@ -200,6 +217,20 @@ class Profile:
     # paper whose categories are not known stays in), ``exclude_categories`` drops those in one of them.
     categories: tuple[str, ...] = ()
     exclude_categories: tuple[str, ...] = ()
+    updates: bool = (
+        True  # papers they were sent and that have a new version since: "Updated since you saw it"
+    )
+    # The most papers of a section (``SECTIONS``) in one email, where the reader set one: (("keywords", 5),).
+    sections: tuple[tuple[str, int], ...] = ()
+    upvotes: float = 0.0  # how much community signal (upvotes) counts in the ranking: 0 (not at all) to 1
+
+    def cap(self, section: str) -> int | None:
+        """The most papers of ``section`` in one email, if the reader set a limit.
+
+        >>> Profile(sections=(("keywords", 5),)).cap("keywords"), Profile().cap("keywords")
+        (5, None)
+        """
+        return next((n for name, n in self.sections if name == section), None)
 
     @property
     def trending(self) -> bool:
@@ -260,6 +291,9 @@ class Subscriber:
             "timezone": p.timezone,
             "send_at": p.send_at,
             "cadence": p.cadence,
+            "updates": p.updates,
+            "sections": dict(p.sections),
+            "upvotes": p.upvotes,
             "active": self.active,
             "bouncing": self.bouncing,
             **extra,
@@ -293,6 +327,8 @@ class Reason:
             return f"by {self.keyword}"
         if self.where == "category":
             return f"in {self.keyword}"
+        if self.where == "trending":
+            return "trending in your area"
         if self.where == "similar":
             return f"similar to: {self.keyword}{shares}"
         if self.where == "about":
@@ -337,7 +373,7 @@ class Match:
     def likeness(self) -> str:
         """Why a paper came besides its keywords: by a followed author ("by Yann LeCun"), and chosen by
         meaning ("similar to: …", "close to your description"); "" when only by keywords."""
-        by = [r.text for r in self.reasons if r.where in ("author", "category")]
+        by = [r.text for r in self.reasons if r.where in ("author", "category", "trending")]
         meaning = next((r.text for r in self.reasons if r.where in ("similar", "about")), "")
         return " · ".join([*by, meaning] if meaning else by)
 
@@ -345,13 +381,15 @@ class Match:
 @dataclass(frozen=True, slots=True)
 class Digest:
     """One email's content. ``more`` counts matches cut by the cap; they stay candidates. ``rest``: the
-    store refs of the best of those, best first (its page of all matches lists them)."""
+    store refs of the best of those, best first (its page of all matches lists them). ``updates``: papers
+    the reader was sent before that have a new version since (``Paper.version``), told once per version."""
 
     subscriber: Subscriber
     matches: tuple[Match, ...]
     day: date
     more: int = 0
     rest: tuple[int, ...] = ()
+    updates: tuple[Paper, ...] = ()
 
     @property
     def papers(self) -> tuple[Paper, ...]:
@@ -366,140 +404,3 @@ class Digest:
         order = {kw: i for i, kw in enumerate(self.subscriber.profile.keywords)}
         ranked = sorted(counts, key=lambda kw: (-counts[kw], order.get(kw, len(order))))
         return ranked[:limit]
-
-
-@dataclass(frozen=True, slots=True)
-class SourceReport:
-    """One source in a run. ``skipped``: entries left out (revisions, unreadable ones); ``clamped``: papers
-    kept with a field cut or clamped; ``internal``: the failure was a bug in digest, not the source's;
-    ``shared``: a run on another host read it just now, so this run did not (PostgreSQL);
-    ``last_new``: when it last brought a new paper, this run or an earlier one ("why no email today?")."""
-
-    name: str
-    kind: str
-    papers: int = 0
-    new: int = 0
-    error: str | None = None
-    not_modified: bool = False
-    skipped: int = 0
-    clamped: int = 0
-    internal: bool = False
-    shared: bool = False
-    last_new: str | None = None  # when this source last brought a paper not seen before (ISO), any run
-
-    @property
-    def status(self) -> str:
-        """``ok``, ``not-modified`` (a URL source answered 304), ``read-by-another-run`` or ``failed``."""
-        if self.error:
-            return "failed"
-        if self.shared:
-            return "read-by-another-run"
-        return "not-modified" if self.not_modified else "ok"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "status": self.status,
-            "papers": self.papers,
-            "new": self.new,
-            "skipped": self.skipped,
-            "clamped": self.clamped,
-            "error": self.error,
-            "last_new": self.last_new,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriberReport:
-    email: str
-    status: Status
-    matches: tuple[Match, ...] = ()
-    error: str | None = None
-    message_id: str | None = None
-    note: str | None = None
-    internal: bool = False  # the failure was a bug in digest (exit 2), not the server's or the profile's
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "email": self.email,
-            "status": str(self.status),
-            "papers": [
-                {
-                    "id": m.paper.key,
-                    "title": m.paper.title,
-                    "score": round(m.score, 4),
-                    "matched": list(m.matched),
-                    "reasons": [r.text for r in m.reasons],
-                }
-                for m in self.matches
-            ],
-        }
-        if self.error:
-            out["error"] = self.error
-        if self.note:
-            out["note"] = self.note
-        if self.message_id:
-            out["message_id"] = self.message_id
-        return out
-
-
-def is_problem(r: SubscriberReport) -> bool:
-    """Something failed that a later run retries (a subscriber already known to bounce is not news)."""
-    return r.status in (Status.FAILED, Status.RETRY_LATER) or (
-        r.status == Status.BOUNCED and r.error is not None
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    """What a run did. ``subscribers`` holds the details of at most a few thousand subscribers (the
-    first ones and every problem); ``counts`` counts them all, so a run of 100,000 stays small."""
-
-    started: datetime
-    sources: tuple[SourceReport, ...] = ()
-    subscribers: tuple[SubscriberReport, ...] = ()
-    delivered_to: str = ""
-    dry_run: bool = False
-    counts: dict[str, int] | None = None  # status -> subscribers; None: count ``subscribers``
-    problems: int | None = None
-    omitted: int = 0  # subscribers counted but not in ``subscribers``
-    # Wall seconds per stage: start (this process's channel and keys checked), sync (the config's readers),
-    # ingest, deliver (plan, compose, send, record).
-    timings: dict[str, float] | None = None
-    internal_errors: int = 0  # bugs met (a source or a digest that failed unexpectedly): exit 2, not 1
-    # Seconds inside the delivery, per phase, summed over the run's processes (see ``run.delivery.PHASES``).
-    phases: dict[str, float] | None = None
-    processes: int = 1  # how many processes delivered (the run's, or its workers)
-
-    @property
-    def status_counts(self) -> dict[str, int]:
-        if self.counts is not None:
-            return self.counts
-        out: dict[str, int] = {}
-        for r in self.subscribers:
-            out[r.status] = out.get(r.status, 0) + 1
-        return out
-
-    @property
-    def ok(self) -> bool:
-        """Nothing failed that a later run must retry (a known bouncing subscriber is not a failure)."""
-        problems = self.problems if self.problems is not None else sum(map(is_problem, self.subscribers))
-        return all(s.error is None for s in self.sources) and problems == 0
-
-    @property
-    def internal(self) -> int:
-        """Unexpected failures (bugs) met in the sources and the deliveries."""
-        return self.internal_errors + sum(s.internal for s in self.sources)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sources": [s.to_json() for s in self.sources],
-            "counts": self.status_counts,
-            "subscribers": [s.to_json() for s in self.subscribers],
-            "omitted": self.omitted,
-            "timings": self.timings or {},
-            "phases": self.phases or {},
-            "processes": self.processes,
-            "internal_errors": self.internal,
-        }

@@ -28,7 +28,7 @@ from digest.authors import followable
 from digest.cadence import normalise_schedule
 from digest.errors import KeywordError, ProfileError
 from digest.keywords import compile_keyword
-from digest.models import DEFAULT_MAX_PAPERS, MAX_PAPERS, Profile
+from digest.models import DEFAULT_MAX_PAPERS, MAX_PAPERS, SECTIONS, Profile
 
 PROFILE_MAX = 100  # keywords, and exclusions, in one profile
 ABOUT_MAX = 2_000  # characters in a profile's description
@@ -48,6 +48,9 @@ _KIND = {
     "categories": "categories must be a list of arXiv categories",
     "exclude_categories": "categories must be a list of arXiv categories",
     "max_papers": f"max_papers must be a number from 1 to {MAX_PAPERS:,} (papers per email)",
+    "updates": "updates must be true or false",
+    "sections": f"sections must map a section ({', '.join(SECTIONS)}) to the most papers it shows",
+    "upvotes": "upvotes must be a number from 0 (upvotes do not count) to 1",
 }
 
 
@@ -82,6 +85,26 @@ class ProfileInput(BaseModel):
     timezone: str = ""
     send_at: str = ""
     cadence: str = ""
+    updates: bool = True
+    sections: dict[str, int] = {}
+    upvotes: float = 0.0
+
+    @field_validator("sections")
+    @classmethod
+    def _sections(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, cap in value.items():
+            if name not in SECTIONS:
+                raise ProfileProblem(f"no section {name!r}: use {', '.join(SECTIONS)}", None, "sections")
+            if not 0 <= cap <= MAX_PAPERS:
+                raise ProfileProblem(f"a section shows 0 to {MAX_PAPERS:,} papers", None, "sections")
+        return {name: value[name] for name in SECTIONS if name in value}
+
+    @field_validator("upvotes")
+    @classmethod
+    def _upvotes(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ProfileProblem(_KIND["upvotes"], None, "upvotes")
+        return float(value)
 
     @field_validator("about")
     @classmethod
@@ -158,6 +181,9 @@ class ProfileInput(BaseModel):
             authors=tuple(self.authors),
             categories=tuple(self.categories),
             exclude_categories=tuple(self.exclude_categories),
+            updates=self.updates,
+            sections=tuple(self.sections.items()),
+            upvotes=self.upvotes,
         )
 
     @classmethod
@@ -273,7 +299,28 @@ def from_form(form: Mapping[str, str]) -> dict[str, Any]:
         data["authors"] = [a.strip() for a in form.get("authors", "").splitlines() if a.strip()]
     for field in ("categories", "exclude_categories"):
         data[field] = [c for c in re.split(r"[\s,]+", form.get(field, "")) if c]
+    caps = {
+        name: _number(form[f"cap_{name}"], int) for name in SECTIONS if form.get(f"cap_{name}", "").strip()
+    }
+    if caps:
+        data["sections"] = caps
+    if form.get("upvotes", "").strip():
+        data["upvotes"] = _number(form["upvotes"], float)
+    if "has_updates" in form:  # the manage form: an unticked box sends nothing
+        data["updates"] = form.get("updates") == "yes"
     return data
+
+
+def _number(typed: str, kind: type[int] | type[float]) -> int | float | str:
+    """A form's number as ``kind``, else as typed (for the profile's check to refuse it in words).
+
+    >>> _number(" 5 ", int), _number("0.5", float), _number("five", int)
+    (5, 0.5, 'five')
+    """
+    try:
+        return kind(typed.strip()) if len(typed) < 12 else typed
+    except ValueError:
+        return typed
 
 
 def profile_from_form(form: Mapping[str, str], subscriber: str) -> ProfileInput:

@@ -29,6 +29,7 @@ from digest.models import Digest, Profile, Subscriber
 from digest.profiles import ProfileInput, profile_from_form
 from digest.run.planning import reader_when, tastes_of
 from digest.selection.index import PaperIndex
+from digest.selection.sections import arranged
 from digest.store import Store
 from digest.tokens import Purpose, Signer
 
@@ -92,10 +93,10 @@ def preview_digest(
     day = first_key(reader_when(subscriber, default), now)
     skip = store.outbox.sent_refs([subscriber.email], pool.min_ref).get(subscriber.key, set())
     taste = tastes_of([subscriber], pool, store, now).get(subscriber.key)
-    matches, total = pool.select(subscriber.profile, skip, subscriber.profile.max_papers, taste)
-    if not matches:
+    chosen = arranged(pool, subscriber.profile, skip, taste)
+    if not chosen.matches:
         return None
-    return Digest(subscriber, tuple(matches), day, more=total - len(matches))
+    return Digest(subscriber, chosen.matches, day, more=chosen.more)
 
 
 def unknown_seeds(store: Store, seeds: Sequence[str]) -> list[str]:

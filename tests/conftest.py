@@ -45,6 +45,8 @@ def toml_value(value: Any) -> str:
         return str(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -111,6 +113,7 @@ SAMPLES_REPORT = {
     "status": "ok",
     "papers": 511,
     "new": 375,
+    "revisions": 0,
     "skipped": 0,
     "clamped": 0,
     "error": None,

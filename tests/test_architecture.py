@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "digest"
 LAYERS = [
     {"errors", "redact", "plugins"},
-    {"identity", "models", "authors", "keywords", "cadence"},
+    {"identity", "models", "reports", "authors", "keywords", "cadence"},
     {
         "profiles",
         "tokens",
@@ -29,6 +29,7 @@ LAYERS = [
         "selection.hybrid",
         "selection.learner",
         "selection.index",
+        "selection.sections",
         "email.mime",
         "email.fragments",
         "email.render",

@@ -312,6 +312,7 @@ def test_only_http_links_and_no_markup_from_feeds() -> None:
     html = Renderer(sender=SENDER).render(hostile_digest(), NOW).get_body(("html",)).get_content()
     tree = lxml_html.fromstring(html)
     assert tree.xpath("//script | //img | //form | //input | //b") == []
+    assert {e.get("class") for e in tree.xpath("//strong")} <= {"found"}  # only the key finding's emphasis
     assert all(href.startswith(("https://", "http://", "mailto:")) for href in tree.xpath("//a/@href"))
     assert "{{ 7*7 }}" in html and "{% for x in y %}" in html  # template syntax shows as written
 

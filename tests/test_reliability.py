@@ -24,7 +24,8 @@ from digest.cli import main, print_summary
 from digest.email.mime import Outgoing
 from digest.email.transport import HAS_SYNCFS, MaildirTransport, MemoryTransport, SmtpTransport
 from digest.errors import TransientDeliveryError
-from digest.models import RunReport, Status
+from digest.models import Status
+from digest.reports import RunReport
 from digest.run import pipeline
 from digest.run.courier import Courier, RetryBudget
 from digest.settings import Settings, load_settings

@@ -140,10 +140,14 @@ def test_snapshot_that_is_no_listing_is_a_parse_error(body: bytes, reason: str) 
 # -- feeds -------------------------------------------------------------------------------------------
 
 
-def test_arxiv_rss_new_and_cross_are_papers_replacements_are_not() -> None:
-    papers, skipped = parse_feed((FIXTURES / "arxiv_cs_CL.rss").read_bytes(), source="arxiv")
-    assert skipped == 2
+def test_arxiv_rss_new_and_cross_are_papers_replacements_are_revisions() -> None:
+    found, skipped = parse_feed((FIXTURES / "arxiv_cs_CL.rss").read_bytes(), source="arxiv")
+    assert skipped == 0
+    papers = [p for p in found if not p.revision]
     assert [p.arxiv_id for p in papers] == ["2411.04330", "2410.11744", "2411.09999"]
+    assert [p.version for p in papers] == [1, 2, 1]
+    revised = [(p.arxiv_id, p.version) for p in found if p.revision]
+    assert revised == [("2301.00001", 3), ("2302.00002", 2)]  # replace and replace-cross, with their versions
     first = papers[0]
     assert first.title == "Scaling Laws for Precision"
     assert first.abstract.startswith("Low precision training and inference")
@@ -156,8 +160,8 @@ def test_arxiv_rss_new_and_cross_are_papers_replacements_are_not() -> None:
 
 
 def test_feed_markup_becomes_plain_text() -> None:
-    papers, _ = parse_feed((FIXTURES / "arxiv_cs_CL.rss").read_bytes(), source="arxiv")
-    hostile = papers[2]
+    found, _ = parse_feed((FIXTURES / "arxiv_cs_CL.rss").read_bytes(), source="arxiv")
+    hostile = [p for p in found if not p.revision][2]
     assert hostile.title == "Markup <script>alert(1)</script> in a Title"  # kept as text, escaped at render
     assert hostile.abstract == "An abstract with bold markup & an ampersand."
 

@@ -198,7 +198,7 @@ def test_progress_log_lines(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_tally_counts_everyone_and_keeps_details_bounded() -> None:
-    from digest.models import SubscriberReport
+    from digest.reports import SubscriberReport
     from digest.run.delivery import Tally
 
     FAILED, NOTHING_NEW = Status.FAILED, Status.NOTHING_NEW

@@ -37,6 +37,21 @@ def seeds_in_file(path: str) -> Recognised:
         raise ConfigError(f"--seeds-from {path}: {exc.message}", hint="export BibTeX, RIS or CSV") from None
 
 
+def section_caps(given: tuple[str, ...]) -> dict[str, int]:
+    """``--section NAME=N`` options as caps; ConfigError naming the one that is not of that form.
+
+    >>> section_caps(("keywords=5", "similar = 3"))
+    {'keywords': 5, 'similar': 3}
+    """
+    caps: dict[str, int] = {}
+    for item in given:
+        name, _, n = item.partition("=")
+        if not n.strip().isdigit():
+            raise ConfigError(f"--section {item}: expected NAME=N", hint="for example --section keywords=5")
+        caps[name.strip()] = int(n)
+    return caps
+
+
 @main.command()
 @config_option
 @click.argument("email")
@@ -81,6 +96,27 @@ def seeds_in_file(path: str) -> Recognised:
     default=None,
     help="A BibTeX, RIS or Zotero CSV export: its papers become seeds too (arXiv ids, else titles).",
 )
+@click.option(
+    "--section",
+    "sections",
+    multiple=True,
+    metavar="NAME=N",
+    help="At most N papers of a section per email: authors, keywords, similar or trending (repeatable);"
+    " trending=N also adds up to N of the most upvoted papers in their area.",
+)
+@click.option(
+    "--upvotes",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="How much community signal (upvotes) counts in their ranking, 0 to 1.",
+)
+@click.option(
+    "--updates/--no-updates",
+    default=True,
+    show_default=True,
+    help="Tell them of new versions of papers they were sent (an 'Updated since you saw it' part).",
+)
 @click.option("--timezone", default="", help="Their IANA time zone (default: the config's timezone).")
 @click.option("--send-at", default="", help="Their hour, HH:MM local time (default: the config's send_at).")
 @click.option(
@@ -102,6 +138,9 @@ def subscribe(
     categories: tuple[str, ...],
     exclude_categories: tuple[str, ...],
     seeds_from: str | None,
+    sections: tuple[str, ...],
+    upvotes: float,
+    updates: bool,
     timezone: str,
     send_at: str,
     cadence: str,
@@ -135,6 +174,9 @@ def subscribe(
             "authors": list(authors),
             "categories": list(categories),
             "exclude_categories": list(exclude_categories),
+            "sections": section_caps(sections),
+            "upvotes": upvotes,
+            "updates": updates,
             "timezone": timezone,
             "send_at": send_at,
             "cadence": cadence,

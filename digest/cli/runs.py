@@ -16,7 +16,8 @@ from rich.text import Text
 from digest.cli.base import REPORT_TO, config_option, handles_errors, main, plain, settings_for, utc_now
 from digest.errors import DigestError
 from digest.identity import normalise_email
-from digest.models import RunReport, SourceReport, Status, is_problem
+from digest.models import Status
+from digest.reports import RunReport, SourceReport, is_problem
 
 
 @main.command()
@@ -76,7 +77,8 @@ def print_sources(sources: tuple[SourceReport, ...], console: Console) -> None:
         if s.error:
             status = Text("failed: ", style="red") + plain(s.error)
         else:
-            extra = [f"{n} {what}" for n, what in ((s.skipped, "skipped"), (s.clamped, "cut")) if n]
+            counted = ((s.revisions, "revisions"), (s.skipped, "skipped"), (s.clamped, "cut"))
+            extra = [f"{n} {what}" for n, what in counted if n]
             status = Text(s.status.replace("-", " ") + (f" ({', '.join(extra)})" if extra else ""))
         last = s.last_new[:16].replace("T", " ") if s.last_new else "never"
         table.add_row(plain(s.name), s.kind, str(s.papers), str(s.new), last, status)

@@ -25,8 +25,9 @@ from digest.email.mime import qp
 
 SLOT = "\x00"  # never in rendered feed text: one_line() drops control characters
 # Entry fields that vary per email; everything else in an entry follows from its paper and matched keywords.
-# A likeness reason names the words a paper shares with one reader's description: shown outside the block.
-VARYING = ("number", "score", "likeness")
+# A likeness reason names the words a paper shares with one reader's description, and a section's heading
+# comes before the paper that starts it: both shown outside the block.
+VARYING = ("number", "score", "likeness", "heading")
 # Cached blocks per template, at most (~2.5 KB each for the HTML). A block is cached per paper and set of
 # matched keywords: 100,000 random profiles over the 375 seed papers meet ~30,000 such pairs, a few thousand
 # of them often; the cache keeps the recently used (two generations), so memory stays flat.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import itertools
 import logging
 import re
 import textwrap
@@ -39,6 +40,7 @@ from digest.links import MANAGE, MANAGE_ARCHIVE, VIEW, VIEW_ALL, Links, beside
 from digest.models import Digest, Paper
 from digest.redact import one_line
 from digest.selection.finding import key_finding
+from digest.selection.sections import headed
 
 ABSTRACT_LIMIT = 600
 TITLE_LIMIT = 300
@@ -155,6 +157,33 @@ def marked(text: str, keywords: list[str]) -> list[tuple[str, bool]]:
     if at < len(text):
         out.append((text[at:], False))
     return out
+
+
+def found_in(parts: list[tuple[str, bool]], sentence: str) -> list[tuple[bool, list[tuple[str, bool]]]]:
+    """``parts`` (see ``marked``) as runs, each flagged if it is ``sentence``, the key finding, where the
+    text holds it and holds more than it: what the HTML sets in bold inside the abstract.
+
+    >>> found_in([("We test. It ", False), ("works", True), (" well.", False)], "It works well.")
+    [(False, [('We test. ', False)]), (True, [('It ', False), ('works', True), (' well.', False)])]
+    >>> found_in([("Only this.", False)], "Only this.")
+    [(False, [('Only this.', False)])]
+    """
+    text = "".join(t for t, _ in parts)
+    start = text.find(sentence) if sentence else -1
+    end = start + len(sentence)
+    if start < 0 or not (text[:start].strip() or text[end:].strip()):
+        return [(False, parts)]
+    runs: list[tuple[bool, list[tuple[str, bool]]]] = []
+    at = 0
+    for t, hit in parts:
+        cuts = sorted({0, len(t), *(c - at for c in (start, end) if at < c < at + len(t))})
+        for a, b in itertools.pairwise(cuts):
+            found = start <= at + a < end
+            if not runs or runs[-1][0] != found:
+                runs.append((found, []))
+            runs[-1][1].append((t[a:b], hit))
+        at += len(t)
+    return runs
 
 
 def _safe_url(url: str | None) -> str | None:
@@ -288,7 +317,7 @@ def paper_entry(p: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()) ->
     return {
         **shown,
         "title_parts": marked(shown["title"], list(matched)),
-        "abstract_parts": marked(shown["abstract"], list(matched)),
+        "abstract_parts": found_in(marked(shown["abstract"], list(matched)), shown["finding"]),
         "meta": "".join(text for text, _ in meta),
         "meta_parts": meta,
         "matched": matched,
@@ -296,9 +325,28 @@ def paper_entry(p: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()) ->
 
 
 def _full_entry(light: dict[str, Any]) -> dict[str, Any]:
-    """A light entry (number, score, paper, matched, likeness) with everything the templates show of its paper."""
+    """A light entry (number, score, paper, matched, likeness, heading) with everything the templates
+    show of its paper."""
     full = paper_entry(light["paper"], light["matched"], light.get("by", ()))
-    return {**full, "number": light["number"], "score": light["score"], "likeness": light.get("likeness", "")}
+    return {
+        **full,
+        "number": light["number"],
+        "score": light["score"],
+        "likeness": light.get("likeness", ""),
+        "heading": light.get("heading", ""),
+    }
+
+
+def updated_entry(p: Paper) -> dict[str, Any]:
+    """What the "Updated since you saw it" part shows of a paper with a new version: its title, link,
+    version and its (new) key finding."""
+    shown = _shown(p)
+    return {
+        "title": shown["title"],
+        "url": shown["url"],
+        "version": p.version,
+        "finding": shown["finding"],
+    }
 
 
 class Renderer:
@@ -371,8 +419,9 @@ class Renderer:
                 "matched": m.matched,
                 "by": m.by,
                 "likeness": m.likeness,
+                "heading": heading,
             }
-            for number, m in enumerate(digest.matches, start=1)
+            for number, (m, heading) in enumerate(zip(digest.matches, headed(digest.matches), strict=True), 1)
         ]
         if full:
             entries = [_full_entry(e) for e in entries]
@@ -393,6 +442,7 @@ class Renderer:
             "subscriber": digest.subscriber,
             "profile": profile,
             "entries": entries,
+            "updates": [updated_entry(p) for p in digest.updates],
             "count": n,
             "more": digest.more,
             "day": digest.day,

@@ -36,13 +36,8 @@ from digest.errors import (
     ServerUnavailableError,
     TransientDeliveryError,
 )
-from digest.models import (
-    RunReport,
-    SourceReport,
-    Status,
-    SubscriberReport,
-    is_problem,
-)
+from digest.models import Status
+from digest.reports import RunReport, SourceReport, SubscriberReport, is_problem
 from digest.run.channel import Channel, Piece
 from digest.run.planning import Planned, Send, Skip, plan_batches
 from digest.selection.index import PaperIndex
@@ -260,6 +255,7 @@ class Delivery:
                     tuple(p.ref for p in c.digest.papers if p.ref is not None),
                     c.digest.more,
                     c.digest.rest,
+                    tuple((p.ref, p.version or 0) for p in c.digest.updates if p.ref is not None),
                 )
                 for _, c in fresh
             ],

@@ -40,7 +40,7 @@ from digest.errors import (
     StoreError,
     SubscriberError,
 )
-from digest.models import RunReport, SourceReport
+from digest.reports import RunReport, SourceReport
 from digest.run.delivery import Delivery, RangeContext, Tally, deliver_range
 from digest.run.planning import Planned, Send, plan
 from digest.run.sharing import Sharing, deliver_claims
@@ -71,19 +71,23 @@ def ingest(services: Services, store: Store, now: datetime) -> list[SourceReport
             new = store.papers.ingest(
                 loaded.papers, now, source=cfg.name, url=cfg.url, validators=loaded.validators
             )
+            revisions = sum(p.revision for p in loaded.papers)
             reports.append(
                 SourceReport(
                     cfg.name,
                     cfg.kind,
-                    len(loaded.papers),
+                    len(loaded.papers) - revisions,
                     new,
                     None,
                     loaded.not_modified,
                     skipped=loaded.skipped,
                     clamped=loaded.clamped,
+                    revisions=revisions,
                 )
             )
-            log.info("source %s: %d papers, %d new", cfg.name, len(loaded.papers), new)
+            log.info(
+                "source %s: %d papers, %d new, %d revisions", cfg.name, len(loaded.papers), new, revisions
+            )
         except SourceError as exc:
             log.warning("%s", exc)
             reports.append(SourceReport(cfg.name, cfg.kind, error=str(exc)))

@@ -34,10 +34,14 @@ from digest.models import Digest, MessageState, Paper, Status, Subscriber
 from digest.profiles import check_profile
 from digest.run.reader_models import learned_scores
 from digest.selection.index import PaperIndex
+from digest.selection.sections import arranged
 from digest.selection.semantic import SentenceModel, Space, Taste, TextModel
 from digest.store import DeliveryState, OutboxRow, Store
 
 BATCH = 256  # subscribers planned, begun, delivered and recorded together
+# How long a new version of a paper waits to be told of in a reader's next digest (a reader with nothing
+# new gets no digest, so their updates wait for the next one).
+UPDATES_WINDOW = timedelta(days=30)
 SEEDS_UNKNOWN = (
     "none of their seed papers is among the stored papers yet; they count once a listing brings them"
 )
@@ -261,8 +265,11 @@ def plan_batch(
     if choosing:
         sent = store.outbox.sent_refs([s.email for s, _, _ in choosing], pool.min_ref)
         tastes = tastes_of([s for s, _, _ in choosing], pool, store, now)
+        told = [s.email for s, _, _ in choosing if s.profile.updates]
+        updates = store.outbox.updates_due(told, now - UPDATES_WINDOW) if told else {}
         for sub, key, resends in choosing:
-            early[sub.key] = resends + choose(sub, key, pool, sent, resends, tastes.get(sub.key))
+            mine = updates.get(sub.key, ())
+            early[sub.key] = resends + choose(sub, key, pool, sent, resends, tastes.get(sub.key), mine)
     return [p for sub in subs for p in early[sub.key]]
 
 
@@ -296,7 +303,12 @@ def decide(
             stale.append(row.id)  # its period is over: the papers go into the reader's next digest
             continue
         matches = tuple(explain(p, sub.profile) for p in store.papers.by_refs(row.refs))
-        out.append(Send(sub, Digest(sub, matches, row.day, more=row.more, rest=row.rest), resend=row))
+        versions = dict(row.updates)
+        told = tuple(
+            replace(p, version=versions.get(p.ref or 0)) for p in store.papers.by_refs(list(versions))
+        )
+        digest = Digest(sub, matches, row.day, more=row.more, rest=row.rest, updates=told)
+        out.append(Send(sub, digest, resend=row))
         has_period = has_period or row.day == key
     if key is None:
         when = reader_when(sub, default)
@@ -324,18 +336,24 @@ def choose(
     sent: dict[str, set[int]],
     resends: list[Planned],
     taste: Taste | None,
+    updates: Sequence[Paper] = (),
 ) -> list[Planned]:
-    """Step 4: the period's digest, or nothing new."""
+    """Step 4: the period's digest (with the new versions of papers they were sent, ``updates``, that a
+    message being sent again does not tell already), or nothing new."""
     skip = set(sent.get(sub.key, set()))
     for item in resends:
         if isinstance(item, Send) and item.resend is not None:
             skip.update(item.resend.refs)
-    matches, total, rest = pool.ranked(sub.profile, skip, sub.profile.max_papers, taste)
-    if not matches:
+    chosen = arranged(pool, sub.profile, skip, taste)
+    if not chosen.matches:
         p = sub.profile
         waits = p.seeds and not (p.keywords or p.about) and not any(pool.named.get(n) for n in p.seeds)
         return [Skip(sub, Status.NOTHING_NEW, note=SEEDS_UNKNOWN if waits else None)]
-    return [Send(sub, Digest(sub, tuple(matches), key, more=total - len(matches), rest=rest))]
+    told = {
+        ref for item in resends if isinstance(item, Send) and item.resend for ref, _ in item.resend.updates
+    }
+    news = tuple(p for p in updates if p.ref not in told)
+    return [Send(sub, Digest(sub, chosen.matches, key, chosen.more, chosen.rest, news))]
 
 
 def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store, now: datetime) -> dict[str, Taste]:

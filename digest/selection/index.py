@@ -92,6 +92,9 @@ class PaperIndex:
         )
         self._rank = np.empty(n, dtype=np.int64)
         self._rank[order] = np.arange(n)
+        # Community signal per paper in [0, 1]: log upvotes over the pool's most (what ``Profile.upvotes`` weighs).
+        upvotes = np.log1p(np.array([max(p.upvotes or 0, 0) for p in self.papers], dtype=np.float32))
+        self.popularity = upvotes / max(float(upvotes.max(initial=0.0)), 1e-9)
         self._by_ref = {p.ref: i for i, p in enumerate(self.papers) if p.ref is not None}
         # The smallest store ref in the pool (0 if none): history before it cannot matter to a selection.
         self.min_ref: int = min(self._by_ref, default=0)
@@ -256,6 +259,10 @@ class PaperIndex:
         candidates = np.flatnonzero(mask)
         total = len(candidates)
         order_key = self._rank[candidates] - score[candidates].astype(np.int64) * n  # no ties: ranks differ
+        if profile.upvotes and not profile.trending:  # upvotes weighed beside the keyword score
+            top = max(int(score.max(initial=0)), 1)
+            weighed = score[candidates] / top + profile.upvotes * self.popularity[candidates]
+            order_key = np.argsort(np.lexsort((self._rank[candidates], -weighed)), kind="stable")
         left: npt.NDArray[np.intp] = candidates[:0]
         if limit is not None and limit < total and not rest:
             part = np.argpartition(order_key, limit)[:limit]
@@ -353,6 +360,8 @@ class PaperIndex:
         )
         if taste.learned is not None and blend.learned:
             combined = combined + blend.learned * taste.learned[candidates]
+        if profile.upvotes:
+            combined = combined + profile.upvotes * self.popularity[candidates]
         # Highest combined first; equal ones (rare with floats) by the usual rank.
         order = np.lexsort((self._rank[candidates], -combined))
         left: tuple[int, ...] = ()

@@ -34,7 +34,7 @@ COUNT_MAX = 10**9  # upvotes, author counts
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """What one source gave this run. ``skipped``: entries left out on purpose (revisions, unreadable
+    """What one source gave this run. ``skipped``: entries left out on purpose (unreadable
     entries); ``clamped``: papers kept with a field cut or clamped. ``validators`` are to be saved with the
     papers (URL sources)."""
 

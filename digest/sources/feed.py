@@ -2,8 +2,10 @@
 
 arXiv RSS items carry the id in ``link``/``guid`` (``oai:arXiv.org:2411.00001v2``), the authors in one
 ``dc:creator`` string, and a description of the form ``arXiv:2411.00001v2 Announce Type: new \\nAbstract: ...``.
-Announce types ``new`` and ``cross`` are new papers; ``replace`` and ``replace-cross`` are revisions of old
-ones and are skipped. Plain RSS and Atom (arXiv's API export included) work the same way without them.
+Announce types ``new`` and ``cross`` are new papers; ``replace`` and ``replace-cross`` are new versions of
+papers listed before: they come out flagged as ``revision`` (the store keeps them only as a newer version of
+a paper it has, never as a new paper). The version is read from the id (``…v2``). Plain RSS and Atom
+(arXiv's API export included) work the same way without announce types.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from digest.errors import ParseError
-from digest.models import Paper, arxiv_id_from
+from digest.models import Paper, arxiv_id_from, arxiv_version_from
 from digest.sources.listing import Listing
 
 if TYPE_CHECKING:  # feedparser and lxml are imported when a feed is parsed, not by every run that starts
     import feedparser
 
 NEW_ANNOUNCE_TYPES = frozenset({"new", "cross"})
+REVISION_ANNOUNCE_TYPES = frozenset({"replace", "replace-cross"})
 _ANNOUNCE = re.compile(r"Announce Type:\s*([\w-]+)", re.IGNORECASE)
 _ABSTRACT = re.compile(r"Abstract:\s*", re.IGNORECASE)
 _OLD_TITLE_SUFFIX = re.compile(
@@ -76,14 +79,16 @@ def _published(entry: feedparser.FeedParserDict) -> date | None:
 
 
 def _entry_to_paper(entry: feedparser.FeedParserDict, source: str) -> Paper | None:
-    """One feed entry to a Paper; None for a revision announcement or an entry with no title."""
+    """One feed entry to a Paper (flagged ``revision`` for a new version's announcement); None for an entry
+    with no title or an announce type not known."""
     detail = entry.get("summary_detail") or {}
     description = entry.get("summary", "")
     announce = entry.get("arxiv_announce_type")
     if not announce:
         m = _ANNOUNCE.search(description)
         announce = m.group(1) if m else None
-    if announce and announce.lower() not in NEW_ANNOUNCE_TYPES:
+    kind = announce.lower() if announce else "new"
+    if kind not in NEW_ANNOUNCE_TYPES and kind not in REVISION_ANNOUNCE_TYPES:
         return None
     text = plain_text(description, detail.get("type", "text/html"))
     m = _ABSTRACT.search(text)
@@ -93,6 +98,7 @@ def _entry_to_paper(entry: feedparser.FeedParserDict, source: str) -> Paper | No
         return None
     link = entry.get("link", "")
     arxiv_id = arxiv_id_from(entry.get("id", "")) or arxiv_id_from(link)
+    version = arxiv_version_from(entry.get("id", "")) or arxiv_version_from(link)
     return Paper(
         title=title,
         abstract=abstract,
@@ -102,11 +108,14 @@ def _entry_to_paper(entry: feedparser.FeedParserDict, source: str) -> Paper | No
         categories=categories_of(entry),
         url=link if link.startswith(("https://", "http://")) and not arxiv_id else None,
         source=source,
+        version=version,
+        revision=kind in REVISION_ANNOUNCE_TYPES,
     )
 
 
 def parse_feed(data: bytes, *, source: str) -> tuple[list[Paper], int]:
-    """Papers in an RSS/Atom document, and how many entries were skipped (revisions, unreadable ones).
+    """Papers in an RSS/Atom document (new versions among them flagged ``revision``), and how many entries
+    were skipped (unreadable ones, unknown announce types).
 
     Raises ParseError for an empty body, a document that is no feed (an HTML error page), or broken XML.
     """

@@ -26,5 +26,6 @@ class Listing:
 
 
 # A listing kind: the bytes of one document to its papers, and how many entries it skipped on purpose
-# (revisions, unreadable entries); a ParseError (naming the source) when the bytes are not that kind.
+# (unreadable entries; a new version comes as a paper flagged ``revision``); a ParseError (naming the
+# source) when the bytes are not that kind.
 Parser = Callable[[bytes, Listing], tuple[list[Paper], int]]

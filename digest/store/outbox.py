@@ -13,7 +13,7 @@ from digest.models import MessageState, Paper
 from digest.store.dialect import Connection
 from digest.store.papers import paper_of
 from digest.store.readers import BOUNCE_LIMIT
-from digest.store.sql import chunks, iso, values
+from digest.store.sql import chunks, iso, marks, values
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class OutboxRow:
     attempts: int
     more: int = 0  # matches left out by the cap, so a resend says the same "N more" line
     rest: tuple[int, ...] = ()  # the best of them, best first (``Digest.rest``)
+    updates: tuple[tuple[int, int], ...] = ()  # (ref, version) of the new versions it tells of
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class NewMessage:
     refs: tuple[int, ...]
     more: int = 0
     rest: tuple[int, ...] = ()
+    updates: tuple[tuple[int, int], ...] = ()  # (ref, version) of the papers' new versions it tells of
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ def _outbox_row(r: Any) -> OutboxRow:
         r["attempts"],
         r["more"],
         tuple(json.loads(r["rest"])),
+        () if r["updates"] == "[]" else tuple((int(ref), int(v)) for ref, v in json.loads(r["updates"])),
     )
 
 
@@ -107,13 +110,14 @@ class Outbox:
                             json.dumps(m.refs),
                             m.more,
                             json.dumps(m.rest),
+                            json.dumps(m.updates),
                         )
                         for m in part
                     ]
                 )
                 rows = tx.execute(
                     "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
-                    f" more, rest) {rows_sql} ON CONFLICT DO NOTHING RETURNING id, message_id",
+                    f" more, rest, updates) {rows_sql} ON CONFLICT DO NOTHING RETURNING id, message_id",
                     flat,
                 ).fetchall()
                 made.update((r["message_id"], int(r["id"])) for r in rows)
@@ -131,7 +135,8 @@ class Outbox:
         self.mark_sent_many([row_id], now)
 
     def mark_sent_many(self, row_ids: Sequence[int], now: datetime) -> None:
-        """Several accepted messages recorded in one transaction (a batch delivered to a Maildir)."""
+        """Several accepted messages recorded in one transaction (a batch delivered to a Maildir): their
+        papers as sent, and the new versions they told of as told."""
         if not row_ids:
             return
         stamp = iso(now)
@@ -139,7 +144,7 @@ class Outbox:
             for chunk in chunks(row_ids):
                 marks = ",".join("?" * len(chunk))
                 rows = tx.execute(
-                    f"SELECT id, email, papers FROM messages WHERE id IN ({marks})", chunk
+                    f"SELECT id, email, papers, updates FROM messages WHERE id IN ({marks})", chunk
                 ).fetchall()
                 tx.execute(
                     "UPDATE messages SET status = ?, sent_at = ?, updated = ?, attempts = attempts + 1"
@@ -152,6 +157,16 @@ class Outbox:
                     tx.execute(
                         f"INSERT INTO sent (email, pid, message, sent_at) {rows_sql} ON CONFLICT DO NOTHING",
                         flat,
+                    )
+                told = [
+                    (version, r["email"], ref, version)
+                    for r in rows
+                    if r["updates"] != "[]"
+                    for ref, version in json.loads(r["updates"])
+                ]
+                if told:
+                    tx.executemany(
+                        "UPDATE sent SET version = ? WHERE email = ? AND pid = ? AND version < ?", told
                     )
                 emails = [r["email"] for r in rows]
                 tx.execute(
@@ -248,6 +263,22 @@ class Outbox:
                 (min_ref, *chunk),
             ):
                 out.setdefault(email, set()).update(range(min_ref, int(floor) + 1))
+        return out
+
+    def updates_due(self, emails: Sequence[str], since: datetime) -> dict[str, list[Paper]]:
+        """Papers sent to each of ``emails`` (by key) that have a version newer than the one they were
+        sent or last told of, seen since it was sent and at or after ``since``: what their next digest's
+        "Updated since you saw it" tells. Read from the few papers revised since ``since`` (an index),
+        nothing when there are none."""
+        out: dict[str, list[Paper]] = {}
+        for chunk in chunks([mailbox_key(e) for e in emails]):
+            for r in self.conn.execute(
+                "SELECT p.*, s.email AS reader FROM papers p JOIN sent s ON s.pid = p.pid"
+                f" WHERE p.revised >= ? AND s.email IN ({marks(chunk)}) AND s.version < p.version"
+                " AND s.sent_at < p.revised ORDER BY p.revised DESC, p.pid",
+                (iso(since), *chunk),
+            ):
+                out.setdefault(r["reader"], []).append(paper_of(r))
         return out
 
     def ever_sent(self, emails: Sequence[str]) -> set[str]:

@@ -30,8 +30,9 @@ def paper_of(row: Any) -> Paper:
         url=row["url"],
         source=row["source"],
         ref=row["pid"],
-        categories=tuple(json.loads(row["categories"])),
+        categories=() if row["categories"] == "[]" else tuple(json.loads(row["categories"])),
         finding=row["finding"],
+        version=row["version"] or None,
     )
 
 
@@ -52,8 +53,9 @@ class Papers:
     ) -> int:
         """Store papers (folding duplicates into one row each) and, for a URL source, its validators.
 
-        All in one transaction: a failure stores nothing and keeps the old validators. Returns how many
-        papers were new.
+        A new version of a stored paper (``revise``) is kept as its version; one of a paper never stored
+        here is left out: nobody here was sent it. All in one transaction: a failure stores nothing and
+        keeps the old validators. Returns how many papers were new.
         """
         new = 0
         stamp = iso(now)
@@ -61,10 +63,13 @@ class Papers:
             for paper in papers:
                 pid = self._find(tx, paper)
                 if pid is None:
-                    self._insert(tx, paper, stamp)
-                    new += 1
-                else:
-                    self._merge(tx, pid, paper, stamp)
+                    if not paper.revision:
+                        self._insert(tx, paper, stamp)
+                        new += 1
+                    continue
+                self._merge(tx, pid, paper, stamp)
+                if paper.version:
+                    self._revise(tx, pid, paper, stamp)
             if source is not None and url is not None and validators is not None:
                 tx.execute(
                     "INSERT INTO fetch_state (source, url, etag, last_modified, fetched_at) VALUES (?,?,?,?,?)"
@@ -94,8 +99,8 @@ class Papers:
     def _insert(tx: Connection, p: Paper, stamp: str) -> None:
         tx.execute(
             "INSERT INTO papers (arxiv_id, title_key, title, abstract, authors, org, author_count, published,"
-            " upvotes, url, source, first_seen, last_seen, categories, finding)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " upvotes, url, source, first_seen, last_seen, categories, finding, version)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 p.arxiv_id,
                 p.title_key,
@@ -112,6 +117,7 @@ class Papers:
                 stamp,
                 json.dumps(list(p.categories)),
                 key_finding(p.abstract),
+                p.version or 0,
             ),
         )
 
@@ -143,6 +149,24 @@ class Papers:
                 stamp,
                 pid,
             ),
+        )
+
+    @staticmethod
+    def _revise(tx: Connection, pid: int, p: Paper, stamp: str) -> None:
+        """Keep a newer version of a stored paper. It is a revision readers are told of when the listing
+        announced it as one (arXiv's "replace") or the stored version was known; a paper first stored
+        without a version only learns it. A revision's abstract (and so its key finding) replaces the old."""
+        stored = int(tx.execute("SELECT version FROM papers WHERE pid = ?", (pid,)).fetchone()[0])
+        if p.version is None or p.version <= stored:
+            return
+        if not (p.revision or stored):
+            tx.execute("UPDATE papers SET version = ? WHERE pid = ?", (p.version, pid))
+            return
+        abstract = p.abstract.strip()
+        tx.execute(
+            "UPDATE papers SET version = ?, revised = ?, abstract = CASE WHEN ? = '' THEN abstract ELSE ? END,"
+            " finding = CASE WHEN ? = '' THEN finding ELSE ? END WHERE pid = ?",
+            (p.version, stamp, abstract, abstract, abstract, key_finding(abstract) if abstract else "", pid),
         )
 
     def by_refs(self, refs: Sequence[int]) -> list[Paper]:

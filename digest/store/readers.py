@@ -25,10 +25,24 @@ SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this s
 
 # A subscriber's profile columns (``_profile_row`` gives their values, then the fingerprint ``_FLOOR``
 # reads): a reader erased earlier and added again is never sent a paper from before.
-_PROFILE = (
-    "email, address, name, keywords, exclude, max_papers, about, seeds, timezone, send_at, cadence, authors,"
-    " categories, exclude_categories"
+_CHOICES = (  # what a reader chose: written together by every way a profile comes in
+    "keywords",
+    "exclude",
+    "max_papers",
+    "about",
+    "seeds",
+    "timezone",
+    "send_at",
+    "cadence",
+    "authors",
+    "categories",
+    "exclude_categories",
+    "updates",
+    "sections",
+    "upvotes",
 )
+_PROFILE = "email, address, name, " + ", ".join(_CHOICES)
+_SET_CHOICES = ", ".join(f"{c} = excluded.{c}" for c in _CHOICES)
 _PROFILE_MARKS = ",".join("?" * len(_PROFILE.split(",")))
 _FLOOR = "(SELECT coalesce(max(last_ref), 0) FROM erasures WHERE fingerprint = ?)"
 
@@ -68,6 +82,9 @@ def subscriber_of(r: Any) -> Subscriber:
             authors=_strings(r["authors"]),
             categories=_strings(r["categories"]),
             exclude_categories=_strings(r["exclude_categories"]),
+            updates=bool(r["updates"]),
+            sections=() if r["sections"] == "{}" else tuple(json.loads(r["sections"]).items()),
+            upvotes=float(r["upvotes"]),
         ),
         active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
         bouncing=r["bouncing_since"] is not None,
@@ -96,17 +113,12 @@ class Readers:
                     f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, in_config, active, created,"
                     f" updated) VALUES ({_PROFILE_MARKS},{_FLOOR},'config',1,1,?,?)"
                     " ON CONFLICT (email) DO UPDATE SET address = excluded.address, name = excluded.name,"
-                    " keywords = excluded.keywords,"
-                    " exclude = excluded.exclude, max_papers = excluded.max_papers, about = excluded.about,"
-                    " seeds = excluded.seeds, timezone = excluded.timezone, send_at = excluded.send_at,"
-                    " cadence = excluded.cadence, authors = excluded.authors, categories = excluded.categories,"
-                    " exclude_categories = excluded.exclude_categories, origin = 'config',"
-                    " in_config = 1, updated = excluded.updated",
+                    f" {_SET_CHOICES}, origin = 'config', in_config = 1, updated = excluded.updated",
                     (*self._profile_row(s), stamp, stamp),
                 )
 
     @staticmethod
-    def _profile_row(s: Subscriber) -> tuple[str | int, ...]:
+    def _profile_row(s: Subscriber) -> tuple[str | int | float, ...]:
         """The values of ``_PROFILE`` and then ``_FLOOR`` for ``s``."""
         p = s.profile
         key = s.key
@@ -125,6 +137,9 @@ class Readers:
             json.dumps(list(p.authors)),
             json.dumps(list(p.categories)),
             json.dumps(list(p.exclude_categories)),
+            int(p.updates),
+            json.dumps(dict(p.sections)),
+            p.upvotes,
             fingerprint(key),
         )
 
@@ -138,12 +153,8 @@ class Readers:
                 f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, active, created, updated)"
                 f" VALUES ({_PROFILE_MARKS},{_FLOOR},'cli',1,?,?)"
                 " ON CONFLICT (email) DO UPDATE SET name = CASE WHEN excluded.name = '' THEN subscribers.name"
-                " ELSE excluded.name END, keywords = excluded.keywords, exclude = excluded.exclude,"
-                " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
-                " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
-                " authors = excluded.authors, categories = excluded.categories,"
-                " exclude_categories = excluded.exclude_categories, active = 1,"
-                " paused_until = NULL, bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
+                f" ELSE excluded.name END, {_SET_CHOICES}, active = 1, paused_until = NULL,"
+                " bounces = 0, soft_bounces = 0, bouncing_since = NULL,"
                 " bounce_reason = NULL, updated = excluded.updated",
                 (*self._profile_row(subscriber), stamp, stamp),
             )
@@ -170,11 +181,8 @@ class Readers:
             tx.executemany(
                 f"INSERT INTO subscribers ({_PROFILE}, sent_floor, origin, active, created, updated)"
                 f" VALUES ({_PROFILE_MARKS},{_FLOOR},'cli',1,?,?)"
-                " ON CONFLICT (email) DO UPDATE SET keywords = excluded.keywords, exclude = excluded.exclude,"
-                " max_papers = excluded.max_papers, about = excluded.about, seeds = excluded.seeds,"
-                " timezone = excluded.timezone, send_at = excluded.send_at, cadence = excluded.cadence,"
-                " authors = excluded.authors, categories = excluded.categories,"
-                " exclude_categories = excluded.exclude_categories, active = 1, paused_until = NULL, updated = excluded.updated",
+                f" ON CONFLICT (email) DO UPDATE SET {_SET_CHOICES}, active = 1, paused_until = NULL,"
+                " updated = excluded.updated",
                 rows,
             )
         return len(rows)

@@ -240,6 +240,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE papers ADD COLUMN categories TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE papers ADD COLUMN finding TEXT NOT NULL DEFAULT '';
     """,
+    # 15 -> 16: new versions. Each paper's newest arXiv version seen (0: not known) and when a version
+    # newer than one a reader may have been sent was first seen (``revised``); for each paper sent, the
+    # version the reader was last told of (0: the one they were sent); the updates a digest tells of
+    # ([ref, version] pairs, so a resend tells the same); and a reader's choices: updates on or off, a cap
+    # per section of their digest (a JSON object), how much upvotes count in their ranking.
+    """
+    ALTER TABLE papers ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE papers ADD COLUMN revised TEXT;
+    CREATE INDEX papers_revised ON papers (revised) WHERE revised IS NOT NULL;
+    ALTER TABLE sent ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN updates TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE subscribers ADD COLUMN updates INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE subscribers ADD COLUMN sections TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE subscribers ADD COLUMN upvotes REAL NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 REKEY_STEP = 11  # the migration after which ``rekey_addresses`` runs, in the same transaction

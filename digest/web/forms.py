@@ -31,7 +31,15 @@ LABELS = {  # a form's field names and the labels the reader sees
     "send_at": "At (your local time)",
     "timezone": "Time zone",
     "paused_until": "Pause until",
+    "sections": "Most papers of each kind",
+    "upvotes": "How much upvotes count",
 }
+UPVOTES = (
+    ("0.0", "Not at all"),
+    ("0.25", "A little"),
+    ("0.5", "Some"),
+    ("1.0", "A lot"),
+)  # the form's choices
 PLAIN = {  # a rule's message for an operator -> the same for a reader
     "max_papers must be a number from 1 to 1,000 (papers per email)": "give a number from 1 to 1,000",
     "give at least one keyword, a description or a seed paper, or choose the trending digest": (
@@ -122,4 +130,7 @@ def profile_form(subscriber: Subscriber) -> dict[str, str]:
         "timezone": p.timezone,
         "send_at": p.send_at,
         "cadence": p.cadence,
+        "updates": "yes" if p.updates else "",
+        "upvotes": str(float(p.upvotes)),
+        **{f"cap_{name}": str(cap) for name, cap in p.sections},
     }

@@ -53,12 +53,18 @@ def shown_paper(paper: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()
             Markup("<mark>%s</mark>") % text if hit else escape(text) for text, hit in parts
         )
 
+    def abstract(runs: list[tuple[bool, list[tuple[str, bool]]]]) -> Markup:
+        return Markup("").join(
+            Markup('<strong class="found">%s</strong>') % html(run) if found else html(run)
+            for found, run in runs
+        )
+
     return {
         "url": entry["url"],
         "meta_html": html(entry["meta_parts"]),
         "finding": entry["finding"],
         "title_html": html(entry["title_parts"]),
-        "abstract_html": html(entry["abstract_parts"]),
+        "abstract_html": abstract(entry["abstract_parts"]),
     }
 
 

@@ -39,9 +39,10 @@ from digest.models import Profile, Subscriber
 from digest.profiles import profile_from_form
 from digest.run.planning import paused_until, reader_when
 from digest.selection.index import PaperIndex
+from digest.selection.sections import TITLES, headed
 from digest.subscriptions import preview_digest, unknown_seeds
 from digest.tokens import Purpose
-from digest.web.forms import Pause, Preview, form_error, profile_form
+from digest.web.forms import UPVOTES, Pause, Preview, form_error, profile_form
 from digest.web.pages import CSRF_COOKIE, shown_paper
 from digest.web.state import CONFIG_OWNED, Web, ref_of
 from digest.web.stores import PoolCache
@@ -58,14 +59,17 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
     def preview_html(subscriber: Subscriber, pool: PaperIndex) -> Preview:
         with web.stores.get() as store:
             digest = preview_digest(store, subscriber, datetime.now(UTC), pool, default_when)
-        entries = [
-            {**shown_paper(m.paper, m.matched, m.by), "reasons": [r.text for r in m.reasons], "sent": False}
-            for m in (digest.matches if digest else ())
-        ]
+        matches = digest.matches if digest else ()
+        sections: list[tuple[str, list[dict[str, Any]]]] = []
+        for m, heading in zip(matches, headed(matches), strict=True):
+            if heading or not sections:
+                sections.append((heading, []))
+            shown = shown_paper(m.paper, m.matched, m.by)
+            sections[-1][1].append({**shown, "reasons": [r.text for r in m.reasons], "sent": False})
         html = web.pages.env.get_template("preview.html").render(
-            entries=entries, more=digest.more if digest else 0
+            sections=sections, count=len(matches), more=digest.more if digest else 0
         )
-        return Preview(html, len(entries))
+        return Preview(html, len(matches))
 
     def save_profile(subscriber: Subscriber, pause: Pause) -> tuple[Subscriber, list[str]]:
         """Store the reader's profile and pause as the form says: the subscriber as stored, and the seeds
@@ -185,6 +189,8 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             + [(c, cadence_label(c)) for c in CADENCES],
             zones=ZONES,
             default_zone=settings.timezone,
+            sections=list(TITLES.items()),
+            upvote_choices=UPVOTES,
         )
         return web.with_csrf_cookie(response, csrf)
 
