@@ -148,6 +148,17 @@ class Paper:
     # new version of a paper it listed before (arXiv's "replace"): a revision, never a new paper.
     version: int | None = field(default=None, compare=False)
     revision: bool = field(default=False, compare=False)
+    # One-sentence TL;DRs by a language model, where the operator set one up: (language key, text) pairs.
+    tldrs: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def tldr(self, language: str) -> str:
+        """The TL;DR in ``language`` (compared without case), or "".
+
+        >>> Paper("T", "A", tldrs=(("german", "Kurz."),)).tldr("German")
+        'Kurz.'
+        """
+        key = language.casefold()
+        return next((text for lang, text in self.tldrs if lang == key), "")
 
     def __hash__(self) -> int:
         # Consistent with equality (equal papers have equal ids and titles) and cheap: a run hashes papers
@@ -223,6 +234,7 @@ class Profile:
     # The most papers of a section (``SECTIONS``) in one email, where the reader set one: (("keywords", 5),).
     sections: tuple[tuple[str, int], ...] = ()
     upvotes: float = 0.0  # how much community signal (upvotes) counts in the ranking: 0 (not at all) to 1
+    language: str = ""  # the language of their TL;DRs ("German"); "": the operator's (``[summaries]``)
 
     def cap(self, section: str) -> int | None:
         """The most papers of ``section`` in one email, if the reader set a limit.
@@ -294,6 +306,7 @@ class Subscriber:
             "updates": p.updates,
             "sections": dict(p.sections),
             "upvotes": p.upvotes,
+            "language": p.language,
             "active": self.active,
             "bouncing": self.bouncing,
             **extra,

@@ -37,6 +37,7 @@ AUTHORS_MAX = 50  # followed authors in one profile
 CATEGORIES_MAX = 50  # arXiv categories in one profile's list
 CATEGORY = re.compile(r"[a-z][a-z-]{0,15}(\.([A-Za-z-]{1,15}|\*))?")  # "cs.CL", "hep-th", "cs.*"
 SEED_MAX = 500  # characters in one seed (an arXiv id, or a title)
+LANGUAGE = re.compile(r"[^\W\d_]+(?:[ -][^\W\d_]+){0,3}")  # "German", "Brazilian Portuguese", "中文"
 NAME_MAX = 100  # characters of a reader's name
 
 # What a field of the wrong kind is told (pydantic's own words name types, not what to write).
@@ -88,6 +89,15 @@ class ProfileInput(BaseModel):
     updates: bool = True
     sections: dict[str, int] = {}
     upvotes: float = 0.0
+    language: str = ""
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value and not LANGUAGE.fullmatch(value):
+            raise ProfileProblem("a language's name, such as German or Português", None, "language")
+        return value
 
     @field_validator("sections")
     @classmethod
@@ -184,6 +194,7 @@ class ProfileInput(BaseModel):
             updates=self.updates,
             sections=tuple(self.sections.items()),
             upvotes=self.upvotes,
+            language=self.language,
         )
 
     @classmethod
@@ -306,6 +317,8 @@ def from_form(form: Mapping[str, str]) -> dict[str, Any]:
         data["sections"] = caps
     if form.get("upvotes", "").strip():
         data["upvotes"] = _number(form["upvotes"], float)
+    if "language" in form:
+        data["language"] = form["language"]
     if "has_updates" in form:  # the manage form: an unticked box sends nothing
         data["updates"] = form.get("updates") == "yes"
     return data

@@ -179,7 +179,33 @@ class SmtpConfig(_Strict):
 TABLE_SECRETS = (
     ("dkim", "private_key", "private keys", "DIGEST_DKIM__PRIVATE_KEY"),
     ("smtp", "password", "passwords", "DIGEST_SMTP__PASSWORD"),
+    ("summaries", "api_key", "API keys", "DIGEST_SUMMARIES__API_KEY"),
 )
+
+
+class SummariesConfig(_Strict):
+    """``[summaries]``: a one-sentence TL;DR of each paper from a language model the operator names, off
+    unless ``url`` is set (see ``run.summaries``): any server that speaks OpenAI's chat-completions API
+    (llama.cpp's server, Ollama, vLLM, a hosted one). Made once per paper and language and kept; bounded
+    in time; a paper without one shows its key sentence."""
+
+    url: str | None = None  # the API's base, e.g. "http://127.0.0.1:8080/v1" (POST {url}/chat/completions)
+    model: str = Field(default="default", min_length=1, max_length=200)
+    api_key: SecretStr | None = None  # only from the environment: DIGEST_SUMMARIES__API_KEY
+    language: str = Field(default="English", min_length=1, max_length=40)  # for readers who chose none
+    timeout: float = Field(default=20.0, gt=0, le=300)  # seconds per request
+    budget: float = Field(
+        default=60.0, ge=0, le=3600
+    )  # seconds a run spends on them at most, before it sends
+    per_run: int = Field(default=200, ge=1, le=10_000)  # TL;DRs asked for per run at most
+    concurrency: int = Field(default=4, ge=1, le=32)  # requests at once
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https:// (got {value!r})")
+        return value.rstrip("/") if value else value
 
 
 class ScheduleConfig(_Strict):
@@ -293,6 +319,7 @@ class Settings(BaseSettings):
     schedule: ScheduleConfig = ScheduleConfig()
     alerts: AlertsConfig = AlertsConfig()
     web: WebConfig = WebConfig()
+    summaries: SummariesConfig = SummariesConfig()
     sources: list[SourceConfig] = []
     subscribers: list[SubscriberConfig] = []
     # Where this configuration was read from; relative paths were resolved against its folder.

@@ -160,6 +160,7 @@ class Services:
             dkim=self.dkim,
             return_path=self.return_path,
             message_key=self.message_key,
+            language=s.summaries.language if s.summaries.url else None,
         )
 
     def transport(self) -> Transport:

@@ -112,6 +112,11 @@ def section_caps(given: tuple[str, ...]) -> dict[str, int]:
     help="How much community signal (upvotes) counts in their ranking, 0 to 1.",
 )
 @click.option(
+    "--language",
+    default="",
+    help="The language of their TL;DRs where [summaries] is set up, e.g. German (default: the config's).",
+)
+@click.option(
     "--updates/--no-updates",
     default=True,
     show_default=True,
@@ -140,6 +145,7 @@ def subscribe(
     seeds_from: str | None,
     sections: tuple[str, ...],
     upvotes: float,
+    language: str,
     updates: bool,
     timezone: str,
     send_at: str,
@@ -176,6 +182,7 @@ def subscribe(
             "exclude_categories": list(exclude_categories),
             "sections": section_caps(sections),
             "upvotes": upvotes,
+            "language": language,
             "updates": updates,
             "timezone": timezone,
             "send_at": send_at,

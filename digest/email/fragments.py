@@ -183,7 +183,13 @@ class SplitTemplate:
         return all(f.loose is None for f in (*self._cache.values(), *self._older.values()))
 
     def _fragment(self, entry: dict[str, Any]) -> _Fragment:
-        key = (entry["paper"], entry["matched"], entry.get("by", ()), *(entry[k] for k in self._keyed))
+        key = (
+            entry["paper"],
+            entry["matched"],
+            entry.get("by", ()),
+            entry.get("tldr", ""),
+            *(entry[k] for k in self._keyed),
+        )
         found = self._cache.get(key)
         if found is not None:
             return found

@@ -305,9 +305,11 @@ def meta_parts(p: Paper, by: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
 
 
 @functools.lru_cache(maxsize=1 << 12)
-def paper_entry(p: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()) -> dict[str, Any]:
+def paper_entry(
+    p: Paper, matched: tuple[str, ...], by: tuple[str, ...] = (), tldr: str = ""
+) -> dict[str, Any]:
     """What the templates show of one paper, highlighted for ``matched`` keywords and ``by`` its followed
-    authors (as it writes them).
+    authors (as it writes them), with its ``tldr`` in the reader's language where there is one.
 
     Cached: in a run most subscribers get the same few hundred papers with the same few keywords, so the
     cut abstract and its highlight spans are worked out once, not once per email. Read-only for callers.
@@ -321,13 +323,14 @@ def paper_entry(p: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()) ->
         "meta": "".join(text for text, _ in meta),
         "meta_parts": meta,
         "matched": matched,
+        "tldr": tldr,
     }
 
 
 def _full_entry(light: dict[str, Any]) -> dict[str, Any]:
     """A light entry (number, score, paper, matched, likeness, heading) with everything the templates
     show of its paper."""
-    full = paper_entry(light["paper"], light["matched"], light.get("by", ()))
+    full = paper_entry(light["paper"], light["matched"], light.get("by", ()), light.get("tldr", ""))
     return {
         **full,
         "number": light["number"],
@@ -362,8 +365,10 @@ class Renderer:
         dkim: DkimKey | None = None,
         return_path: Callable[[str], str] | None = None,
         message_key: str | None = None,
+        language: str | None = None,
     ) -> None:
         self.sender = sender
+        self.language = language  # TL;DRs' language for readers who chose none; None: no TL;DRs shown
         self.message_key = message_key.encode() if message_key else None  # keys the Message-IDs
         self.dkim = dkim
         self.return_path = return_path  # the envelope sender per recipient (VERP), else sender's address
@@ -411,6 +416,7 @@ class Renderer:
         """What the templates see. With ``full=False`` entries carry only their number, score, paper and
         matched keywords: the frame needs no more, and a paper block already cached needs nothing.
         ``in_browser``: for the page that shows a sent digest (no link to itself)."""
+        language = (digest.subscriber.profile.language or self.language) if self.language else None
         entries = [
             {
                 "number": number,
@@ -420,6 +426,7 @@ class Renderer:
                 "by": m.by,
                 "likeness": m.likeness,
                 "heading": heading,
+                "tldr": m.paper.tldr(language) if language and m.paper.tldrs else "",
             }
             for number, (m, heading) in enumerate(zip(digest.matches, headed(digest.matches), strict=True), 1)
         ]

@@ -44,6 +44,7 @@ from digest.reports import RunReport, SourceReport
 from digest.run.delivery import Delivery, RangeContext, Tally, deliver_range
 from digest.run.planning import Planned, Send, plan
 from digest.run.sharing import Sharing, deliver_claims
+from digest.run.summaries import summarise
 from digest.run.workers import deliver_in_workers, worker_count
 from digest.store import CHUNK, Store, owner_name
 from digest.wiring import Services
@@ -109,6 +110,14 @@ def ingest_once(services: Services, store: Store, now: datetime) -> list[SourceR
             for report in reports:
                 store.health.record_read(report.name, report.error)
             send_alerts(services, store, now)
+            summaries = services.settings.summaries
+            if summaries.url is not None:
+                try:
+                    summarise(summaries, store, now, lookback_days=services.settings.lookback_days)
+                except StoreError:
+                    raise
+                except Exception:  # optional: a bug here never stops the digests, which go out without
+                    log.exception("internal error while asking for summaries; the digests go out without")
             return reports
     log.info("the sources were read by a run on another host just now; not reading them again")
     return [SourceReport(cfg.name, cfg.kind, shared=True) for cfg in services.settings.sources]

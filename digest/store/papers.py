@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -168,6 +169,8 @@ class Papers:
             " finding = CASE WHEN ? = '' THEN finding ELSE ? END WHERE pid = ?",
             (p.version, stamp, abstract, abstract, abstract, key_finding(abstract) if abstract else "", pid),
         )
+        if abstract:  # a TL;DR of the old abstract: made again from the new one
+            tx.execute("DELETE FROM summaries WHERE pid = ?", (pid,))
 
     def by_refs(self, refs: Sequence[int]) -> list[Paper]:
         """Stored papers in the order of ``refs`` (a digest being resent)."""
@@ -176,14 +179,55 @@ class Papers:
         rows = {
             r["pid"]: r for r in self.conn.execute(f"SELECT * FROM papers WHERE pid IN ({marks(refs)})", refs)
         }
-        return [paper_of(rows[ref]) for ref in refs if ref in rows]
+        return self._with_summaries([paper_of(rows[ref]) for ref in refs if ref in rows])
 
     def recent(self, since: datetime) -> list[Paper]:
         """Papers first seen at or after ``since``, oldest first: the pool every subscriber's diff draws on."""
         rows = self.conn.execute(
             "SELECT * FROM papers WHERE first_seen >= ? ORDER BY pid", (iso(since),)
         ).fetchall()
-        return [paper_of(r) for r in rows]
+        return self._with_summaries([paper_of(r) for r in rows])
+
+    def _with_summaries(self, papers: list[Paper]) -> list[Paper]:
+        """``papers`` with their TL;DRs (``Paper.tldrs``), read from the refs up in one indexed range: none
+        at all unless the operator set up summaries."""
+        refs = [p.ref for p in papers if p.ref is not None]
+        if not refs:
+            return papers
+        found: dict[int, list[tuple[str, str]]] = {}
+        for pid, language, text in self.conn.execute(
+            "SELECT pid, language, text FROM summaries WHERE pid >= ? AND pid <= ? ORDER BY language",
+            (min(refs), max(refs)),
+        ):
+            found.setdefault(int(pid), []).append((str(language), str(text)))
+        if not found:
+            return papers
+        return [replace(p, tldrs=tuple(found[p.ref])) if p.ref in found else p for p in papers]
+
+    def unsummarised(self, since: datetime, languages: Sequence[str], limit: int) -> list[tuple[Paper, str]]:
+        """Up to ``limit`` (paper, language key) pairs without a TL;DR: the papers first seen at or after
+        ``since``, newest first, in each of ``languages`` (keys, folded)."""
+        out: list[tuple[Paper, str]] = []
+        for language in languages:
+            rows = self.conn.execute(
+                "SELECT p.* FROM papers p WHERE p.first_seen >= ? AND NOT EXISTS (SELECT 1 FROM summaries s"
+                " WHERE s.pid = p.pid AND s.language = ?) ORDER BY p.pid DESC LIMIT ?",
+                (iso(since), language, limit - len(out)),
+            ).fetchall()
+            out += [(paper_of(r), language) for r in rows]
+            if len(out) >= limit:
+                break
+        return out
+
+    def save_summaries(self, made: Iterable[tuple[int, str, str]], model: str, now: datetime) -> None:
+        """Keep TL;DRs: (ref, language key, text) each, made by ``model``."""
+        with self.conn.transaction() as tx:
+            tx.executemany(
+                "INSERT INTO summaries (pid, language, text, model, made) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (pid, language) DO UPDATE SET text = excluded.text, model = excluded.model,"
+                " made = excluded.made",
+                [(ref, language, text, model, iso(now)) for ref, language, text in made],
+            )
 
     def find(self, names: Iterable[str]) -> dict[str, Paper]:
         """Stored papers by the names a reader gives them (an arXiv id, with or without version or as a

@@ -40,6 +40,7 @@ _CHOICES = (  # what a reader chose: written together by every way a profile com
     "updates",
     "sections",
     "upvotes",
+    "language",
 )
 _PROFILE = "email, address, name, " + ", ".join(_CHOICES)
 _SET_CHOICES = ", ".join(f"{c} = excluded.{c}" for c in _CHOICES)
@@ -85,6 +86,7 @@ def subscriber_of(r: Any) -> Subscriber:
             updates=bool(r["updates"]),
             sections=() if r["sections"] == "{}" else tuple(json.loads(r["sections"]).items()),
             upvotes=float(r["upvotes"]),
+            language=r["language"],
         ),
         active=bool(r["active"]) and (r["origin"] == "cli" or bool(r["in_config"])),
         bouncing=r["bouncing_since"] is not None,
@@ -140,6 +142,7 @@ class Readers:
             int(p.updates),
             json.dumps(dict(p.sections)),
             p.upvotes,
+            p.language,
             fingerprint(key),
         )
 
@@ -200,6 +203,11 @@ class Readers:
                 [(iso(now), mailbox_key(e)) for e in emails],
             )
         return max(int(cur.rowcount), 0)
+
+    def languages(self) -> list[str]:
+        """The languages the readers who get mail chose for their TL;DRs (folded, "" for the operator's)."""
+        rows = self.conn.execute("SELECT DISTINCT language FROM subscribers WHERE active = 1").fetchall()
+        return sorted({str(r[0]).casefold() for r in rows})
 
     def all(self, *, include_inactive: bool = False) -> list[Subscriber]:
         """Subscribers in address order; by default only those who get mail."""

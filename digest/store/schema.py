@@ -255,6 +255,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE subscribers ADD COLUMN sections TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE subscribers ADD COLUMN upvotes REAL NOT NULL DEFAULT 0;
     """,
+    # 16 -> 17: one-sentence TL;DRs from the operator's language model (``run.summaries``), made once per
+    # paper and language and kept; and the language a reader wants them in ('' : the operator's).
+    """
+    ALTER TABLE subscribers ADD COLUMN language TEXT NOT NULL DEFAULT '';
+    CREATE TABLE summaries (
+        pid      INTEGER NOT NULL REFERENCES papers (pid),
+        language TEXT NOT NULL,
+        text     TEXT NOT NULL,
+        model    TEXT NOT NULL,
+        made     TEXT NOT NULL,
+        PRIMARY KEY (pid, language)
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 REKEY_STEP = 11  # the migration after which ``rekey_addresses`` runs, in the same transaction

@@ -33,6 +33,7 @@ LABELS = {  # a form's field names and the labels the reader sees
     "paused_until": "Pause until",
     "sections": "Most papers of each kind",
     "upvotes": "How much upvotes count",
+    "language": "Summaries in",
 }
 UPVOTES = (
     ("0.0", "Not at all"),
@@ -132,5 +133,6 @@ def profile_form(subscriber: Subscriber) -> dict[str, str]:
         "cadence": p.cadence,
         "updates": "yes" if p.updates else "",
         "upvotes": str(float(p.upvotes)),
+        "language": p.language,
         **{f"cap_{name}": str(cap) for name, cap in p.sections},
     }

@@ -191,6 +191,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             default_zone=settings.timezone,
             sections=list(TITLES.items()),
             upvote_choices=UPVOTES,
+            summaries=settings.summaries.language if settings.summaries.url else "",
         )
         return web.with_csrf_cookie(response, csrf)
 
