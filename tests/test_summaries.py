@@ -103,8 +103,7 @@ def _config(tmp_path: Path, model: Model | None, **summaries: Any) -> Path:
 
 def _texts(tmp_path: Path) -> dict[str, str]:
     return {
-        str(m["To"]): m.get_body(("plain",)).get_content()
-        for m in read_maildir(tmp_path / "var" / "outbox")
+        str(m["To"]): m.get_body(("plain",)).get_content() for m in read_maildir(tmp_path / "var" / "outbox")
     }
 
 
