@@ -56,7 +56,8 @@ typecheck: install-dev
 ## Times real runs at 1,000 / 10,000 / 100,000 subscribers, into a Maildir and over SMTP into Postfix's
 ## smtp-sink (Debian's postfix package, installed if missing and possible; else aiosmtpd), beside the
 ## straightforward pipeline; then how a Maildir batch is made durable, and SMTP PIPELINING behind added
-## latency; then `digest serve` under wrk (Debian's package, installed if missing), alone and beside a
+## latency; the cost of followed authors, categories, section caps, upvotes and updates at 100,000 readers
+## (signals.py); then `digest serve` under wrk (Debian's package, installed if missing), alone and beside a
 ## 100,000-subscriber run. Prints tables.
 SINK_INSTALL = test -x /usr/sbin/smtp-sink || (echo "postfix postfix/main_mailer_type select No configuration" \
 	| debconf-set-selections && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
@@ -76,6 +77,7 @@ bench: install-dev
 	cd bench && ../$(BIN)/python phases.py --sizes 20000 --hybrid
 	cd bench && ../$(BIN)/python relevance.py --minilm --wordllama
 	cd bench && ../$(BIN)/python findings.py
+	cd bench && ../$(BIN)/python signals.py
 	cd bench && ../$(BIN)/python run_day.py
 	cd bench && ../$(BIN)/python fsync.py
 	cd bench && ../$(BIN)/python dkim_signing.py

@@ -1,7 +1,8 @@
 """Renders sample digests and the web app's pages and photographs them in headless Chromium:
 ``make screenshots``.
 
-Two digests (a keyword digest and the trending digest, from the bundled seed captures), each at 390 px
+Three digests (a keyword digest, the trending digest, from the bundled seed captures, and a digest in
+sections with an update), each at 390 px
 (a phone) and 1200 px (a desktop), in light and dark colour schemes; and the pages a real ``digest serve``
 on 127.0.0.1 shows (sign-up, a sample digest, a lost link, confirm, the manage page, past digests, a day's
 matches, "save", unsubscribe) at both widths in both schemes; into docs/screenshots/. Chromium is
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from digest.email.render import Renderer
 from digest.links import Links
 from digest.models import Digest, Paper, Profile, Subscriber
 from digest.selection.index import PaperIndex
+from digest.selection.sections import arranged
+from digest.sources.feed import parse_feed
 from digest.sources.snapshot import parse_snapshot
 from digest.tokens import Signer
 
@@ -58,7 +62,30 @@ def sample_digests() -> dict[str, Digest]:
     return {
         "keywords": Digest(ada, tuple(matches), DAY, more=total - len(matches)),
         "trending": Digest(grace, tuple(trending), DAY, more=0),
+        "sections": sections_digest(papers),
     }
+
+
+def sections_digest(papers: list[Paper]) -> Digest:
+    """A digest in sections: a reader who follows an author, keywords and a description, with caps and a
+    trending paper, and a paper they were sent before told of as updated (the arXiv-shaped fixture's
+    papers beside the seed papers: the seed captures name no authors)."""
+    listing = (REPO / "tests" / "fixtures" / "arxiv_cs_CL.rss").read_bytes()
+    found, _ = parse_feed(listing, source="arxiv")
+    pool = [replace(p, ref=i) for i, p in enumerate([*(p for p in found if not p.revision), *papers], 1)]
+    index = PaperIndex(pool)
+    about = "efficient LLM inference: KV cache compression, quantization of large language models"
+    profile = Profile(
+        ("speculative decoding", "RAG"),
+        max_papers=6,
+        about=about,
+        authors=("T. Kumar",),
+        sections=(("keywords", 2), ("similar", 2), ("trending", 1)),
+    )
+    chosen = arranged(index, profile, (), index.taste(about, []))
+    updated = replace(pool[-1], version=2)
+    ada = Subscriber("ada@example.org", "Ada", profile)
+    return Digest(ada, chosen.matches, DAY, more=chosen.more, updates=(updated,))
 
 
 def chromium() -> str:

@@ -64,10 +64,23 @@ def reader_pages(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     port = free_port()
     cfg = write_config(tmp_path, top={"base_url": f"http://127.0.0.1:{port}"}, sources=[samples_source()])
     digest = ["--config", str(cfg)]
-    cli(*digest, "subscribe", "ada@example.org", "-k", "model", "--about", "reasoning", "--max", "3").check()
+    sections = ["--section", "keywords=2", "--section", "trending=1"]  # a digest in sections
+    cli(
+        *digest,
+        "subscribe",
+        "ada@example.org",
+        "-k",
+        "model",
+        "--about",
+        "reasoning",
+        "--max",
+        "4",
+        *sections,
+    ).check()
     cli(*digest, "run").check()
     (mail,) = mails_to(tmp_path, "ada@example.org")
     text = mail.get_body(("plain",)).get_content()
+    assert "Your keywords\n-------------" in text and "Trending in your area" in text
     view = re.search(r"View in a browser:\s+\S+?(/v/\S+)", text)
     more = re.search(r"(/f/\S+)/1/more", text)
     assert view and more
@@ -82,7 +95,9 @@ def reader_pages(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
                 "csrf": csrf,
                 "keywords": "model",
                 "about": "reasoning",
-                "max_papers": "3",
+                "max_papers": "4",
+                "cap_keywords": "2",
+                "cap_trending": "1",
                 "action": "save",
                 "paused": "yes",
             },

@@ -296,14 +296,19 @@ class PaperIndex:
         abstract), then the category it is in when the reader narrowed to some, read for all the chosen
         papers at once."""
         hits = [self._vectors[kw][chosen].tolist() for kw in keywords]
+        authors, categories = profile.authors, profile.categories
         return [
-            tuple(self._reason(name, "author") for name in self.authorship.written(profile.authors, pi))
+            (
+                tuple(self._reason(name, "author") for name in self.authorship.written(authors, pi))
+                if authors
+                else ()
+            )
             + tuple(
                 self._reason(kw, "title" if row[j] == SCORE[0] else "abstract")
                 for kw, row in zip(keywords, hits, strict=True)
                 if row[j]
             )
-            + self._category_reason(profile.categories, pi)
+            + (self._category_reason(categories, pi) if categories else ())
             for j, pi in enumerate(chosen.tolist())
         ]
 

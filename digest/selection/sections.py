@@ -34,6 +34,7 @@ TITLES = {
     "trending": "Trending in your area",
 }
 _TRENDING = Reason("", "trending")
+_RANK = {"author": 0, "title": 1, "abstract": 1, "similar": 2, "about": 2}  # a reason's section in SECTIONS
 
 
 def section_of(match: Match) -> str:
@@ -44,14 +45,14 @@ def section_of(match: Match) -> str:
     >>> section_of(Match(None, 1, (Reason("", "about"),))), section_of(Match(None, 1))
     ('similar', 'trending')
     """
-    wheres = {r.where for r in match.reasons}
-    if "author" in wheres:
-        return "authors"
-    if "title" in wheres or "abstract" in wheres:
-        return "keywords"
-    if "similar" in wheres or "about" in wheres:
-        return "similar"
-    return "trending"
+    best = 3
+    for r in match.reasons:
+        rank = _RANK.get(r.where, 3)
+        if rank < best:
+            if not rank:
+                return "authors"
+            best = rank
+    return SECTIONS[best]
 
 
 def capped(
@@ -68,11 +69,12 @@ def capped(
     kept: list[Match] = []
     cut: list[Match] = []
     counts = dict.fromkeys(SECTIONS, 0)
+    caps = dict(profile.sections)
     for m in taken:
         counts[section_of(m)] += 1
     for m in matches:
         section = section_of(m)
-        cap = profile.cap(section)
+        cap = caps.get(section)
         if len(kept) < limit and (cap is None or counts[section] < cap):
             kept.append(m)
             counts[section] += 1
@@ -87,6 +89,20 @@ def in_sections(matches: Sequence[Match]) -> list[Match]:
     return sorted(matches, key=lambda m: order[section_of(m)])
 
 
+def _one_kind(matches: Sequence[Match]) -> bool:
+    """Whether ``matches`` are surely of one section, read cheaply (most digests are: every email asks):
+    all matched a keyword and none has a reason of another section, or none has any reason but a
+    category (the trending digest)."""
+    wheres = {r.where for m in matches for r in m.reasons}
+    if wheres <= {"category"}:
+        return True
+    if not wheres <= {"title", "abstract", "category"}:
+        return False
+    if "category" in wheres:
+        return all(any(r.where != "category" for r in m.reasons) for m in matches)
+    return all(m.reasons for m in matches)
+
+
 def headed(matches: Sequence[Match]) -> list[str]:
     """Per match (as ``in_sections`` orders them), the heading that comes before it: its section's title
     where a section starts, "" elsewhere, and "" throughout when there is one section only.
@@ -96,10 +112,20 @@ def headed(matches: Sequence[Match]) -> list[str]:
     >>> headed([Match(None, 2), Match(None, 1)])
     ['', '']
     """
+    if _one_kind(matches):
+        return [""] * len(matches)
     names = [section_of(m) for m in matches]
     if len(set(names)) < 2:
         return [""] * len(names)
     return [TITLES[n] if i == 0 or names[i - 1] != n else "" for i, n in enumerate(names)]
+
+
+def _full(kept: Sequence[Match], profile: Profile, can: dict[str, bool]) -> bool:
+    """Whether every section ``profile``'s papers can come in is at its cap in ``kept``."""
+    counts = dict.fromkeys(SECTIONS, 0)
+    for m in kept:
+        counts[section_of(m)] += 1
+    return all(counts[s] >= (profile.cap(s) or 0) for s, possible in can.items() if possible)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +146,22 @@ def arranged(
     limit = profile.max_papers
     # Room kept for "trending in your area" where a reader with interests asked for it.
     room = 0 if profile.trending else min(profile.cap("trending") or 0, limit - 1)
+    if not (profile.sections or room):  # no cap: the ranking's best, as it gives them
+        matches, total, rest = pool.ranked(profile, skip, limit, taste)
+        one = (taste is None and not profile.authors) or _one_kind(matches)  # keywords alone, or trending
+        return Arranged(tuple(matches if one else in_sections(matches)), total - len(matches), rest)
     look = limit * LOOKAHEAD if profile.sections else limit
+    # The sections this profile's papers can come in: once each is at its cap, looking further is in vain.
+    can = {"authors": bool(profile.authors), "keywords": bool(profile.keywords), "similar": taste is not None}
+    open_ended = [s for s, possible in can.items() if possible and profile.cap(s) is None]
     while True:  # with caps, further down the ranking while the caps leave room and matches are left
         matches, total, rest = pool.ranked(profile, skip, look, taste)
         kept, cut = capped(matches, profile, limit - room)
-        if len(kept) >= limit - room or look >= min(total, LOOK_MAX):
+        if (
+            len(kept) >= limit - room
+            or look >= min(total, LOOK_MAX)
+            or (not open_ended and _full(kept, profile, can))
+        ):
             break
         look = min(look * 4, LOOK_MAX)
     if room and kept:  # only beside papers chosen for the reader: never a digest of trending papers alone
