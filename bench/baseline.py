@@ -103,7 +103,7 @@ class Baseline:
                     "title": p.title,
                     "abstract": abstract,
                     "title_parts": _parts(p.title, matched),
-                    "abstract_parts": _parts(abstract, matched),
+                    "abstract_parts": [(False, _parts(abstract, matched))],  # no finding set in bold
                     "cut": len(abstract) < len(p.abstract),
                     "url": p.page_url,
                     "pdf_url": p.pdf_url,
@@ -113,6 +113,8 @@ class Baseline:
                     "meta_parts": [(f"{p.published:%b} {p.published.day}", False)] if p.published else [],
                     "matched": matched,
                     "likeness": "",  # the straightforward pipeline matches keywords only
+                    "heading": "",  # nor sections
+                    "tldr": "",
                 }
             )
         subject = f"{len(entries)} new papers on {', '.join(sub.profile.keywords[:3])} · {day:%b} {day.day}"
@@ -121,6 +123,7 @@ class Baseline:
             "subscriber": sub,
             "profile": sub.profile,
             "entries": entries,
+            "updates": [],
             "count": len(entries),
             "more": 0,
             "day": day,
