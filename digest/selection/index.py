@@ -47,11 +47,33 @@ from digest.selection.semantic import (
 )
 
 REST_KEPT = 100  # matches a digest left out that its page of all matches lists (by ref, best first)
+LOOK_MAX = 1_000  # with section caps, how far down the ranking other sections' papers may come from
+Caps = tuple[int | None, ...]  # the most papers of each section of ``SECTIONS`` (None: no cap)
 CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
 CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper likeness (40 MB) on big days
 
 
 Vector = npt.NDArray[np.int32]
+
+
+def fill(sections: npt.NDArray[np.int8], caps: Caps, limit: int) -> tuple[list[int], list[int]]:
+    """The positions of the best ``limit`` papers (``sections``: each one's section, best first) with at
+    most each section's cap, and the positions of the others, in order.
+
+    >>> fill(np.array([1, 1, 1, 2, 1], np.int8), (None, 2, None, None), 3)
+    ([0, 1, 3], [2, 4])
+    """
+    keep: list[int] = []
+    left: list[int] = []
+    counts = [0] * len(caps)
+    for i, section in enumerate(sections.tolist()):
+        cap = caps[section]
+        if len(keep) < limit and (cap is None or counts[section] < cap):
+            keep.append(i)
+            counts[section] += 1
+        else:
+            left.append(i)
+    return keep, left
 
 
 class PaperIndex:
@@ -245,11 +267,14 @@ class PaperIndex:
         blend: Blend | None = None,
         *,
         rest: int = REST_KEPT,
+        caps: Caps | None = None,
     ) -> tuple[list[Match], int, tuple[int, ...]]:
         """As ``select``, and the store refs of up to ``rest`` of the matches ``limit`` left out, best
-        first: what a digest's page of all its matches lists."""
+        first: what a digest's page of all its matches lists. With ``caps`` (the most papers of each
+        section, by its index in ``SECTIONS``), a section at its cap gives its room to the next best papers
+        of the others (see ``fill``); those it left out lead ``rest``."""
         if taste is not None and not profile.trending:
-            return self._select_hybrid(profile, skip, limit, taste, blend or self.blend, rest)
+            return self._select_hybrid(profile, skip, limit, taste, blend or self.blend, rest, caps)
         n = len(self.papers)
         # Only the trending digest takes every paper. A profile that is not trending takes what its usable
         # keywords match: none when it has no keyword that can match, nor a taste (seed papers not known
@@ -264,7 +289,12 @@ class PaperIndex:
             weighed = score[candidates] / top + profile.upvotes * self.popularity[candidates]
             order_key = np.argsort(np.lexsort((self._rank[candidates], -weighed)), kind="stable")
         left: npt.NDArray[np.intp] = candidates[:0]
-        if limit is not None and limit < total and not rest:
+        if caps is not None and limit is not None:
+            ordered = candidates[np.argsort(order_key, kind="stable")]
+            head = ordered[:LOOK_MAX]
+            keep, cut = fill(self._sections(profile, head, keywords, hybrid=False), caps, limit)
+            chosen, left = head[keep], np.concatenate([head[cut], ordered[LOOK_MAX:]])[:rest]
+        elif limit is not None and limit < total and not rest:
             part = np.argpartition(order_key, limit)[:limit]
             chosen = candidates[part[np.argsort(order_key[part], kind="stable")]]
         else:
@@ -279,6 +309,18 @@ class PaperIndex:
             total,
             self._refs(left),
         )
+
+    def _sections(
+        self, profile: Profile, positions: npt.NDArray[np.intp], keywords: list[str], *, hybrid: bool
+    ) -> npt.NDArray[np.int8]:
+        """Each paper's section (its index in ``SECTIONS``), as its reasons will say: by a followed author,
+        else matching a keyword, else by meaning (``hybrid``) or trending."""
+        codes = np.full(len(positions), 2 if hybrid else 3, dtype=np.int8)
+        for kw in keywords:
+            codes[self._vectors[kw][positions] > 0] = 1
+        if profile.authors:
+            codes[self.authorship.score(profile.authors)[positions] > 0] = 0
+        return codes
 
     def _refs(self, positions: npt.NDArray[np.intp]) -> tuple[int, ...]:
         """The store refs of the papers at ``positions`` (papers not from the store have none)."""
@@ -351,6 +393,7 @@ class PaperIndex:
         taste: Taste,
         blend: Blend,
         rest: int,
+        caps: Caps | None = None,
     ) -> tuple[list[Match], int, tuple[int, ...]]:
         keywords, score, mask = self._keyword_scores(profile, matched_only=False)
         likeness = self.likeness(taste, blend)
@@ -379,8 +422,13 @@ class PaperIndex:
             def reasons_of(head: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
                 return self._main_reasons(keywords, candidates[head], taste)
 
+            within = order
+            if caps is not None:  # the papers within their sections' caps, best first, to choose among
+                head = order[:LOOK_MAX]
+                codes = self._sections(profile, candidates[head], keywords, hybrid=True)
+                within = head[fill(codes, caps, len(head))[0]]
             picked = with_variety(
-                order, combined.astype(np.float32), vectors, limit, blend.variety, reasons_of, cap
+                within, combined.astype(np.float32), vectors, limit, blend.variety, reasons_of, cap
             )
             picked = picked[np.lexsort((self._rank[candidates[picked]], -combined[picked]))]  # shown by score
             if rest and total > len(picked):

@@ -4,9 +4,9 @@ A paper's section follows from its reasons, the first that applies: by an author
 matching one of their keywords, like their papers or description, else trending (chosen by upvotes). An
 email shows the sections in that order (``models.SECTIONS``), each best first, and names them when there
 are two or more. A cap (``Profile.sections``) keeps a big day readable: once a section is full, the next
-best papers of the other sections take the room, looking ``LOOKAHEAD`` times the digest's size down the
-ranking, and further (up to ``LOOK_MAX``) while the caps leave room. Papers a cap left out stay
-candidates and lead the day's page of all matches.
+best papers of the other sections take the room (``index.fill``, down the ranking up to
+``index.LOOK_MAX`` papers; a hybrid profile then chooses among those with variety). Papers a cap left out
+stay candidates and lead the day's page of all matches.
 
 "Trending in your area" also adds, for a reader with interests who asked for it (a ``trending`` cap), the
 most upvoted papers among those their categories and exclusions allow that nothing else chose.
@@ -20,7 +20,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 from digest.models import SECTIONS, Match, Profile, Reason
-from digest.selection.index import REST_KEPT, PaperIndex
+from digest.selection.index import PaperIndex
 from digest.selection.semantic import Taste
 
 LOOKAHEAD = (
@@ -53,34 +53,6 @@ def section_of(match: Match) -> str:
                 return "authors"
             best = rank
     return SECTIONS[best]
-
-
-def capped(
-    matches: Sequence[Match], profile: Profile, limit: int, taken: Sequence[Match] = ()
-) -> tuple[list[Match], list[Match]]:
-    """The best ``limit`` of ``matches`` (best first) with at most each section's cap, counting those
-    ``taken`` already, and those left out.
-
-    >>> ms = [Match(None, 3, (Reason("a", "title"),)), Match(None, 2, (Reason("b", "title"),)), Match(None, 1)]
-    >>> kept, cut = capped(ms, Profile(sections=(("keywords", 1),)), 2)
-    >>> [m.score for m in kept], [m.score for m in cut]
-    ([3, 1], [2])
-    """
-    kept: list[Match] = []
-    cut: list[Match] = []
-    counts = dict.fromkeys(SECTIONS, 0)
-    caps = dict(profile.sections)
-    for m in taken:
-        counts[section_of(m)] += 1
-    for m in matches:
-        section = section_of(m)
-        cap = caps.get(section)
-        if len(kept) < limit and (cap is None or counts[section] < cap):
-            kept.append(m)
-            counts[section] += 1
-        else:
-            cut.append(m)
-    return kept, cut
 
 
 def in_sections(matches: Sequence[Match]) -> list[Match]:
@@ -120,14 +92,6 @@ def headed(matches: Sequence[Match]) -> list[str]:
     return [TITLES[n] if i == 0 or names[i - 1] != n else "" for i, n in enumerate(names)]
 
 
-def _full(kept: Sequence[Match], profile: Profile, can: dict[str, bool]) -> bool:
-    """Whether every section ``profile``'s papers can come in is at its cap in ``kept``."""
-    counts = dict.fromkeys(SECTIONS, 0)
-    for m in kept:
-        counts[section_of(m)] += 1
-    return all(counts[s] >= (profile.cap(s) or 0) for s, possible in can.items() if possible)
-
-
 @dataclass(frozen=True, slots=True)
 class Arranged:
     """A digest's papers in sections, how many more matched than it shows, and the refs of the best of
@@ -150,29 +114,17 @@ def arranged(
         matches, total, rest = pool.ranked(profile, skip, limit, taste)
         one = (taste is None and not profile.authors) or _one_kind(matches)  # keywords alone, or trending
         return Arranged(tuple(matches if one else in_sections(matches)), total - len(matches), rest)
-    look = limit * LOOKAHEAD if profile.sections else limit
-    # The sections this profile's papers can come in: once each is at its cap, looking further is in vain.
-    can = {"authors": bool(profile.authors), "keywords": bool(profile.keywords), "similar": taste is not None}
-    open_ended = [s for s, possible in can.items() if possible and profile.cap(s) is None]
-    while True:  # with caps, further down the ranking while the caps leave room and matches are left
-        matches, total, rest = pool.ranked(profile, skip, look, taste)
-        kept, cut = capped(matches, profile, limit - room)
-        if (
-            len(kept) >= limit - room
-            or look >= min(total, LOOK_MAX)
-            or (not open_ended and _full(kept, profile, can))
-        ):
-            break
-        look = min(look * 4, LOOK_MAX)
-    if room and kept:  # only beside papers chosen for the reader: never a digest of trending papers alone
+    caps = tuple(profile.cap(s) for s in SECTIONS) if profile.sections else None
+    matches, total, rest = pool.ranked(profile, skip, limit - room, taste, caps=caps)
+    popular: list[Match] = []
+    if room and matches:  # only beside papers chosen for the reader: never a digest of trending papers alone
         area = replace(profile, keywords=(), about="", seeds=(), authors=(), sections=(), upvotes=0.0)
         taken = {*skip, *(m.paper.ref for m in matches if m.paper.ref is not None)}
-        popular, _ = pool.select(area, taken, room)
-        popular = [replace(m, reasons=(*m.reasons, _TRENDING)) for m in popular if m.paper.upvotes]
-        more_kept, cut = capped(cut, profile, room - len(popular), taken=kept)  # room trending left unused
-        kept += more_kept + popular
-    if cut:
-        cut_refs = [m.paper.ref for m in cut if m.paper.ref is not None]
-        rest = tuple(dict.fromkeys([*cut_refs, *rest]))[:REST_KEPT]
-    more = total - sum(section_of(m) != "trending" or profile.trending for m in kept)
-    return Arranged(tuple(in_sections(kept)), more, rest)
+        found, _ = pool.select(area, taken, room)
+        popular = [replace(m, reasons=(*m.reasons, _TRENDING)) for m in found if m.paper.upvotes]
+        if len(popular) < room:  # the room trending left: the reader's own papers take it
+            matches, total, rest = pool.ranked(profile, skip, limit - len(popular), taste, caps=caps)
+            mine = {m.paper.ref for m in matches}
+            popular = [m for m in popular if m.paper.ref not in mine]
+    kept = [*matches, *popular]
+    return Arranged(tuple(in_sections(kept)), total - len(matches), rest)

@@ -271,6 +271,7 @@ class Outbox:
         "Updated since you saw it" tells. Read from the few papers revised since ``since`` (an index),
         nothing when there are none."""
         out: dict[str, list[Paper]] = {}
+        papers: dict[int, Paper] = {}  # each paper read once, however many readers it is due to
         for chunk in chunks([mailbox_key(e) for e in emails]):
             for r in self.conn.execute(
                 "SELECT p.*, s.email AS reader FROM papers p JOIN sent s ON s.pid = p.pid"
@@ -278,7 +279,10 @@ class Outbox:
                 " AND s.sent_at < p.revised ORDER BY p.revised DESC, p.pid",
                 (iso(since), *chunk),
             ):
-                out.setdefault(r["reader"], []).append(paper_of(r))
+                paper = papers.get(r["pid"])
+                if paper is None:
+                    paper = papers[r["pid"]] = paper_of(r)
+                out.setdefault(r["reader"], []).append(paper)
         return out
 
     def ever_sent(self, emails: Sequence[str]) -> set[str]:
