@@ -10,7 +10,7 @@ from functools import cache
 import pytest
 from conftest import SAMPLES
 
-from digest.email.render import marked
+from digest.email.entries import marked
 from digest.errors import KeywordError
 from digest.keywords import compile_keyword, match_spans
 from digest.models import Paper, Profile

@@ -9,7 +9,8 @@ from datetime import date, datetime
 import pytest
 from conftest import TEST_SECRET_KEY
 
-from digest.email.render import Renderer, cut_abstract, subject_for
+from digest.email.entries import cut_abstract
+from digest.email.render import Renderer, subject_for
 from digest.errors import ConfigError
 from digest.links import Links
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import itertools
 import logging
 import re
 import textwrap
@@ -32,18 +31,15 @@ from jinja2 import (
 )
 
 from digest.email.dkim import DkimKey
+from digest.email.entries import cut_title, full_entry, updated_entry
 from digest.email.fragments import VARYING, Body, SplitTemplate
 from digest.email.mime import Outgoing, address, ascii_address, assemble, encode_words
 from digest.errors import RenderError
-from digest.keywords import match_spans
 from digest.links import MANAGE, MANAGE_ARCHIVE, VIEW, VIEW_ALL, Links, beside
-from digest.models import Digest, Paper
+from digest.models import Digest
 from digest.redact import one_line
-from digest.selection.finding import key_finding
 from digest.selection.sections import headed
 
-ABSTRACT_LIMIT = 600
-TITLE_LIMIT = 300
 TEXT_WIDTH = 72
 SUBJECT_MAX = 120  # characters; mail clients show about 60-80, and no keyword may make a header huge
 NAME_MAX = 100  # characters of a subscriber's display name in the To header
@@ -61,37 +57,6 @@ def default_templates_dir() -> Path:
 def short_date(day: date) -> str:
     """``date(2025, 11, 22)`` -> ``"Nov 22"``."""
     return f"{day:%b} {day.day}"
-
-
-def cut_abstract(text: str, limit: int = ABSTRACT_LIMIT) -> tuple[str, bool]:
-    """The abstract cut at a sentence end near ``limit`` (else a word), and whether it was cut.
-
-    >>> cut_abstract("First sentence here. Second one is longer.", limit=30)
-    ('First sentence here.', True)
-    >>> cut_abstract("Short.", limit=600)
-    ('Short.', False)
-    """
-    if len(text) <= limit:
-        return text, False
-    head = text[:limit]
-    end = max(head.rfind(". "), head.rfind("? "), head.rfind("! "))
-    if end >= limit // 2:
-        return head[: end + 1], True
-    if head.endswith(".") and len(head) > limit // 2:
-        return head, True
-    return head.rsplit(" ", 1)[0].rstrip(",;:") + "…", True
-
-
-def cut_title(text: str, limit: int = TITLE_LIMIT) -> str:
-    """A title on one line, cut at a word near ``limit``: a listing's garbage cannot flood the email.
-
-    >>> cut_title("A  title\\nwith a break")
-    'A title with a break'
-    """
-    text = one_line(text)
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0] + "…"
 
 
 def subject_for(digest: Digest, topics: list[str] | None = None) -> str:
@@ -139,56 +104,6 @@ def _wrap(text: str, indent: int = 0) -> str:
         break_long_words=False,
         break_on_hyphens=False,
     )
-
-
-def marked(text: str, keywords: list[str]) -> list[tuple[str, bool]]:
-    """``text`` as segments, each flagged if a keyword matched it: what the HTML wraps in ``<mark>``.
-
-    >>> marked("Faster Speculative Decoding", ["speculative decoding"])
-    [('Faster ', False), ('Speculative Decoding', True)]
-    """
-    out: list[tuple[str, bool]] = []
-    at = 0
-    for start, end in match_spans(text, keywords):
-        if start > at:
-            out.append((text[at:start], False))
-        out.append((text[start:end], True))
-        at = end
-    if at < len(text):
-        out.append((text[at:], False))
-    return out
-
-
-def found_in(parts: list[tuple[str, bool]], sentence: str) -> list[tuple[bool, list[tuple[str, bool]]]]:
-    """``parts`` (see ``marked``) as runs, each flagged if it is ``sentence``, the key finding, where the
-    text holds it and holds more than it: what the HTML sets in bold inside the abstract.
-
-    >>> found_in([("We test. It ", False), ("works", True), (" well.", False)], "It works well.")
-    [(False, [('We test. ', False)]), (True, [('It ', False), ('works', True), (' well.', False)])]
-    >>> found_in([("Only this.", False)], "Only this.")
-    [(False, [('Only this.', False)])]
-    """
-    text = "".join(t for t, _ in parts)
-    start = text.find(sentence) if sentence else -1
-    end = start + len(sentence)
-    if start < 0 or not (text[:start].strip() or text[end:].strip()):
-        return [(False, parts)]
-    runs: list[tuple[bool, list[tuple[str, bool]]]] = []
-    at = 0
-    for t, hit in parts:
-        cuts = sorted({0, len(t), *(c - at for c in (start, end) if at < c < at + len(t))})
-        for a, b in itertools.pairwise(cuts):
-            found = start <= at + a < end
-            if not runs or runs[-1][0] != found:
-                runs.append((found, []))
-            runs[-1][1].append((t[a:b], hit))
-        at += len(t)
-    return runs
-
-
-def _safe_url(url: str | None) -> str | None:
-    """Only http(s) links are ever made."""
-    return url if url and re.match(r"^https?://[^\s<>\"']+$", url) else None
 
 
 def inline_css(html: str) -> str:
@@ -257,101 +172,6 @@ class Composed:
         return self.outgoing.message_id
 
 
-@functools.lru_cache(maxsize=1 << 13)
-def _shown(p: Paper) -> dict[str, Any]:
-    """What the templates show of one paper whatever matched it: its title and abstract cut, its links and
-    meta line. Cached per paper, apart from the highlights: a preview's keywords change with each keystroke,
-    the paper's text does not."""
-    abstract, was_cut = cut_abstract(one_line(p.abstract))
-    return {
-        "paper": p,
-        "title": cut_title(p.title),
-        "abstract": abstract,
-        "cut": was_cut,
-        "url": _safe_url(p.page_url),
-        "pdf_url": _safe_url(p.pdf_url),
-        "hf_url": _safe_url(p.hf_url),
-        "finding": p.finding or key_finding(p.abstract),  # a paper stored before findings were kept
-    }
-
-
-def meta_parts(p: Paper, by: tuple[str, ...] = ()) -> list[tuple[str, bool]]:
-    """The meta line (authors, date, upvotes) as segments, the followed authors ``by`` flagged: they are
-    named even when they are not among the first three.
-
-    >>> meta_parts(Paper("T", "A", authors=("A", "B", "C", "D", "E")), by=("E",))
-    [('A', False), (', ', False), ('B', False), (', ', False), ('C', False), (', ', False), ('E', True), (' and 1 more', False)]
-    """
-    if not p.authors:
-        byline: list[tuple[str, bool]] = [(cut_title(p.byline, 200), False)] if p.byline else []
-    else:
-        names = [*p.authors[:3], *(a for a in by if a not in p.authors[:3])]
-        byline = []
-        for i, name in enumerate(names):
-            byline += [(", ", False)] if i else []
-            byline.append((cut_title(name, 100), name in by))
-        if len(p.authors) > len(names):
-            byline.append((f" and {len(p.authors) - len(names)} more", False))
-    rest = [
-        x
-        for x in (
-            f"{p.published:%b} {p.published.day}, {p.published.year}" if p.published else None,
-            f"▲ {p.upvotes}" if p.upvotes else None,
-        )
-        if x
-    ]
-    tail = " · ".join(rest)
-    return byline + ([(" · " + tail if byline else tail, False)] if tail else [])
-
-
-@functools.lru_cache(maxsize=1 << 12)
-def paper_entry(
-    p: Paper, matched: tuple[str, ...], by: tuple[str, ...] = (), tldr: str = ""
-) -> dict[str, Any]:
-    """What the templates show of one paper, highlighted for ``matched`` keywords and ``by`` its followed
-    authors (as it writes them), with its ``tldr`` in the reader's language where there is one.
-
-    Cached: in a run most subscribers get the same few hundred papers with the same few keywords, so the
-    cut abstract and its highlight spans are worked out once, not once per email. Read-only for callers.
-    """
-    shown = _shown(p)
-    meta = meta_parts(p, by)
-    return {
-        **shown,
-        "title_parts": marked(shown["title"], list(matched)),
-        "abstract_parts": found_in(marked(shown["abstract"], list(matched)), shown["finding"]),
-        "meta": "".join(text for text, _ in meta),
-        "meta_parts": meta,
-        "matched": matched,
-        "tldr": tldr,
-    }
-
-
-def _full_entry(light: dict[str, Any]) -> dict[str, Any]:
-    """A light entry (number, score, paper, matched, likeness, heading) with everything the templates
-    show of its paper."""
-    full = paper_entry(light["paper"], light["matched"], light.get("by", ()), light.get("tldr", ""))
-    return {
-        **full,
-        "number": light["number"],
-        "score": light["score"],
-        "likeness": light.get("likeness", ""),
-        "heading": light.get("heading", ""),
-    }
-
-
-def updated_entry(p: Paper) -> dict[str, Any]:
-    """What the "Updated since you saw it" part shows of a paper with a new version: its title, link,
-    version and its (new) key finding."""
-    shown = _shown(p)
-    return {
-        "title": shown["title"],
-        "url": shown["url"],
-        "version": p.version,
-        "finding": shown["finding"],
-    }
-
-
 class Renderer:
     """Renders digests with one Jinja environment and inliner settings, built once per run."""
 
@@ -402,8 +222,8 @@ class Renderer:
             self._generated["inlined/digest.html"] = inlined
             # Papers are rendered once per run and spliced in (see fragments); an entry's number and score
             # are outside the paper block, so one render serves every email that shows the paper.
-            self.html_template = SplitTemplate(self.env, "inlined/digest.html", _full_entry, VARYING)
-        self.text_template = SplitTemplate(self.env, "digest.txt", _full_entry, VARYING)
+            self.html_template = SplitTemplate(self.env, "inlined/digest.html", full_entry, VARYING)
+        self.text_template = SplitTemplate(self.env, "digest.txt", full_entry, VARYING)
 
     def unsubscribe_links(self, email: str) -> dict[str, str | None]:
         """``mailto`` always; ``https`` (the one-click page ``digest serve`` answers, ``links``) when there
@@ -431,7 +251,7 @@ class Renderer:
             for number, (m, heading) in enumerate(zip(digest.matches, headed(digest.matches), strict=True), 1)
         ]
         if full:
-            entries = [_full_entry(e) for e in entries]
+            entries = [full_entry(e) for e in entries]
         profile, email, links = digest.subscriber.profile, digest.subscriber.email, self.links
         topics = digest.top_topics(3)
         n = len(digest.matches)
@@ -472,7 +292,7 @@ class Renderer:
     def html_body(self, context: dict[str, Any], *, text: bool = False) -> Body:
         if self.html_template is not None:
             return self.html_template.render(context, text=text)
-        entries = [_full_entry(e) for e in context["entries"]]
+        entries = [full_entry(e) for e in context["entries"]]
         return Body.of(
             inline_css(self.env.get_template("digest.html").render({**context, "entries": entries}))
         )

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from digest.keywords import SCORE, Keyword, compiled
 from digest.models import By, Likeness, Match, Paper, Profile, Reason, Where
 from digest.selection.authorship import Authorship
+from digest.selection.caps import LOOK_MAX, Caps, fill
 from digest.selection.categories import Categories
 from digest.selection.hybrid import Blend, shared_words, with_variety
 from digest.selection.learner import features
@@ -47,33 +48,11 @@ from digest.selection.semantic import (
 )
 
 REST_KEPT = 100  # matches a digest left out that its page of all matches lists (by ref, best first)
-LOOK_MAX = 1_000  # with section caps, how far down the ranking other sections' papers may come from
-Caps = tuple[int | None, ...]  # the most papers of each section of ``SECTIONS`` (None: no cap)
 CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
 CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper likeness (40 MB) on big days
 
 
 Vector = npt.NDArray[np.int32]
-
-
-def fill(sections: npt.NDArray[np.int8], caps: Caps, limit: int) -> tuple[list[int], list[int]]:
-    """The positions of the best ``limit`` papers (``sections``: each one's section, best first) with at
-    most each section's cap, and the positions of the others, in order.
-
-    >>> fill(np.array([1, 1, 1, 2, 1], np.int8), (None, 2, None, None), 3)
-    ([0, 1, 3], [2, 4])
-    """
-    keep: list[int] = []
-    left: list[int] = []
-    counts = [0] * len(caps)
-    for i, section in enumerate(sections.tolist()):
-        cap = caps[section]
-        if len(keep) < limit and (cap is None or counts[section] < cap):
-            keep.append(i)
-            counts[section] += 1
-        else:
-            left.append(i)
-    return keep, left
 
 
 class PaperIndex:

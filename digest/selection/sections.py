@@ -4,8 +4,8 @@ A paper's section follows from its reasons, the first that applies: by an author
 matching one of their keywords, like their papers or description, else trending (chosen by upvotes). An
 email shows the sections in that order (``models.SECTIONS``), each best first, and names them when there
 are two or more. A cap (``Profile.sections``) keeps a big day readable: once a section is full, the next
-best papers of the other sections take the room (``index.fill``, down the ranking up to
-``index.LOOK_MAX`` papers; a hybrid profile then chooses among those with variety). Papers a cap left out
+best papers of the other sections take the room (``caps.fill``, down the ranking up to
+``caps.LOOK_MAX`` papers; a hybrid profile then chooses among those with variety). Papers a cap left out
 stay candidates and lead the day's page of all matches.
 
 "Trending in your area" also adds, for a reader with interests who asked for it (a ``trending`` cap), the

@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.email.render import default_templates_dir, paper_entry
+from digest.email.entries import paper_entry
+from digest.email.render import default_templates_dir
 from digest.models import Paper
 
 CSRF_COOKIE = "digest_csrf"  # the double-submit cookie every form's CSRF token is checked against
