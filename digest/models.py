@@ -395,7 +395,9 @@ class Match:
 class Digest:
     """One email's content. ``more`` counts matches cut by the cap; they stay candidates. ``rest``: the
     store refs of the best of those, best first (its page of all matches lists them). ``updates``: papers
-    the reader was sent before that have a new version since (``Paper.version``), told once per version."""
+    the reader was sent before that have a new version since (``Paper.version``), told once per version.
+    ``recalled``: rebuilt from the outbox (a resend, the page of a sent digest), its reasons worked out again
+    from keywords alone: its papers are shown in the order sent, without naming sections."""
 
     subscriber: Subscriber
     matches: tuple[Match, ...]
@@ -403,6 +405,7 @@ class Digest:
     more: int = 0
     rest: tuple[int, ...] = ()
     updates: tuple[Paper, ...] = ()
+    recalled: bool = False
 
     @property
     def papers(self) -> tuple[Paper, ...]:

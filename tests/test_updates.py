@@ -14,6 +14,7 @@ from conftest import FIXTURES, read_maildir, write_config
 
 from digest.models import Paper
 from digest.run import pipeline
+from digest.run.planning import recalled
 from digest.settings import load_settings
 from digest.store import Store
 from digest.wiring import Services
@@ -116,6 +117,11 @@ def test_updates_wait_for_a_digest_and_skip_readers_sent_the_paper_after_it_chan
         )
         store.outbox.mark_sent_many([i for i in told if i], late_day)
         assert store.outbox.updates_due(["early@example.org"], t0) == {}
+        # The page of that digest (and a resend) tells the same version again, from the message's row.
+        row = store.outbox.sent_message("early@example.org", late_day.date())
+        assert row is not None
+        shown = recalled(Subscriber("early@example.org"), row, store)
+        assert [(p.ref, p.version) for p in shown.updates] == [(ref, 2)] and shown.recalled
         # The same version listed again is no news; a listing that shows a version without announcing a
         # revision of a paper stored without one only teaches the version.
         store.papers.ingest([revised], t0 + timedelta(days=3))

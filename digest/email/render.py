@@ -237,6 +237,7 @@ class Renderer:
         matched keywords: the frame needs no more, and a paper block already cached needs nothing.
         ``in_browser``: for the page that shows a sent digest (no link to itself)."""
         language = (digest.subscriber.profile.language or self.language) if self.language else None
+        headings = [""] * len(digest.matches) if digest.recalled else headed(digest.matches)
         entries = [
             {
                 "number": number,
@@ -248,7 +249,7 @@ class Renderer:
                 "heading": heading,
                 "tldr": m.paper.tldr(language) if language and m.paper.tldrs else "",
             }
-            for number, (m, heading) in enumerate(zip(digest.matches, headed(digest.matches), strict=True), 1)
+            for number, (m, heading) in enumerate(zip(digest.matches, headings, strict=True), 1)
         ]
         if full:
             entries = [full_entry(e) for e in entries]

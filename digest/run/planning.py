@@ -302,13 +302,7 @@ def decide(
         if row.status == MessageState.RETRY and row.day != key:
             stale.append(row.id)  # its period is over: the papers go into the reader's next digest
             continue
-        matches = tuple(explain(p, sub.profile) for p in store.papers.by_refs(row.refs))
-        versions = dict(row.updates)
-        told = tuple(
-            replace(p, version=versions.get(p.ref or 0)) for p in store.papers.by_refs(list(versions))
-        )
-        digest = Digest(sub, matches, row.day, more=row.more, rest=row.rest, updates=told)
-        out.append(Send(sub, digest, resend=row))
+        out.append(Send(sub, recalled(sub, row, store), resend=row))
         has_period = has_period or row.day == key
     if key is None:
         when = reader_when(sub, default)
@@ -327,6 +321,15 @@ def decide(
         error = f"refused earlier for the digest of {key.isoformat()} ({refused}); the next one tries again"
         return [*out, Skip(sub, Status.FAILED, error=error)]
     return key, out
+
+
+def recalled(sub: Subscriber, row: OutboxRow, store: Store) -> Digest:
+    """The digest an outbox row holds (a resend, the page of a sent digest): its papers in the order sent,
+    explained by the reader's keywords, its "N more", and the new versions it tells of."""
+    matches = tuple(explain(p, sub.profile) for p in store.papers.by_refs(row.refs))
+    versions = dict(row.updates)
+    told = tuple(replace(p, version=versions.get(p.ref or 0)) for p in store.papers.by_refs(list(versions)))
+    return Digest(sub, matches, row.day, more=row.more, rest=row.rest, updates=told, recalled=True)
 
 
 def choose(

@@ -20,8 +20,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import links
-from digest.keywords import explain
-from digest.models import Digest, Paper
+from digest.models import Paper
+from digest.run.planning import recalled
 from digest.tokens import Bearer, Purpose
 from digest.web.pages import CSRF_COOKIE
 from digest.web.state import Web
@@ -43,10 +43,9 @@ def sent_digest_routes(web: Web) -> list[Route]:
         with web.stores.get() as store:
             subscriber = store.readers.get(key)
             row = store.outbox.sent_message(key, day) if subscriber else None
-            papers = store.papers.by_refs(row.refs) if row else []
-        if subscriber is None or row is None or not papers:
+            digest = recalled(subscriber, row, store) if subscriber and row else None
+        if digest is None or not digest.matches:
             return None
-        digest = Digest(subscriber, tuple(explain(p, subscriber.profile) for p in papers), day, more=row.more)
         return renderer.html(renderer.context(digest, in_browser=True))  # no "View in a browser" link
 
     async def view(request: Request) -> Response:
