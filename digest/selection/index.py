@@ -48,7 +48,10 @@ from digest.selection.semantic import (
 )
 
 REST_KEPT = 100  # matches a digest left out that its page of all matches lists (by ref, best first)
-CACHE_MAX = 20_000  # descriptions and tastes kept per index; past it they are made again as needed
+CACHE_MAX = 20_000  # reasons kept per index; past it they are made again as needed
+# Descriptions and tastes kept per index (past it they are made again): enough for the readers who share a
+# profile within a run and for the web app's previews; most readers' profiles are their own, made once.
+TASTES_MAX = 2_000
 CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper likeness (40 MB) on big days
 
 
@@ -74,7 +77,7 @@ class PaperIndex:
         self._space: Space | None = space  # else made at the first profile that needs meaning
         self._lexicon: Lexicon | None = None
         self._hashed: Any = None
-        self._cache_max = max(256, min(CACHE_MAX, CACHE_FLOATS // max(len(self.papers), 1)))
+        self._cache_max = max(256, min(TASTES_MAX, CACHE_FLOATS // max(len(self.papers), 1)))
         self._tastes: dict[Any, Taste | None] = {}
         self._abouts: dict[str, Any] = {}  # description -> (its vector, its Lexicon row)
         self.named: dict[str, Paper | None] = {}  # seed names resolved against the store (by the caller)
