@@ -64,6 +64,7 @@ class SubscriberReport:
     message_id: str | None = None
     note: str | None = None
     internal: bool = False  # the failure was a bug in digest (exit 2), not the server's or the profile's
+    updates: tuple[str, ...] = ()  # the papers (keys) whose new versions the digest told of
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -82,6 +83,8 @@ class SubscriberReport:
         }
         if self.error:
             out["error"] = self.error
+        if self.updates:
+            out["updates"] = list(self.updates)
         if self.note:
             out["note"] = self.note
         if self.message_id:

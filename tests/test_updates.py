@@ -20,6 +20,8 @@ from digest.store import Store
 from digest.wiring import Services
 
 DAY1 = datetime(2024, 11, 15, 6, 0, tzinfo=UTC)
+# Per day of the last ``days``: each reader's updates, as the run's JSON report lists them.
+TOLD: dict[int, dict[str, list[str]]] = {}
 LISTINGS = ["arxiv_updates_day1.rss", "arxiv_cs_CL.rss", "arxiv_updates_day3.rss", "arxiv_updates_day4.rss"]
 READERS: list[dict[str, Any]] = [
     {"email": "ada@example.org", "keywords": ["speculative decoding"]},
@@ -41,11 +43,13 @@ def days(
     )
     settings = load_settings(cfg)
     out: list[dict[str, tuple[str, str]]] = []
+    TOLD.clear()
     with Store.open(settings.database) as store:
         for n, name in enumerate(LISTINGS):
             shutil.copy(FIXTURES / name, listing)
             before = {m["Message-ID"] for m in read_maildir(tmp_path / "var" / "outbox")}
-            pipeline.run_once(Services(settings), store, DAY1 + timedelta(days=n))
+            report = pipeline.run_once(Services(settings), store, DAY1 + timedelta(days=n)).to_json()
+            TOLD[n] = {s["email"]: s.get("updates", []) for s in report["subscribers"]}
             new = [m for m in read_maildir(tmp_path / "var" / "outbox") if m["Message-ID"] not in before]
             out.append(
                 {
@@ -74,6 +78,7 @@ def test_a_new_version_is_told_once_per_version_and_never_as_a_new_paper(days: l
     # Day 3 lists version 3 again: told already. Day 4 brings version 4: told, once.
     assert "Updated since you saw it" not in third[0] and "Tree Drafts" in third[0]
     assert "(version 4)" in fourth[0] and "fall with temperature" in fourth[0]
+    assert [TOLD[n]["ada@example.org"] for n in range(4)] == [[], ["2301.00001"], [], ["2301.00001"]]
 
 
 def test_a_reader_who_turned_updates_off_is_not_told(days: list[dict]) -> None:

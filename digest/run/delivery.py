@@ -203,6 +203,7 @@ class Delivery:
                     Status.DRY_RUN,
                     composed.digest.matches,
                     message_id=composed.message_id,
+                    updates=tuple(p.key for p in composed.digest.updates),
                 )
             else:
                 ready.append((i, item, composed))
@@ -308,7 +309,8 @@ class Delivery:
         note = (
             f"resent after an interrupted run (digest of {digest.day.isoformat()})" if item.resend else None
         )
-        return SubscriberReport(email, Status.SENT, matches, message_id=message_id, note=note)
+        told = tuple(p.key for p in digest.updates)
+        return SubscriberReport(email, Status.SENT, matches, message_id=message_id, note=note, updates=told)
 
 
 @dataclass
