@@ -14,9 +14,10 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from conftest import FIXTURES, read_maildir, serving, write_config
-from running import cli, digest_env
+from conftest import FIXTURES, free_port, read_maildir, serving, write_config
+from running import cli, digest_env, web
 
 NOW = datetime(2024, 11, 18, 6, 0, tzinfo=UTC)
 READERS = [
@@ -93,12 +94,13 @@ def model() -> Iterator[Model]:
         yield state
 
 
-def _config(tmp_path: Path, model: Model | None, **summaries: Any) -> Path:
+def _config(tmp_path: Path, model: Model | None, port: int | None = None, **summaries: Any) -> Path:
     tables = {}
     if model is not None:
         tables["summaries"] = {"url": f"{model.base}/v1", "model": "tiny", "timeout": 1.0, **summaries}
     source = {"kind": "feed", "name": "arxiv", "path": str(FIXTURES / "arxiv_cs_CL.rss")}
-    return write_config(tmp_path, sources=[source], subscribers=READERS, tables=tables)
+    top = {"base_url": f"http://127.0.0.1:{port}"} if port else None
+    return write_config(tmp_path, sources=[source], subscribers=READERS, tables=tables, top=top)
 
 
 def _texts(tmp_path: Path) -> dict[str, str]:
@@ -122,6 +124,18 @@ def test_each_reader_gets_tldrs_in_their_language_asked_once_per_paper(tmp_path:
     assert {a["model"] for a in model.asked} == {"tiny"}
     again = cli("run", "--config", str(cfg), env=env).check()
     assert again.returncode == 0 and len(model.asked) == 6  # kept: never asked twice
+
+
+def test_the_pages_show_the_readers_tldrs_too(tmp_path: Path, model: Model) -> None:
+    port = free_port()
+    cfg = _config(tmp_path, model, port)
+    cli("run", "--config", str(cfg)).check()
+    view = re.search(r"View in a browser:\s+\S+?(/v/\S+)", _texts(tmp_path)["hans@example.org"])
+    assert view
+    with web(cfg, port, digest_env()) as base:
+        matches = httpx.get(f"{base}{view.group(1)}/all").text
+        sent = httpx.get(f"{base}{view.group(1)}").text
+    assert "TL;DR: [german] DySpec" in matches and "[german] DySpec" in sent and "[english]" not in matches
 
 
 def test_a_slow_or_failing_model_never_holds_a_digest_back(tmp_path: Path, model: Model) -> None:

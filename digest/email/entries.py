@@ -194,3 +194,16 @@ def updated_entry(p: Paper) -> dict[str, Any]:
         "version": p.version,
         "finding": shown["finding"],
     }
+
+
+def tldr_for(paper: Paper, language: str, default: str | None) -> str:
+    """The TL;DR a reader sees of ``paper``: in their ``language``, else ``default`` (the operator's);
+    "" when TL;DRs are off (``default`` None) or there is none yet.
+
+    >>> p = Paper("T", "A", tldrs=(("english", "It works."), ("german", "Es geht.")))
+    >>> tldr_for(p, "", "English"), tldr_for(p, "German", "English"), tldr_for(p, "", None)
+    ('It works.', 'Es geht.', '')
+    """
+    if default is None or not paper.tldrs:
+        return ""
+    return paper.tldr(language or default)

@@ -31,7 +31,7 @@ from jinja2 import (
 )
 
 from digest.email.dkim import DkimKey
-from digest.email.entries import cut_title, full_entry, updated_entry
+from digest.email.entries import cut_title, full_entry, tldr_for, updated_entry
 from digest.email.fragments import VARYING, Body, SplitTemplate
 from digest.email.mime import Outgoing, address, ascii_address, assemble, encode_words
 from digest.errors import RenderError
@@ -236,7 +236,7 @@ class Renderer:
         """What the templates see. With ``full=False`` entries carry only their number, score, paper and
         matched keywords: the frame needs no more, and a paper block already cached needs nothing.
         ``in_browser``: for the page that shows a sent digest (no link to itself)."""
-        language = (digest.subscriber.profile.language or self.language) if self.language else None
+        language = digest.subscriber.profile.language
         headings = [""] * len(digest.matches) if digest.recalled else headed(digest.matches)
         entries = [
             {
@@ -247,7 +247,7 @@ class Renderer:
                 "by": m.by,
                 "likeness": m.likeness,
                 "heading": heading,
-                "tldr": m.paper.tldr(language) if language and m.paper.tldrs else "",
+                "tldr": tldr_for(m.paper, language, self.language),
             }
             for number, (m, heading) in enumerate(zip(digest.matches, headings, strict=True), 1)
         ]

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from digest import links
+from digest.email.entries import tldr_for
 from digest.keywords import explain
 from digest.models import Digest, Match, Paper, Profile, Subscriber
 from digest.tokens import Purpose
@@ -40,15 +41,18 @@ def long_date(day: date) -> str:
     return f"{day:%A} {day.day} {day:%B %Y}"
 
 
-def entries_of(papers: list[Paper], profile: Profile, in_digest: int) -> list[dict[str, Any]]:
+def entries_of(
+    papers: list[Paper], profile: Profile, in_digest: int, summaries: str | None = None
+) -> list[dict[str, Any]]:
     """What the page shows of each paper: the email's entry (title and abstract highlighted for the
-    keywords it matches), its reasons, and whether it was among the digest's first ``in_digest``."""
+    keywords it matches, its TL;DR where ``summaries`` names the operator's language), its reasons, and
+    whether it was among the digest's first ``in_digest``."""
     out = []
     for i, paper in enumerate(papers):
         match = explain(paper, profile)
         out.append(
             {
-                **shown_paper(paper, match.matched, match.by),
+                **shown_paper(paper, match.matched, match.by, tldr_for(paper, profile.language, summaries)),
                 "reasons": match.why(profile.trending),
                 "sent": i < in_digest,
             }
@@ -109,7 +113,7 @@ def library_routes(web: Web) -> list[Route]:
             papers = store.papers.by_refs([*row.refs, *row.rest]) if row else []
         if subscriber is None or row is None:
             return None, [], 0
-        entries = entries_of(papers, subscriber.profile, len(row.refs))
+        entries = entries_of(papers, subscriber.profile, len(row.refs), web.services.renderer.language)
         return subscriber, entries, max(row.more - len(row.rest), 0)
 
     async def all_matches(request: Request) -> Response:

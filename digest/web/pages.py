@@ -39,7 +39,9 @@ def security_headers(nonce: str) -> dict[str, str]:
 
 
 @lru_cache(maxsize=1 << 13)
-def shown_paper(paper: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()) -> dict[str, Any]:
+def shown_paper(
+    paper: Paper, matched: tuple[str, ...], by: tuple[str, ...] = (), tldr: str = ""
+) -> dict[str, Any]:
     """What a page shows of a paper (its link, meta line, title and abstract with ``matched`` in
     ``<mark>``, escaped): the email's entry, with the highlights made HTML once. Cached: a reader typing in
     the manage page sees mostly the same papers with each keystroke.
@@ -64,6 +66,7 @@ def shown_paper(paper: Paper, matched: tuple[str, ...], by: tuple[str, ...] = ()
         "url": entry["url"],
         "meta_html": html(entry["meta_parts"]),
         "finding": entry["finding"],
+        "tldr": tldr,
         "title_html": html(entry["title_parts"]),
         "abstract_html": abstract(entry["abstract_parts"]),
     }

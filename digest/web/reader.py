@@ -33,6 +33,7 @@ from starlette.routing import Route
 
 from digest import links
 from digest.cadence import CADENCES, cadence_label
+from digest.email.entries import tldr_for
 from digest.errors import ProfileError
 from digest.identity import shown
 from digest.models import Profile, Subscriber
@@ -64,7 +65,8 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
         for m, heading in zip(matches, headed(matches), strict=True):
             if heading or not sections:
                 sections.append((heading, []))
-            shown = shown_paper(m.paper, m.matched, m.by)
+            tldr = tldr_for(m.paper, subscriber.profile.language, web.services.renderer.language)
+            shown = shown_paper(m.paper, m.matched, m.by, tldr)
             sections[-1][1].append({**shown, "reasons": [r.text for r in m.reasons], "sent": False})
         html = web.pages.env.get_template("preview.html").render(
             sections=sections, count=len(matches), more=digest.more if digest else 0
