@@ -456,6 +456,25 @@ def test_the_api_adds_updates_lists_and_removes_subscribers(tmp_path: Path) -> N
             "/api/subscribers/zoe@example.org", json={**late, "cadence": "hourly"}, headers=auth
         )
         assert wrong.status_code == 400 and "unknown cadence 'hourly'" in wrong.json()["error"]
+        followed = {
+            **late,
+            "sections": {"keywords": 2},
+            "upvotes": 0.5,
+            "updates": False,
+            "language": "German",
+        }
+        client.put("/api/subscribers/zoe@example.org", json=followed, headers=auth)
+        zoe = client.get("/api/subscribers/zoe@example.org", headers=auth).json()
+        assert (zoe["sections"], zoe["upvotes"], zoe["updates"], zoe["language"]) == (
+            {"keywords": 2},
+            0.5,
+            False,
+            "German",
+        )
+        odd = client.put(
+            "/api/subscribers/zoe@example.org", json={**late, "sections": {"news": 2}}, headers=auth
+        )
+        assert odd.status_code == 400 and "no section 'news'" in odd.json()["error"]
         gone = client.delete("/api/subscribers/u0@example.org", headers=auth)
         assert gone.json() == {"email": "u0@example.org", "unsubscribed": True}
         erased = client.delete("/api/subscribers/u1@example.org", params={"erase": "true"}, headers=auth)

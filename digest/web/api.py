@@ -10,7 +10,9 @@ confirmed the address itself).
 - ``GET /api/subscribers/{email}``: one;
 - ``PUT /api/subscribers/{email}``: create or replace ``{"keywords": [...], "exclude": [...],
   "max_papers": N, "about": "...", "seeds": [...], "name": "...", "active": true, "timezone": "...",
-  "send_at": "HH:MM", "cadence": "..."}``; the answer lists the seeds no stored paper answers to yet
+  "send_at": "HH:MM", "cadence": "...", "authors": [...], "categories": [...], "exclude_categories":
+  [...], "sections": {"keywords": 5}, "upvotes": 0.5, "updates": true, "language": "German"}`` (every
+  field of a ``[[subscribers]]`` table); the answer lists the seeds no stored paper answers to yet
   (``unknown_seeds``);
 - ``DELETE /api/subscribers/{email}``: unsubscribe (history kept, so nothing is ever sent twice);
   ``?erase=true`` erases the subscriber and their history instead (a reader added again later is still
