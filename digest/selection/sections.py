@@ -23,10 +23,6 @@ from digest.models import SECTIONS, Match, Profile, Reason
 from digest.selection.index import PaperIndex
 from digest.selection.semantic import Taste
 
-LOOKAHEAD = (
-    3  # with caps, how far down the ranking (times the digest's size) other sections' papers come from
-)
-LOOK_MAX = 1_000  # and at most this far, however many papers matched
 TITLES = {
     "authors": "Authors you follow",
     "keywords": "Your keywords",
