@@ -196,6 +196,7 @@ def test_hf_daily_papers_json() -> None:
     papers, skipped = parse_hf_json((FIXTURES / "hf_daily_papers.json").read_bytes(), source="hf")
     assert skipped == 1  # the entry without a title
     assert [(p.arxiv_id, p.upvotes) for p in papers] == [("2411.04330", 31), ("2502.09992", 105)]
+    assert [p.version for p in papers] == [None, 2]  # "2502.09992v2": the version the listing shows
     assert papers[0].authors == ("Tanishq Kumar", "Zachary Ankner")
     assert papers[0].published == date(2024, 11, 7)
     assert papers[1].hf_url == "https://huggingface.co/papers/2502.09992"

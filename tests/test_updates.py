@@ -127,7 +127,21 @@ def test_updates_wait_for_a_digest_and_skip_readers_sent_the_paper_after_it_chan
         assert row is not None
         shown = recalled(Subscriber("early@example.org"), row, store)
         assert [(p.ref, p.version) for p in shown.updates] == [(ref, 2)] and shown.recalled
-        # The same version listed again is no news; a listing that shows a version without announcing a
-        # revision of a paper stored without one only teaches the version.
+        # The same version listed again is no news.
         store.papers.ingest([revised], t0 + timedelta(days=3))
         assert store.outbox.updates_due(["early@example.org"], t0) == {}
+        # A listing that shows a higher version without announcing it (the HF JSON's "2612.00001v3") is
+        # a new version too; a paper first stored without a version (a snapshot's) only learns its own.
+        store.papers.ingest([Paper("Q", "Unversioned.")], t0)
+        q = next(p.ref for p in store.papers.recent(t0) if p.title == "Q")
+        assert q is not None
+        sent_q = store.outbox.begin([NewMessage("late@example.org", t0.date(), "<q@x>", (q,))], t0)
+        store.outbox.mark_sent_many([i for i in sent_q if i], t0)
+        day4 = t0 + timedelta(days=4)
+        store.papers.ingest([Paper("P", "It works best.", arxiv_id="2612.00001", version=3)], day4)
+        store.papers.ingest([Paper("Q", "Unversioned.", arxiv_id="2612.00009", version=2)], day4)
+        due = store.outbox.updates_due(["early@example.org", "late@example.org"], t0)
+        assert {who: [(p.ref, p.version) for p in papers] for who, papers in due.items()} == {
+            "early@example.org": [(ref, 3)],
+            "late@example.org": [(ref, 3)],
+        }

@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from digest.errors import ParseError
-from digest.models import Paper, arxiv_id_from
+from digest.models import Paper, arxiv_id_from, arxiv_version_from
 from digest.sources.feed import plain_text
 from digest.sources.listing import Listing
 
@@ -50,6 +50,7 @@ def _paper(item: dict[str, Any], source: str) -> Paper | None:
         title=title,
         abstract=plain_text(_text(body.get("summary")) or _text(item.get("summary")), "text/plain"),
         arxiv_id=arxiv_id_from(raw_id) if raw_id else None,
+        version=arxiv_version_from(raw_id) if raw_id else None,  # "2502.09992v2": a version it shows
         authors=authors,
         published=_day(body.get("publishedAt") or item.get("publishedAt")),
         upvotes=upvotes
