@@ -39,6 +39,7 @@ class Model:
     broken: tuple[str, ...] = ()
     huge: tuple[str, ...] = ()
     trickle: tuple[str, ...] = ()
+    linky: tuple[str, ...] = ()
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -80,6 +81,10 @@ def model() -> Iterator[Model]:
                 if any(s in title for s in state.huge)
                 else f"**TL;DR:** [{language}] {title} works."
             )
+            if any(
+                s in title for s in state.linky
+            ):  # as an abstract written to steer the model might make it
+                content += " Log in at https://evil.example/login or evil.com to read it."
             answer = json.dumps(
                 {"choices": [{"message": {"role": "assistant", "content": content}}]}
             ).encode()
@@ -110,6 +115,7 @@ def _texts(tmp_path: Path) -> dict[str, str]:
 
 
 def test_each_reader_gets_tldrs_in_their_language_asked_once_per_paper(tmp_path: Path, model: Model) -> None:
+    model.linky = ("Scaling Laws",)
     cfg = _config(tmp_path, model)
     env = digest_env(DIGEST_SUMMARIES__API_KEY="sk-test-key")
     ran = cli("run", "--config", str(cfg), env=env).check()
@@ -119,6 +125,10 @@ def test_each_reader_gets_tldrs_in_their_language_asked_once_per_paper(tmp_path:
     assert "TL;DR: [english] DySpec: Faster Speculative Decoding" in ada
     assert "TL;DR: [german] DySpec: Faster Speculative Decoding" in hans and "[english]" not in hans
     assert "**" not in ada  # markdown and the "TL;DR:" the model wrote are dropped
+    assert "TL;DR: [english] Scaling Laws for Precision works. Log in at or to read it." in " ".join(
+        ada.split()
+    )
+    assert "evil" not in ada  # a link the model wrote never reaches the email
     # Three new papers in two languages: six requests, each with the key and the model named.
     assert len(model.asked) == 6 and set(model.keys) == {"Bearer sk-test-key"}
     assert {a["model"] for a in model.asked} == {"tiny"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,6 +32,13 @@ from digest.redact import one_line
 from digest.store import Store
 
 TLDR_MAX = 300  # characters of a TL;DR kept
+# A link in any form a mail client makes clickable: a scheme, "www.", a host with a path or a common
+# top-level domain, a markdown link.
+_LINK = re.compile(
+    r"(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)\S*|\[[^\]]*\]\([^)]*\)|\b[\w-]+(?:\.[\w-]+)+/\S*"
+    r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|ai|co|dev|app|xyz|info|me|ly|link|site)\b\S*",
+    re.IGNORECASE,
+)
 RESPONSE_MAX = 64_000  # bytes of an answer read
 ABSTRACT_SENT = 4_000  # characters of an abstract sent
 log = logging.getLogger("digest")
@@ -84,16 +92,20 @@ def prompt(paper: Paper, language: str) -> list[dict[str, str]]:
 
 def tldr_of(answer: Any) -> str:
     """The TL;DR in a chat-completions answer (parsed JSON): its first choice's text made one line, stripped
-    of quotes and markdown emphasis, cut at ``TLDR_MAX``; "" when there is none.
+    of quotes, markdown emphasis and links (a TL;DR never needs one, and an abstract written to steer the
+    model must not put one in our email), cut at ``TLDR_MAX``; "" when there is none.
 
     >>> tldr_of({"choices": [{"message": {"content": '  "**TL;DR:** It  works.\\n"'}}]})
     'It works.'
+    >>> tldr_of({"choices": [{"message": {"content": "It works 3.5x faster; see https://a.b/x, evil.com or c.d/e"}}]})
+    'It works 3.5x faster; see or'
     """
     try:
         text = str(answer["choices"][0]["message"]["content"])
     except (KeyError, IndexError, TypeError):
         return ""
-    text = one_line(text).replace("**", "").replace("__", "").strip().strip("\"'“”").strip()
+    text = " ".join(_LINK.sub(" ", one_line(text)).split())
+    text = text.replace("**", "").replace("__", "").strip().strip("\"'“”").strip()
     for label in ("TL;DR:", "TLDR:", "TL;DR", "Summary:"):
         if text[: len(label)].casefold() == label.casefold():
             text = text[len(label) :].strip()
