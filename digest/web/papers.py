@@ -19,7 +19,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from digest import links
@@ -28,7 +28,7 @@ from digest.models import Paper
 from digest.profiles import SEEDS_MAX
 from digest.references import FILE_MAX, Recognised, read_references, to_bibtex, to_ris
 from digest.tokens import Purpose
-from digest.web.state import CONFIG_OWNED, Web, ref_of, sentence
+from digest.web.state import CONFIG_OWNED, Web, sentence
 
 
 def merged_seeds(have: tuple[str, ...], found: list[str]) -> tuple[tuple[str, ...], int]:
@@ -52,15 +52,8 @@ def papers_routes(web: Web) -> list[Route]:
             store.library.save(key, ref, datetime.now(UTC), keep=False)
 
     async def unsave(request: Request) -> Response:
-        posted = await web.acting_post(request, Purpose.MANAGE)
-        if isinstance(posted, Response):
-            return posted
-        key, form = posted
-        ref = ref_of(form)
-        if ref is None:
-            return PlainTextResponse("ref must be a paper's number", status_code=400)
-        await run_in_threadpool(unsave_now, key, ref)
-        return RedirectResponse(f"{page_of(request)}#saved", status_code=303)
+        refused = await web.ref_post(request, unsave_now)
+        return refused or RedirectResponse(f"{page_of(request)}#saved", status_code=303)
 
     def exporter(writer: Callable[[list[Paper]], str], media_type: str, filename: str) -> Callable[..., Any]:
         async def export(request: Request) -> Response:

@@ -28,7 +28,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from digest import links
@@ -45,7 +45,7 @@ from digest.subscriptions import preview_digest, unknown_seeds
 from digest.tokens import Purpose
 from digest.web.forms import UPVOTES, Pause, Preview, form_error, profile_form
 from digest.web.pages import CSRF_COOKIE, shown_paper
-from digest.web.state import CONFIG_OWNED, Web, ref_of
+from digest.web.state import CONFIG_OWNED, Web
 from digest.web.stores import PoolCache
 
 ZONES = sorted(zoneinfo.available_timezones())  # the manage page's time zone suggestions
@@ -226,15 +226,8 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
             store.readers.set_feedback(key, ref, None, datetime.now(UTC))
 
     async def undo(request: Request) -> Response:
-        posted = await web.acting_post(request, Purpose.MANAGE)
-        if isinstance(posted, Response):
-            return posted
-        key, form = posted
-        ref = ref_of(form)
-        if ref is None:
-            return PlainTextResponse("ref must be a paper's number", status_code=400)
-        await run_in_threadpool(undo_feedback, key, ref)
-        return RedirectResponse(request.url.path.removesuffix("/feedback"), status_code=303)
+        refused = await web.ref_post(request, undo_feedback)
+        return refused or RedirectResponse(request.url.path.removesuffix("/feedback"), status_code=303)
 
     # -- data and deletion -----------------------------------------------------------------------------
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from digest import links
 from digest.errors import TokenError
@@ -114,6 +116,20 @@ class Web:
             return self.invalid(request)
         form = await self.form(request)
         return self.csrf_refused(request, form) or (key, form)
+
+    async def ref_post(self, request: Request, act: Callable[[str, int], None]) -> Response | None:
+        """A manage-page POST about one paper (the form's ``ref``), CSRF-checked under the signed link:
+        ``act(mailbox key, ref)`` done in a worker thread (a write may wait for a run's transaction) and
+        None; else the answer to give (the invalid link's, the expired form's, or 400 for a bad ref)."""
+        posted = await self.acting_post(request, Purpose.MANAGE)
+        if isinstance(posted, Response):
+            return posted
+        key, form = posted
+        ref = ref_of(form)
+        if ref is None:
+            return PlainTextResponse("ref must be a paper's number", status_code=400)
+        await run_in_threadpool(act, key, ref)
+        return None
 
     async def form(self, request: Request) -> dict[str, str]:
         """The posted form's fields (no files; ``guards.BodyLimit`` has bounded its size already)."""
