@@ -189,17 +189,15 @@ class Papers:
         return self._with_summaries([paper_of(r) for r in rows])
 
     def _with_summaries(self, papers: list[Paper]) -> list[Paper]:
-        """``papers`` with their TL;DRs (``Paper.tldrs``), read from the refs up in one indexed range: none
-        at all unless the operator set up summaries."""
-        refs = [p.ref for p in papers if p.ref is not None]
-        if not refs:
-            return papers
+        """``papers`` with their TL;DRs (``Paper.tldrs``), read by ref as ``vectors`` reads a model's
+        vectors: none at all unless the operator set up summaries."""
         found: dict[int, list[tuple[str, str]]] = {}
-        for pid, language, text in self.conn.execute(
-            "SELECT pid, language, text FROM summaries WHERE pid >= ? AND pid <= ? ORDER BY language",
-            (min(refs), max(refs)),
-        ):
-            found.setdefault(int(pid), []).append((str(language), str(text)))
+        for chunk in chunks([p.ref for p in papers if p.ref is not None]):
+            for pid, language, text in self.conn.execute(
+                f"SELECT pid, language, text FROM summaries WHERE pid IN ({marks(chunk)}) ORDER BY language",
+                chunk,
+            ):
+                found.setdefault(int(pid), []).append((str(language), str(text)))
         if not found:
             return papers
         return [replace(p, tldrs=tuple(found[p.ref])) if p.ref in found else p for p in papers]
