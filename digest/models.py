@@ -56,6 +56,9 @@ DEFAULT_MAX_PAPERS = 20
 # A digest's parts, in the order an email shows them: papers by authors the reader follows, matching their
 # keywords, like their papers or description, and trending (chosen by upvotes). See ``selection.sections``.
 SECTIONS = ("authors", "keywords", "similar", "trending")
+# The section (its index in ``SECTIONS``) a reason puts a paper in, the first that applies; a paper with
+# none of these reasons (trending, or a category alone) is in the last.
+SECTION_OF: dict[str, int] = {"author": 0, "title": 1, "abstract": 1, "similar": 2, "about": 2}
 MAX_PAPERS = 1_000  # papers per email, at most (``profiles`` checks it)
 SEARCH_TITLE = 200  # characters of a title an arXiv title search link carries
 

@@ -265,8 +265,8 @@ def plan_batch(
     if choosing:
         sent = store.outbox.sent_refs([s.email for s, _, _ in choosing], pool.min_ref)
         tastes = tastes_of([s for s, _, _ in choosing], pool, store, now)
-        told = [s.email for s, _, _ in choosing if s.profile.updates]
-        updates = store.outbox.updates_due(told, now - UPDATES_WINDOW) if told else {}
+        wanting = [s.email for s, _, _ in choosing if s.profile.updates]  # who wants to hear of new versions
+        updates = store.outbox.updates_due(wanting, now - UPDATES_WINDOW) if wanting else {}
         for sub, key, resends in choosing:
             mine = updates.get(sub.key, ())
             early[sub.key] = resends + choose(sub, key, pool, sent, resends, tastes.get(sub.key), mine)

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from digest.keywords import SCORE, Keyword, compiled
-from digest.models import By, Likeness, Match, Paper, Profile, Reason, Where
+from digest.models import SECTION_OF, SECTIONS, By, Likeness, Match, Paper, Profile, Reason, Where
 from digest.selection.authorship import Authorship
 from digest.selection.caps import LOOK_MAX, Caps, fill
 from digest.selection.categories import Categories
@@ -297,11 +297,12 @@ class PaperIndex:
     ) -> npt.NDArray[np.int8]:
         """Each paper's section (its index in ``SECTIONS``), as its reasons will say: by a followed author,
         else matching a keyword, else by meaning (``hybrid``) or trending."""
-        codes = np.full(len(positions), 2 if hybrid else 3, dtype=np.int8)
+        otherwise = SECTION_OF["similar"] if hybrid else len(SECTIONS) - 1
+        codes = np.full(len(positions), otherwise, dtype=np.int8)
         for kw in keywords:
-            codes[self._vectors[kw][positions] > 0] = 1
+            codes[self._vectors[kw][positions] > 0] = SECTION_OF["title"]
         if profile.authors:
-            codes[self.authorship.score(profile.authors)[positions] > 0] = 0
+            codes[self.authorship.score(profile.authors)[positions] > 0] = SECTION_OF["author"]
         return codes
 
     def _refs(self, positions: npt.NDArray[np.intp]) -> tuple[int, ...]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
-from digest.models import SECTIONS, Match, Profile, Reason
+from digest.models import SECTION_OF, SECTIONS, Match, Profile, Reason
 from digest.selection.index import PaperIndex
 from digest.selection.semantic import Taste
 
@@ -30,7 +30,6 @@ TITLES = {
     "trending": "Trending in your area",
 }
 _TRENDING = Reason("", "trending")
-_RANK = {"author": 0, "title": 1, "abstract": 1, "similar": 2, "about": 2}  # a reason's section in SECTIONS
 
 
 def section_of(match: Match) -> str:
@@ -41,9 +40,9 @@ def section_of(match: Match) -> str:
     >>> section_of(Match(None, 1, (Reason("", "about"),))), section_of(Match(None, 1))
     ('similar', 'trending')
     """
-    best = 3
+    best = len(SECTIONS) - 1
     for r in match.reasons:
-        rank = _RANK.get(r.where, 3)
+        rank = SECTION_OF.get(r.where, best)
         if rank < best:
             if not rank:
                 return "authors"
