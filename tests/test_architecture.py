@@ -28,6 +28,7 @@ LAYERS = [
         "selection.postings",
         "selection.hybrid",
         "selection.learner",
+        "selection.tastes",
         "selection.index",
         "selection.caps",
         "selection.sections",

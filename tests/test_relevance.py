@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from conftest import free_port, read_maildir, samples_source, seed_papers, write_config
 from running import cli, digest_env, web
@@ -21,6 +22,7 @@ from digest.models import Paper, Profile
 from digest.profiles import check_profile, profile_from_form
 from digest.selection.hybrid import Blend
 from digest.selection.index import PaperIndex
+from digest.selection.semantic import rocchio_weights
 
 ABOUT = "causal inference and causal discovery: identifiability of causal structure, counterfactuals"
 
@@ -242,6 +244,29 @@ def test_likeness_blends_the_words_a_paper_shares_with_the_taste_and_its_meaning
     share = Blend().lexical
     assert 0 < share < 1
     assert abs(index.likeness(taste) - (share * words + (1 - share) * meaning)).max() < 1e-5
+
+
+def test_word_likeness_is_the_cosine_with_the_rocchio_point_however_it_is_made(index: PaperIndex) -> None:
+    """A taste's word likeness is made from its items' own likeness (the pool's papers, a batch's
+    descriptions), not from its point: it must be the same cosine as the point's, computed directly, with
+    liked and disliked papers, with a liked paper from outside the pool, and with a description none of
+    whose words is known."""
+    lexicon = index.lexicon
+    near = np.argsort(-(lexicon.papers @ lexicon.embed([ABOUT]).toarray()[0]))  # items that overlap
+    liked, disliked = [index.papers[near[0]], index.papers[near[1]]], [index.papers[near[2]]]
+    outside = Paper("Sparse experts route tokens", "We route tokens to experts in a mixture of experts.")
+    cases = [(ABOUT, liked, disliked), (ABOUT, [], []), ("", liked, []), ("zzqx qqzz", liked, disliked)]
+    for about, likes, dislikes in [*cases, (ABOUT, [*liked, outside], disliked)]:
+        taste = index.taste(about, likes, dislikes)
+        assert taste is not None
+        rows = lexicon.embed([about] + [f"{p.title}. {p.abstract}" for p in (*likes, *dislikes)]).toarray()
+        plus, minus = rocchio_weights(True, len(likes), len(dislikes))
+        point = np.asarray(plus, np.float32) @ rows[: 1 + len(likes)]
+        if dislikes:
+            point -= np.asarray(minus, np.float32) @ rows[1 + len(likes) :]
+        point /= max(float(np.linalg.norm(point)), 1e-12)
+        expected = lexicon.papers @ point
+        assert np.abs(taste.lexical - expected).max() < 1e-5, about
 
 
 def test_a_keyword_bonus_puts_every_keyword_match_before_the_papers_chosen_by_meaning(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from digest.selection.semantic import Row
+from digest.selection.semantic import Cells, Row
 
 SHARED_WORDS = 3  # words named in a likeness reason
 VARIETY = 0.3  # maximal marginal relevance: how much a paper's likeness to those ranked above it costs it
@@ -44,19 +44,32 @@ class Blend:
 
 
 def shared_words(
-    row: Row, item: npt.NDArray[np.float32], names: Any, n: int = SHARED_WORDS
-) -> tuple[str, ...]:
-    """The ``n`` words of a paper (``row``: its TF-IDF entries) that weigh most in its overlap with
-    ``item`` (a dense TF-IDF vector: the description or a liked paper), heaviest first.
+    cells: Cells, papers: npt.NDArray[np.intp], item: Row, names: Any, n: int = SHARED_WORDS
+) -> list[tuple[str, ...]]:
+    """For each paper (positions in ``cells``: every paper's TF-IDF entries), the ``n`` words that weigh
+    most in its overlap with ``item`` (the description's or a liked paper's entries, columns sorted),
+    heaviest first, equal ones in column order. One lookup for all the papers: the item's few columns
+    are found among the papers' entries by bisection, with no dense vector of the whole vocabulary.
 
-    >>> row = Row(np.array([0, 1, 3]), np.array([0.5, 0.5, 0.7], np.float32))
-    >>> shared_words(row, np.array([0.9, 0.1, 0.8, 0.0], np.float32), ["lora", "rank", "merge", "moe"])
-    ('lora', 'rank')
+    >>> rows = [Row(np.array([0, 1, 3]), np.array([0.5, 0.5, 0.7])), Row(np.array([2]), np.array([1.0]))]
+    >>> cells = Cells.of(rows, 4)
+    >>> item = Row(np.array([0, 1, 2]), np.array([0.9, 0.1, 0.8], np.float32))
+    >>> shared_words(cells, np.array([0, 1]), item, ["lora", "rank", "merge", "moe"])
+    [('lora', 'rank'), ('merge',)]
     """
-    weight = row.data * item[row.indices]
-    keep = np.flatnonzero(weight > 0)
-    best = keep[np.argsort(-weight[keep], kind="stable")[:n]]
-    return tuple(str(names[t]) for t in row.indices[best])
+    if not len(item.indices) or not len(cells.keys):
+        return [()] * len(papers)
+    wanted = papers.astype(np.int64)[:, None] * cells.width + item.indices[None, :]
+    at = np.searchsorted(cells.keys, wanted)
+    np.minimum(at, len(cells.keys) - 1, out=at)
+    weight = np.where(cells.keys[at] == wanted, cells.data[at] * item.data[None, :], 0.0)
+    best = np.argsort(-weight, axis=1, kind="stable")[:, :n]
+    kept = np.take_along_axis(weight, best, axis=1) > 0
+    columns = item.indices[best]
+    return [
+        tuple(str(names[c]) for c, ok in zip(row, oks, strict=True) if ok)
+        for row, oks in zip(columns.tolist(), kept.tolist(), strict=True)
+    ]
 
 
 def with_variety(

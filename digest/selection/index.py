@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,16 +35,8 @@ from digest.selection.categories import Categories
 from digest.selection.hybrid import Blend, shared_words, with_variety
 from digest.selection.learner import features
 from digest.selection.postings import Postings
-from digest.selection.semantic import (
-    Lexicon,
-    Space,
-    Taste,
-    TextModel,
-    TfidfModel,
-    lexical_point,
-    make_taste,
-    rows_of,
-)
+from digest.selection.semantic import Lexicon, Space, Taste, TextModel, TfidfModel
+from digest.selection.tastes import Tastes
 
 REST_KEPT = 100  # matches a digest left out that its page of all matches lists (by ref, best first)
 CACHE_MAX = 20_000  # reasons kept per index; past it they are made again as needed
@@ -77,9 +68,9 @@ class PaperIndex:
         self._space: Space | None = space  # else made at the first profile that needs meaning
         self._lexicon: Lexicon | None = None
         self._hashed: Any = None
-        self._cache_max = max(256, min(TASTES_MAX, CACHE_FLOATS // max(len(self.papers), 1)))
-        self._tastes: dict[Any, Taste | None] = {}
-        self._abouts: dict[str, Any] = {}  # description -> (its vector, its Lexicon row)
+        # Each kept description, taste and liked paper holds a float per paper: three kinds, one budget.
+        most = max(256, min(TASTES_MAX, CACHE_FLOATS // max(3 * len(self.papers), 1)))
+        self._tastes = Tastes(lambda: self.space, lambda: self.lexicon, self._position, most)
         self.named: dict[str, Paper | None] = {}  # seed names resolved against the store (by the caller)
         n = len(self.papers)
         self._postings = Postings(self.papers)
@@ -100,11 +91,13 @@ class PaperIndex:
         upvotes = np.log1p(np.array([max(p.upvotes or 0, 0) for p in self.papers], dtype=np.float32))
         self.popularity = upvotes / max(float(upvotes.max(initial=0.0)), 1e-9)
         self._by_ref = {p.ref: i for i, p in enumerate(self.papers) if p.ref is not None}
+        self._ref_of = np.array([p.ref or 0 for p in self.papers], dtype=np.int64)  # 0: not from the store
         # The smallest store ref in the pool (0 if none): history before it cannot matter to a selection.
         self.min_ref: int = min(self._by_ref, default=0)
         self._hits: dict[str, dict[int, Where]] = {}
         self._vectors: dict[str, Vector] = {}
         self._reasons: dict[tuple[str, Where | Likeness | By, tuple[str, ...]], Reason] = {}
+        self._words: dict[tuple[int, str], tuple[str, ...]] = {}  # (paper, liked paper) -> shared words
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -156,58 +149,18 @@ class PaperIndex:
     def _texts(self) -> list[str]:
         return [f"{p.title}. {p.abstract}" for p in self.papers]
 
-    def _vector(self, paper: Paper) -> Any:
-        at = self._by_ref.get(paper.ref) if paper.ref is not None else None
-        if at is not None:
-            return self.space.papers[at]
-        return self.space.embed([f"{paper.title}. {paper.abstract}"])[0]
-
-    def _lexical(self, paper: Paper) -> Any:
-        at = self._by_ref.get(paper.ref) if paper.ref is not None else None
-        if at is not None:
-            return self.lexicon.rows[at]
-        return rows_of(self.lexicon.embed([f"{paper.title}. {paper.abstract}"]))[0]
+    def _position(self, paper: Paper) -> int | None:
+        """Where ``paper`` is in this pool, if it is (by store ref)."""
+        return self._by_ref.get(paper.ref) if paper.ref is not None else None
 
     def embed_abouts(self, abouts: Iterable[str]) -> None:
-        """Place descriptions in the space and the Lexicon in one call each (a batch's worth: one call per
-        text costs many times more)."""
-        new = list(dict.fromkeys(a for a in abouts if a.strip() and a not in self._abouts))
-        if len(self._abouts) + len(new) > self._cache_max:  # bounded: 100,000 distinct profiles stay flat
-            self._abouts.clear()
-            self._tastes.clear()
-        if new:
-            rows = self.lexicon.embed(new)
-            self._abouts.update(
-                (about, (vector, row))
-                for about, vector, row in zip(new, self.space.embed(new), rows_of(rows), strict=True)
-            )
+        """Place descriptions once each, a batch's worth at a time (``Tastes.embed_abouts``)."""
+        self._tastes.embed_abouts(abouts)
 
     def taste(self, about: str, liked: Sequence[Paper], disliked: Sequence[Paper] = ()) -> Taste | None:
-        """The taste of a description and liked / disliked papers (seeds, feedback) in this index's space;
-        made once per distinct combination (subscribers who share one share the work)."""
-        key = (about, tuple(p.key for p in liked), tuple(p.key for p in disliked))
-        if key not in self._tastes:
-            if len(self._tastes) >= self._cache_max:
-                self._tastes.clear()
-            self.embed_abouts([about])
-            point, words = self._abouts.get(about, (None, None))
-            taste = make_taste(
-                point, [(p.title, self._vector(p)) for p in liked], [self._vector(p) for p in disliked]
-            )
-            if taste is not None:
-                lexicon = self.lexicon.papers
-                point = lexical_point(
-                    lexicon.shape[1],
-                    words,
-                    [self._lexical(p) for p in liked],
-                    [self._lexical(p) for p in disliked],
-                )
-                items = ([words] if words is not None else []) + [self._lexical(p) for p in liked]
-                taste = replace(
-                    taste, lexical=np.asarray(lexicon @ point, dtype=np.float32), lexical_items=tuple(items)
-                )
-            self._tastes[key] = taste
-        return self._tastes[key]
+        """The taste of a description and liked / disliked papers (seeds, feedback) in this pool; made
+        once per distinct combination (``Tastes.taste``)."""
+        return self._tastes.taste(about, liked, disliked)
 
     @property
     def hashed(self) -> Any:
@@ -307,7 +260,8 @@ class PaperIndex:
 
     def _refs(self, positions: npt.NDArray[np.intp]) -> tuple[int, ...]:
         """The store refs of the papers at ``positions`` (papers not from the store have none)."""
-        return tuple(ref for pi in positions.tolist() if (ref := self.papers[pi].ref) is not None)
+        refs = self._ref_of[positions]
+        return tuple(refs[refs > 0].tolist())
 
     def _leave_out(self, mask: npt.NDArray[np.bool_], skip: Collection[int]) -> None:
         """Clear ``mask`` for the papers whose store refs are in ``skip`` (already sent, or in flight)."""
@@ -399,20 +353,23 @@ class PaperIndex:
         if limit is None:
             picked = order
         else:  # a digest keeps its variety: the papers most like those above them give way
-            vectors = self.space.papers[candidates]
             cap = math.ceil(limit * blend.reason_cap) if blend.reason_cap < 1 else None
 
             def reasons_of(head: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-                return self._main_reasons(keywords, candidates[head], taste)
+                return self._main_reasons(keywords, head, taste)
 
             within = order
             if caps is not None:  # the papers within their sections' caps, best first, to choose among
                 head = order[:LOOK_MAX]
                 codes = self._sections(profile, candidates[head], keywords, hybrid=True)
                 within = head[fill(codes, caps, len(head))[0]]
-            picked = with_variety(
-                within, combined.astype(np.float32), vectors, limit, blend.variety, reasons_of, cap
+            # By paper position, so that only the few candidates variety looks at have their vectors read.
+            everywhere = np.zeros(len(self.papers), dtype=np.float32)
+            everywhere[candidates] = combined
+            kept = with_variety(
+                candidates[within], everywhere, self.space.papers, limit, blend.variety, reasons_of, cap
             )
+            picked = np.searchsorted(candidates, kept)  # back to candidates' numbering (they are sorted)
             picked = picked[np.lexsort((self._rank[candidates[picked]], -combined[picked]))]  # shown by score
             if rest and total > len(picked):
                 taken = np.zeros(total, dtype=bool)
@@ -460,16 +417,44 @@ class PaperIndex:
         by_meaning = [j for j, why in enumerate(reasons) if all(r.where == "category" for r in why)]
         if not by_meaning:
             return reasons
-        closest = self._closest(taste, chosen[by_meaning]).tolist()
-        dense: dict[int, npt.NDArray[np.float32]] = {}
-        lexicon = self.lexicon
-        for j, c in zip(by_meaning, closest, strict=True):
-            if c not in dense:
-                dense[c] = np.zeros(lexicon.papers.shape[1], dtype=np.float32)
-                if c < len(taste.lexical_items):
-                    item = taste.lexical_items[c]
-                    dense[c][item.indices] = item.data
+        closest = self._closest(taste, chosen[by_meaning])
+        words = self._shared(chosen[by_meaning], closest, taste)
+        for j, c, shared in zip(by_meaning, closest.tolist(), words, strict=True):
             label = taste.labels[c]
-            words = shared_words(lexicon.rows[int(chosen[j])], dense[c], lexicon.names)
-            reasons[j] = (self._reason(label, "similar" if label else "about", words), *reasons[j])
+            reasons[j] = (self._reason(label, "similar" if label else "about", shared), *reasons[j])
         return reasons
+
+    def _shared(
+        self, papers: npt.NDArray[np.intp], closest: npt.NDArray[np.intp], taste: Taste
+    ) -> list[tuple[str, ...]]:
+        """The words each paper (positions) shares with the taste item it is closest to (``closest``),
+        found for all the papers of one item at once; kept for a liked paper (readers who like the same
+        paper are shown the same words), found each time for a description."""
+        out: list[tuple[str, ...]] = [()] * len(papers)
+        lexicon = self.lexicon
+        groups: dict[int, list[int]] = {}
+        for j, c in enumerate(closest.tolist()):
+            groups.setdefault(c, []).append(j)
+        for c, at in groups.items():
+            if c >= len(taste.lexical_items):
+                continue
+            key = taste.keys[c] if c < len(taste.keys) else ""
+            if key:  # a liked paper's: the pairs found before are kept
+                missing = [j for j in at if (int(papers[j]), key) not in self._words]
+                if missing:
+                    if len(self._words) + len(missing) > CACHE_MAX:
+                        self._words.clear()
+                        missing = at
+                    found = shared_words(
+                        lexicon.cells, papers[missing], taste.lexical_items[c], lexicon.names
+                    )
+                    self._words.update(
+                        ((int(papers[j]), key), w) for j, w in zip(missing, found, strict=True)
+                    )
+                for j in at:
+                    out[j] = self._words[int(papers[j]), key]
+            else:
+                found = shared_words(lexicon.cells, papers[at], taste.lexical_items[c], lexicon.names)
+                for j, w in zip(at, found, strict=True):
+                    out[j] = w
+        return out

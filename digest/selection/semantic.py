@@ -88,6 +88,30 @@ def rows_of(matrix: Any) -> list[Row]:
     return [Row(indices[ptr[i] : ptr[i + 1]], data[ptr[i] : ptr[i + 1]]) for i in range(matrix.shape[0])]
 
 
+class Cells(NamedTuple):
+    """Every entry of a CSR matrix whose rows' columns are sorted, as one sorted key per entry
+    (row x ``width`` + column) and its value: so that many (row, column) pairs are looked up at once.
+
+    >>> from scipy import sparse
+    >>> Cells.of(rows_of(sparse.csr_matrix([[0.0, 2.0], [3.0, 0.0]])), 2).keys.tolist()
+    [1, 2]
+    """
+
+    keys: Any
+    data: Any
+    width: int
+
+    @classmethod
+    def of(cls, rows: Sequence[Row], width: int) -> Cells:
+        keys = [np.int64(i) * width + np.asarray(r.indices, dtype=np.int64) for i, r in enumerate(rows)]
+        data = [np.asarray(r.data, dtype=np.float32) for r in rows]
+        return cls(
+            np.concatenate(keys) if keys else np.zeros(0, np.int64),
+            np.concatenate(data) if data else np.zeros(0, np.float32),
+            width,
+        )
+
+
 class Lexicon:
     """Word overlap: the papers' TF-IDF rows (sparse, unit length) and any other text's in the same terms.
 
@@ -109,11 +133,17 @@ class Lexicon:
         )
         try:
             self.papers: Any = self.vectorizer.fit_transform(texts).tocsr()
+            self.papers.sort_indices()  # each row's columns in order: a reason's words are found by bisection
             self.fitted = True
         except ValueError:  # no papers, or no word that is not a stop word: nothing is like anything
             self.papers = sparse.csr_matrix((len(texts), 1), dtype=np.float32)
             self.fitted = False
         self.rows = rows_of(self.papers)
+
+    @functools.cached_property
+    def cells(self) -> Cells:
+        """The papers' entries as ``Cells`` (for the words a reason names)."""
+        return Cells.of(self.rows, self.papers.shape[1])
 
     @functools.cached_property
     def names(self) -> Any:
@@ -126,7 +156,9 @@ class Lexicon:
             from scipy import sparse
 
             return sparse.csr_matrix((len(texts), self.papers.shape[1]), dtype=np.float32)
-        return self.vectorizer.transform(texts).tocsr()
+        rows = self.vectorizer.transform(texts).tocsr()
+        rows.sort_indices()
+        return rows
 
 
 class _TfidfSpace:
@@ -224,6 +256,7 @@ class Taste:
     items: Vectors  # (k, d): the positive items' unit vectors
     lexical: Any = None  # (n,): each paper's cosine with the same taste in the Lexicon's terms (an index's)
     lexical_items: tuple[Any, ...] = ()  # the positive items' sparse TF-IDF rows, in ``labels``' order
+    keys: tuple[str, ...] = ()  # per positive item: a liked paper's key, or "" for the description
     learned: Any = None  # (n,): a reader's own model's liking of each paper in [-1, 1] (learner.py), if any
 
 
