@@ -29,6 +29,7 @@ LAYERS = [
         "selection.hybrid",
         "selection.learner",
         "selection.tastes",
+        "selection.reasons",
         "selection.index",
         "selection.caps",
         "selection.sections",

@@ -28,18 +28,18 @@ import numpy as np
 import numpy.typing as npt
 
 from digest.keywords import SCORE, Keyword, compiled
-from digest.models import SECTION_OF, SECTIONS, By, Likeness, Match, Paper, Profile, Reason, Where
+from digest.models import SECTION_OF, SECTIONS, Match, Paper, Profile, Where
 from digest.selection.authorship import Authorship
 from digest.selection.caps import LOOK_MAX, Caps, fill
 from digest.selection.categories import Categories
-from digest.selection.hybrid import Blend, shared_words, with_variety
+from digest.selection.hybrid import Blend, with_variety
 from digest.selection.learner import features
 from digest.selection.postings import Postings
+from digest.selection.reasons import Reasons
 from digest.selection.semantic import Lexicon, Space, Taste, TextModel, TfidfModel
 from digest.selection.tastes import Tastes
 
 REST_KEPT = 100  # matches a digest left out that its page of all matches lists (by ref, best first)
-CACHE_MAX = 20_000  # reasons kept per index; past it they are made again as needed
 # Descriptions and tastes kept per index (past it they are made again): enough for the readers who share a
 # profile within a run and for the web app's previews; most readers' profiles are their own, made once.
 TASTES_MAX = 2_000
@@ -96,8 +96,9 @@ class PaperIndex:
         self.min_ref: int = min(self._by_ref, default=0)
         self._hits: dict[str, dict[int, Where]] = {}
         self._vectors: dict[str, Vector] = {}
-        self._reasons: dict[tuple[str, Where | Likeness | By, tuple[str, ...]], Reason] = {}
-        self._words: dict[tuple[int, str], tuple[str, ...]] = {}  # (paper, liked paper) -> shared words
+        self.reasons = Reasons(
+            self._vectors, self.authorship, self.categories, lambda: self.space, lambda: self.lexicon
+        )
 
     def __len__(self) -> int:
         return len(self.papers)
@@ -121,15 +122,6 @@ class PaperIndex:
                 vec[pi] = SCORE[0] if where == "title" else SCORE[1]
             self._vectors[text] = vec
         return vec
-
-    def _reason(self, keyword: str, where: Where | Likeness | By, words: tuple[str, ...] = ()) -> Reason:
-        key = (keyword, where, words)
-        reason = self._reasons.get(key)
-        if reason is None:
-            if len(self._reasons) >= CACHE_MAX:
-                self._reasons.clear()
-            reason = self._reasons[key] = Reason(keyword, where, words)
-        return reason
 
     @property
     def space(self) -> Space:
@@ -235,7 +227,7 @@ class PaperIndex:
         else:
             ordered = candidates[np.argsort(order_key, kind="stable")]
             chosen, left = ordered[:limit], ordered[limit : limit + rest] if limit is not None else left
-        reasons = self._keyword_reasons(keywords, chosen, profile)
+        reasons = self.reasons.keywords(keywords, chosen, profile)
         return (
             [
                 Match(self.papers[pi], int(score[pi]), why)
@@ -267,33 +259,6 @@ class PaperIndex:
         """Clear ``mask`` for the papers whose store refs are in ``skip`` (already sent, or in flight)."""
         if skip:
             mask[[self._by_ref[r] for r in skip if r in self._by_ref]] = False
-
-    def _keyword_reasons(
-        self, keywords: list[str], chosen: npt.NDArray[np.intp], profile: Profile
-    ) -> list[tuple[Reason, ...]]:
-        """Per chosen paper, its followed authors, then the keywords it matched and where (title beats
-        abstract), then the category it is in when the reader narrowed to some, read for all the chosen
-        papers at once."""
-        hits = [self._vectors[kw][chosen].tolist() for kw in keywords]
-        authors, categories = profile.authors, profile.categories
-        return [
-            (
-                tuple(self._reason(name, "author") for name in self.authorship.written(authors, pi))
-                if authors
-                else ()
-            )
-            + tuple(
-                self._reason(kw, "title" if row[j] == SCORE[0] else "abstract")
-                for kw, row in zip(keywords, hits, strict=True)
-                if row[j]
-            )
-            + (self._category_reason(categories, pi) if categories else ())
-            for j, pi in enumerate(chosen.tolist())
-        ]
-
-    def _category_reason(self, patterns: tuple[str, ...], pi: int) -> tuple[Reason, ...]:
-        named = self.categories.named(patterns, pi) if patterns else None
-        return (self._reason(named, "category"),) if named else ()
 
     def _keyword_scores(
         self, profile: Profile, matched_only: bool
@@ -356,7 +321,7 @@ class PaperIndex:
             cap = math.ceil(limit * blend.reason_cap) if blend.reason_cap < 1 else None
 
             def reasons_of(head: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-                return self._main_reasons(keywords, head, taste)
+                return self.reasons.main(keywords, head, taste)
 
             within = order
             if caps is not None:  # the papers within their sections' caps, best first, to choose among
@@ -382,79 +347,10 @@ class PaperIndex:
                 for pi, value, why in zip(
                     chosen.tolist(),
                     combined[picked].tolist(),
-                    self._hybrid_reasons(keywords, chosen, taste, profile),
+                    self.reasons.hybrid(keywords, chosen, taste, profile),
                     strict=True,
                 )
             ],
             total,
             left,
         )
-
-    def _main_reasons(
-        self, keywords: list[str], papers: npt.NDArray[np.intp], taste: Taste
-    ) -> npt.NDArray[np.intp]:
-        """Each paper's main reason as a number: the first of ``keywords`` it matches (0, 1, …), else
-        ``len(keywords)`` + the taste item (description or liked paper) it is closest to."""
-        main = np.full(len(papers), -1, dtype=np.intp)
-        for k in range(len(keywords) - 1, -1, -1):  # the first keyword wins: written last
-            main[self._vectors[keywords[k]][papers] > 0] = k
-        alone = main < 0
-        if alone.any():
-            main[alone] = len(keywords) + self._closest(taste, papers[alone])
-        return main
-
-    def _closest(self, taste: Taste, papers: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
-        """For each paper (positions), the taste item (description or liked paper) it is closest to, in
-        one product."""
-        return np.asarray(np.argmax(taste.items @ self.space.papers[papers].T, axis=0), dtype=np.intp)
-
-    def _hybrid_reasons(
-        self, keywords: list[str], chosen: npt.NDArray[np.intp], taste: Taste, profile: Profile
-    ) -> list[tuple[Reason, ...]]:
-        """The keywords each chosen paper matched; for one without a keyword, the liked paper (or the
-        description) it is closest to, and the words it shares with that."""
-        reasons = self._keyword_reasons(keywords, chosen, profile)
-        by_meaning = [j for j, why in enumerate(reasons) if all(r.where == "category" for r in why)]
-        if not by_meaning:
-            return reasons
-        closest = self._closest(taste, chosen[by_meaning])
-        words = self._shared(chosen[by_meaning], closest, taste)
-        for j, c, shared in zip(by_meaning, closest.tolist(), words, strict=True):
-            label = taste.labels[c]
-            reasons[j] = (self._reason(label, "similar" if label else "about", shared), *reasons[j])
-        return reasons
-
-    def _shared(
-        self, papers: npt.NDArray[np.intp], closest: npt.NDArray[np.intp], taste: Taste
-    ) -> list[tuple[str, ...]]:
-        """The words each paper (positions) shares with the taste item it is closest to (``closest``),
-        found for all the papers of one item at once; kept for a liked paper (readers who like the same
-        paper are shown the same words), found each time for a description."""
-        out: list[tuple[str, ...]] = [()] * len(papers)
-        lexicon = self.lexicon
-        groups: dict[int, list[int]] = {}
-        for j, c in enumerate(closest.tolist()):
-            groups.setdefault(c, []).append(j)
-        for c, at in groups.items():
-            if c >= len(taste.lexical_items):
-                continue
-            key = taste.keys[c] if c < len(taste.keys) else ""
-            if key:  # a liked paper's: the pairs found before are kept
-                missing = [j for j in at if (int(papers[j]), key) not in self._words]
-                if missing:
-                    if len(self._words) + len(missing) > CACHE_MAX:
-                        self._words.clear()
-                        missing = at
-                    found = shared_words(
-                        lexicon.cells, papers[missing], taste.lexical_items[c], lexicon.names
-                    )
-                    self._words.update(
-                        ((int(papers[j]), key), w) for j, w in zip(missing, found, strict=True)
-                    )
-                for j in at:
-                    out[j] = self._words[int(papers[j]), key]
-            else:
-                found = shared_words(lexicon.cells, papers[at], taste.lexical_items[c], lexicon.names)
-                for j, w in zip(at, found, strict=True):
-                    out[j] = w
-        return out
