@@ -399,8 +399,8 @@ class Digest:
     """One email's content. ``more`` counts matches cut by the cap; they stay candidates. ``rest``: the
     store refs of the best of those, best first (its page of all matches lists them). ``updates``: papers
     the reader was sent before that have a new version since (``Paper.version``), told once per version.
-    ``recalled``: rebuilt from the outbox (a resend, the page of a sent digest), its reasons worked out again
-    from keywords alone: its papers are shown in the order sent, without naming sections."""
+    ``recalled``: rebuilt from an outbox row that kept no reasons (begun before they were kept), its reasons
+    worked out again from keywords alone: its papers are shown in the order sent, without naming sections."""
 
     subscriber: Subscriber
     matches: tuple[Match, ...]

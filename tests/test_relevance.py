@@ -318,6 +318,49 @@ def test_reasons_show_in_the_email_and_in_preview_json(tmp_path: Path) -> None:
     assert "More like this" in html and "/1/more" in text
 
 
+def test_a_sent_digest_says_again_what_its_email_said_why_and_in_which_section(tmp_path: Path) -> None:
+    """The page of a sent digest (and a resend: both are ``recalled``) names the liked paper or the
+    description each paper chosen by meaning is close to and the words they share, and the same sections
+    as the email, from what the message's row kept; a row begun before reasons were kept names them
+    generically, without sections."""
+    port = free_port()
+    seeds = ["Mixture of Experts"]  # a liked paper among the stored ones (a fragment of its title)
+    reader = {"email": "ada@example.org", "keywords": ["counterfactual"], "about": ABOUT, "max_papers": 8}
+    cfg, run = _setup(tmp_path, port, [{**reader, "seeds": seeds}])
+    assert cli(*run, "run").returncode == 0
+    (mail,) = read_maildir(tmp_path / "var" / "outbox")
+    sent_html = mail.get_body(("html",)).get_content()
+    why = re.compile(r'<td class="why"[^>]*>(.*?)</td>', re.S)
+    heads = re.compile(r'<h2 class="section-title"[^>]*>(.*?)</h2>', re.S)
+    sent_why, sent_heads = why.findall(sent_html), heads.findall(sent_html)
+    assert any("similar to: " in w or "close to your description" in w for w in sent_why), sent_why
+    assert "(shares: " in " ".join(sent_why) and sent_heads == ["Your keywords", "Like your papers"]
+    link = re.search(
+        r"View in a browser:\s+(http://127\.0\.0\.1:\d+/v/\S+)", mail.get_body(("plain",)).get_content()
+    )
+    assert link
+    with web(cfg, port, digest_env()), httpx.Client() as client:
+        page = client.get(link.group(1))
+        assert page.status_code == 200
+        assert why.findall(page.text) == sent_why and heads.findall(page.text) == sent_heads
+        every = client.get(link.group(1) + "/all")  # the day's page of all matches says it too
+        assert every.status_code == 200 and "(shares: " in html.unescape(every.text)
+    from digest.run.planning import recalled
+    from digest.store import Store
+
+    with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
+        ada = store.readers.get("ada@example.org")
+        (row,) = store.outbox.sent_digests("ada@example.org")
+        assert ada is not None and not recalled(ada, row, store).recalled
+        store.conn.execute("UPDATE messages SET reasons = NULL")
+        (old,) = store.outbox.sent_digests("ada@example.org")
+        again = recalled(ada, old, store)
+        assert again.recalled and [m.paper for m in again.matches] == [
+            m.paper for m in recalled(ada, row, store).matches
+        ]
+        assert not any(r.where in ("similar", "about") for m in again.matches for r in m.reasons)
+
+
 def test_feedback_links_are_signed_and_move_the_next_digest(tmp_path: Path) -> None:
     port = free_port()
     people = [

@@ -39,7 +39,7 @@ from digest.errors import (
 from digest.models import Status
 from digest.reports import RunReport, SourceReport, SubscriberReport, is_problem
 from digest.run.channel import Channel, Piece
-from digest.run.planning import Planned, Send, Skip, plan_batches
+from digest.run.planning import Planned, Send, Skip, kept_reasons, plan_batches
 from digest.selection.index import PaperIndex
 from digest.store import NewMessage, Store
 
@@ -257,6 +257,7 @@ class Delivery:
                     c.digest.more,
                     c.digest.rest,
                     tuple((p.ref, p.version or 0) for p in c.digest.updates if p.ref is not None),
+                    kept_reasons(c.digest),
                 )
                 for _, c in fresh
             ],

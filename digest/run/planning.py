@@ -30,13 +30,13 @@ from digest.cadence import WEEK_WINDOW_DAYS, Period, When, first_key, key_of, ne
 from digest.errors import ProfileError
 from digest.identity import mailbox_key
 from digest.keywords import explain
-from digest.models import Digest, MessageState, Paper, Status, Subscriber
+from digest.models import Digest, Match, MessageState, Paper, Profile, Reason, Status, Subscriber
 from digest.profiles import check_profile
 from digest.run.reader_models import learned_scores
 from digest.selection.index import PaperIndex
 from digest.selection.sections import arranged
 from digest.selection.semantic import SentenceModel, Space, Taste, TextModel
-from digest.store import DeliveryState, OutboxRow, Store
+from digest.store import DeliveryState, KeptReason, OutboxRow, Store
 
 BATCH = 256  # subscribers planned, begun, delivered and recorded together
 # How long a new version of a paper waits to be told of in a reader's next digest (a reader with nothing
@@ -323,13 +323,64 @@ def decide(
     return key, out
 
 
+KEPT = ("similar", "about", "trending")  # the reasons a reader's keywords cannot tell again
+
+
+def kept_reasons(digest: Digest) -> tuple[KeptReason, ...]:
+    """What an outbox row keeps of a digest's reasons: those its reader's keywords, authors and categories
+    cannot tell again (``explain``) when it is resent or shown again (see ``recalled``).
+
+    >>> from digest.models import Match, Reason
+    >>> why = (Reason("X", "similar", ("moe",)), Reason("moe", "title"))
+    >>> kept_reasons(Digest(Subscriber("a@b.org"), (Match(Paper("T", "A", ref=7), 1, why),), date(2026, 1, 1)))
+    ((7, 'X', 'similar', ('moe',)),)
+    """
+    return tuple(
+        (m.paper.ref, r.keyword, r.where, r.words)
+        for m in digest.matches
+        if m.paper.ref is not None
+        for r in m.reasons
+        if r.where in KEPT
+    )
+
+
+def kept_by_ref(row: OutboxRow) -> dict[int, list[Reason]]:
+    """The reasons an outbox row kept (``kept_reasons``), by paper ref."""
+    kept: dict[int, list[Reason]] = {}
+    for ref, keyword, where, words in row.reasons or ():
+        kept.setdefault(ref, []).append(Reason(keyword, where, words))  # type: ignore[arg-type]
+    return kept
+
+
+def explained(paper: Paper, profile: Profile, kept: dict[int, list[Reason]]) -> Match:
+    """A paper of a sent digest with its reasons again: those kept (``kept_by_ref``) by meaning first, the
+    ones its reader's keywords, authors and categories tell (``explain``), then trending."""
+    told, mine = explain(paper, profile), kept.get(paper.ref or 0, [])
+    first, last = [r for r in mine if r.where != "trending"], [r for r in mine if r.where == "trending"]
+    return replace(told, reasons=(*first, *told.reasons, *last)) if mine else told
+
+
 def recalled(sub: Subscriber, row: OutboxRow, store: Store) -> Digest:
     """The digest an outbox row holds (a resend, the page of a sent digest): its papers in the order sent,
-    explained by the reader's keywords, its "N more", and the new versions it tells of."""
-    matches = tuple(explain(p, sub.profile) for p in store.papers.by_refs(row.refs))
+    with the reasons the row kept (chosen by meaning, trending) and those the reader's keywords, authors
+    and categories tell, its "N more", and the new versions it tells of. A row that kept no reasons (begun
+    before they were kept) is marked ``recalled``: its papers chosen by meaning are named as such, without
+    sections."""
+    kept = kept_by_ref(row)
+    matches = [explained(paper, sub.profile, kept) for paper in store.papers.by_refs(row.refs)]
     versions = dict(row.updates)
-    told = tuple(replace(p, version=versions.get(p.ref or 0)) for p in store.papers.by_refs(list(versions)))
-    return Digest(sub, matches, row.day, more=row.more, rest=row.rest, updates=told, recalled=True)
+    told_of = tuple(
+        replace(p, version=versions.get(p.ref or 0)) for p in store.papers.by_refs(list(versions))
+    )
+    return Digest(
+        sub,
+        tuple(matches),
+        row.day,
+        more=row.more,
+        rest=row.rest,
+        updates=told_of,
+        recalled=row.reasons is None,
+    )
 
 
 def choose(

@@ -7,9 +7,8 @@ Pure values and functions over arrays; ``index.PaperIndex`` applies them to the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,7 +43,7 @@ class Blend:
 
 
 def shared_words(
-    cells: Cells, papers: npt.NDArray[np.intp], item: Row, names: Any, n: int = SHARED_WORDS
+    cells: Cells, papers: npt.NDArray[np.intp], item: Row, names: Sequence[str], n: int = SHARED_WORDS
 ) -> list[tuple[str, ...]]:
     """For each paper (positions in ``cells``: every paper's TF-IDF entries), the ``n`` words that weigh
     most in its overlap with ``item`` (the description's or a liked paper's entries, columns sorted),
@@ -64,10 +63,10 @@ def shared_words(
     np.minimum(at, len(cells.keys) - 1, out=at)
     weight = np.where(cells.keys[at] == wanted, cells.data[at] * item.data[None, :], 0.0)
     best = np.argsort(-weight, axis=1, kind="stable")[:, :n]
-    kept = np.take_along_axis(weight, best, axis=1) > 0
+    kept = weight[np.arange(len(papers))[:, None], best] > 0
     columns = item.indices[best]
     return [
-        tuple(str(names[c]) for c, ok in zip(row, oks, strict=True) if ok)
+        tuple(names[c] for c, ok in zip(row, oks, strict=True) if ok)
         for row, oks in zip(columns.tolist(), kept.tolist(), strict=True)
     ]
 

@@ -146,9 +146,9 @@ class Lexicon:
         return Cells.of(self.rows, self.papers.shape[1])
 
     @functools.cached_property
-    def names(self) -> Any:
+    def names(self) -> list[str]:
         """The term of each column (for the words a reason names)."""
-        return self.vectorizer.get_feature_names_out() if self.fitted else np.array([], dtype=object)
+        return [str(t) for t in self.vectorizer.get_feature_names_out()] if self.fitted else []
 
     def embed(self, texts: Sequence[str]) -> Any:
         """Unit TF-IDF rows (a sparse matrix) of ``texts`` in the papers' terms."""

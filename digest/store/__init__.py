@@ -3,7 +3,7 @@
 from digest.store.database import RUN_SYNC, Store
 from digest.store.dialect import is_server, shared_by_hosts
 from digest.store.health import Figures
-from digest.store.outbox import DeliveryState, NewMessage, OutboxRow, SentRecord
+from digest.store.outbox import DeliveryState, KeptReason, NewMessage, OutboxRow, SentRecord
 from digest.store.readers import BOUNCE_LIMIT
 from digest.store.runs import CHUNK, Claim, RangeRecord, RunProgress, owner_name
 from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
@@ -17,6 +17,7 @@ __all__ = [
     "Claim",
     "DeliveryState",
     "Figures",
+    "KeptReason",
     "NewMessage",
     "OutboxRow",
     "RangeRecord",

@@ -15,6 +15,9 @@ from digest.store.papers import paper_of
 from digest.store.readers import BOUNCE_LIMIT
 from digest.store.sql import chunks, iso, marks, values
 
+# A paper's reason that its reader's keywords cannot tell again: (ref, keyword or title, where, words).
+KeptReason = tuple[int, str, str, tuple[str, ...]]
+
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
@@ -30,6 +33,7 @@ class OutboxRow:
     more: int = 0  # matches left out by the cap, so a resend says the same "N more" line
     rest: tuple[int, ...] = ()  # the best of them, best first (``Digest.rest``)
     updates: tuple[tuple[int, int], ...] = ()  # (ref, version) of the new versions it tells of
+    reasons: tuple[KeptReason, ...] | None = None  # what keywords cannot tell again; None: kept none
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ class NewMessage:
     more: int = 0
     rest: tuple[int, ...] = ()
     updates: tuple[tuple[int, int], ...] = ()  # (ref, version) of the papers' new versions it tells of
+    reasons: tuple[KeptReason, ...] = ()  # the papers' reasons its reader's keywords cannot tell again
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,21 @@ def _outbox_row(r: Any) -> OutboxRow:
         r["more"],
         tuple(json.loads(r["rest"])),
         () if r["updates"] == "[]" else tuple((int(ref), int(v)) for ref, v in json.loads(r["updates"])),
+        _kept(r["reasons"]),
+    )
+
+
+def _kept(stored: str | None) -> tuple[KeptReason, ...] | None:
+    """A message's kept reasons as stored (None: it kept none, begun before they were kept).
+
+    >>> _kept('[[7, "A paper", "similar", ["moe"]]]'), _kept(None)
+    (((7, 'A paper', 'similar', ('moe',)),), None)
+    """
+    if stored is None:
+        return None
+    return tuple(
+        (int(ref), str(kw), str(where), tuple(map(str, words)))
+        for ref, kw, where, words in json.loads(stored)
     )
 
 
@@ -111,13 +131,14 @@ class Outbox:
                             m.more,
                             json.dumps(m.rest),
                             json.dumps(m.updates),
+                            json.dumps(m.reasons),
                         )
                         for m in part
                     ]
                 )
                 rows = tx.execute(
                     "INSERT INTO messages (email, message_id, digest_date, status, created, updated, papers,"
-                    f" more, rest, updates) {rows_sql} ON CONFLICT DO NOTHING RETURNING id, message_id",
+                    f" more, rest, updates, reasons) {rows_sql} ON CONFLICT DO NOTHING RETURNING id, message_id",
                     flat,
                 ).fetchall()
                 made.update((r["message_id"], int(r["id"])) for r in rows)

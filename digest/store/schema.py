@@ -268,6 +268,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (pid, language)
     ) WITHOUT ROWID;
     """,
+    # 17 -> 18: the reasons of a digest's papers that its reader's keywords cannot tell again (chosen by
+    # meaning: the liked paper or description and the words shared; trending), as [ref, keyword, where,
+    # [words]] lists, so that a resend and the page of a sent digest say what the email said. NULL: a
+    # message begun before this kept none.
+    """
+    ALTER TABLE messages ADD COLUMN reasons TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 REKEY_STEP = 11  # the migration after which ``rekey_addresses`` runs, in the same transaction

@@ -21,8 +21,8 @@ from starlette.routing import Route
 
 from digest import links
 from digest.email.entries import tldr_for
-from digest.keywords import explain
-from digest.models import Digest, Match, Paper, Profile, Subscriber
+from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
+from digest.run.planning import explained, kept_by_ref
 from digest.tokens import Purpose
 from digest.web.feed import not_modified, version_of
 from digest.web.pages import shown_paper
@@ -42,14 +42,18 @@ def long_date(day: date) -> str:
 
 
 def entries_of(
-    papers: list[Paper], profile: Profile, in_digest: int, summaries: str | None = None
+    papers: list[Paper],
+    profile: Profile,
+    in_digest: int,
+    summaries: str | None = None,
+    kept: dict[int, list[Reason]] | None = None,
 ) -> list[dict[str, Any]]:
     """What the page shows of each paper: the email's entry (title and abstract highlighted for the
-    keywords it matches, its TL;DR where ``summaries`` names the operator's language), its reasons, and
-    whether it was among the digest's first ``in_digest``."""
+    keywords it matches, its TL;DR where ``summaries`` names the operator's language), its reasons (with
+    those its digest's row ``kept``), and whether it was among the digest's first ``in_digest``."""
     out = []
     for i, paper in enumerate(papers):
-        match = explain(paper, profile)
+        match = explained(paper, profile, kept or {})
         out.append(
             {
                 **shown_paper(paper, match.matched, match.by, tldr_for(paper, profile.language, summaries)),
@@ -113,7 +117,9 @@ def library_routes(web: Web) -> list[Route]:
             papers = store.papers.by_refs([*row.refs, *row.rest]) if row else []
         if subscriber is None or row is None:
             return None, [], 0
-        entries = entries_of(papers, subscriber.profile, len(row.refs), web.services.renderer.language)
+        entries = entries_of(
+            papers, subscriber.profile, len(row.refs), web.services.renderer.language, kept_by_ref(row)
+        )
         return subscriber, entries, max(row.more - len(row.rest), 0)
 
     async def all_matches(request: Request) -> Response:
