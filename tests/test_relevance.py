@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from conftest import free_port, read_maildir, samples_source, seed_papers, write_config
+from conftest import TEST_SECRET_KEY, free_port, read_maildir, samples_source, seed_papers, write_config
 from running import cli, digest_env, web
 
 from digest.models import Paper, Profile
@@ -23,6 +23,7 @@ from digest.profiles import check_profile, profile_from_form
 from digest.selection.hybrid import Blend
 from digest.selection.index import PaperIndex
 from digest.selection.semantic import rocchio_weights
+from digest.tokens import Purpose, Signer
 
 ABOUT = "causal inference and causal discovery: identifiability of causal structure, counterfactuals"
 
@@ -345,6 +346,13 @@ def test_a_sent_digest_says_again_what_its_email_said_why_and_in_which_section(t
         assert why.findall(page.text) == sent_why and heads.findall(page.text) == sent_heads
         every = client.get(link.group(1) + "/all")  # the day's page of all matches says it too
         assert every.status_code == 200 and "(shares: " in html.unescape(every.text)
+        base = link.group(1).split("/v/")[0]
+        manage = client.get(f"{base}/m/{Signer([TEST_SECRET_KEY]).make(Purpose.MANAGE, 'ada@example.org')}")
+        feed = re.search(
+            r'<link rel="alternate" type="application/atom\+xml"[^>]* href="([^"]+)"', manage.text
+        )
+        assert feed, "the manage page links the reader's feed"
+        assert "(shares: " in html.unescape(client.get(feed.group(1)).text)  # and so does the feed
     from digest.run.planning import recalled
     from digest.store import Store
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
@@ -344,10 +344,10 @@ def kept_reasons(digest: Digest) -> tuple[KeptReason, ...]:
     )
 
 
-def kept_by_ref(row: OutboxRow) -> dict[int, list[Reason]]:
+def kept_by_ref(reasons: Iterable[KeptReason] | None) -> dict[int, list[Reason]]:
     """The reasons an outbox row kept (``kept_reasons``), by paper ref."""
     kept: dict[int, list[Reason]] = {}
-    for ref, keyword, where, words in row.reasons or ():
+    for ref, keyword, where, words in reasons or ():
         kept.setdefault(ref, []).append(Reason(keyword, where, words))  # type: ignore[arg-type]
     return kept
 
@@ -366,7 +366,7 @@ def recalled(sub: Subscriber, row: OutboxRow, store: Store) -> Digest:
     and categories tell, its "N more", and the new versions it tells of. A row that kept no reasons (begun
     before they were kept) is marked ``recalled``: its papers chosen by meaning are named as such, without
     sections."""
-    kept = kept_by_ref(row)
+    kept = kept_by_ref(row.reasons)
     matches = [explained(paper, sub.profile, kept) for paper in store.papers.by_refs(row.refs)]
     versions = dict(row.updates)
     told_of = tuple(

@@ -356,14 +356,24 @@ class Outbox:
         ).fetchone()
         return (int(row["id"]), str(row["sent_at"])) if row else None
 
-    def sent_papers(self, email: str, limit: int) -> list[tuple[Paper, str, date]]:
-        """The last ``limit`` papers sent to ``email``, newest first: (paper, when sent, the digest's day)."""
+    def sent_papers(self, email: str, limit: int) -> list[tuple[Paper, str, date, tuple[KeptReason, ...]]]:
+        """The last ``limit`` papers sent to ``email``, newest first: (paper, when sent, the digest's day,
+        the reasons its message kept for it)."""
         rows = self.conn.execute(
-            "SELECT p.*, s.sent_at AS sent_when, m.digest_date FROM sent s JOIN papers p ON p.pid = s.pid"
-            " JOIN messages m ON m.id = s.message WHERE s.email = ? ORDER BY s.message DESC, p.pid LIMIT ?",
+            "SELECT p.*, s.sent_at AS sent_when, m.digest_date, m.reasons FROM sent s"
+            " JOIN papers p ON p.pid = s.pid JOIN messages m ON m.id = s.message"
+            " WHERE s.email = ? ORDER BY s.message DESC, p.pid LIMIT ?",
             (mailbox_key(email), limit),
         ).fetchall()
-        return [(paper_of(r), str(r["sent_when"]), date.fromisoformat(r["digest_date"])) for r in rows]
+        return [
+            (
+                paper_of(r),
+                str(r["sent_when"]),
+                date.fromisoformat(r["digest_date"]),
+                tuple(k for k in _kept(r["reasons"]) or () if k[0] == r["pid"]),
+            )
+            for r in rows
+        ]
 
     def history(self, email: str) -> list[SentRecord]:
         """What was sent to ``email``, newest first: for the reader's own data download."""

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from digest import links
 from digest.atom import FEED_ENTRIES, Sent, atom_feed
-from digest.keywords import explain
+from digest.run.planning import explained, kept_by_ref
 from digest.tokens import Purpose
 from digest.web.state import Web
 
@@ -98,9 +98,9 @@ def feed_routes(web: Web) -> list[Route]:
         profile = subscriber.profile if subscriber else None
         sent = [
             Sent(match, stamp(at), day, tuple(match.why(profile.trending)))
-            for paper, at, day in rows
+            for paper, at, day, kept in rows
             if profile is not None
-            for match in (explain(paper, profile),)
+            for match in (explained(paper, profile, kept_by_ref(kept)),)
         ]
         return atom_feed(
             site=settings.base_url or self_url,

@@ -118,7 +118,11 @@ def library_routes(web: Web) -> list[Route]:
         if subscriber is None or row is None:
             return None, [], 0
         entries = entries_of(
-            papers, subscriber.profile, len(row.refs), web.services.renderer.language, kept_by_ref(row)
+            papers,
+            subscriber.profile,
+            len(row.refs),
+            web.services.renderer.language,
+            kept_by_ref(row.reasons),
         )
         return subscriber, entries, max(row.more - len(row.rest), 0)
 
