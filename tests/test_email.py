@@ -308,6 +308,26 @@ def test_a_template_that_cannot_be_inlined_once_falls_back_to_per_email(tmp_path
     assert '<p class="n" style="color:#111">1 papers</p>' in html
 
 
+def test_the_text_part_wraps_at_72_and_keeps_a_line_that_fits_as_it_is() -> None:
+    """A reason that fits stays one line under its paper; one longer than 72 characters is wrapped at
+    word boundaries with the same indent, no word cut, none lost."""
+    papers = seed_papers()
+    short = Reason("", "about", ("lora", "rank"))
+    long_title = Reason(papers[1].title + " and a long tail of words to wrap", "similar", ("moe", "experts"))
+    digest = digest_of(Subscriber("ada@example.org"), [(papers[0], (short,)), (papers[2], (long_title,))])
+    text = Renderer(sender=SENDER).render(digest, NOW).get_body(("plain",)).get_content()
+    lines = text.splitlines()
+    assert "    close to your description (shares: lora, rank)" in lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("    similar to: "))
+    wrapped = []
+    for line in lines[start:]:
+        if not line.startswith("    ") or not line.strip():
+            break
+        wrapped.append(line)
+    assert len(wrapped) > 1 and all(len(line) <= 72 for line in wrapped)
+    assert " ".join(line.strip() for line in wrapped) == long_title.text
+
+
 def test_only_http_links_and_no_markup_from_feeds() -> None:
     html = Renderer(sender=SENDER).render(hostile_digest(), NOW).get_body(("html",)).get_content()
     tree = lxml_html.fromstring(html)

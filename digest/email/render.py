@@ -94,10 +94,17 @@ def message_id_for(digest: Digest, domain: str, key: bytes | None = None) -> str
 
 @functools.lru_cache(maxsize=4096)
 def _wrap(text: str, indent: int = 0) -> str:
-    """Wrapped at 72 for the text part. Cached: the same abstracts are wrapped for many subscribers."""
-    pad = " " * indent
+    """Wrapped at 72 for the text part. Cached: the same abstracts are wrapped for many subscribers; a line
+    that fits is returned as it is, without textwrap (most reason lines, which differ per reader).
+
+    >>> _wrap("close to your description (shares: lora)", 4)
+    '    close to your description (shares: lora)'
+    """
+    pad, line = " " * indent, one_line(text)
+    if len(pad) + len(line) <= TEXT_WIDTH:
+        return pad + line if line else ""
     return textwrap.fill(
-        one_line(text),
+        line,
         TEXT_WIDTH,
         initial_indent=pad,
         subsequent_indent=pad,
