@@ -106,20 +106,27 @@ def with_variety(
     mmr[0] = -np.inf
     chosen = [0]
     group = groups(head) if groups is not None and cap is not None else None
-    blocked: npt.NDArray[np.bool_] | None = None  # the candidates of a reason at its cap, once one is
+    # ``value``: ``mmr`` with the candidates of a reason at its cap left out (-inf), kept alongside it.
+    value = mmr.copy() if group is not None else mmr
     counts: dict[int, int] = {}
+    reason_of = group.tolist() if group is not None else []
+    last = 0
     while len(chosen) < want:
         if group is not None and cap is not None:
-            g = int(group[chosen[-1]])
+            g = reason_of[last]
             counts[g] = counts.get(g, 0) + 1
-            if counts[g] >= cap:
-                blocked = (group == g) if blocked is None else (blocked | (group == g))
-        value = mmr if blocked is None else np.where(blocked, -np.inf, mmr)
+            if counts[g] == cap:
+                value[group == g] = -np.inf
         nxt = int(value.argmax())
         if value[nxt] == -np.inf:  # every paper left shares a reason at its cap: the cap gives way
-            blocked, group = None, None
+            value, group = mmr, None
             nxt = int(mmr.argmax())
         chosen.append(nxt)
-        np.minimum(mmr, after[nxt], out=mmr)
+        row = after[nxt]
+        np.minimum(mmr, row, out=mmr)
         mmr[nxt] = -np.inf
+        if value is not mmr:
+            np.minimum(value, row, out=value)
+            value[nxt] = -np.inf
+        last = nxt
     return head[chosen]
