@@ -28,9 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_day import start_sink
 
+from digest.config_tables import SmtpConfig
 from digest.email.mime import Outgoing
 from digest.email.transport import SmtpTransport
-from digest.settings import SmtpConfig
 
 
 def _free_port() -> int:

@@ -20,6 +20,7 @@ LAYERS = [
         "tokens",
         "links",
         "alerts",
+        "config_tables",
         "settings",
         "selection.semantic",
         "selection.authorship",
@@ -154,12 +155,17 @@ VALUES = {"errors", "redact", "identity", "models", "keywords", "cadence", "prof
 SETTINGS_READERS = {"wiring", "cli", "scheduler", "web", "run.workers"}
 
 
+CONFIGURATION = {"settings", "config_tables"}  # the settings and the models of the config file's tables
+
+
 def test_settings_imports_no_feature_module() -> None:
-    assert _imports()["settings"] <= VALUES, sorted(_imports()["settings"] - VALUES)
+    for module in CONFIGURATION:
+        imported = _imports()[module] - CONFIGURATION
+        assert imported <= VALUES, (module, sorted(imported - VALUES))
 
 
 def test_only_the_composition_root_and_the_edges_read_the_settings() -> None:
-    readers = {module for module, imported in _imports().items() if "settings" in imported}
+    readers = {m for m, imported in _imports().items() if imported & CONFIGURATION} - CONFIGURATION
     assert readers <= SETTINGS_READERS, sorted(readers - SETTINGS_READERS)
 
 

@@ -18,12 +18,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import RecordingHandler, free_port, samples_source, sent_refs, write_config
 
+from digest.config_tables import SmtpConfig
 from digest.email.mime import Outgoing
 from digest.email.transport import SmtpTransport
 from digest.errors import DeliveryAbortedError, PermanentDeliveryError, TransientDeliveryError
 from digest.models import Status
 from digest.run import pipeline
-from digest.settings import SmtpConfig, load_settings
+from digest.settings import load_settings
 from digest.store import Store
 from digest.wiring import Services
 

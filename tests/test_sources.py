@@ -9,9 +9,9 @@ import pytest
 from conftest import FIXTURES, SAMPLES, HttpServer, Route
 
 from digest import sources
+from digest.config_tables import SourceConfig
 from digest.errors import FetchError, ParseError
 from digest.models import Paper, Validators
-from digest.settings import SourceConfig
 from digest.sources.feed import parse_feed
 from digest.sources.fetch import fetch_url
 from digest.sources.hfjson import parse_hf_json

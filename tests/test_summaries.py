@@ -176,9 +176,9 @@ def test_an_api_key_in_the_config_file_is_refused(tmp_path: Path, model: Model) 
 
 
 def test_a_new_version_is_summarised_again(tmp_path: Path, model: Model) -> None:
+    from digest.config_tables import SummariesConfig
     from digest.models import Paper
     from digest.run.summaries import summarise
-    from digest.settings import SummariesConfig
     from digest.store import Store
 
     config = SummariesConfig(url=f"{model.base}/v1", timeout=2.0)

@@ -37,7 +37,7 @@ from digest.errors import (
 
 
 class SmtpServer(Protocol):
-    """Where and how to reach the SMTP server (``[smtp]``, ``settings.SmtpConfig``)."""
+    """Where and how to reach the SMTP server (``[smtp]``, ``config_tables.SmtpConfig``)."""
 
     @property
     def host(self) -> str: ...

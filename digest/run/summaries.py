@@ -45,7 +45,7 @@ log = logging.getLogger("digest")
 
 
 class SummariesConfig(Protocol):
-    """What asking for TL;DRs reads of ``[summaries]`` (``settings.SummariesConfig``)."""
+    """What asking for TL;DRs reads of ``[summaries]`` (``config_tables.SummariesConfig``)."""
 
     @property
     def url(self) -> str | None: ...

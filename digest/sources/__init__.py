@@ -114,7 +114,7 @@ def _bound_all(papers: list[Paper]) -> tuple[list[Paper], int]:
 
 
 class SourceSpec(Protocol):
-    """One configured source (``[[sources]]``, ``settings.SourceConfig``): what ``load`` reads."""
+    """One configured source (``[[sources]]``, ``config_tables.SourceConfig``): what ``load`` reads."""
 
     @property
     def kind(self) -> str: ...
