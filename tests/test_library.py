@@ -468,6 +468,30 @@ def test_subscribe_takes_seed_papers_from_a_zotero_export(tmp_path: Path) -> Non
     assert len(missing.stderr.strip().splitlines()) == 1
 
 
+def test_the_public_sample_is_made_once_per_pool_not_read_for_each_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone may ask for ``/sample`` as often as they like: it is made from the papers the web app
+    already indexed for previews, once per pool and day, never by a query per request."""
+    from starlette.testclient import TestClient
+
+    from digest.store.papers import Papers
+    from digest.web import create_app
+
+    cfg, _port = served_config(tmp_path)
+    cli("ingest", "--config", str(cfg)).check()
+    monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
+    reads = []
+    recent = Papers.recent
+    monkeypatch.setattr(Papers, "recent", lambda self, *a, **k: reads.append(1) or recent(self, *a, **k))
+    with TestClient(create_app(Services(load_settings(cfg)))) as client:
+        at_start = len(reads)  # the preview pool, indexed before the first request
+        pages = [client.get("/sample") for _ in range(5)]
+    assert at_start >= 1 and len(reads) == at_start
+    assert all(p.status_code == 200 and p.text == pages[0].text for p in pages)
+    assert len(re.findall(r'<h2 class="title"', pages[0].text)) == 5
+
+
 def test_a_sample_digest_for_someone_deciding_publishes_no_acting_link(tmp_path: Path) -> None:
     cfg, port = served_config(tmp_path)
     cli("ingest", "--config", str(cfg)).check()

@@ -117,7 +117,7 @@ def create_app(services: Services) -> Starlette:
             *signup_routes(web, mailer),
             *leave_routes(web, batcher),
             *reader_routes(web, pools),
-            *library_routes(web),
+            *library_routes(web, pools),
             *feed_routes(web),
             *papers_routes(web),
             *sent_digest_routes(web),

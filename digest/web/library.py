@@ -5,13 +5,15 @@ up, a sample digest (``/sample``) of the papers most upvoted lately.
 The archive lists every digest sent to the reader, newest first: its date, how many papers it carried and
 how many more matched, with links to it as sent and to all its matches. A day's matches are the digest's
 papers and then the ones its cap left out, best first, as the run ranked them and kept them
-(``Digest.rest``, up to ``REST_KEPT``); each with its reasons under the reader's profile now (a paper
-chosen by meaning, not by a keyword, says so). Both read only, on the event loop (see ``reader``).
+(``Digest.rest``, up to ``REST_KEPT``); each with its reasons under the reader's profile now and those
+its digest's row kept (the liked paper or description a paper chosen by meaning is close to). Both read
+only, on the event loop (see ``reader``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+import weakref
+from datetime import UTC, date, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -23,11 +25,13 @@ from digest import links
 from digest.email.entries import tldr_for
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
 from digest.run.planning import explained, kept_by_ref
+from digest.selection.index import PaperIndex
 from digest.tokens import Purpose
 from digest.web.feed import not_modified, version_of
 from digest.web.pages import shown_paper
 from digest.web.sent import VIEW_CSP
 from digest.web.state import Web
+from digest.web.stores import PoolCache
 
 SAMPLE_PAPERS = 5  # papers in the sample digest the sign-up page links
 
@@ -64,7 +68,7 @@ def entries_of(
     return out
 
 
-def library_routes(web: Web) -> list[Route]:
+def library_routes(web: Web, pools: PoolCache) -> list[Route]:
     def archive_of(key: str) -> tuple[Subscriber | None, list[dict[str, Any]]]:
         with web.stores.get() as store:
             subscriber = store.readers.get(key)
@@ -148,19 +152,23 @@ def library_routes(web: Web) -> list[Route]:
             view=links.VIEW.format(token=request.path_params["token"]),
         )
 
-    def sample_html() -> str | None:
-        """A digest of the stored papers most upvoted lately, for someone deciding to sign up."""
-        with web.stores.get() as store:
-            papers = store.papers.recent(datetime.now(UTC) - timedelta(days=web.settings.lookback_days))
-        top = sorted(papers, key=lambda p: -(p.upvotes or 0))[:SAMPLE_PAPERS]
+    def sample_html(pool: PaperIndex, today: date) -> str | None:
+        """A digest of the papers most upvoted lately (the preview pool's), for someone deciding to sign up."""
+        top = sorted(pool.papers, key=lambda p: -(p.upvotes or 0))[:SAMPLE_PAPERS]
         if not top:
             return None
         reader = Subscriber("you@example.org", profile=Profile(max_papers=SAMPLE_PAPERS))
-        digest = Digest(reader, tuple(Match(p, 0) for p in top), datetime.now(UTC).date())
-        return web.services.renderer.sample(digest)
+        return web.services.renderer.sample(Digest(reader, tuple(Match(p, 0) for p in top), today))
+
+    made: list[tuple[weakref.ref[PaperIndex], date, str | None]] = []  # the sample of a pool and a day
 
     async def sample(request: Request) -> Response:
-        html = await run_in_threadpool(sample_html)
+        """The sample digest: made again only when the preview pool or the day changes, so a public page
+        costs a stranger's request no query and no render."""
+        pool, today = await pools.get(), datetime.now(UTC).date()
+        if not made or made[0][0]() is not pool or made[0][1] != today:
+            made[:] = [(weakref.ref(pool), today, await run_in_threadpool(sample_html, pool, today))]
+        html = made[0][2]
         if html is None:
             return web.pages.page(request, 404, "No sample yet", "The first listing has not been read yet.")
         return HTMLResponse(html, headers={"Content-Security-Policy": VIEW_CSP})
