@@ -481,9 +481,14 @@ def test_the_public_sample_is_made_once_per_pool_not_read_for_each_request(
     cfg, _port = served_config(tmp_path)
     cli("ingest", "--config", str(cfg)).check()
     monkeypatch.setenv("DIGEST_SECRET_KEY", TEST_SECRET_KEY)
-    reads = []
+    reads: list[int] = []
     recent = Papers.recent
-    monkeypatch.setattr(Papers, "recent", lambda self, *a, **k: reads.append(1) or recent(self, *a, **k))
+
+    def counted(self: Papers, *args: Any, **kwargs: Any) -> Any:
+        reads.append(1)
+        return recent(self, *args, **kwargs)
+
+    monkeypatch.setattr(Papers, "recent", counted)
     with TestClient(create_app(Services(load_settings(cfg)))) as client:
         at_start = len(reads)  # the preview pool, indexed before the first request
         pages = [client.get("/sample") for _ in range(5)]
