@@ -365,13 +365,15 @@ class Outbox:
             " WHERE s.email = ? ORDER BY s.message DESC, p.pid LIMIT ?",
             (mailbox_key(email), limit),
         ).fetchall()
+        parsed: dict[str | None, tuple[KeptReason, ...]] = {}  # each message's reasons, read once
+
+        def kept_for(r: Any) -> tuple[KeptReason, ...]:
+            if r["reasons"] not in parsed:
+                parsed[r["reasons"]] = _kept(r["reasons"]) or ()
+            return tuple(k for k in parsed[r["reasons"]] if k[0] == r["pid"])
+
         return [
-            (
-                paper_of(r),
-                str(r["sent_when"]),
-                date.fromisoformat(r["digest_date"]),
-                tuple(k for k in _kept(r["reasons"]) or () if k[0] == r["pid"]),
-            )
+            (paper_of(r), str(r["sent_when"]), date.fromisoformat(r["digest_date"]), kept_for(r))
             for r in rows
         ]
 
