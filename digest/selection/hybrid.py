@@ -79,16 +79,20 @@ def with_variety(
     weight: float = VARIETY,
     groups: Callable[[npt.NDArray[np.intp]], npt.NDArray[np.intp]] | None = None,
     cap: int | None = None,
+    near: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.intp]:
     """The first ``limit`` of ``order`` (candidates best first by ``scores``) re-chosen by maximal marginal
     relevance: each next paper is the one whose score less ``weight`` times its highest cosine (rows of
     ``vectors``, unit length) with a paper already chosen is highest, among the best ``VARIETY_POOL``
     times ``limit``. With ``groups`` (each of those candidates' main reason) and ``cap``, at most ``cap``
     papers of one reason, unless too few others are left. The best paper always comes first; with
-    ``weight`` 0 and no cap the order is unchanged.
+    ``weight`` 0 and no cap the order is unchanged. ``near``: the rows' cosines with each other, when
+    kept (read, not computed).
 
     >>> v = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
     >>> with_variety(np.array([0, 1, 2]), np.array([1.0, 0.9, 0.8], np.float32), v, 2, 0.3).tolist()
+    [0, 2]
+    >>> with_variety(np.array([0, 1, 2]), np.array([1.0, 0.9, 0.8], np.float32), v, 2, 0.3, near=v @ v.T).tolist()
     [0, 2]
     >>> same = lambda head: np.array([7, 7, 8])[head]
     >>> with_variety(np.array([0, 1, 2]), np.array([1.0, 0.9, 0.1], np.float32), v, 2, 0.0, same, 1).tolist()
@@ -101,7 +105,8 @@ def with_variety(
     own = scores[head].astype(np.float32)
     # A candidate's value once ``k`` is chosen: its score less its likeness to ``k`` (row k); its value
     # now is the least of those over the chosen, kept in ``value`` as they are chosen.
-    after = own[None, :] - weight * (vectors[head] @ vectors[head].T)
+    cosines = near[head][:, head] if near is not None else vectors[head] @ vectors[head].T
+    after = own[None, :] - weight * cosines
     mmr = after[0].copy()  # each candidate's value now: the least over the chosen
     mmr[0] = -np.inf
     chosen = [0]

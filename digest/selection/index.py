@@ -44,6 +44,8 @@ REST_KEPT = 100  # matches a digest left out that its page of all matches lists 
 # profile within a run and for the web app's previews; most readers' profiles are their own, made once.
 TASTES_MAX = 2_000
 CACHE_FLOATS = 10_000_000  # and at most this many floats of tastes' per-paper likeness (40 MB) on big days
+# A pool up to this size keeps its papers' cosines with each other (16 MB at most): variety reads them.
+NEAR_MAX = 2_000
 
 
 Vector = npt.NDArray[np.int32]
@@ -66,6 +68,7 @@ class PaperIndex:
         self.model: TextModel = model or TfidfModel()
         self.blend = blend or Blend()
         self._space: Space | None = space  # else made at the first profile that needs meaning
+        self._near: npt.NDArray[np.float32] | None = None
         self._lexicon: Lexicon | None = None
         self._hashed: Any = None
         # Each kept description, taste and liked paper holds a float per paper: three kinds, one budget.
@@ -129,6 +132,15 @@ class PaperIndex:
         if self._space is None:
             self._space = self.model.space(self._texts())
         return self._space
+
+    @property
+    def near(self) -> npt.NDArray[np.float32] | None:
+        """The papers' cosines with each other in the model's space, made once for a pool of at most
+        ``NEAR_MAX`` papers (a digest's variety reads them); None for a bigger pool."""
+        if self._near is None and len(self.papers) <= NEAR_MAX:
+            papers = self.space.papers
+            self._near = np.asarray(papers @ papers.T, dtype=np.float32)
+        return self._near
 
     @property
     def lexicon(self) -> Lexicon:
@@ -332,7 +344,14 @@ class PaperIndex:
             everywhere = np.zeros(len(self.papers), dtype=np.float32)
             everywhere[candidates] = combined
             kept = with_variety(
-                candidates[within], everywhere, self.space.papers, limit, blend.variety, reasons_of, cap
+                candidates[within],
+                everywhere,
+                self.space.papers,
+                limit,
+                blend.variety,
+                reasons_of,
+                cap,
+                self.near,
             )
             picked = np.searchsorted(candidates, kept)  # back to candidates' numbering (they are sorted)
             picked = picked[np.lexsort((self._rank[candidates[picked]], -combined[picked]))]  # shown by score

@@ -181,8 +181,29 @@ class _TfidfSpace:
     def embed(self, texts: Sequence[str]) -> Vectors:
         if not self.lexicon.fitted:
             return np.zeros((len(texts), self.papers.shape[1]), dtype=np.float32)
-        tfidf = self.lexicon.embed(texts)
+        return self.embed_rows(self.lexicon.embed(texts))
+
+    def embed_rows(self, tfidf: Any) -> Vectors:
+        """Texts' vectors from their rows in this space's own Lexicon (``Lexicon.embed``): what ``embed``
+        gives, without reading the texts again."""
+        if not self.lexicon.fitted:
+            return np.zeros((tfidf.shape[0], self.papers.shape[1]), dtype=np.float32)
         return _unit(self.svd.transform(tfidf) if self.svd is not None else tfidf.toarray())
+
+
+def embed_placed(space: Space, lexicon: Lexicon, texts: Sequence[str], rows: Any) -> Vectors:
+    """``texts``' vectors in ``space``, given their rows in ``lexicon`` (``Lexicon.embed``): read off those
+    rows when the space is made of that same Lexicon (the default model), else embedded.
+
+    >>> space = TfidfModel(dims=2).space(["sparse experts", "dense experts", "diffusion images", "video"])
+    >>> texts = ["experts for images"]
+    >>> placed = embed_placed(space, space.lexicon, texts, space.lexicon.embed(texts))
+    >>> bool(np.allclose(placed, space.embed(texts)))
+    True
+    """
+    if isinstance(space, _TfidfSpace) and space.lexicon is lexicon:
+        return space.embed_rows(rows)
+    return space.embed(texts)
 
 
 @dataclass(frozen=True)

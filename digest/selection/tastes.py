@@ -27,6 +27,7 @@ from digest.selection.semantic import (
     Row,
     Space,
     Taste,
+    embed_placed,
     lexical_point,
     make_taste,
     rocchio_weights,
@@ -74,7 +75,7 @@ class Tastes:
         lexicon = self._lexicon()
         rows = lexicon.embed(new)
         near = np.ascontiguousarray((lexicon.papers @ rows.T).toarray().T, dtype=np.float32)
-        vectors = self._space().embed(new)
+        vectors = embed_placed(self._space(), lexicon, new, rows)
         self._abouts.update(
             (about, About(vector, row, likeness))
             for about, vector, row, likeness in zip(new, vectors, rows_of(rows), near, strict=True)
