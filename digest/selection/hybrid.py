@@ -50,8 +50,8 @@ def shared_words(
     heaviest first, equal ones in column order. One lookup for all the papers: the item's few columns
     are found among the papers' entries by bisection, with no dense vector of the whole vocabulary.
 
-    >>> rows = [Row(np.array([0, 1, 3]), np.array([0.5, 0.5, 0.7])), Row(np.array([2]), np.array([1.0]))]
-    >>> cells = Cells.of(rows, 4)
+    >>> from scipy import sparse
+    >>> cells = Cells.of(sparse.csr_matrix([[0.5, 0.5, 0.0, 0.7], [0.0, 0.0, 1.0, 0.0]]))
     >>> item = Row(np.array([0, 1, 2]), np.array([0.9, 0.1, 0.8], np.float32))
     >>> shared_words(cells, np.array([0, 1]), item, ["lora", "rank", "merge", "moe"])
     [('lora', 'rank'), ('merge',)]

@@ -93,7 +93,7 @@ class Cells(NamedTuple):
     (row x ``width`` + column) and its value: so that many (row, column) pairs are looked up at once.
 
     >>> from scipy import sparse
-    >>> Cells.of(rows_of(sparse.csr_matrix([[0.0, 2.0], [3.0, 0.0]])), 2).keys.tolist()
+    >>> Cells.of(sparse.csr_matrix([[0.0, 2.0], [3.0, 0.0]])).keys.tolist()
     [1, 2]
     """
 
@@ -102,14 +102,11 @@ class Cells(NamedTuple):
     width: int
 
     @classmethod
-    def of(cls, rows: Sequence[Row], width: int) -> Cells:
-        keys = [np.int64(i) * width + np.asarray(r.indices, dtype=np.int64) for i, r in enumerate(rows)]
-        data = [np.asarray(r.data, dtype=np.float32) for r in rows]
-        return cls(
-            np.concatenate(keys) if keys else np.zeros(0, np.int64),
-            np.concatenate(data) if data else np.zeros(0, np.float32),
-            width,
-        )
+    def of(cls, matrix: Any) -> Cells:
+        width = int(matrix.shape[1])
+        rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        keys = rows * width + matrix.indices.astype(np.int64)
+        return cls(keys, np.asarray(matrix.data, dtype=np.float32), width)
 
 
 class Lexicon:
@@ -143,7 +140,7 @@ class Lexicon:
     @functools.cached_property
     def cells(self) -> Cells:
         """The papers' entries as ``Cells`` (for the words a reason names)."""
-        return Cells.of(self.rows, self.papers.shape[1])
+        return Cells.of(self.papers)
 
     @functools.cached_property
     def names(self) -> list[str]:
