@@ -6,21 +6,25 @@
 Digests come from the seed papers and profiles of 1-6 keywords (seeded), capped at 20 papers. Prints ms
 per email for: the HTML from the pre-inlined template rendered whole; the HTML spliced from paper blocks
 cached across emails, quoted-printable encoded (what a run does); the HTML with premailer run on each
-email (what the template would cost without inlining once); and the whole message (text part, HTML,
-headers, MIME, as bytes).
+email (what the template would cost without inlining once); the whole message (text part, HTML,
+headers, MIME, as bytes); and the text part's wrapping of the distinct texts those emails wrap, by
+``textwrap.fill`` and by the renderer's own packing (the same lines: tests/test_email.py), which is why
+the renderer packs them itself.
 """
 
 from __future__ import annotations
 
 import random
 import sys
+import textwrap
 import time
 from datetime import UTC, datetime
 
 from synthetic import VOCABULARY, seed_papers
 
-from digest.email.render import Renderer, inline_css
+from digest.email.render import TEXT_WIDTH, Renderer, inline_css
 from digest.models import Digest, Profile, Subscriber
+from digest.redact import one_line
 from digest.selection.index import PaperIndex
 
 
@@ -71,6 +75,43 @@ def main(n: int) -> None:
     per_email("whole message (text + HTML + MIME, as bytes)", time.perf_counter() - t, n)
     print(f"message size: {total / n / 1000:.1f} KB on average")
     print(f"HTML size: median {sorted(sizes)[n // 2] / 1000:.1f} KB, max {max(sizes) / 1000:.1f} KB")
+    wrapping(batch)
+
+
+def wrapping(batch: list[Digest]) -> None:
+    """The text part's wrapping of the texts ``batch``'s text parts wrap (each distinct one once, no
+    cache): textwrap against the renderer's packing."""
+    renderer = Renderer(sender="Paper Digest <digest@example.org>")
+    packed = renderer.env.filters["wrap"].__wrapped__  # the filter without its cache
+    asked: dict[tuple[str, int], None] = {}
+    renderer.env.filters["wrap"] = lambda text, indent=0: (
+        asked.setdefault((text, indent)) or packed(text, indent)
+    )
+    for d in batch:
+        renderer.text(renderer.context(d))
+
+    def by_textwrap(text: str, indent: int) -> str:
+        pad, line = " " * indent, one_line(text)
+        if len(pad) + len(line) <= TEXT_WIDTH:
+            return pad + line if line else ""
+        return textwrap.fill(
+            line,
+            TEXT_WIDTH,
+            initial_indent=pad,
+            subsequent_indent=pad,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+
+    for label, wrap in (
+        ("text part wrapped by textwrap", by_textwrap),
+        ("text part wrapped by packing", packed),
+    ):
+        t = time.perf_counter()
+        for text, indent in asked:
+            wrap(text, indent)
+        seconds = time.perf_counter() - t
+        print(f"{label + f' ({len(asked)} texts)':<44} {seconds / len(batch) * 1e6:8.1f} us/email")
 
 
 if __name__ == "__main__":

@@ -328,6 +328,37 @@ def test_the_text_part_wraps_at_72_and_keeps_a_line_that_fits_as_it_is() -> None
     assert " ".join(line.strip() for line in wrapped) == long_title.text
 
 
+def test_the_text_parts_wrap_is_textwraps_for_every_seed_paper_and_long_words() -> None:
+    """The text part packs words itself (faster than textwrap's general chunking); it must give exactly
+    what textwrap gives with words never cut, for every title and abstract of the seed papers, reasons of
+    every length, a word longer than a line, and a line exactly as wide as the width."""
+    import textwrap
+
+    from digest.redact import one_line
+
+    wrap = Renderer(sender=SENDER).env.filters["wrap"]
+    texts = [t for p in seed_papers() for t in (p.title, p.abstract, f"similar to: {p.title} (shares: a, b)")]
+    texts += [
+        "see https://example.org/" + "x" * 80 + " and then more words after it " * 3,
+        "y" * 90,
+        ("word " * 14 + "abc").strip(),  # 72 characters: fits at indent 0, not at 4
+        "a b\tc\n  d",
+        "",
+    ]
+    for text in texts:
+        for indent in (0, 2, 4):
+            pad = " " * indent
+            expected = textwrap.fill(
+                one_line(text),
+                72,
+                initial_indent=pad,
+                subsequent_indent=pad,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            assert wrap(text, indent) == expected, (text, indent)
+
+
 def test_only_http_links_and_no_markup_from_feeds() -> None:
     html = Renderer(sender=SENDER).render(hostile_digest(), NOW).get_body(("html",)).get_content()
     tree = lxml_html.fromstring(html)
