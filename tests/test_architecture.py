@@ -48,6 +48,7 @@ LAYERS = [
         "run.courier",
         "run.channel",
         "run.reader_models",
+        "run.recall",
         "run.planning",
         "run.delivery",
         "run.summaries",

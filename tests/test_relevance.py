@@ -353,7 +353,7 @@ def test_a_sent_digest_says_again_what_its_email_said_why_and_in_which_section(t
         )
         assert feed, "the manage page links the reader's feed"
         assert "(shares: " in html.unescape(client.get(feed.group(1)).text)  # and so does the feed
-    from digest.run.planning import recalled
+    from digest.run.recall import recalled
     from digest.store import Store
 
     with Store.open(tmp_path / "var" / "digest.sqlite3") as store:

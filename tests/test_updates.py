@@ -14,7 +14,7 @@ from conftest import FIXTURES, read_maildir, write_config
 
 from digest.models import Paper
 from digest.run import pipeline
-from digest.run.planning import recalled
+from digest.run.recall import recalled
 from digest.settings import load_settings
 from digest.store import Store
 from digest.wiring import Services

@@ -39,7 +39,8 @@ from digest.errors import (
 from digest.models import Status
 from digest.reports import RunReport, SourceReport, SubscriberReport, is_problem
 from digest.run.channel import Channel, Piece
-from digest.run.planning import Planned, Send, Skip, kept_reasons, plan_batches
+from digest.run.planning import Planned, Send, Skip, plan_batches
+from digest.run.recall import kept_reasons
 from digest.selection.index import PaperIndex
 from digest.store import NewMessage, Store
 

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from digest import links
 from digest.atom import FEED_ENTRIES, Sent, atom_feed
-from digest.run.planning import explained, kept_by_ref
+from digest.run.recall import explained, kept_by_ref
 from digest.tokens import Purpose
 from digest.web.state import Web
 

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from digest import links
 from digest.email.entries import tldr_for
 from digest.models import Digest, Match, Paper, Profile, Reason, Subscriber
-from digest.run.planning import explained, kept_by_ref
+from digest.run.recall import explained, kept_by_ref
 from digest.selection.index import PaperIndex
 from digest.tokens import Purpose
 from digest.web.feed import not_modified, version_of

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from digest import links
 from digest.models import Paper
-from digest.run.planning import recalled
+from digest.run.recall import recalled
 from digest.tokens import Bearer, Purpose
 from digest.web.pages import CSRF_COOKIE
 from digest.web.state import Web
