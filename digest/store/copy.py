@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from digest.errors import StoreError
 from digest.store.database import Store
-from digest.store.dialect import PostgreSQL
+from digest.store.postgresql import PostgreSQL
 
 BATCH = 2_000
 
