@@ -30,7 +30,7 @@ from run_day import start_sink
 
 from digest.config_tables import SmtpConfig
 from digest.email.mime import Outgoing
-from digest.email.transport import SmtpTransport
+from digest.email.smtp import SmtpTransport
 
 
 def _free_port() -> int:

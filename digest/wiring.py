@@ -27,7 +27,8 @@ from digest.email.bounces import verp_address
 from digest.email.dkim import KEY_VARIABLE, DkimKey
 from digest.email.mime import Outgoing
 from digest.email.render import Renderer
-from digest.email.transport import MaildirTransport, SmtpTransport, Transport
+from digest.email.smtp import SmtpTransport
+from digest.email.transport import MaildirTransport, Transport
 from digest.errors import ConfigError
 from digest.links import Links
 from digest.plugins import add_installed

@@ -43,7 +43,7 @@ LAYERS = [
         "atom",
         "references",
     },
-    {"sources", "store", "email.transport", "run.runlock", "run.progress", "logs"},
+    {"sources", "store", "email.transport", "email.smtp", "run.runlock", "run.progress", "logs"},
     {
         "run.courier",
         "run.channel",

@@ -31,7 +31,7 @@ from conftest import (
 from running import DIGEST, cli
 
 from digest.email.render import SUBJECT_MAX, Renderer
-from digest.email.transport import SmtpTransport
+from digest.email.smtp import SmtpTransport
 from digest.links import Links
 from digest.models import Digest, Match, Paper, Profile, Reason, Status, Subscriber
 from digest.run import pipeline

@@ -20,7 +20,8 @@ from conftest import (
     write_config,
 )
 
-from digest.email.transport import MaildirTransport, MemoryTransport, SmtpTransport
+from digest.email.smtp import SmtpTransport
+from digest.email.transport import MaildirTransport, MemoryTransport
 from digest.errors import PermanentDeliveryError
 from digest.models import Paper, Profile, Status, Subscriber
 from digest.run import pipeline

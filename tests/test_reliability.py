@@ -22,7 +22,8 @@ from rich.console import Console
 
 from digest.cli import main, print_summary
 from digest.email.mime import Outgoing
-from digest.email.transport import HAS_SYNCFS, MaildirTransport, MemoryTransport, SmtpTransport
+from digest.email.smtp import SmtpTransport
+from digest.email.transport import HAS_SYNCFS, MaildirTransport, MemoryTransport
 from digest.errors import TransientDeliveryError
 from digest.models import Status
 from digest.reports import RunReport

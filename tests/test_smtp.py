@@ -20,7 +20,7 @@ from conftest import RecordingHandler, free_port, samples_source, sent_refs, wri
 
 from digest.config_tables import SmtpConfig
 from digest.email.mime import Outgoing
-from digest.email.transport import SmtpTransport
+from digest.email.smtp import SmtpTransport
 from digest.errors import DeliveryAbortedError, PermanentDeliveryError, TransientDeliveryError
 from digest.models import Status
 from digest.run import pipeline
