@@ -221,6 +221,31 @@ def test_one_smtp_connection_per_run(tmp_path: Path, now: datetime, smtp_server:
         assert rcpts == [msg["To"].addresses[0].addr_spec]
 
 
+def test_a_run_collects_cyclic_garbage_less_often_while_it_delivers_and_as_before_after(
+    tmp_path: Path, now: datetime
+) -> None:
+    """The collector's young collections come every ``YOUNG_COLLECTION`` allocations while a run plans and
+    sends (its full passes over the pool and caches were a large share of a run), and the process's own
+    setting is back once the run is over."""
+    import gc
+
+    from digest.email.mime import Outgoing
+    from digest.run.delivery import YOUNG_COLLECTION
+
+    seen: list[int] = []
+
+    class Watching(MemoryTransport):
+        def send(self, message: Outgoing) -> None:
+            seen.append(gc.get_threshold()[0])
+            super().send(message)
+
+    settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE])
+    before = gc.get_threshold()
+    report = pipeline.run_once(Services(settings, transport=Watching()), store, now)
+    assert [s.status for s in report.subscribers] == [Status.SENT] * 2
+    assert seen == [YOUNG_COLLECTION] * 2 and gc.get_threshold() == before
+
+
 def test_permanent_refusal_fails_only_that_subscriber(tmp_path: Path, now: datetime) -> None:
     settings, store = setup(tmp_path, sources=[samples_source()], subscribers=[ADA, GRACE])
     transport = MemoryTransport(
