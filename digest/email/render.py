@@ -97,8 +97,8 @@ def _wrap(text: str, indent: int = 0) -> str:
     72 characters, a word longer than a line alone on its own (never cut: a URL stays whole). What
     ``textwrap.fill`` gives for the same text with ``break_long_words`` and ``break_on_hyphens`` off (the
     tests compare both); packed here because the text is already one line of single spaces
-    (``one_line``), and textwrap's general chunking took 7% of a hybrid email's rendering. Cached: the
-    same abstracts are wrapped for many subscribers.
+    (``one_line``), where textwrap's general chunking costs three times as much (``bench/render_email.py``).
+    Cached: the same abstracts are wrapped for many subscribers.
 
     >>> _wrap("close to your description (shares: lora)", 4)
     '    close to your description (shares: lora)'
