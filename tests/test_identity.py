@@ -98,10 +98,8 @@ def test_the_store_keys_every_address_on_both_backends(store_location: str, now:
         sent = store.outbox.sent_refs(["ada@xn--strae-oqa.de", "ADA@strasse.de"])
         assert sent == {mailbox_key("ada@straße.de"): {refs[0]}, "ada@strasse.de": {refs[1]}}
         assert store.outbox.owners(["<m1@example.org>"]) == {"<m1@example.org>": mailbox_key("ada@straße.de")}
-        store.readers.set_feedback("ada@straße.de", refs[2], "more", now)
-        assert set(store.readers.feedback(["ada@strasse.de", "ada@straße.de"])) == {
-            mailbox_key("ada@straße.de")
-        }
+        store.feedback.set("ada@straße.de", refs[2], "more", now)
+        assert set(store.feedback.of(["ada@strasse.de", "ada@straße.de"])) == {mailbox_key("ada@straße.de")}
         state = store.outbox.state(["ada@straße.de", "ada@strasse.de"], {now.date()})
         assert state.sent_on == {(mailbox_key("ada@straße.de"), now.date()), ("ada@strasse.de", now.date())}
         assert store.readers.forget("ADA@STRASSE.DE", now)
@@ -156,7 +154,7 @@ def _check_rekeyed(location: str) -> None:
             "zoe@example.org": {1},
             "ada@xn--strae-oqa.de": {1, 2},  # both spellings' history, each paper once
         }
-        assert set(store.readers.feedback(["JOSÉ@example.org"])) == {"josÉ@example.org"}
+        assert set(store.feedback.of(["JOSÉ@example.org"])) == {"josÉ@example.org"}
         assert store.readers.get("josé@example.org") is None  # another mailbox
         assert store.outbox.owners(["<m2@example.org>", "<m3@example.org>"]) == {
             "<m2@example.org>": "ada@xn--strae-oqa.de",

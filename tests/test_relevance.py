@@ -423,7 +423,7 @@ def _said(run: list[str], email: str) -> list[str]:
 
     settings = load_settings(run[1])
     with Store.open(settings.database) as store:
-        mine = store.readers.feedback([email]).get(email, {})
+        mine = store.feedback.of([email]).get(email, {})
     return [p.title for p in mine.get("more", [])]
 
 

@@ -131,7 +131,7 @@ def test_migrate_store_copies_everything_and_the_history_holds(database: str, tm
     assert cli(*digest, "run", env=env).returncode == 0
     with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
         (ref,) = store.conn.execute("SELECT pid FROM sent LIMIT 1").fetchone()
-        store.readers.set_feedback("reader0@example.org", ref, "more", datetime.now(UTC))
+        store.feedback.set("reader0@example.org", ref, "more", datetime.now(UTC))
         before = {
             t: store.conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("papers", "sent")
         }
@@ -151,7 +151,7 @@ def test_migrate_store_copies_everything_and_the_history_holds(database: str, tm
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads(rerun.stdout)["counts"] == {"nothing-new": 4}  # the same day: already sent
     with Store.open(database) as store:
-        assert store.readers.feedback(["reader0@example.org"])["reader0@example.org"]["more"][0].ref == ref
+        assert store.feedback.of(["reader0@example.org"])["reader0@example.org"]["more"][0].ref == ref
         assert store.conn.execute("SELECT count(*) FROM sent").fetchone()[0] == before["sent"]
         # New rows get ids after the copied ones.
         store.papers.ingest([Paper("A paper after the move", "Its abstract.")], datetime.now(UTC))

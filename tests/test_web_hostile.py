@@ -119,7 +119,7 @@ def test_head_options_and_get_never_act_on_any_acting_route(tmp_path: Path) -> N
         str(m["Subject"]) for m in read_maildir(tmp_path / "var" / "outbox") if "Confirm" in str(m["Subject"])
     ] == []
     with Store.open(tmp_path / "var" / "digest.sqlite3") as store:
-        assert store.readers.feedback(["zoe@example.org"]) == {}
+        assert store.feedback.of(["zoe@example.org"]) == {}
 
 
 # -- 4: forwarded headers and the hourly cap ------------------------------------------------------------

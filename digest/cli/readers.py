@@ -255,7 +255,7 @@ def feedback(config: str | None, email: str, paper: str, kind: str | None) -> No
                 f"no stored paper has the arXiv id or title {paper!r}",
                 hint="give an arXiv id (2501.01234) or the exact title of a paper a listing brought",
             )
-        store.readers.set_feedback(address, found.ref, None if kind == "undo" else kind, utc_now())
+        store.feedback.set(address, found.ref, None if kind == "undo" else kind, utc_now())
     said = {"more": "more like", "less": "less like", "undo": "forgot feedback on"}[kind]
     click.echo(f"{address}: {said} {found.title!r}")
 

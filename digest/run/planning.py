@@ -358,7 +358,7 @@ def tastes_of(subs: Sequence[Subscriber], pool: PaperIndex, store: Store, now: d
     wanted = [s for s in subs if not s.profile.trending]
     if not wanted:
         return {}
-    feedback = store.readers.feedback([s.email for s in wanted])
+    feedback = store.feedback.of([s.email for s in wanted])
     unknown = {n for s in wanted for n in s.profile.seeds if n not in pool.named}
     if unknown:
         found = store.papers.find(sorted(unknown))

@@ -49,7 +49,7 @@ def learned_scores(
         )
         for s in wanted
     }
-    kept = store.readers.models([s.email for s in wanted])
+    kept = store.feedback.models([s.email for s in wanted])
     models: dict[str, ReaderModel] = {}
     fresh: list[tuple[str, str, bytes]] = []
     for sub in wanted:
@@ -62,7 +62,7 @@ def learned_scores(
             models[sub.key] = model
             fresh.append((sub.email, model.version, model.to_bytes()))
     if fresh and not store.read_only:
-        store.readers.save_models(fresh, now)
+        store.feedback.save_models(fresh, now)
     return {key: model.scores(pool.hashed) for key, model in models.items()}
 
 
@@ -72,7 +72,7 @@ def _fit(
     positives = ([sub.profile.about] if sub.profile.about.strip() else []) + [_text(p) for p in liked]
     mine = {p.key for p in liked}
     disliked = opinion.get("less", [])
-    shown = [p for p in store.readers.shown(sub.email, SHOWN + len(mine)) if p.key not in mine][:SHOWN]
+    shown = [p for p in store.feedback.shown(sub.email, SHOWN + len(mine)) if p.key not in mine][:SHOWN]
     negatives = [_text(p) for p in disliked] + [
         _text(p) for p in shown if p.key not in {d.key for d in disliked}
     ]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from digest.errors import StoreError
 from digest.store.dialect import Connection, dialect_of
+from digest.store.feedback import Feedback
 from digest.store.health import Health
 from digest.store.library import Library
 from digest.store.outbox import Outbox
@@ -79,6 +80,7 @@ class Store:
         self.read_only = conn.read_only
         self.papers = Papers(conn)
         self.readers = Readers(conn)
+        self.feedback = Feedback(conn)
         self.library = Library(conn)
         self.outbox = Outbox(conn)
         self.runs = Runs(conn)

@@ -1,5 +1,5 @@
 """The readers the store keeps: their profiles (from the config, the CLI, the web app and the API), their
-state (active, bouncing), what they said of papers ("more / less like this"), and their erasure.
+state (active, bouncing), and their erasure. What they said of papers is ``feedback``.
 
 Every reader is keyed by the canonical key of their mailbox (``identity.mailbox_key``; ``address`` keeps
 the address as written, for the To: line), and every method keys the addresses it is given, so a caller
@@ -15,10 +15,9 @@ from typing import Any
 
 from digest.email.bounces import SOFT
 from digest.identity import fingerprint, mailbox_key
-from digest.models import Paper, Profile, Subscriber
+from digest.models import Profile, Subscriber
 from digest.store.dialect import Connection
-from digest.store.papers import paper_of
-from digest.store.sql import chunks, iso, marks
+from digest.store.sql import iso
 
 BOUNCE_LIMIT = 3  # consecutive permanent failures (or soft bounces a week apart at most) before bouncing
 SOFT_BOUNCE_WINDOW = timedelta(days=7)  # soft bounces further apart than this start the count again
@@ -310,32 +309,6 @@ class Readers:
             )
         return bool(cur.rowcount > 0)
 
-    def set_feedback(self, email: str, ref: int, kind: str | None, now: datetime) -> None:
-        """Record the reader's "more" or "less" like paper ``ref`` (replacing an earlier one); None undoes it."""
-        email = mailbox_key(email)
-        with self.conn.transaction() as tx:
-            if kind is None:
-                tx.execute("DELETE FROM feedback WHERE email = ? AND pid = ?", (email, ref))
-            else:
-                tx.execute(
-                    "INSERT INTO feedback (email, pid, kind, at) VALUES (?,?,?,?) ON CONFLICT (email, pid)"
-                    " DO UPDATE SET kind = excluded.kind, at = excluded.at",
-                    (email, ref, kind, iso(now)),
-                )
-
-    def feedback(self, emails: Sequence[str]) -> dict[str, dict[str, list[Paper]]]:
-        """For a batch of subscribers: mailbox key -> {"more": papers, "less": papers}, oldest first."""
-        out: dict[str, dict[str, list[Paper]]] = {}
-        for chunk in chunks([mailbox_key(e) for e in emails]):
-            for r in self.conn.execute(
-                f"SELECT f.email AS reader, f.kind, p.* FROM feedback f JOIN papers p ON p.pid = f.pid"
-                f" WHERE f.email IN ({marks(chunk)}) ORDER BY f.at, f.pid",
-                tuple(chunk),
-            ):
-                mine = out.setdefault(r["reader"], {"more": [], "less": []})
-                mine[r["kind"]].append(paper_of(r))
-        return out
-
     def set_seeds(self, email: str, seeds: Sequence[str], now: datetime) -> bool:
         """Replace ``email``'s seed papers, and nothing else of theirs (an import); False if unknown."""
         with self.conn.transaction() as tx:
@@ -344,37 +317,6 @@ class Readers:
                 (json.dumps(list(seeds)), iso(now), mailbox_key(email)),
             )
         return bool(cur.rowcount > 0)
-
-    def models(self, emails: Sequence[str]) -> dict[str, tuple[str, bytes]]:
-        """The stored models of readers (``selection.learner``): mailbox key -> (version, bytes)."""
-        out: dict[str, tuple[str, bytes]] = {}
-        for chunk in chunks([mailbox_key(e) for e in emails]):
-            for r in self.conn.execute(
-                f"SELECT email, version, model FROM reader_models WHERE email IN ({marks(chunk)})",
-                tuple(chunk),
-            ):
-                out[r["email"]] = (r["version"], bytes(r["model"]))
-        return out
-
-    def save_models(self, models: Sequence[tuple[str, str, bytes]], now: datetime) -> None:
-        """Keep readers' models: (email, version, bytes) each, replacing what was kept."""
-        with self.conn.transaction() as tx:
-            for email, version, blob in models:
-                tx.execute(
-                    "INSERT INTO reader_models (email, version, model, fitted) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (email) DO UPDATE SET version = excluded.version, model = excluded.model,"
-                    " fitted = excluded.fitted",
-                    (mailbox_key(email), version, blob, iso(now)),
-                )
-
-    def shown(self, email: str, limit: int) -> list[Paper]:
-        """The papers most recently sent to ``email``, at most ``limit``."""
-        rows = self.conn.execute(
-            "SELECT p.* FROM sent s JOIN papers p ON p.pid = s.pid WHERE s.email = ?"
-            " ORDER BY s.sent_at DESC, p.pid DESC LIMIT ?",
-            (mailbox_key(email), limit),
-        )
-        return [paper_of(r) for r in rows]
 
     def record_bounce(self, email: str, kind: str, reason: str, now: datetime) -> bool:
         """Returned mail about ``email`` (see ``digest.email.bounces``): a hard bounce or a complaint suspends them

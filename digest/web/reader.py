@@ -117,7 +117,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
     def said_of(key: str) -> list[dict[str, Any]]:
         """What the reader said with "more / less like this", for the manage page to list and undo."""
         with web.stores.get() as store:
-            mine = store.readers.feedback([key]).get(key, {})
+            mine = store.feedback.of([key]).get(key, {})
         return [
             {"ref": p.ref, "title": p.title, "kind": kind}
             for kind in ("more", "less")
@@ -223,7 +223,7 @@ def reader_routes(web: Web, pools: PoolCache) -> list[Route]:
 
     def undo_feedback(key: str, ref: int) -> None:
         with web.stores.get() as store:
-            store.readers.set_feedback(key, ref, None, datetime.now(UTC))
+            store.feedback.set(key, ref, None, datetime.now(UTC))
 
     async def undo(request: Request) -> Response:
         refused = await web.ref_post(request, undo_feedback)

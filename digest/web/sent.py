@@ -106,7 +106,7 @@ def sent_digest_routes(web: Web) -> list[Route]:
             if kind == "save":
                 store.library.save(key, paper.ref, datetime.now(UTC))
             else:
-                store.readers.set_feedback(key, paper.ref, kind, datetime.now(UTC))
+                store.feedback.set(key, paper.ref, kind, datetime.now(UTC))
 
     async def feedback(request: Request) -> Response:
         found = await about(request)
