@@ -38,7 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from synthetic import REPO, seed_papers
@@ -109,14 +109,20 @@ CAPS = (1.0, 0.5, 0.34, 0.25)  # the share of a digest one reason may explain (1
 VARIETY_COST = 0.01  # the most mean AP (on the other topics) variety may cost
 BONUSES = (0.0, 0.05, 0.1, 0.3, 1.0)  # baseline (b)'s keyword bonus, cross-validated the same way
 
-Score = tuple[float, float]  # (average precision, precision at min(10, R))
+
+class Score(NamedTuple):
+    """Average precision and precision at min(10, R); over a topic's draws, their means and each draw's AP."""
+
+    ap: float
+    p10: float
+    draws: tuple[float, ...] = ()
 
 
 def score(ranked: Sequence[int], relevant: set[int]) -> Score:
     """(average precision, precision at min(10, R)) of a ranking (refs) against the relevant refs.
 
-    >>> score([1, 2, 3], {1, 3, 4})
-    (0.5555555555555555, 0.6666666666666666)
+    >>> tuple(score([1, 2, 3], {1, 3, 4}))
+    (0.5555555555555555, 0.6666666666666666, ())
     """
     hits, total = 0, 0.0
     for k, r in enumerate(ranked, 1):
@@ -124,7 +130,7 @@ def score(ranked: Sequence[int], relevant: set[int]) -> Score:
             hits += 1
             total += hits / k
     cut = min(10, len(relevant))
-    return total / len(relevant), sum(r in relevant for r in ranked[:cut]) / cut
+    return Score(total / len(relevant), sum(r in relevant for r in ranked[:cut]) / cut)
 
 
 @dataclass
@@ -157,7 +163,9 @@ def over_draws(topic: Topic, rank: Callable[[Topic, list[Paper]], list[int]]) ->
         left_out = {p.ref for p in draw}
         ranked = [r for r in rank(topic, draw) if r not in left_out]
         rows.append(score(ranked, topic.relevant - left_out))
-    return statistics.fmean(r[0] for r in rows), statistics.fmean(r[1] for r in rows)
+    return Score(
+        statistics.fmean(r.ap for r in rows), statistics.fmean(r.p10 for r in rows), tuple(r.ap for r in rows)
+    )
 
 
 Table = dict[Any, list[Score]]  # a choice -> its score on each topic
@@ -357,7 +365,7 @@ def variety_report(topics: list[Topic], papers: list[Paper], picks: list[Any]) -
                     chosen = replace(blend, variety=v, reason_cap=cap)
                     ranked, share, alike = digest_of(index, profile, liked, chosen, rest)  # type: ignore[arg-type]
                     ranked = [r for r in ranked if r not in left_out]
-                    rows[(v, cap)].append((*score(ranked, topic.relevant - left_out), share, alike))
+                    rows[(v, cap)].append((*score(ranked, topic.relevant - left_out)[:2], share, alike))
             for v in settings:
                 table[v].append(tuple(statistics.fmean(r[k] for r in rows[v]) for k in range(4)))  # type: ignore[arg-type]
         held = [(choose_variety(table, skip=i), i) for i in range(len(topics))]
@@ -437,7 +445,7 @@ def feedback_report(topics: list[Topic], papers: list[Paper]) -> None:
         ("feedback, taste only (Rocchio)", table[0.0]),
         (f"feedback + own model, weight chosen per fold {dict(Counter(picked))}", held),
     ):
-        a, p = mean(col)
+        a, p, _ = mean(col)
         print(f"| {label} | {a:.3f} | {p:.3f} |")
     print(
         f"own model's weight chosen on all twelve: {on_all(trained)} (ships as Blend.learned = {Blend().learned})"
@@ -448,7 +456,21 @@ def feedback_report(topics: list[Topic], papers: list[Paper]) -> None:
 
 
 def mean(rows: list[Score]) -> Score:
-    return statistics.fmean(r[0] for r in rows), statistics.fmean(r[1] for r in rows)
+    return Score(statistics.fmean(r[0] for r in rows), statistics.fmean(r[1] for r in rows))
+
+
+def by_draw(topics: list[Topic], ours: list[Score], theirs: list[Score]) -> list[str]:
+    """Per topic where ``ours`` is below ``theirs`` in mean AP: in how many draws it is below, and the
+    differences draw by draw (each the held-out choice's AP on the same seeds), to tell a topic it is
+    worse on from one where a draw or two decide."""
+    lines = []
+    for t, o, b in zip(topics, ours, theirs, strict=True):
+        if o.ap < b.ap:
+            diffs = [x - y for x, y in zip(o.draws, b.draws, strict=True)]
+            below = sum(d < 0 for d in diffs)
+            shown = ", ".join(f"{d:+.3f}" for d in diffs)
+            lines.append(f"  {t.name}: below in {below} of {len(diffs)} draws ({shown})")
+    return lines
 
 
 def main() -> None:
@@ -533,6 +555,12 @@ def main() -> None:
     print(
         f"\ncombined against (b): mean AP {gain:+.3f} (target >= +0.05); below (b) on {len(worse)} topics "
         f"(target <= 2): {', '.join(worse) or 'none'}"
+    )
+    print("\n".join(by_draw(topics, combined, b)))
+    every = [x - y for c, o in zip(combined, b, strict=True) for x, y in zip(c.draws, o.draws, strict=True)]
+    print(
+        f"  over all {len(every)} topic-draws: combined below (b) in {sum(d < 0 for d in every)}, "
+        f"level in {sum(d == 0 for d in every)}, above in {sum(d > 0 for d in every)}"
     )
     for kind in [k for k in columns if k.startswith("combined [")]:
         print(f"{kind}: mean AP {mean(columns[kind])[0] - mean(b)[0]:+.3f} against (b)")
