@@ -10,7 +10,6 @@ folder, so a config works wherever ``digest`` is started from.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import re
@@ -41,6 +40,7 @@ from pydantic_settings import (
 )
 
 from digest.cadence import When, parse_cadence, parse_send_at
+from digest.config_paths import check_model, check_templates, resolved
 from digest.config_tables import (
     TABLE_SECRETS,
     AlertsConfig,
@@ -209,16 +209,16 @@ class Settings(BaseSettings):
             return self
         base = self.config_path.parent
         if isinstance(self.database, Path):
-            self.database = _resolve(self.database, base)
-        self.delivery = self.delivery.model_copy(update={"maildir": _resolve(self.delivery.maildir, base)})
-        self.bounces = self.bounces.model_copy(update={"maildir": _resolve(self.bounces.maildir, base)})
+            self.database = resolved(self.database, base)
+        self.delivery = self.delivery.model_copy(update={"maildir": resolved(self.delivery.maildir, base)})
+        self.bounces = self.bounces.model_copy(update={"maildir": resolved(self.bounces.maildir, base)})
         self.sources = [
-            s.model_copy(update={"path": str(_resolve(Path(s.path), base))}) if s.path is not None else s
+            s.model_copy(update={"path": str(resolved(Path(s.path), base))}) if s.path is not None else s
             for s in self.sources
         ]
         if self.templates_dir is not None:
-            self.templates_dir = _resolve(self.templates_dir, base)
-            _check_templates(self.templates_dir)
+            self.templates_dir = resolved(self.templates_dir, base)
+            check_templates(self.templates_dir)
         self.relevance = self.relevance.model_copy(update={"model": check_model(self.relevance.model, base)})
         return self
 
@@ -252,52 +252,6 @@ class Settings(BaseSettings):
         return [s.to_subscriber() for s in self.subscribers]
 
 
-INSTALL_HINT = (
-    "install the model's library (pip install 'digest[semantic]', PyTorch's CPU build first: see the README),"
-    ' or set [relevance] model = "tfidf"'
-)
-
-
-def check_model(name: str, base: Path) -> str:
-    """The model ``[relevance] model`` names, checked without loading it or touching the network: "tfidf";
-    a model folder (an absolute path, or relative to ``base``, the config's folder), returned absolute; or
-    a model hub name found in the local Hugging Face cache. ConfigError naming the setting and the fix
-    otherwise: a run never waits on a download, nor fails half-way for a model it cannot load."""
-    if name == "tfidf":
-        return name
-    if importlib.util.find_spec("sentence_transformers") is None:
-        raise ConfigError(
-            f"the model {name!r} needs sentence-transformers, which is not installed",
-            key="relevance.model",
-            hint=INSTALL_HINT,
-        )
-    folder = (base / Path(name).expanduser()).resolve()
-    if folder.is_dir():
-        if not any((folder / f).is_file() for f in ("modules.json", "config.json")):
-            raise ConfigError(
-                f"{folder} holds no sentence-transformers model (no modules.json or config.json)",
-                key="relevance.model",
-                hint="point it at the folder a model was saved or downloaded into",
-            )
-        return str(folder)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ConfigError(
-            f"there is no model folder at {folder}",
-            key="relevance.model",
-            hint="put the model's folder there (model.save(FOLDER), or hf download NAME --local-dir FOLDER)",
-        )
-    from huggingface_hub import try_to_load_from_cache
-
-    repo = name if "/" in name else f"sentence-transformers/{name}"
-    if not isinstance(try_to_load_from_cache(repo, "modules.json"), str):
-        raise ConfigError(
-            f"the model {name!r} is neither a folder nor in this machine's Hugging Face cache; runs do not download it",
-            key="relevance.model",
-            hint=f"download it once (hf download {repo}), or save it into a folder and name the folder",
-        )
-    return name
-
-
 def _loc(loc: tuple[Any, ...]) -> str:
     """``("sources", 1, "kind")`` -> ``"sources[1].kind"``."""
     out = ""
@@ -327,23 +281,6 @@ def _explain(exc: ValidationError, where: str) -> ConfigError:
             msg += f" (got {redact_text(repr(err['input']))})"
         lines.append(f"{key or '(top level)'}: {msg}")
     return ConfigError(f"invalid configuration in {where}:\n  " + "\n  ".join(lines), key=None)
-
-
-def _resolve(path: Path, base: Path) -> Path:
-    path = path.expanduser()
-    return (path if path.is_absolute() else base / path).resolve()
-
-
-def _check_templates(folder: Path) -> None:
-    missing = [n for n in ("digest.html", "digest.txt") if not (folder / n).is_file()]
-    if missing:
-        raise ConfigError(
-            f"{folder} has no {' or '.join(missing)}"
-            if folder.is_dir()
-            else f"the folder {folder} does not exist",
-            key="templates_dir",
-            hint="point it at a folder with digest.html and digest.txt, or remove it for the bundled ones",
-        )
 
 
 def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:

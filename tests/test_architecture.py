@@ -21,6 +21,7 @@ LAYERS = [
         "links",
         "alerts",
         "config_tables",
+        "config_paths",
         "settings",
         "selection.semantic",
         "selection.authorship",
@@ -156,7 +157,11 @@ VALUES = {"errors", "redact", "identity", "models", "keywords", "cadence", "prof
 SETTINGS_READERS = {"wiring", "cli", "scheduler", "web", "run.workers"}
 
 
-CONFIGURATION = {"settings", "config_tables"}  # the settings and the models of the config file's tables
+CONFIGURATION = {
+    "settings",
+    "config_tables",
+    "config_paths",
+}  # the settings, the config file's tables, what it points at
 
 
 def test_settings_imports_no_feature_module() -> None:
