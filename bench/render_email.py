@@ -83,10 +83,13 @@ def wrapping(batch: list[Digest]) -> None:
     cache): textwrap against the renderer's packing."""
     renderer = Renderer(sender="Paper Digest <digest@example.org>")
     packed = renderer.env.filters["wrap"].__wrapped__  # the filter without its cache
-    asked: dict[tuple[str, int], None] = {}
-    renderer.env.filters["wrap"] = lambda text, indent=0: (
-        asked.setdefault((text, indent)) or packed(text, indent)
-    )
+    asked: dict[tuple[str, int], None] = {}  # each text wrapped, in order, once
+
+    def recording(text: str, indent: int = 0) -> str:
+        asked[(text, indent)] = None
+        return str(packed(text, indent))
+
+    renderer.env.filters["wrap"] = recording
     for d in batch:
         renderer.text(renderer.context(d))
 

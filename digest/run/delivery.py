@@ -326,8 +326,8 @@ YOUNG_COLLECTION = 100_000
 
 @contextmanager
 def fewer_collections(young: int = YOUNG_COLLECTION) -> Iterator[None]:
-    """The cyclic garbage collector runs a young collection every ``young`` allocations (not fewer than
-    it already did), and as before once this is left.
+    """The cyclic garbage collector runs a young collection every ``young`` allocations (never more often
+    than it already did), and as before once this is left.
 
     >>> before = gc.get_threshold()
     >>> with fewer_collections(123_456):
